@@ -1,0 +1,58 @@
+"""The five usage quantities the API reports, as one immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+#: API field name for each Totals field, in exposition order.
+API_FIELDS: dict[str, str] = {
+    "input_tokens": "InTotal",
+    "output_tokens": "OutTotal",
+    "tokens": "Total",
+    "requests": "RequestTotal",
+    "image_generations": "ImageGenerationNum",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Usage totals over some interval; every field is a non-negative integer."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens: int = 0
+    requests: int = 0
+    image_generations: int = 0
+
+    NAMES: ClassVar[tuple[str, ...]] = tuple(API_FIELDS)
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def __sub__(self, other: Totals) -> Totals:
+        return Totals(*(a - b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def values(self) -> tuple[int, ...]:
+        """The five numbers in field order."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def maximum(self, other: Totals) -> Totals:
+        """Field-wise maximum: a reading never lowers what was seen before."""
+        return Totals(*(max(a, b) for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def dominates(self, other: Totals) -> bool:
+        """True when no field of ``self`` is below ``other``'s."""
+        return all(a >= b for a, b in zip(self.values(), other.values(), strict=True))
+
+    def as_dict(self) -> dict[str, int]:
+        """Field name to value, for JSON state."""
+        return dict(zip(self.NAMES, self.values(), strict=True))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, int]) -> Totals:
+        """Inverse of :meth:`as_dict`; missing fields are zero."""
+        return cls(*(int(data.get(name, 0)) for name in cls.NAMES))
+
+
+ZERO = Totals()

@@ -1,0 +1,60 @@
+"""The exporter's own metrics: what it costs on the API and why it fails."""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporter import __version__
+
+_CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_CYCLE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class SelfMetrics:
+    """Self-metrics registered into the registry handed in (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.api_requests = Counter(
+            "uminfer_api_requests", "Number of API calls made, by outcome and RetCode.",
+            ["outcome", "retcode"], registry=registry)
+        self.api_duration = Histogram(
+            "uminfer_api_request_duration_seconds", "Duration of API calls in seconds.",
+            buckets=_CALL_BUCKETS, registry=registry)
+        self.cycle_duration = Histogram(
+            "uminfer_poll_duration_seconds", "Duration of poll cycles in seconds.",
+            buckets=_CYCLE_BUCKETS, registry=registry)
+        self.cycle_overruns = Counter(
+            "uminfer_poll_overruns", "Number of poll cycles that took longer than poll.interval.",
+            registry=registry)
+        self.targets = Gauge(
+            "uminfer_targets", "Number of targets this exporter polls.", registry=registry)
+        self.rate_limit = Gauge(
+            "uminfer_api_rate_limit_requests_per_second",
+            "Current request rate limit in requests per second (lowered on throttling; 0 = none).",
+            registry=registry)
+        self.backfill_skipped = Counter(
+            "uminfer_backfill_skipped_seconds",
+            "Seconds of usage not counted because they lay beyond state.max_backfill.",
+            registry=registry)
+        self.state_writes = Counter(
+            "uminfer_state_writes", "Number of state file writes, by outcome.", ["outcome"],
+            registry=registry)
+        self.reload_success = Gauge(
+            "uminfer_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or failed (0).",
+            registry=registry)
+        self.reload_timestamp = Gauge(
+            "uminfer_config_last_reload_success_timestamp_seconds",
+            "Unix time in seconds of the last successful configuration load.", registry=registry)
+        build = Gauge(
+            "uminfer_exporter_build_info", "Build information; the value is always 1.",
+            ["version", "python_version"], registry=registry)
+        build.labels(__version__, platform.python_version()).set(1)
+
+    def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:
+        """Record one API call attempt (the client's CallObserver)."""
+        self.api_requests.labels(outcome, retcode).inc()
+        self.api_duration.observe(seconds)

@@ -1,0 +1,22 @@
+"""The API simulator: event store, seeded traffic, injected faults, loopback HTTP server."""
+
+from exporter.simulator.build import build_simulator, demo_targets
+from exporter.simulator.faults import Fault, FaultKind, FaultPlan
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.stats import StatsSnapshot
+from exporter.simulator.store import Event, EventStore
+from exporter.simulator.traffic import TargetSpec, TrafficGenerator
+
+__all__ = [
+    "Event",
+    "EventStore",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "SimulatorServer",
+    "StatsSnapshot",
+    "TargetSpec",
+    "TrafficGenerator",
+    "build_simulator",
+    "demo_targets",
+]

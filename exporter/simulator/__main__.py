@@ -1,0 +1,92 @@
+"""``python -m exporter.simulator``: run the simulator standalone until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from exporter.clock import SystemClock
+from exporter.durations import parse_duration
+from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY, build_simulator
+from exporter.simulator.traffic import TargetSpec
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line; argparse exits with status 2 and a message on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m exporter.simulator", description=__doc__)
+    parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 9867), help="HOST:PORT")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keys", type=int, default=3)
+    parser.add_argument("--models", type=int, default=2)
+    parser.add_argument("--backfill", type=_duration, default=86400.0, help="e.g. 24h")
+    parser.add_argument("--public-key", default=DEMO_PUBLIC_KEY)
+    parser.add_argument("--private-key", default=DEMO_PRIVATE_KEY)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
+    parser.add_argument("--late-fraction", type=float, default=0.1)
+    parser.add_argument("--tick", type=float, default=5.0, help="seconds per traffic tick")
+    return parser.parse_args(argv)
+
+
+def config_snippet(url: str, public_key: str, targets: Sequence[TargetSpec]) -> str:
+    """YAML for the exporter config that points at this simulator."""
+    lines = [
+        "api:",
+        f"  endpoint: {url}",
+        f"  public_key: {public_key}",
+        "  private_key: ${UMINFER_PRIVATE_KEY}   # the --private-key value",
+        "targets:",
+    ]
+    for t in targets:
+        lines += [f"  - project: {t.project}", f"    key: {t.key}", f"    model: {t.model}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until a termination signal arrives."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    host, port = args.listen
+    try:
+        sim = build_simulator(
+            args.seed, args.keys, args.models, SystemClock(),
+            public_key=args.public_key, private_key=args.private_key, backfill=args.backfill,
+            tick=args.tick, late_fraction=args.late_fraction, latency=args.latency,
+            host=host, port=port,
+        )
+    except ValueError as exc:
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with sim:
+        targets = sim.traffic.targets if sim.traffic else ()
+        print(f"simulator listening on {sim.url}", flush=True)
+        print(config_snippet(sim.url, args.public_key, targets), flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

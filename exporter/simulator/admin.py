@@ -1,0 +1,124 @@
+"""The ``/_sim/`` JSON endpoints that steer a simulator running in another process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from exporter.clock import Clock
+from exporter.simulator.faults import FaultPlan, rule_from_json
+from exporter.simulator.stats import CallStats
+from exporter.simulator.store import Event, EventStore
+from exporter.simulator.traffic import TrafficGenerator
+from exporter.usage import Totals
+
+Reply = tuple[int, dict[str, Any]]
+_MAX_COUNT = 2**63 - 1
+
+
+class AdminError(Exception):
+    """The admin request cannot be carried out; the message says why."""
+
+
+def _count(item: Mapping[str, Any], name: str) -> int:
+    value = item.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise AdminError(f"{name} must be an integer between 0 and 2**63-1, got {value!r}")
+    return value
+
+
+def event_from_json(item: Mapping[str, Any]) -> Event:
+    """An event from ``{project, key, model, ts, visible_at | delay, input_tokens, ...}``."""
+    if not isinstance(item.get("key"), str) or not isinstance(item.get("model"), str):
+        raise AdminError("each event needs string fields key and model")
+    ts = item.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise AdminError(f"ts must be integer Unix seconds, got {ts!r}")
+    visible = float(item.get("visible_at", ts + float(item.get("delay", 0.0))))
+    inp, out = _count(item, "input_tokens"), _count(item, "output_tokens")
+    requests, images = _count(item, "requests"), _count(item, "image_generations")
+    totals = Totals(inp, out, inp + out, requests, images)
+    return Event(ts, visible, str(item.get("project", "")), item["key"], item["model"], totals)
+
+
+class Admin:
+    """Dispatches ``(method, path)`` to one small method each."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        faults: FaultPlan,
+        stats: CallStats,
+        clock: Clock,
+        traffic: TrafficGenerator | None,
+    ) -> None:
+        self._store, self._faults, self._stats = store, faults, stats
+        self._clock, self._traffic = clock, traffic
+        self._routes: dict[tuple[str, str], Callable[[dict[str, str], Any], Reply]] = {
+            ("POST", "/_sim/usage"): self._usage,
+            ("POST", "/_sim/faults"): self._add_fault,
+            ("DELETE", "/_sim/faults"): self._clear_faults,
+            ("POST", "/_sim/latency"): self._latency,
+            ("GET", "/_sim/truth"): self._truth,
+            ("GET", "/_sim/stats"): self._get_stats,
+            ("DELETE", "/_sim/stats"): self._reset_stats,
+        }
+
+    def handle(self, method: str, path: str, query: str, body: bytes) -> Reply:
+        """Run one admin request; errors come back as 400/404 with a message."""
+        route = self._routes.get((method, path.rstrip("/")))
+        if route is None:
+            return 404, {"error": f"no admin endpoint {method} {path}"}
+        try:
+            payload = json.loads(body) if body.strip() else None
+            return route(dict(parse_qsl(query)), payload)
+        except (AdminError, ValueError, TypeError) as exc:
+            return 400, {"error": str(exc)}
+
+    def _usage(self, _: dict[str, str], payload: Any) -> Reply:
+        items = payload.get("events") if isinstance(payload, dict) else payload
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise AdminError("send a JSON list of event objects (or {\"events\": [...]})")
+        events = [event_from_json(item) for item in items]
+        self._store.add_many(events)
+        return 200, {"added": len(events)}
+
+    def _add_fault(self, _: dict[str, str], payload: Any) -> Reply:
+        if not isinstance(payload, dict):
+            raise AdminError("send a JSON object describing the fault")
+        fault, match = rule_from_json(payload)
+        return 200, {"id": self._faults.add(fault, **match)}
+
+    def _clear_faults(self, query: dict[str, str], _: Any) -> Reply:
+        if "id" in query:
+            return 200, {"removed": int(self._faults.remove(int(query["id"])))}
+        return 200, {"removed": self._faults.clear()}
+
+    def _latency(self, _: dict[str, str], payload: Any) -> Reply:
+        if not isinstance(payload, dict):
+            raise AdminError('send {"fixed": seconds, "jitter": seconds}')
+        fixed, jitter = float(payload.get("fixed", 0.0)), float(payload.get("jitter", 0.0))
+        self._faults.set_latency(fixed, jitter)
+        return 200, {}
+
+    def _truth(self, query: dict[str, str], _: Any) -> Reply:
+        missing = [n for n in ("key", "model", "start", "end") if n not in query]
+        if missing:
+            raise AdminError(f"missing query parameters: {', '.join(missing)}")
+        now = self._clock.time()
+        if self._traffic is not None:
+            self._traffic.advance(now)
+        args = (query.get("project", ""), query["key"], query["model"])
+        start, end = int(query["start"]), int(query["end"])
+        visible = self._store.query(*args, start, end, now)
+        total = self._store.truth(*args, start, end)
+        return 200, {"at": now, "visible": visible.as_dict(), "total": total.as_dict()}
+
+    def _get_stats(self, _: dict[str, str], __: Any) -> Reply:
+        return 200, self._stats.snapshot().as_json()
+
+    def _reset_stats(self, _: dict[str, str], __: Any) -> Reply:
+        self._stats.reset()
+        return 200, {}

@@ -1,0 +1,124 @@
+"""What the gateway checks and answers for one API call, with no HTTP in sight."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from exporter.signing import flatten, signature
+from exporter.simulator.faults import retcode_message
+from exporter.simulator.store import EventStore
+from exporter.usage import API_FIELDS, Totals
+
+USAGE_ACTION = "GetUMInferTokenUsage"
+ACTIONS = frozenset({USAGE_ACTION})
+
+
+class GatewayError(Exception):
+    """The gateway refuses the call with a RetCode."""
+
+    def __init__(self, retcode: int, message: str | None = None) -> None:
+        super().__init__(message or retcode_message(retcode))
+        self.retcode = retcode
+        self.message = message or retcode_message(retcode)
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """A validated GetUMInferTokenUsage call; ``model`` None means every model of the key."""
+
+    project: str
+    key: str
+    model: str | None
+    start: int
+    end: int
+
+
+def parse_params(query: str, body: bytes, content_type: str) -> dict[str, str]:
+    """Parameters from the URL query and a form or JSON body (the body wins on conflicts)."""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    text = body.decode("utf-8", errors="replace")
+    if "json" in content_type:
+        try:
+            decoded = json.loads(text) if text.strip() else {}
+        except ValueError:
+            decoded = {}
+        if isinstance(decoded, dict):
+            params.update(flatten(decoded))
+    else:
+        params.update(parse_qsl(text, keep_blank_values=True))
+    return params
+
+
+def check_action(params: Mapping[str, str]) -> str:
+    """The Action, or GatewayError 160 (missing) / 161 (not served here)."""
+    action = params.get("Action", "")
+    if not action:
+        raise GatewayError(160)
+    if action not in ACTIONS:
+        raise GatewayError(161, f"Action [{action}] not exist")
+    return action
+
+
+def check_signature(params: Mapping[str, str], keys: Mapping[str, str]) -> None:
+    """GatewayError 170 (no signature), 172 (unknown PublicKey) or 171 (wrong signature)."""
+    sent = params.get("Signature", "")
+    if not sent:
+        raise GatewayError(170)
+    private = keys.get(params.get("PublicKey", ""))
+    if private is None:
+        raise GatewayError(172)
+    expected = signature({k: v for k, v in params.items() if k != "Signature"}, private)
+    if not hmac.compare_digest(expected, sent.lower()):
+        raise GatewayError(171)
+
+
+def _int_param(params: Mapping[str, str], name: str) -> int:
+    if name not in params:
+        raise GatewayError(220, f"Missing params [{name}]")
+    try:
+        return int(params[name])
+    except ValueError:
+        raise GatewayError(230, f"Params [{name}] not valid") from None
+
+
+def parse_usage(params: Mapping[str, str], max_window: int) -> UsageQuery:
+    """GatewayError 220 (missing), 230 (invalid) or 110 (window the gateway cannot finish)."""
+    if not params.get("KeyId"):
+        raise GatewayError(220, "Missing params [KeyId]")
+    start, end = _int_param(params, "StartTime"), _int_param(params, "EndTime")
+    if start < 0 or start > end:
+        raise GatewayError(230, "Params [StartTime] not valid: must be >= 0 and <= EndTime")
+    if end - start > max_window:
+        # The real gateway grinds for 60 s first; nobody needs the simulator to wait too.
+        raise GatewayError(110)
+    model = params.get("Model") or None
+    return UsageQuery(params.get("ProjectId", ""), params["KeyId"], model, start, end)
+
+
+def usage_data(store: EventStore, query: UsageQuery, at: float, bucket: int) -> dict[str, Any]:
+    """The ``Data`` object: totals visible at ``at`` plus per-bucket ``Usages`` rows."""
+    models = [query.model] if query.model else store.models(query.project, query.key)
+    totals, rows = Totals(), []
+    for model in models:
+        args = (query.project, query.key, model, query.start, query.end, at)
+        totals += store.query(*args)
+        rows += store.rows(*args, bucket)
+    data: dict[str, Any] = {api: getattr(totals, name) for name, api in API_FIELDS.items()}
+    data["Usages"] = [
+        {"Type": kind, "Count": count, "Timestamp": ts, "Model": model}
+        for kind, count, ts, model in rows
+    ]
+    return data
+
+
+def reply(action: str, retcode: int = 0, message: str = "", data: Any = None) -> dict[str, Any]:
+    """The response envelope; ``Data`` only on success, as the gateway does."""
+    body: dict[str, Any] = {"RetCode": retcode, "Action": f"{action}Response", "Message": message}
+    if data is not None:
+        body["Data"] = data
+    return body

@@ -1,0 +1,173 @@
+"""Parsing GetUMInferTokenUsage bodies: lenient about shape, strict about numbers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.errors import ApiError, classify_retcode, describe
+from exporter.response import MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
+from exporter.usage import API_FIELDS, Totals
+
+
+def ok(data: object, **extra: object) -> dict[str, object]:
+    return {"RetCode": 0, "Action": "GetUMInferTokenUsageResponse", "Data": data, **extra}
+
+
+FULL = {"InTotal": 100, "OutTotal": 20, "Total": 120, "RequestTotal": 3, "ImageGenerationNum": 1}
+
+
+def test_totals_map_each_api_field() -> None:
+    assert parse_usage(ok(FULL)) == Totals(
+        input_tokens=100, output_tokens=20, tokens=120, requests=3, image_generations=1
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ok({}),
+        {"RetCode": 0},
+        ok(None),
+        {"RetCode": "0", "Data": {}},
+        ok({"InTotal": None, "Usages": None}),
+    ],
+)
+def test_empty_answers_are_zero(body: object) -> None:
+    assert parse_usage(body) == Totals()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(7, 7), ("7", 7), (" 7 ", 7), (7.0, 7), ("7.0", 7), ("+7", 7), (0, 0), (MAX_COUNT, MAX_COUNT)],
+)
+def test_numeric_spellings_accepted(value: object, expected: int) -> None:
+    assert parse_usage(ok({"RequestTotal": value})).requests == expected
+
+
+BAD_COUNTS: list[Any] = [
+    -1, "-1", 1.5, "1.5", True, False, "abc", "", "1e5", "0x10", "1_000", "٣",
+    float("nan"), float("inf"), MAX_COUNT + 1, str(MAX_COUNT + 1), 1e300, [1], {"n": 1},
+]
+
+
+@pytest.mark.parametrize("api_field", list(API_FIELDS.values()))
+@pytest.mark.parametrize("value", BAD_COUNTS, ids=repr)
+def test_garbage_count_raises_naming_the_field(api_field: str, value: object) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage(ok({**FULL, api_field: value}))
+    assert info.value.category == "invalid_response"
+    assert info.value.transient
+    assert f"Data.{api_field}" in info.value.message
+
+
+@pytest.mark.parametrize("body", [None, [], "ok", 3, True, [ok(FULL)]], ids=repr)
+def test_body_not_an_object_is_invalid(body: object) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage(body)
+    assert info.value.category == "invalid_response"
+
+
+@pytest.mark.parametrize(
+    "body", [{"Data": FULL}, {"RetCode": "zero", "Data": FULL}, ok([FULL]), ok("x")], ids=repr
+)
+def test_missing_retcode_or_bad_data_is_invalid(body: object) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage(body)
+    assert info.value.category == "invalid_response"
+
+
+@pytest.mark.parametrize("code", [110, 130, 150, 153, 161, 171, 299, 2001, 1999, -1])
+@pytest.mark.parametrize("spelling", [int, str])
+def test_nonzero_retcode_raises_classified(code: int, spelling: type) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage({"RetCode": spelling(code), "Message": "upstream says no", "Data": FULL})
+    err = info.value
+    assert (err.category, err.retcode) == ("retcode", code)
+    assert (err.transient, err.throttled) == classify_retcode(code)
+    assert f"RetCode {code}" in err.message
+    assert describe(code) in err.message
+    assert "upstream says no" in err.message
+
+
+def test_api_message_is_one_bounded_line() -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage({"RetCode": 171, "Message": "bad\nsig" + "x" * 1000})
+    assert "\n" not in info.value.message
+    assert len(info.value.message) < 300
+
+
+def test_rows_parsed_and_unknown_types_skipped() -> None:
+    usages = [
+        {"Type": "in", "Count": "5", "Timestamp": 1_700_000_000, "Model": "m"},
+        {"Type": "future_kind", "Count": "not a number"},
+        {"Type": "image_generation", "Count": 2, "Timestamp": "1700000060"},
+    ]
+    assert parse_usage_rows(ok({"Usages": usages})) == [
+        UsageRow("in", 5, 1_700_000_000, "m"),
+        UsageRow("image_generation", 2, 1_700_000_060, ""),
+    ]
+
+
+def test_single_object_usages_accepted() -> None:
+    row = {"Type": "total", "Count": 9, "Timestamp": 60, "Model": "m"}
+    assert parse_usage_rows(ok({"Usages": row})) == [UsageRow("total", 9, 60, "m")]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"Type": "in", "Count": -3, "Timestamp": 0},
+        {"Type": "out", "Count": 1, "Timestamp": "yesterday"},
+        {"Type": "total", "Count": 1, "Timestamp": 0, "Model": 5},
+        "in:5",
+    ],
+    ids=repr,
+)
+def test_garbage_row_rejects_the_whole_answer(row: object) -> None:
+    body = ok({**FULL, "Usages": [row]})
+    with pytest.raises(ApiError, match=r"Data\.Usages\[0\]"):
+        parse_usage(body)
+    with pytest.raises(ApiError):
+        parse_usage_rows(body)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+count_like = (
+    st.integers(min_value=-5, max_value=2**64) | st.floats() | st.booleans() | st.none()
+    | st.integers(min_value=-5, max_value=2**64).map(str) | st.text(max_size=6) | json_values
+)
+shaped = st.fixed_dictionaries(
+    {"RetCode": st.sampled_from([0, "0", 153, "x", None])},
+    optional={
+        "Data": st.dictionaries(st.sampled_from([*API_FIELDS.values(), "Usages"]), count_like)
+        | json_values,
+        "Message": json_values,
+    },
+)
+
+
+@given(st.one_of(json_values, shaped))
+def test_parse_returns_sane_totals_or_raises_api_error(body: object) -> None:
+    try:
+        totals = parse_usage(body)
+    except ApiError:
+        return
+    assert all(type(v) is int and 0 <= v <= MAX_COUNT for v in totals.values())
+
+
+@given(st.dictionaries(st.sampled_from(list(API_FIELDS.values())),
+                       st.integers(min_value=0, max_value=MAX_COUNT)))
+def test_valid_counts_round_trip_through_json(data: dict[str, int]) -> None:
+    totals = parse_usage(json.loads(json.dumps(ok(data))))
+    assert totals.as_dict() == {name: data.get(api, 0) for name, api in API_FIELDS.items()}

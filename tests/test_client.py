@@ -1,0 +1,350 @@
+"""UsageClient at the HTTP boundary: signing, retries, backoff, deadlines, rate limiting."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+import requests
+import responses
+
+from exporter.client import BACKOFF_BASE, BACKOFF_CAP, UsageClient
+from exporter.clock import FakeClock
+from exporter.config import ApiConfig, Target
+from exporter.errors import ApiError
+from exporter.ratelimit import RateLimiter
+from exporter.signing import signature
+from exporter.usage import Totals
+
+ENDPOINT = "https://api.example.test/"
+URL = ENDPOINT + "?Action=GetUMInferTokenUsage"
+PRIVATE = "private-key-do-not-leak"
+API = ApiConfig(endpoint=ENDPOINT, public_key="pub", private_key=PRIVATE, timeout=30.0)
+TARGET = Target(key="uminferapikey-1", model="deepseek-ai/DeepSeek-V3", project="org-1")
+START, END = 1_700_000_000, 1_700_003_599
+DATA = {"InTotal": 10, "OutTotal": 5, "Total": 15, "RequestTotal": 2, "ImageGenerationNum": 0}
+OK = {"RetCode": 0, "Data": DATA}
+EXPECTED = Totals(input_tokens=10, output_tokens=5, tokens=15, requests=2)
+
+
+class Recorder:
+    """A CallObserver that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float]] = []
+
+    def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:
+        self.events.append((outcome, retcode, seconds))
+
+
+class SleepLog(FakeClock):
+    """A FakeClock that also remembers each sleep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        super().sleep(seconds)
+
+
+class Rig:
+    """A client wired to fakes, plus the fakes for assertions."""
+
+    def __init__(self, rsps: responses.RequestsMock, seed: int = 7, rate: float = 0) -> None:
+        self.rsps = rsps
+        self.clock = SleepLog()
+        self.observer = Recorder()
+        self.limiter = RateLimiter(rate=rate, burst=5, clock=self.clock)
+        self.session = requests.Session()
+        self.client = UsageClient(API, self.session, self.clock, random.Random(seed),
+                                  self.limiter, self.observer)
+
+    def reply(self, body: object = OK, status: int = 200, **headers: str) -> None:
+        self.rsps.add(responses.POST, URL, json=body, status=status, headers=headers)
+
+    def get(self, deadline: float = 120.0, target: Target = TARGET) -> Totals:
+        return self.client.get_usage(target, START, END, deadline)
+
+    def form(self, call: int = 0) -> dict[str, str]:
+        body = self.rsps.calls[call].request.body
+        assert isinstance(body, str)
+        return dict(parse_qsl(body, keep_blank_values=True))
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    with responses.RequestsMock() as rsps:
+        built = Rig(rsps)
+        yield built
+        built.client.close()
+
+
+def test_success_returns_parsed_totals(rig: Rig) -> None:
+    rig.reply()
+    assert rig.get() == EXPECTED
+    assert rig.observer.events == [("success", "0", 0.0)]
+
+
+def test_form_is_signed_and_complete(rig: Rig) -> None:
+    rig.reply()
+    rig.get()
+    form = rig.form()
+    assert form.pop("Signature") == signature(form, PRIVATE)
+    assert form == {
+        "Action": "GetUMInferTokenUsage", "PublicKey": "pub", "ProjectId": "org-1",
+        "KeyId": "uminferapikey-1", "Model": "deepseek-ai/DeepSeek-V3",
+        "StartTime": str(START), "EndTime": str(END),
+    }
+    request = rig.rsps.calls[0].request
+    assert request.url == URL
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_blank_project_is_omitted(rig: Rig) -> None:
+    rig.reply()
+    rig.get(target=Target(key="k", model="m"))
+    assert "ProjectId" not in rig.form()
+
+
+def test_attempt_timeout_is_capped_by_deadline(rig: Rig) -> None:
+    rig.reply()
+    rig.get(deadline=12.5)
+    assert rig.rsps.calls[0].request.req_kwargs["timeout"] == 12.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("span", "why"), [((END, START), "reversed"), ((START, START + 86400), "longer than a day")]
+)
+def test_bad_window_is_a_programming_error(rig: Rig, span: tuple[int, int], why: str) -> None:
+    with pytest.raises(ValueError, match="need start <= end"):
+        rig.client.get_usage(TARGET, *span, 100.0)
+    assert len(rig.rsps.calls) == 0, why
+
+
+TRANSIENT: list[tuple[str, dict[str, Any], str, str]] = [
+    ("connection", {"body": requests.ConnectionError("boom")}, "network", "none"),
+    ("read timeout", {"body": requests.ReadTimeout("slow")}, "timeout", "none"),
+    ("http 429", {"status": 429, "json": {}}, "http", "none"),
+    ("http 500", {"status": 500, "json": {}}, "http", "none"),
+    ("http 502", {"status": 502, "body": "<html>bad gateway</html>"}, "http", "none"),
+    ("http 503", {"status": 503, "json": {}}, "http", "none"),
+    ("http 504", {"status": 504, "json": {}}, "http", "none"),
+    ("retcode 110", {"json": {"RetCode": 110}}, "retcode", "110"),
+    ("retcode 130", {"json": {"RetCode": "130"}}, "retcode", "130"),
+    ("retcode 150", {"json": {"RetCode": 150}}, "retcode", "150"),
+    ("retcode 153", {"json": {"RetCode": 153}}, "retcode", "153"),
+    ("retcode 2001", {"json": {"RetCode": 2001}}, "retcode", "2001"),
+    ("not json", {"body": "<html>oops</html>"}, "invalid_response", "none"),
+    ("garbage count", {"json": {"RetCode": 0, "Data": {"Total": -4}}}, "invalid_response", "none"),
+]
+
+
+@pytest.mark.parametrize(("name", "first", "outcome", "label"), TRANSIENT,
+                         ids=[t[0] for t in TRANSIENT])
+def test_transient_failure_is_retried_then_succeeds(
+    rig: Rig, name: str, first: dict[str, Any], outcome: str, label: str
+) -> None:
+    rig.rsps.add(responses.POST, URL, **first)
+    rig.reply()
+    assert rig.get() == EXPECTED, name
+    assert len(rig.rsps.calls) == 2
+    assert [e[:2] for e in rig.observer.events] == [(outcome, label), ("success", "0")]
+    assert len(rig.clock.sleeps) == 1
+
+
+PERMANENT = [160, 161, 170, 171, 172, 174, 220, 230, 292, 294, 299, 1999]
+
+
+@pytest.mark.parametrize("code", PERMANENT)
+def test_permanent_retcode_fails_after_exactly_one_call(rig: Rig, code: int) -> None:
+    rig.reply({"RetCode": code, "Message": "denied"})
+    with pytest.raises(ApiError) as info:
+        rig.get()
+    assert len(rig.rsps.calls) == 1
+    err = info.value
+    assert (err.category, err.retcode, err.transient) == ("retcode", code, False)
+    assert f"RetCode {code}" in str(err)
+    assert "denied" in str(err)
+    assert rig.clock.monotonic() == 0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_permanent_http_status_not_retried(rig: Rig, status: int) -> None:
+    rig.reply({}, status=status)
+    with pytest.raises(ApiError) as info:
+        rig.get()
+    assert len(rig.rsps.calls) == 1
+    assert (info.value.category, info.value.http_status) == ("http", status)
+
+
+def test_161_is_reported_clearly(rig: Rig) -> None:
+    rig.reply({"RetCode": 161, "Message": "Action not exist"})
+    with pytest.raises(ApiError, match="does not serve GetUMInferTokenUsage"):
+        rig.get()
+
+
+def test_secrets_never_reach_the_message(rig: Rig) -> None:
+    rig.reply({"RetCode": 171, "Message": f"expected key {PRIVATE}"})
+    with pytest.raises(ApiError) as info:
+        rig.get()
+    sent = rig.form()["Signature"]
+    for text in (str(info.value), info.value.message, repr(info.value.args)):
+        assert PRIVATE not in text
+        assert sent not in text
+        assert "Signature" not in text
+
+
+def test_network_error_message_names_host_not_url(rig: Rig) -> None:
+    rig.rsps.add(responses.POST, URL, body=requests.ConnectionError(f"failed for {URL}&x=1"))
+    with pytest.raises(ApiError) as info:
+        rig.get(deadline=1.0)
+    assert "api.example.test" in info.value.message
+    assert "Action=" not in info.value.message
+
+
+def test_deadline_bounds_retries_in_fake_time(rig: Rig) -> None:
+    spent: list[float] = []
+
+    def slow_failure(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        # Each call takes 2 s, or the whole per-attempt timeout if that is shorter.
+        spent.append(min(2.0, request.req_kwargs["timeout"]))  # type: ignore[attr-defined]
+        rig.clock.advance(spent[-1])
+        return 503, {}, "{}"
+
+    rig.rsps.add_callback(responses.POST, URL, callback=slow_failure)
+    with pytest.raises(ApiError) as info:
+        rig.get(deadline=45.0)
+    assert info.value.http_status == 503
+    assert rig.clock.monotonic() <= 45.0
+    assert len(rig.rsps.calls) > 3
+    assert [seconds for _, _, seconds in rig.observer.events] == pytest.approx(spent)
+
+
+def test_backoff_is_full_jitter_from_the_given_rng() -> None:
+    sleeps = []
+    for seed in (1, 1, 2):
+        with responses.RequestsMock() as rsps:
+            rig = Rig(rsps, seed=seed)
+            for _ in range(6):
+                rig.reply({"RetCode": 150})
+            rig.reply()
+            rig.get(deadline=1000.0)
+            sleeps.append(rig.clock.sleeps)
+            rig.client.close()
+    assert sleeps[0] == sleeps[1]
+    assert sleeps[0] != sleeps[2]
+    for run in sleeps:
+        assert len(run) == 6
+        assert all(0 <= s <= min(BACKOFF_CAP, BACKOFF_BASE * 2**i) for i, s in enumerate(run))
+
+
+class Ceiling(random.Random):
+    """An rng whose uniform() always draws the top of the range, exposing the ceilings."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_backoff_ceiling_doubles_up_to_the_cap(rig: Rig) -> None:
+    client = UsageClient(API, rig.session, rig.clock, Ceiling(), rig.limiter, rig.observer)
+    for _ in range(8):
+        rig.reply({"RetCode": 2005})
+    rig.reply()
+    client.get_usage(TARGET, START, END, 10_000.0)
+    assert rig.clock.sleeps == [0.5, 1, 2, 4, 8, 16, BACKOFF_CAP, BACKOFF_CAP]
+
+
+def test_throttled_backoff_starts_higher(rig: Rig) -> None:
+    client = UsageClient(API, rig.session, rig.clock, Ceiling(), rig.limiter, rig.observer)
+    rig.reply({"RetCode": 153})
+    rig.reply({"RetCode": 153})
+    rig.reply()
+    client.get_usage(TARGET, START, END, 10_000.0)
+    assert rig.clock.sleeps[0] > BACKOFF_BASE
+    assert rig.clock.sleeps[1] == 2 * rig.clock.sleeps[0]
+
+
+@pytest.mark.parametrize("header", ["7", "Tue, 14 Nov 2023 22:13:27 GMT"])
+def test_429_honours_retry_after(rig: Rig, header: str) -> None:
+    # FakeClock wall time starts at 1_700_000_000 = Tue, 14 Nov 2023 22:13:20 GMT.
+    rig.reply({}, status=429, **{"Retry-After": header})
+    rig.reply()
+    assert rig.get() == EXPECTED
+    assert rig.clock.sleeps[0] >= 7.0
+
+
+def test_retry_after_beyond_deadline_gives_up_at_once(rig: Rig) -> None:
+    rig.reply({}, status=429, **{"Retry-After": "3600"})
+    with pytest.raises(ApiError) as info:
+        rig.get(deadline=60.0)
+    assert info.value.throttled
+    assert len(rig.rsps.calls) == 1
+    assert rig.clock.monotonic() == 0
+
+
+@pytest.mark.parametrize(("reply", "status"), [({"RetCode": 153}, 200), ({}, 429)])
+def test_throttling_slows_the_shared_limiter(reply: object, status: int) -> None:
+    with responses.RequestsMock() as rsps:
+        rig = Rig(rsps, rate=10)
+        rig.reply(reply, status=status)
+        rig.reply()
+        rig.get()
+        rig.client.close()
+    assert rig.limiter.current_rate < 10
+
+
+def test_success_lets_the_limiter_recover(rig: Rig) -> None:
+    limiter = RateLimiter(rate=10, burst=5, clock=rig.clock)
+    client = UsageClient(API, rig.session, rig.clock, random.Random(0), limiter, rig.observer)
+    limiter.throttled()
+    throttled_rate = limiter.current_rate
+    rig.reply()
+    client.get_usage(TARGET, START, END, 100.0)
+    assert throttled_rate < limiter.current_rate <= 10
+
+
+def test_every_attempt_waits_for_a_token() -> None:
+    with responses.RequestsMock() as rsps:
+        rig = Rig(rsps, rate=1)  # burst 5, so the sixth call must wait a second
+        for _ in range(6):
+            rig.reply()
+            rig.get(deadline=1000.0)
+        rig.client.close()
+    assert rig.clock.monotonic() == pytest.approx(1.0)
+
+
+def test_limiter_exhausted_before_deadline_raises_timeout() -> None:
+    with responses.RequestsMock() as rsps:
+        rig = Rig(rsps, rate=0.01)
+        for _ in range(5):
+            rig.reply()
+            rig.get(deadline=10.0)
+        with pytest.raises(ApiError) as info:
+            rig.get(deadline=10.0)
+        assert len(rsps.calls) == 5
+        rig.client.close()
+    assert info.value.category == "timeout"
+
+
+def test_failure_then_limiter_exhaustion_raises_the_real_failure() -> None:
+    with responses.RequestsMock() as rsps:
+        rig = Rig(rsps, rate=0.01)
+        for _ in range(4):
+            rig.reply()
+            rig.get(deadline=1000.0)
+        rig.reply({"RetCode": 150, "Message": "busy"})
+        with pytest.raises(ApiError) as info:
+            rig.get(deadline=20.0)
+        rig.client.close()
+    assert info.value.retcode == 150
+
+
+def test_string_spelled_numbers_over_the_wire(rig: Rig) -> None:
+    rig.rsps.add(responses.POST, URL, body=json.dumps({"RetCode": "0", "Data": {"Total": "15"}}))
+    assert rig.get().tokens == 15

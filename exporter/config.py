@@ -94,7 +94,7 @@ class Config:
     targets: tuple[Target, ...] = ()
 
 
-Rule = Callable[[float], "str | None"]
+Rule = Callable[[float], str | None]
 """A check on a parsed duration in seconds: None when fine, else what it must be."""
 
 _ROOT_KEYS = ("api", "poll", "state", "windows", "targets")
@@ -107,6 +107,7 @@ _DAY = 86400
 _MAX_WINDOW = 31 * _DAY
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_PLAIN_KEY = re.compile(r"[^\s.\[\]\"]+")
 REDACTED = "<secret>"
 """What ``redacted`` shows instead of a secret."""
 
@@ -143,7 +144,7 @@ def parse_config(
         targets=_targets(reader, root.get("targets"), require_targets),
     )
     if reader.problems:
-        raise ConfigError(_scrub(reader.problems, config.api.private_key))
+        raise ConfigError(_scrub(reader.problems, reader.secrets))
     return config
 
 
@@ -220,6 +221,7 @@ def _read_key_file(r: _Reader, path: str, filename: str) -> str | None:
     if not key:
         r.fail(path, f"{filename} is empty")
         return None
+    r.secrets.append(key)
     return key
 
 
@@ -271,10 +273,13 @@ def _windows(r: _Reader, raw: object) -> tuple[Window, ...] | None:
         name = r.string(path, item, expected="a duration like 1h")
         seconds = None if name is None else r.parse(
             path, name, _whole, _positive, _at_most(_MAX_WINDOW))
+        if name is None or seconds is None:
+            continue
+        # "1h" and "60m" would be two series with the same numbers under different labels.
         first = next((j for j, w in enumerate(windows) if w.seconds == seconds), None)
         if first is not None:
             r.fail(path, f"duplicate of windows[{first}] ({windows[first].name})")
-        if name is not None and seconds is not None:
+        else:
             windows.append(Window(name, int(seconds)))
     return tuple(windows)
 
@@ -362,6 +367,7 @@ class _Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.problems: list[str] = []
+        self.secrets: list[str] = []  # every secret value seen, to scrub from the messages
 
     def fail(self, path: str, message: str) -> None:
         """Record one problem at ``path``."""
@@ -395,6 +401,8 @@ class _Reader:
             return None
         before = len(self.problems)
         text = _ENV_REF.sub(lambda ref: self._resolve(path, ref), raw)
+        if secret:
+            self.secrets.append(text)
         return text if len(self.problems) == before else None
 
     def _resolve(self, path: str, ref: re.Match[str]) -> str:
@@ -492,6 +500,8 @@ def _build(factory: Callable[..., T], **values: object) -> T:
 
 
 def _join(path: str, key: object) -> str:
+    if not isinstance(key, str | int) or (isinstance(key, str) and not _PLAIN_KEY.fullmatch(key)):
+        return f"{path}[{_quote(key)}]"  # one line per problem, whatever the key holds
     return f"{path}.{key}" if path else str(key)
 
 
@@ -520,9 +530,9 @@ def _yaml_problem(path: str, exc: yaml.YAMLError) -> str:
     return f"{where}: invalid YAML: {problem}"
 
 
-def _scrub(problems: list[str], secret: str) -> list[str]:
+def _scrub(problems: list[str], secrets: list[str]) -> list[str]:
     # Belt and braces: if the private key was also pasted into another field (or ${VAR} put it
     # there), no message may echo it. Shorter strings are no real key and would garble messages.
-    if len(secret) < 8:
-        return problems
-    return [problem.replace(secret, REDACTED) for problem in problems]
+    for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
+        problems = [problem.replace(secret, REDACTED) for problem in problems]
+    return problems

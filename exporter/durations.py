@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -87,4 +88,5 @@ def _sum_parts(text: str) -> int:
 
 
 def _invalid(text: str, reason: str) -> ValueError:
-    return ValueError(f'invalid duration "{text}": {reason}')
+    # JSON quoting keeps a stray newline or quote from breaking the one-line message.
+    return ValueError(f"invalid duration {json.dumps(text, ensure_ascii=False)}: {reason}")

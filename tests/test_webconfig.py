@@ -1,0 +1,434 @@
+"""web-config.yml: real TLS clients over loopback, basic auth, bad configs with exact messages."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import http.client
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from exporter.config import ConfigError
+from exporter.webconfig import (
+    REALM,
+    WebConfig,
+    check_request,
+    check_web_config,
+    load_web_config,
+    wrap_server,
+)
+from tests.certs import Pki, make_pki
+
+HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
+
+
+class _Server(ThreadingHTTPServer):
+    """A tiny server that guards every request with check_request, as the exporter does."""
+
+    daemon_threads = True
+
+    def __init__(self, web: WebConfig) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.web = web
+        self.errors: list[type[BaseException]] = []
+        wrap_server(self, web)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        self.errors.append(type(error) if error else Exception)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5  # a silent client frees its thread
+
+    def do_GET(self) -> None:
+        assert isinstance(self.server, _Server)
+        if not check_request(self, self.server.web):
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(web: WebConfig) -> Iterator[_Server]:
+    server = _Server(web)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def get(server: _Server, context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPResponse, str]:
+    """Status, response and negotiated TLS version ("" for plain HTTP) of ``GET /``."""
+    port = server.server_address[1]
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+            if context else http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+    try:
+        conn.request("GET", "/", headers=headers or {})
+        version = conn.sock.version() if isinstance(conn.sock, ssl.SSLSocket) else ""
+        response = conn.getresponse()
+        response.read()
+        return response.status, response, version or ""
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def client(pki: Pki, cert: Path | None = None, key: Path | None = None,
+           maximum: ssl.TLSVersion | None = None,
+           minimum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    if maximum:
+        context.maximum_version = maximum
+    if minimum:
+        context.minimum_version = minimum
+    return context
+
+
+def web(tmp_path: Path, pki: Pki, extra: str = "", users: str = "") -> WebConfig:
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                    f"  key_file: {pki.server_key}\n{extra}{users}")
+    return load_web_config(str(path))
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+# --- TLS over loopback ---
+
+
+def test_tls_defaults_serve_tls13(tmp_path: Path, pki: Pki) -> None:
+    with serving(web(tmp_path, pki)) as server:
+        status, _, version = get(server, client(pki))
+    assert (status, version) == (200, "TLSv1.3")
+
+
+def test_min_version_refuses_an_older_client(tmp_path: Path, pki: Pki) -> None:
+    with serving(web(tmp_path, pki, "  min_version: TLS13\n")) as server:
+        with pytest.raises(ssl.SSLError):
+            get(server, client(pki, maximum=ssl.TLSVersion.TLSv1_2))
+        assert get(server, client(pki))[0] == 200
+
+
+def test_max_version_caps_the_handshake(tmp_path: Path, pki: Pki) -> None:
+    with serving(web(tmp_path, pki, "  max_version: TLS12\n")) as server:
+        assert get(server, client(pki))[2] == "TLSv1.2"
+        with pytest.raises(ssl.SSLError):
+            get(server, client(pki, minimum=ssl.TLSVersion.TLSv1_3))
+
+
+@pytest.mark.parametrize(("suite", "openssl_name"), [
+    # Neither is OpenSSL's first choice, so only an honoured list makes them win.
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+])
+def test_cipher_suites_are_honoured_for_tls12(tmp_path: Path, pki: Pki, suite: str,
+                                              openssl_name: str) -> None:
+    extra = f"  max_version: TLS12\n  cipher_suites: [{suite}]\n"
+    # A raw TLS socket, since http.client gives no access to the cipher after the request.
+    with serving(web(tmp_path, pki, extra)) as server, socket.create_connection(
+            ("127.0.0.1", server.server_address[1]), timeout=5) as raw, client(pki).wrap_socket(
+            raw, server_hostname="127.0.0.1") as tls:
+        cipher = tls.cipher()
+    assert cipher is not None
+    assert cipher[0] == openssl_name
+
+
+def test_context_follows_the_settings(tmp_path: Path, pki: Pki) -> None:
+    default = web(tmp_path, pki).ssl_context()
+    assert default is not None
+    assert (default.minimum_version, default.maximum_version) == (ssl.TLSVersion.TLSv1_2,
+                                                                  ssl.TLSVersion.TLSv1_3)
+    assert default.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    custom = web(tmp_path, pki, "  min_version: TLS10\n  prefer_server_cipher_suites: false\n"
+                 "  client_auth_type: RequestClientCert\n").ssl_context()
+    assert custom is not None
+    assert custom.minimum_version == ssl.TLSVersion.TLSv1
+    assert not custom.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    assert custom.verify_mode == ssl.CERT_NONE  # see the module docstring
+
+
+MTLS = "  client_auth_type: {mode}\n  client_ca_file: {ca}\n"
+
+
+def test_require_and_verify_client_cert(tmp_path: Path, pki: Pki) -> None:
+    extra = MTLS.format(mode="RequireAndVerifyClientCert", ca=pki.ca)
+    with serving(web(tmp_path, pki, extra)) as server:
+        assert get(server, client(pki, pki.client_cert, pki.client_key))[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server, client(pki))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server, client(pki, pki.stranger_cert, pki.stranger_key))
+
+
+def test_verify_client_cert_if_given(tmp_path: Path, pki: Pki) -> None:
+    extra = MTLS.format(mode="VerifyClientCertIfGiven", ca=pki.ca)
+    with serving(web(tmp_path, pki, extra)) as server:
+        assert get(server, client(pki))[0] == 200
+        assert get(server, client(pki, pki.client_cert, pki.client_key))[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server, client(pki, pki.stranger_cert, pki.stranger_key))
+
+
+def test_plain_http_to_tls_port_fails_fast_and_server_keeps_serving(tmp_path: Path,
+                                                                      pki: Pki) -> None:
+    with serving(web(tmp_path, pki)) as server:
+        # A hang would surface as TimeoutError, which is neither of these.
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            get(server)
+        assert get(server, client(pki))[0] == 200
+    # The failed handshake ended in the request thread, not in the accept loop.
+    assert ssl.SSLError in server.errors
+
+
+def test_silent_client_does_not_block_the_accept_loop(tmp_path: Path, pki: Pki) -> None:
+    with serving(web(tmp_path, pki)) as server, socket.create_connection(
+            ("127.0.0.1", server.server_address[1]), timeout=5):
+        # Connected and sending nothing: a handshake in accept() would stall this request.
+        assert get(server, client(pki))[0] == 200
+
+
+def test_inline_cert_key_and_client_ca(tmp_path: Path, pki: Pki) -> None:
+    def block(path: Path) -> str:
+        return "|\n" + "".join(f"    {line}\n" for line in path.read_text().splitlines())
+
+    (tmp_path / "web.yml").write_text(
+        f"tls_server_config:\n  cert: {block(pki.server_cert)}  key: {block(pki.server_key)}"
+        f"  client_ca: {block(pki.ca)}  client_auth_type: RequireAndVerifyClientCert\n")
+    with serving(load_web_config(str(tmp_path / "web.yml"))) as server:
+        assert get(server, client(pki, pki.client_cert, pki.client_key))[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(server, client(pki))
+
+
+def test_relative_paths_are_read_from_the_config_directory(pki: Pki) -> None:
+    path = pki.ca.parent / "relative.yml"
+    path.write_text("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n")
+    with serving(load_web_config(str(path))) as server:
+        assert get(server, client(pki))[0] == 200
+
+
+# --- basic auth ---
+
+
+def auth_web(tmp_path: Path, extra: str = "") -> WebConfig:
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  alice: '{HASH}'\n{extra}")
+    return load_web_config(str(path))
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    (basic("alice", "s3cret"), 200),
+    (basic("mallory", "s3cret"), 401),
+    (basic("alice", "wrong"), 401),
+    ({}, 401),
+    ({"Authorization": "Basic not-base64!"}, 401),
+    ({"Authorization": "Bearer s3cret"}, 401),
+])
+def test_basic_auth(tmp_path: Path, headers: dict[str, str], status: int) -> None:
+    with serving(auth_web(tmp_path)) as server:
+        got, response, _ = get(server, headers=headers)
+    assert got == status
+    if status == 401:
+        assert response.getheader("WWW-Authenticate") == f'Basic realm="{REALM}"'
+
+
+def test_basic_auth_over_tls(tmp_path: Path, pki: Pki) -> None:
+    loaded = web(tmp_path, pki, users=f"basic_auth_users:\n  alice: '{HASH}'\n")
+    with serving(loaded) as server:
+        assert get(server, client(pki), basic("alice", "s3cret"))[0] == 200
+        assert get(server, client(pki), basic("alice", "nope"))[0] == 401
+
+
+def test_401_carries_the_configured_headers(tmp_path: Path) -> None:
+    loaded = auth_web(tmp_path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n")
+    assert loaded.headers == (("X-Frame-Options", "deny"),)
+    with serving(loaded) as server:
+        _, response, _ = get(server)
+    assert response.getheader("X-Frame-Options") == "deny"
+
+
+class CountingChecker:
+    """bcrypt.checkpw that records which hashes it was asked about."""
+
+    def __init__(self) -> None:
+        self.hashes: list[bytes] = []
+
+    def __call__(self, password: bytes, stored: bytes) -> bool:
+        self.hashes.append(stored)
+        return bcrypt.checkpw(password, stored)
+
+
+def counted(tmp_path: Path) -> tuple[WebConfig, CountingChecker]:
+    checker = CountingChecker()
+    return dataclasses.replace(auth_web(tmp_path), checker=checker), checker
+
+
+def test_unknown_user_still_runs_bcrypt_at_the_same_cost(tmp_path: Path) -> None:
+    loaded, checker = counted(tmp_path)
+    assert not loaded.authenticate(basic("mallory", "s3cret")["Authorization"])
+    assert not loaded.authenticate(basic("alice", "x" * 100)["Authorization"])  # too long
+    assert len(checker.hashes) == 2
+    assert all(h != HASH.encode() and h[:7] == HASH.encode()[:7] for h in checker.hashes)
+
+
+def test_successes_are_cached_and_failures_are_not(tmp_path: Path) -> None:
+    loaded, checker = counted(tmp_path)
+    for _ in range(3):
+        assert loaded.authenticate(basic("alice", "s3cret")["Authorization"])
+        assert not loaded.authenticate(basic("alice", "wrong")["Authorization"])
+    assert checker.hashes == [HASH.encode()] * 4  # one success, three failures
+
+
+def test_cache_is_bounded() -> None:
+    calls: list[bytes] = []
+
+    def accept_all(password: bytes, _stored: bytes) -> bool:
+        calls.append(password)
+        return True
+
+    loaded = WebConfig(users=(("u", HASH),), checker=accept_all)
+    for i in range(101):
+        assert loaded.authenticate(basic("u", f"p{i}")["Authorization"])
+    assert loaded.authenticate(basic("u", "p100")["Authorization"])  # still cached
+    assert len(calls) == 101
+    assert loaded.authenticate(basic("u", "p0")["Authorization"])  # evicted: checked again
+    assert len(calls) == 102
+
+
+def test_nothing_secret_in_repr(tmp_path: Path) -> None:
+    loaded = auth_web(tmp_path)
+    loaded.authenticate(basic("alice", "s3cret")["Authorization"])
+    assert HASH not in repr(loaded)
+    assert "s3cret" not in repr(loaded)
+
+
+def test_no_web_config_content_means_no_tls_and_no_auth(tmp_path: Path) -> None:
+    (tmp_path / "web.yml").write_text("")
+    loaded = load_web_config(str(tmp_path / "web.yml"))
+    assert (loaded.ssl_context(), loaded.auth_required) == (None, False)
+
+
+# --- bad configs ---
+
+TLS_KEYS = ("cert, key, client_ca, cert_file, key_file, client_ca_file, client_auth_type, "
+            "min_version, max_version, cipher_suites, prefer_server_cipher_suites, "
+            "curve_preferences")
+REQUIRE_ANY = ("not supported: Python's ssl cannot accept a client certificate without verifying"
+               " it; use RequireAndVerifyClientCert with client_ca_file")
+BAD = [
+    ("unknown top-level key", "foo: 1\n",
+     ["foo: unknown key (expected one of: tls_server_config, http_server_config, "
+      "basic_auth_users)"]),
+    ("unknown tls key", "tls_server_config:\n  {tls}  certfile: x\n",
+     [f"tls_server_config.certfile: unknown key (expected one of: {TLS_KEYS})"]),
+    ("missing files", "tls_server_config:\n  cert_file: no.pem\n  key_file: no.key\n",
+     ["tls_server_config.cert_file: file not readable: {dir}/no.pem (No such file or directory)",
+      "tls_server_config.key_file: file not readable: {dir}/no.key (No such file or directory)"]),
+    ("missing key", "tls_server_config:\n  cert_file: {cert}\n",
+     ["tls_server_config: missing one of key or key_file"]),
+    ("cert twice", "tls_server_config:\n  {tls}  cert: x\n",
+     ["tls_server_config: cert and cert_file are mutually exclusive"]),
+    ("bad client_auth_type", "tls_server_config:\n  {tls}  client_auth_type: Always\n",
+     ["tls_server_config.client_auth_type: must be one of NoClientCert, RequestClientCert, "
+      "VerifyClientCertIfGiven, RequireAndVerifyClientCert; got 'Always'"]),
+    ("RequireAnyClientCert",
+     "tls_server_config:\n  {tls}  client_auth_type: RequireAnyClientCert\n",
+     [f"tls_server_config.client_auth_type: {REQUIRE_ANY}"]),
+    ("verify without a CA",
+     "tls_server_config:\n  {tls}  client_auth_type: RequireAndVerifyClientCert\n",
+     ["tls_server_config.client_ca_file: required by client_auth_type RequireAndVerifyClientCert"]),
+    ("CA without client auth", "tls_server_config:\n  {tls}  client_ca_file: {ca}\n",
+     ["tls_server_config.client_auth_type: a client CA is set but client_auth_type is "
+      "NoClientCert; set RequireAndVerifyClientCert to check client certificates"]),
+    ("bad min_version", "tls_server_config:\n  {tls}  min_version: TLS14\n",
+     ["tls_server_config.min_version: must be one of TLS10, TLS11, TLS12, TLS13; got 'TLS14'"]),
+    ("min above max", "tls_server_config:\n  {tls}  min_version: TLS13\n  max_version: TLS12\n",
+     ["tls_server_config: min_version TLS13 is above max_version TLS12"]),
+    ("unknown cipher and curve",
+     "tls_server_config:\n  {tls}  cipher_suites: [RC4]\n  curve_preferences: [X448]\n",
+     ["tls_server_config.cipher_suites[0]: must be one of "
+      + ", ".join([f"TLS_{kx}_WITH_{c}" for kx in ("RSA", "ECDHE_RSA", "ECDHE_ECDSA")
+                   for c in ("AES_128_CBC_SHA", "AES_256_CBC_SHA", "AES_128_GCM_SHA256",
+                             "AES_256_GCM_SHA384", "CHACHA20_POLY1305_SHA256")
+                   if not (kx == "RSA" and c.startswith("CHACHA"))]
+                  + ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                     "TLS_CHACHA20_POLY1305_SHA256"]) + "; got 'RC4'",
+      "tls_server_config.curve_preferences[0]: must be one of CurveP256, CurveP384, CurveP521, "
+      "X25519; got 'X448'"]),
+    ("non-bcrypt hash", "basic_auth_users:\n  alice: '$1$md5crypt$hunter2'\n",
+     ["basic_auth_users.alice: not a bcrypt hash; make one with: htpasswd -nBC 10 \"\" | "
+      "tr -d ':\\n'"]),
+    ("bad header", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n    Server: x\n",
+     ["http_server_config.headers.Server: unknown key (expected one of: "
+      "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, "
+      "Content-Security-Policy)",
+      "http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin; "
+      "got 'allow'"]),
+    ("rate_limit", "rate_limit:\n  interval: 1s\n",
+     ["rate_limit: not supported by uminfer-exporter; rate-limit in a reverse proxy"]),
+    ("invalid YAML", "tls_server_config: [\n",
+     ["{path}:2:1: invalid YAML: expected the node content, but found '<stream end>'"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(t, e, id=i) for i, t, e in BAD])
+def test_bad_configs(tmp_path: Path, pki: Pki, text: str, expected: list[str]) -> None:
+    path = tmp_path / "web.yml"
+    fields = {"tls": f"cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n",
+              "cert": pki.server_cert, "ca": pki.ca, "dir": tmp_path, "path": path}
+    path.write_text(text.format(**fields))
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(str(path))
+    assert caught.value.problems == [line.format(**fields) for line in expected]
+    assert check_web_config(str(path)) == caught.value.problems
+
+
+def test_every_problem_at_once_and_no_secret_echoed(tmp_path: Path, pki: Pki) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                    f"  key_file: {pki.client_key}\n  min_version: TLS9\n"
+                    "basic_auth_users:\n  bob: plaintext-password\n")
+    problems = check_web_config(str(path))
+    assert [p.split(":")[0] for p in problems] == [
+        "tls_server_config.min_version", "basic_auth_users.bob"]
+    assert not any("plaintext-password" in p for p in problems)
+    # The mismatched pair is only found once the TLS section is valid enough to build a context.
+    path.write_text(path.read_text().replace("TLS9", "TLS12").split("basic_auth_users")[0])
+    (problem,) = check_web_config(str(path))
+    assert problem.startswith("tls_server_config: cert and key are not a matching, unencrypted")
+    assert "KEY_VALUES_MISMATCH" in problem
+
+
+def test_missing_web_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yml"
+    assert check_web_config(str(path)) == [f"{path}: file not readable (No such file or directory)"]

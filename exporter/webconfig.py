@@ -61,14 +61,14 @@ _TOP = ("tls_server_config", "http_server_config", "basic_auth_users")
 _TLS = ("cert", "key", "client_ca", "cert_file", "key_file", "client_ca_file", "client_auth_type",
         "min_version", "max_version", "cipher_suites", "prefer_server_cipher_suites",
         "curve_preferences")
-_REFUSED = {
+_UNVERIFIED = ("not supported: Python's ssl cannot accept a client certificate without verifying"
+               " it; use RequireAndVerifyClientCert with client_ca_file")
+_REFUSED = {  # keys and values the toolkit knows, refused with a reason instead of "unknown"
     "rate_limit": "not supported by uminfer-exporter; rate-limit in a reverse proxy",
     "client_allowed_sans": "not supported by uminfer-exporter; use a dedicated client CA instead",
-    "RequireAnyClientCert": "not supported: Python's ssl cannot accept a client certificate"
-                            " without verifying it; use RequireAndVerifyClientCert"
-                            " with client_ca_file",
+    "RequireAnyClientCert": _UNVERIFIED,
+    "RequireClientCert": _UNVERIFIED,  # the toolkit's old spelling of RequireAnyClientCert
 }
-_REFUSED["RequireClientCert"] = _REFUSED["RequireAnyClientCert"]  # the toolkit's old alias
 _BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 _BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores the rest and the library refuses longer ones
 _CACHE_SIZE = 100
@@ -77,7 +77,7 @@ _HTPASSWD = "htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 
 @dataclass(frozen=True)
 class WebConfig:
-    """A validated web config; compare and repr never involve keys, hashes or passwords."""
+    """A validated web config; its repr never shows keys, hashes or passwords."""
 
     headers: tuple[tuple[str, str], ...] = ()
     users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (name, bcrypt hash)

@@ -1,0 +1,226 @@
+"""Every injected fault produces its documented wire behaviour."""
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+import requests
+
+from exporter.clock import FakeClock
+from exporter.signing import sign
+from exporter.simulator import EventStore, Fault, FaultKind, FaultPlan, SimulatorServer
+from exporter.simulator.faults import RETCODE_MESSAGES
+from exporter.simulator.store import Event
+from exporter.usage import API_FIELDS, Totals
+
+PUBLIC, PRIVATE = "pub-key", "priv-key"
+NOW = 1_700_003_600
+TRUE = Totals(1200, 300, 1500, 4, 2)
+
+
+@pytest.fixture
+def plan() -> FaultPlan:
+    return FaultPlan(seed=11)
+
+
+@pytest.fixture
+def sim(plan: FaultPlan) -> Iterator[SimulatorServer]:
+    store = EventStore()
+    store.add(Event(NOW - 100, NOW - 100.0, "", "k", "m", TRUE))
+    with SimulatorServer(store, {PUBLIC: PRIVATE}, FakeClock(float(NOW)), plan) as server:
+        yield server
+
+
+def signed(key: str = "k", model: str = "m") -> dict[str, str]:
+    p = {"Action": "GetUMInferTokenUsage", "KeyId": key, "Model": model,
+         "StartTime": NOW - 3600, "EndTime": NOW}
+    return sign(p, PUBLIC, PRIVATE)
+
+
+def post(sim: SimulatorServer, timeout: float = 5, **kw: str) -> requests.Response:
+    return requests.post(sim.url, data=signed(**kw), timeout=timeout)
+
+
+def data(sim: SimulatorServer) -> dict[str, Any]:
+    body: dict[str, Any] = post(sim).json()
+    assert body["RetCode"] in (0, "0")
+    return body
+
+
+def raw_exchange(sim: SimulatorServer) -> bytes:
+    """Send one request on a bare socket and read until the server closes."""
+    address = urlsplit(sim.url)
+    body = urlencode(signed()).encode()
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((address.hostname, address.port), timeout=5) as conn:
+        conn.sendall(head + body)
+        return conn.recv(65536)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_http_errors(sim: SimulatorServer, plan: FaultPlan, status: int) -> None:
+    plan.add(Fault(FaultKind.HTTP, status=status))
+    assert post(sim).status_code == status
+
+
+def test_429_carries_retry_after(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.HTTP, status=429, retry_after=7))
+    reply = post(sim)
+    assert (reply.status_code, reply.headers["Retry-After"]) == (429, "7")
+
+
+@pytest.mark.parametrize("code", [110, 130, 150, 153, 160, 161, 170, 171, 172, 174, 220, 230,
+                                  292, 294, 299, 2001, 2999])
+def test_retcodes(sim: SimulatorServer, plan: FaultPlan, code: int) -> None:
+    plan.add(Fault(FaultKind.RETCODE, retcode=code))
+    reply = post(sim)
+    body = reply.json()
+    assert (reply.status_code, body["RetCode"]) == (200, code)
+    assert body["Message"] == RETCODE_MESSAGES.get(code, f"service error {code}")
+    assert "Data" not in body
+
+
+def test_retcode_with_custom_message(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.RETCODE, retcode=299, message="no iam:GetUsage"))
+    assert post(sim).json()["Message"] == "no iam:GetUsage"
+
+
+def test_timeout_then_drop(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.TIMEOUT, delay=0.5, then="drop"))
+    with pytest.raises(requests.ReadTimeout):
+        post(sim, timeout=0.2)
+    plan.add(Fault(FaultKind.TIMEOUT, delay=0.2, then="drop"))
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        post(sim)
+    assert time.monotonic() - started >= 0.2
+
+
+def test_timeout_then_answer(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.TIMEOUT, delay=0.2, then="answer"))
+    started = time.monotonic()
+    assert post(sim).json()["RetCode"] == 0
+    assert time.monotonic() - started >= 0.2
+
+
+def test_reset_sends_rst_and_close_sends_eof(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.RESET), times=1)
+    with pytest.raises(ConnectionResetError):
+        raw_exchange(sim)
+    plan.add(Fault(FaultKind.CLOSE), times=1)
+    assert raw_exchange(sim) == b""
+    assert raw_exchange(sim).startswith(b"HTTP/1.1 200")
+    assert sim.stats().by_status == {0: 2, 200: 1}
+
+
+def test_malformed_json(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.MALFORMED))
+    reply = post(sim)
+    assert reply.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(reply.text)
+
+
+@pytest.mark.parametrize(("garbage", "kind"), [("string", str), ("float", float), ("bool", bool)])
+def test_wrong_types(sim: SimulatorServer, plan: FaultPlan, garbage: str, kind: type) -> None:
+    plan.add(Fault(FaultKind.WRONG_TYPE, garbage=garbage))
+    body = data(sim)["Data"]
+    for name in API_FIELDS.values():
+        assert type(body[name]) is kind
+    assert all(type(row["Count"]) is kind for row in body["Usages"])
+    if garbage == "string":
+        with pytest.raises(ValueError, match="invalid literal"):
+            int(body["Total"])
+
+
+def test_negative_and_absurd_numbers(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.NEGATIVE), times=1)
+    plan.add(Fault(FaultKind.ABSURD), times=1)
+    negative, absurd = data(sim)["Data"], data(sim)["Data"]
+    assert all(negative[n] < 0 for n in API_FIELDS.values())
+    assert all(absurd[n] > 2**63 for n in API_FIELDS.values())
+    assert all(r["Count"] > 2**63 for r in absurd["Usages"])
+
+
+def test_shape_faults(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.USAGES_OBJECT), times=1)
+    plan.add(Fault(FaultKind.EMPTY_DATA), times=1)
+    usages = data(sim)["Data"]["Usages"]
+    assert isinstance(usages, dict)
+    assert set(usages) == {"Type", "Count", "Timestamp", "Model"}
+    assert data(sim)["Data"] == {}
+
+
+def test_lenient_strings_keep_the_true_values(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.STRING_RETCODE), times=1)
+    plan.add(Fault(FaultKind.STRING_COUNTS), times=1)
+    first, second = data(sim), data(sim)
+    assert first["RetCode"] == "0"
+    assert Totals(*(first["Data"][n] for n in API_FIELDS.values())) == TRUE
+    assert Totals(*(int(second["Data"][n]) for n in API_FIELDS.values())) == TRUE
+    assert all(isinstance(second["Data"][n], str) for n in API_FIELDS.values())
+
+
+def test_latency_rule_and_global_latency(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.LATENCY, delay=0.15), times=1)
+    plan.add(Fault(FaultKind.RETCODE, retcode=153), times=1)
+    started = time.monotonic()
+    assert post(sim).json()["RetCode"] == 153  # latency combines with the next fault
+    assert time.monotonic() - started >= 0.15
+    plan.set_latency(0.1, 0.05)
+    started = time.monotonic()
+    assert post(sim).json()["RetCode"] == 0
+    assert 0.1 <= time.monotonic() - started < 2
+
+
+def test_matching_by_key_model_times_and_removal(sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.RETCODE, retcode=299), key="k", model="other")
+    second = plan.add(Fault(FaultKind.RETCODE, retcode=292), key="k2")
+    plan.add(Fault(FaultKind.RETCODE, retcode=150), model="m", times=2)
+    codes = [post(sim, model=m).json()["RetCode"] for m in ("other", "m", "m", "m")]
+    assert codes == [299, 150, 150, 0]
+    assert post(sim, key="k2").json()["RetCode"] == 292
+    assert plan.remove(second)
+    assert not plan.remove(second)
+    assert len(plan) == 1
+
+
+def test_probability_is_seeded(plan: FaultPlan) -> None:
+    def fired(seed: int) -> list[bool]:
+        p = FaultPlan(seed)
+        p.add(Fault(FaultKind.CLOSE), probability=0.3)
+        return [bool(p.pick("k", "m")) for _ in range(200)]
+
+    assert fired(1) == fired(1)
+    assert 30 < sum(fired(1)) < 90
+    plan.add(Fault(FaultKind.CLOSE), probability=0.0)
+    assert not any(plan.pick("k", "m") for _ in range(50))
+
+
+def test_stop_releases_held_requests(plan: FaultPlan) -> None:
+    server = SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, FakeClock(float(NOW)), plan)
+    server.start()
+    plan.add(Fault(FaultKind.TIMEOUT, delay=30, then="answer"))
+    errors: list[BaseException] = []
+
+    def held_call() -> None:
+        try:
+            post(server, timeout=20)
+        except requests.ConnectionError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=held_call)
+    caller.start()
+    while not server.stats().calls:  # wait until the request is being held
+        time.sleep(0.01)
+    started = time.monotonic()
+    server.stop()
+    caller.join(10)
+    assert time.monotonic() - started < 5
+    assert len(errors) == 1  # dropped, not answered late

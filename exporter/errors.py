@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Category = Literal["network", "timeout", "http", "retcode", "invalid_response"]
+Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal"]
 
 THROTTLED_RETCODE = 153
 _TRANSIENT_RETCODES = frozenset({110, 130, 150})

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from exporter.config import Target
 from exporter.snapshot import Snapshot, TargetSnapshot
-from exporter.usage import Totals
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9
@@ -66,7 +65,8 @@ def _counter(attr: str, stem: str, what: str) -> _Family:
 def _window(attr: str, stem: str, what: str) -> _Family:
     def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
         for window, totals in t.windows:
-            yield f'uminfer_window_{stem}{{{labels},window="{window.name}"}} {getattr(totals, attr)}\n'
+            value = getattr(totals, attr)
+            yield f'uminfer_window_{stem}{{{labels},window="{window.name}"}} {value}\n'
 
     return _Family(
         f"uminfer_window_{stem}",
@@ -76,7 +76,9 @@ def _window(attr: str, stem: str, what: str) -> _Family:
     )
 
 
-def _optional(name: str, kind: str, help_: str, get: Callable[[TargetSnapshot], float | None]) -> _Family:
+def _optional(
+    name: str, kind: str, help_: str, get: Callable[[TargetSnapshot], float | None]
+) -> _Family:
     def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
         value = get(t)
         if value is not None:
@@ -127,7 +129,8 @@ def render(snapshot: Snapshot) -> bytes:
     for family in FAMILIES:
         lines = [line for t, labels in labelled for line in family.samples(t, labels)]
         if lines:
-            parts.append(f"# HELP {family.name} {family.help}\n# TYPE {family.name} {family.kind}\n")
+            parts.append(f"# HELP {family.name} {family.help}\n")
+            parts.append(f"# TYPE {family.name} {family.kind}\n")
             parts.extend(lines)
     return "".join(parts).encode("utf-8")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 
 
 def _scalar(value: object) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 
 Task = Callable[[], None]
+log = logging.getLogger(__name__)
 
 
 class WorkerPool:
@@ -25,7 +27,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
 
     def run_all(self, tasks: Sequence[Task]) -> None:
-        """Run every task and return when all are done. Tasks must not raise."""
+        """Run every task and return when all are done. A task that raises is logged."""
         batch = _Batch(len(tasks))
         self._grow(min(self._size, len(tasks)))
         for task in tasks:
@@ -50,6 +52,8 @@ class WorkerPool:
             task, batch = item
             try:
                 task()
+            except Exception:  # a worker that dies would hang every later batch
+                log.exception("task failed")
             finally:
                 batch.done()
 

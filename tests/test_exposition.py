@@ -46,7 +46,10 @@ def test_golden_file_is_lint_clean() -> None:
 
 
 @pytest.mark.parametrize(("raw", "escaped"), [
-    ("plain", "plain"), ('quo"te', 'quo\\"te'), ("back\\slash", "back\\\\slash"), ("new\nline", "new\\nline"),
+    ("plain", "plain"),
+    ('quo"te', 'quo\\"te'),
+    ("back\\slash", "back\\\\slash"),
+    ("new\nline", "new\\nline"),
 ])
 def test_label_values_are_escaped(raw: str, escaped: str) -> None:
     assert escape(raw) == escaped

@@ -29,7 +29,8 @@ def test_create_uhost_vector() -> None:
 
 def test_list_vector_sorts_by_code_point() -> None:
     backends = ["foo", "bar", 42] * 4
-    signed = sign({"Action": "AllocateBackendBatch", "Backends": backends}, VENDOR_PUBLIC, VENDOR_PRIVATE)
+    params = {"Action": "AllocateBackendBatch", "Backends": backends}
+    signed = sign(params, VENDOR_PUBLIC, VENDOR_PRIVATE)
     assert signed["Signature"] == "6bc32642779f8cb0bb3d3f128b1c0688abf9a1a3"
     assert "Backends.11" in signed
 

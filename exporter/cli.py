@@ -1,0 +1,179 @@
+"""Command line: flags, logging, signals, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from enum import IntEnum
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.clock import SystemClock
+from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateConfig, load_config
+from exporter.logs import FORMATS, LEVELS, configure
+from exporter.server import Endpoints, MetricsServer, parse_listen_address
+from exporter.service import Service
+from exporter.webconfig import (
+    WebConfig,
+    check_request,
+    check_web_config,
+    load_web_config,
+    wrap_server,
+)
+
+log = logging.getLogger("exporter.cli")
+
+
+class Exit(IntEnum):
+    """Process exit codes."""
+
+    OK = 0
+    INVALID = 1  # invalid config or flags
+    STARTUP = 2  # valid config, but the process could not start (port in use, …)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="uminfer-exporter",
+        description="Prometheus exporter for LLM token usage on UCloud-family clouds.")
+    p.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
+                   help="YAML configuration file (default: %(default)s)")
+    p.add_argument("--config.check", dest="config_check", action="store_true",
+                   help="validate the configuration (and web config) and exit: 0 valid, 1 not")
+    p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN_ADDRESS,
+                   metavar="HOST:PORT", help="where /metrics is served (default: %(default)s)")
+    p.add_argument("--web.config.file", dest="web_config", default=None, metavar="PATH",
+                   help="exporter-toolkit web config: TLS and basic auth")
+    p.add_argument("--state.path", dest="state_path", default=None, metavar="PATH",
+                   help="state file; overrides state.path in the config")
+    p.add_argument("--demo", action="store_true",
+                   help="run against the built-in simulator: no credentials, no network")
+    p.add_argument("--log.level", dest="log_level", choices=tuple(LEVELS), default="info")
+    p.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
+    p.add_argument("--version", action="version", version=f"uminfer-exporter {__version__}")
+    return p
+
+
+class _FlagError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _FlagError(message)
+
+
+def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse flags; raise _FlagError with argparse's message instead of exiting."""
+    parser = _parser()
+    parser.__class__ = _Parser
+    return parser.parse_args(argv)
+
+
+def _with_state(config: Config, state_path: str | None) -> Config:
+    if state_path is None:
+        return config
+    return replace(config, state=StateConfig(state_path, config.state.max_backfill))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the exporter; return the process exit code."""
+    try:
+        args = parse_flags(sys.argv[1:] if argv is None else argv)
+    except _FlagError as error:
+        print(f"uminfer-exporter: {error}", file=sys.stderr)
+        return Exit.INVALID
+    configure(args.log_level, args.log_format)
+    if args.config_check:
+        return _check(args)
+    if args.demo:
+        from exporter.demo import run_demo  # noqa: PLC0415 (the simulator only when asked for)
+
+        return run_demo(args, _serve)
+    try:
+        config = _with_state(load_config(args.config_file, os.environ), args.state_path)
+    except ConfigError as error:
+        _print_problems(error)
+        return Exit.INVALID
+
+    def reload() -> Config:
+        return _with_state(load_config(args.config_file, os.environ), args.state_path)
+
+    return _serve(args, config, reload)
+
+
+def _check(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    try:
+        config = load_config(args.config_file, os.environ)
+    except ConfigError as error:
+        problems += error.problems
+    if args.web_config:
+        problems += check_web_config(args.web_config)
+    if problems:
+        _print_problems(ConfigError(problems))
+        return Exit.INVALID
+    print(f"{args.config_file}: valid ({len(config.targets)} targets)")
+    return Exit.OK
+
+
+def _print_problems(error: ConfigError) -> None:
+    for problem in error.problems:
+        print(problem, file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config]) -> int:
+    """Start the server and the poll loop; block until SIGTERM/SIGINT."""
+    try:
+        web: WebConfig | None = load_web_config(args.web_config) if args.web_config else None
+        host, port = parse_listen_address(args.listen)
+    except (ConfigError, ValueError) as error:
+        _print_problems(error if isinstance(error, ConfigError) else ConfigError([str(error)]))
+        return Exit.INVALID
+    registry = CollectorRegistry()
+    service = Service(config, SystemClock(), registry, reload)
+    endpoints = Endpoints(
+        cache=service.cache, registry=registry, ready=service.ready, reload=service.reload,
+        authorize=(lambda h: check_request(h, web)) if web else (lambda _h: True),
+        headers=web.headers if web else ())
+    try:
+        server = MetricsServer(host, port, endpoints)
+    except OSError as error:
+        print(f"uminfer-exporter: cannot listen on {args.listen}: {error.strerror}",
+              file=sys.stderr)
+        return Exit.STARTUP
+    if web is not None:
+        wrap_server(server, web)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    log.info("listening on %s:%d (version %s)", host, server.port, __version__)
+    _install_signals(service)
+    poller = threading.Thread(target=service.run, name="poll-loop", daemon=True)
+    poller.start()
+    while not service.stopping.wait(0.5):
+        pass
+    service.stop()
+    server.shutdown()
+    server.server_close()
+    log.info("stopped; state flushed")
+    return Exit.OK
+
+
+def _install_signals(service: Service) -> None:
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        service.stopping.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=service.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)

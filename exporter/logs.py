@@ -1,0 +1,62 @@
+"""Log output in logfmt or JSON, the two formats Prometheus exporters speak."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import TextIO
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+          "error": logging.ERROR}
+FORMATS = ("logfmt", "json")
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def _level(record: logging.LogRecord) -> str:
+    return {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname, record.levelname.lower())
+
+
+def _logfmt_value(value: str) -> str:
+    if value and not any(c in value for c in ' ="\\\n'):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=… level=… source=… msg="…"``, one line per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record."""
+        fields = {"ts": _timestamp(record), "level": _level(record),
+                  "source": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            fields["err"] = self.formatException(record.exc_info)
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record."""
+        fields = {"ts": _timestamp(record), "level": _level(record),
+                  "source": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            fields["err"] = self.formatException(record.exc_info)
+        return json.dumps(fields, ensure_ascii=False)
+
+
+def configure(level: str, fmt: str, stream: TextIO = sys.stderr) -> None:
+    """Route the ``exporter`` loggers to ``stream`` in the chosen format."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    logger = logging.getLogger("exporter")
+    logger.handlers[:] = [handler]
+    logger.setLevel(LEVELS[level])
+    logger.propagate = False

@@ -1,0 +1,161 @@
+"""The poll cycle: plan reads per target, call the API concurrently, record, snapshot."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exporter.clock import Clock
+from exporter.config import Config, Target, Window
+from exporter.errors import ApiError
+from exporter.ledger import Ledger
+from exporter.snapshot import Snapshot, TargetSnapshot
+from exporter.usage import ZERO, Totals
+from exporter.windows import window_slices
+from exporter.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+#: Catch-up reads per target per cycle, so one long-down target cannot stall a cycle.
+MAX_READS_PER_CYCLE = 8
+
+
+class UsageSource(Protocol):
+    """What the poller needs from the API client."""
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
+        """Totals over the inclusive interval; raises ApiError."""
+        ...
+
+
+@dataclass
+class _Health:
+    """Per-target poll health, mutated only by that target's task."""
+
+    up: bool = False
+    last_success: float | None = None
+    failures: Counter[str] = field(default_factory=Counter)
+    last_problem: str | None = None
+    retry_at: float = 0.0  # monotonic; set after a permanent error
+    windows: tuple[tuple[Window, Totals], ...] = ()
+    windows_at: float | None = None
+    next_window_read: float = 0.0  # wall clock
+
+
+class Poller:
+    """Owns the ledgers of the configured targets and advances them one cycle at a time."""
+
+    def __init__(self, config: Config, source: UsageSource, clock: Clock, pool: WorkerPool,
+                 ledgers: Mapping[str, Ledger]) -> None:
+        self._config = config
+        self._source = source
+        self._clock = clock
+        self._pool = pool
+        self._lock = threading.Lock()  # guards every ledger
+        self._ledgers = dict(ledgers)
+        self._health = {t.ident: _Health() for t in config.targets}
+
+    def locked(self) -> threading.Lock:
+        """Hold this while reading ledgers that polls may be updating (e.g. to save state)."""
+        return self._lock
+
+    def ledgers(self) -> dict[str, Ledger]:
+        """The live ledgers (callers must not mutate them)."""
+        return dict(self._ledgers)
+
+    def cycle(self) -> Snapshot:
+        """Poll every target once, concurrently, and return the resulting snapshot."""
+        budget = max(self._config.poll.interval, self._config.api.timeout)
+        deadline = self._clock.monotonic() + budget
+        tasks = [self._task(t, deadline) for t in self._config.targets]
+        self._pool.run_all(tasks)
+        return self.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """The current state of every target."""
+        with self._lock:
+            targets = tuple(self._target_snapshot(t) for t in self._config.targets)
+        return Snapshot(targets=targets, generated_at=self._clock.time())
+
+    def _target_snapshot(self, target: Target) -> TargetSnapshot:
+        ledger, health = self._ledgers[target.ident], self._health[target.ident]
+        return TargetSnapshot(
+            target=target, counters=ledger.counters(), windows=health.windows,
+            windows_at=health.windows_at, up=health.up, last_success=health.last_success,
+            settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
+            revisions=ledger.revisions, late_after_settle=ledger.late_after_settle)
+
+    def _task(self, target: Target, deadline: float) -> _PollTask:
+        return _PollTask(self, target, deadline)
+
+    def poll_target(self, target: Target, deadline: float) -> None:
+        """Read what the target's ledger needs and its windows when due; never raises."""
+        health = self._health[target.ident]
+        if self._clock.monotonic() < health.retry_at:
+            return  # a permanent error: retried on a slow cadence, not hammered
+        try:
+            self._read_counts(target, deadline)
+            self._read_windows(target, health, deadline)
+        except ApiError as error:
+            self._failed(target, health, error)
+        except Exception:  # a bug must cost one target one cycle, not the poll loop
+            log.exception("internal error polling target %s", target.ident)
+            internal = ApiError("internal", "internal error (see log)", transient=True)
+            self._failed(target, health, internal)
+        else:
+            self._succeeded(target, health)
+
+    def _read_counts(self, target: Target, deadline: float) -> None:
+        ledger = self._ledgers[target.ident]
+        now = int(self._clock.time())
+        with self._lock:
+            reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
+        for read in reads:
+            read_at = int(self._clock.time())  # taken before sending: conservative for settling
+            totals = self._source.get_usage(target, read.start, read.end, deadline)
+            with self._lock:
+                ledger.record(read, totals, read_at)
+
+    def _read_windows(self, target: Target, health: _Health, deadline: float) -> None:
+        now = self._clock.time()
+        if now < health.next_window_read or not self._config.windows:
+            return
+        end = int(now)
+        results = []
+        for window in self._config.windows:
+            totals = ZERO
+            for start, stop in window_slices(end, window.seconds):
+                totals += self._source.get_usage(target, start, stop, deadline)
+            results.append((window, totals))
+        health.windows, health.windows_at = tuple(results), float(end)
+        health.next_window_read = now + self._config.poll.window_interval
+
+    def _failed(self, target: Target, health: _Health, error: ApiError) -> None:
+        health.up = False
+        health.failures[error.category] += 1
+        if not error.transient:
+            health.retry_at = self._clock.monotonic() + self._config.poll.permanent_error_retry
+        problem = f"{error.category}:{error.retcode}:{error.http_status}"
+        if problem != health.last_problem:  # log a change of state once, not every cycle
+            log.warning("target %s failing: %s", target.ident, error.message)
+            health.last_problem = problem
+
+    def _succeeded(self, target: Target, health: _Health) -> None:
+        if health.last_problem is not None:
+            log.info("target %s recovered", target.ident)
+        health.up, health.last_problem, health.retry_at = True, None, 0.0
+        health.last_success = self._clock.time()
+
+
+@dataclass(frozen=True)
+class _PollTask:
+    poller: Poller
+    target: Target
+    deadline: float
+
+    def __call__(self) -> None:
+        self.poller.poll_target(self.target, self.deadline)

@@ -49,11 +49,11 @@ def portable(config: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for section, values in config.items():
         for key, value in values.items():
+            kept = value
             if key in LOCATION_KEYS:
-                value = " ".join(v for v in value.split() if not is_local(v))
-                if not value:
-                    continue
-            out.setdefault(section, {})[key] = value
+                kept = " ".join(v for v in value.split() if not is_local(v))
+            if kept:
+                out.setdefault(section, {})[key] = kept
     return out
 
 

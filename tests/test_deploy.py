@@ -1,0 +1,211 @@
+"""Deployment files, checked offline: hadolint, a real Compose v2, kubernetes-validate, promtool."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.config import parse_config
+from tests.tools import require_tool
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "kubernetes"
+CORE_MANIFESTS = ("configmap.yaml", "service.yaml", "statefulset.yaml", "secret.example.yaml")
+STATE_DIR = "/var/lib/uminfer-exporter"
+
+
+def tool(name: str) -> str:
+    """A tool from the test extra (next to this Python) or else from PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else require_tool(name)
+
+
+def run(*cmd: str, cwd: Path = REPO, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a checker; never raises, the test asserts on the outcome."""
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=60,
+                          check=False)
+
+
+def load(name: str) -> dict[str, Any]:
+    """One Kubernetes manifest from deploy/kubernetes/."""
+    return dict(yaml.safe_load((K8S / name).read_text(encoding="utf-8")))
+
+
+# --- Dockerfile -------------------------------------------------------------------------------
+
+def test_hadolint_passes_dockerfile(tmp_path: Path) -> None:
+    """The Dockerfile is lint-clean; an unpinned base image would not be (the linter is live)."""
+    hadolint = tool("hadolint")
+    result = run(hadolint, "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN pip install requests\n", encoding="utf-8")
+    assert run(hadolint, str(bad)).returncode != 0
+
+
+# --- Compose -----------------------------------------------------------------------------------
+
+def compose_config(env_file: Path | None = None) -> dict[str, Any]:
+    """``docker compose config`` as JSON, from the real Compose v2 binary (needs no daemon)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("UMINFER_", "GRAFANA_", "COMPOSE_"))}
+    extra = ["--env-file", str(env_file)] if env_file else []
+    result = run(tool("docker-compose"), "-f", str(DEPLOY / "docker-compose.yml"), *extra,
+                 "config", "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+ENV_FILES = [None, DEPLOY / "uminfer.env.example"]
+
+
+def test_compose_runs_demo_by_default() -> None:
+    """Without .env the exporter runs the simulator, state on a named volume."""
+    services = compose_config()["services"]
+    assert set(services) == {"uminfer-exporter", "prometheus", "grafana"}
+    exporter = services["uminfer-exporter"]
+    assert exporter["command"] == ["--demo", f"--state.path={STATE_DIR}/state.json"]
+    state = [v for v in exporter["volumes"] if v["target"] == STATE_DIR]
+    assert [v["type"] for v in state] == ["volume"]
+
+
+def test_compose_env_file_switches_to_real_credentials() -> None:
+    """The example env file selects the real config and passes exactly the two keys."""
+    exporter = compose_config(DEPLOY / "uminfer.env.example")["services"]["uminfer-exporter"]
+    assert "--demo" not in exporter["command"]
+    assert "--config.file=/etc/uminfer-exporter/config.yaml" in exporter["command"]
+    assert exporter["environment"] == {
+        "UMINFER_PUBLIC_KEY": "replace-with-your-public-key",
+        "UMINFER_PRIVATE_KEY": "replace-with-your-private-key",
+    }
+
+
+@pytest.mark.parametrize("env_file", ENV_FILES, ids=["default", "env-example"])
+def test_compose_mounted_host_paths_exist(env_file: Path | None) -> None:
+    """Every bind-mounted host path exists (Docker would silently create an empty dir)."""
+    binds = [v["source"] for s in compose_config(env_file)["services"].values()
+             for v in s.get("volumes", []) if v["type"] == "bind"]
+    assert len(binds) >= 5
+    missing = [source for source in binds if not Path(source).exists()]
+    assert not missing, f"mounted by deploy/docker-compose.yml but missing: {missing}"
+
+
+def test_compose_grafana_finds_the_datasource_and_dashboard() -> None:
+    """Provisioning points at the compose Prometheus and reads where the dashboards are mounted."""
+    grafana = compose_config()["services"]["grafana"]
+    sources = yaml.safe_load(
+        (REPO / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8"))
+    assert sources["datasources"][0]["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load(
+        (REPO / "grafana/provisioning/dashboards/uminfer.yml").read_text(encoding="utf-8"))
+    path = provider["providers"][0]["options"]["path"]
+    mount = next(v for v in grafana["volumes"] if v["target"] == path)
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (Path(mount["source"]) / Path(home).relative_to(path)).is_file()
+
+
+def test_compose_prometheus_config_and_rules_are_valid(tmp_path: Path) -> None:
+    """promtool accepts the compose prometheus.yml with the project's rules file in place."""
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+    assert config["scrape_configs"][0]["job_name"] == "uminfer"  # what rules.yml expects
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == [
+        "uminfer-exporter:9866"]
+    shutil.copy(REPO / "prometheus/rules.yml", tmp_path / "rules.yml")
+    config["rule_files"] = [str(tmp_path / "rules.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = run(require_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Kubernetes --------------------------------------------------------------------------------
+
+def test_core_manifests_pass_strict_validation(tmp_path: Path) -> None:
+    """kubernetes-validate --strict accepts them, and rejects a field typo (it is live)."""
+    validate = tool("kubernetes-validate")
+    result = run(validate, "--strict", *(str(K8S / name) for name in CORE_MANIFESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    typo = load("statefulset.yaml")
+    typo["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(typo), encoding="utf-8")
+    assert run(validate, "--strict", str(tmp_path / "typo.yaml")).returncode != 0
+
+
+def test_kustomization_lists_manifests_but_not_the_secret_example() -> None:
+    """Every resource exists; applying it never overwrites real keys with placeholders."""
+    resources = load("kustomization.yaml")["resources"]
+    assert all((K8S / name).is_file() for name in resources)
+    assert "secret.example.yaml" not in resources
+    assert {"statefulset.yaml", "service.yaml", "servicemonitor.yaml",
+            "prometheusrule.yaml", "configmap.yaml"} <= set(resources)
+
+
+def test_statefulset_is_locked_down_and_wired() -> None:
+    """Non-root, read-only root, no capabilities; volumes and names line up."""
+    sts = load("statefulset.yaml")["spec"]
+    pod = sts["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert sts["selector"]["matchLabels"].items() <= sts["template"]["metadata"]["labels"].items()
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[sts["volumeClaimTemplates"][0]["metadata"]["name"]] == STATE_DIR
+    assert f"--state.path={STATE_DIR}/state.json" in container["args"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == load("configmap.yaml")["metadata"]["name"]
+    secret = load("secret.example.yaml")
+    assert volumes["credentials"]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert sts["serviceName"] == load("service.yaml")["metadata"]["name"]
+
+
+def test_configmap_config_is_valid_with_the_secret_files(tmp_path: Path) -> None:
+    """The ConfigMap's config.yaml passes the exporter's own validation with the keys mounted."""
+    secrets = "/etc/uminfer-exporter/secrets"
+    for name, value in load("secret.example.yaml")["stringData"].items():
+        (tmp_path / name).write_text(value, encoding="utf-8")
+    text = load("configmap.yaml")["data"]["config.yaml"].replace(secrets, str(tmp_path))
+    assert text != load("configmap.yaml")["data"]["config.yaml"]
+    config = parse_config(yaml.safe_load(text), {}, str(tmp_path))
+    assert config.api.private_key == "replace-with-your-private-key"
+    assert config.state.path == f"{STATE_DIR}/state.json"
+
+
+def test_servicemonitor_selects_the_service_and_its_port() -> None:
+    """What the Prometheus Operator needs: selector ⊆ Service labels, named port, job label."""
+    monitor, service = load("servicemonitor.yaml"), load("service.yaml")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"] for p in service["spec"]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    container = load("statefulset.yaml")["spec"]["template"]["spec"]["containers"][0]
+    assert "metrics" in {p["name"] for p in container["ports"]}
+    assert labels[monitor["spec"]["jobLabel"]] == "uminfer"  # the job rules.yml expects
+
+
+def test_prometheusrule_carries_the_rules_file() -> None:
+    """The PrometheusRule is exactly prometheus/rules.yml's groups (regenerate when not)."""
+    spec = importlib.util.spec_from_file_location("render", K8S / "render_prometheusrule.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    expected = module.render((REPO / "prometheus/rules.yml").read_text(encoding="utf-8"))
+    actual = (K8S / "prometheusrule.yaml").read_text(encoding="utf-8")
+    assert actual == expected, "run: python3 deploy/kubernetes/render_prometheusrule.py"
+    rule = load("prometheusrule.yaml")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["kind"] == "PrometheusRule"
+    assert any("alert" in r for g in rule["spec"]["groups"] for r in g["rules"])

@@ -1,0 +1,232 @@
+"""Generates grafana/dashboards/uminfer.json from Grafana 11's own types (grafana-foundation-sdk).
+
+Run ``python grafana/dashboard.py`` after editing; tests/test_dashboard.py fails while the
+committed JSON differs from what this prints with ``--stdout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh, VariableSort
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+UID = "uminfer-exporter"
+OUTPUT = Path(__file__).resolve().parent / "dashboards" / "uminfer.json"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+# Self-metrics carry only the scrape's labels; per-target series also carry the target's.
+EXPORTER = 'instance=~"$instance"'
+TARGET = f'{EXPORTER}, project_id=~"$project_id", key_id=~"$key_id", model=~"$model"'
+TOKEN_KINDS = (("input", "uminfer_input_tokens_total"), ("output", "uminfer_output_tokens_total"))
+
+
+def query(expr: str, legend: str = "__auto", *, instant: bool = False) -> prometheus.Dataquery:
+    """A PromQL target: a range query for graphs, an instant one for the latest value."""
+    q = prometheus.Dataquery().expr(expr).legend_format(legend).datasource(DATASOURCE)
+    return q.instant() if instant else q.range()
+
+
+def _with_queries(panel: Any, title: str, about: str, queries: list[prometheus.Dataquery]) -> Any:
+    refs = "ABCDEFGH"
+    for ref, q in zip(refs, queries, strict=False):
+        panel = panel.with_target(q.ref_id(ref))
+    return panel.title(title).description(about).datasource(DATASOURCE)
+
+
+def graph(title: str, about: str, unit: str, *queries: prometheus.Dataquery,
+          width: int = 12) -> timeseries.Panel:
+    """A time series panel with a table legend showing mean and max."""
+    legend = (cb.VizLegendOptions().display_mode(common.LegendDisplayMode.TABLE)
+              .placement(common.LegendPlacement.BOTTOM).show_legend(True)
+              .calcs(["mean", "max"]))
+    panel = timeseries.Panel().unit(unit).height(8).span(width).legend(legend).fill_opacity(10)
+    return _with_queries(panel, title, about, list(queries))  # type: ignore[no-any-return]
+
+
+def single(title: str, about: str, unit: str, *queries: prometheus.Dataquery,
+           width: int = 4, height: int = 4) -> stat.Panel:
+    """A stat panel showing the latest value of each query."""
+    reduce = cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+    panel = stat.Panel().unit(unit).height(height).span(width).reduce_options(reduce)
+    return _with_queries(panel, title, about, list(queries))  # type: ignore[no-any-return]
+
+
+def ranking(title: str, about: str, expr: str, unit: str = "short") -> table.Panel:
+    """A table of an instant query, biggest value first."""
+    panel = (table.Panel().unit(unit).height(8).span(8)
+             .sort_by([cb.TableSortByFieldState().display_name("Value").desc(True)]))
+    target = query(expr, instant=True).format(PromQueryFormat.TABLE)
+    return _with_queries(panel, title, about, [target])  # type: ignore[no-any-return]
+
+
+def in_range(metric: str, by: str = "") -> str:
+    """Sum of a counter's increase over the dashboard's time range."""
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} (increase({metric}{{{TARGET}}}[$__range]))"
+
+
+def rate(metric: str, by: str) -> str:
+    """A counter's per-second rate, summed by ``by``."""
+    return f"sum by ({by}) (rate({metric}{{{TARGET}}}[$__rate_interval]))"
+
+
+def quantiles(metric: str) -> list[prometheus.Dataquery]:
+    """p50, p95 and p99 of a histogram across the selected exporters."""
+    buckets = f"sum by (le) (rate({metric}_bucket{{{EXPORTER}}}[$__rate_interval]))"
+    return [query(f"histogram_quantile({q}, {buckets})", f"p{round(q * 100)}")
+            for q in (0.5, 0.95, 0.99)]
+
+
+def variable(name: str, label: str, expr: str) -> db.QueryVariable:
+    """A multi-value variable from ``label_values``, "All" matching every value (and none)."""
+    return (db.QueryVariable(name).label(label).query(expr).datasource(DATASOURCE)
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True).include_all(True).all_value(".*"))
+
+
+def usage_rows() -> Iterator[db.Row | Any]:
+    """Totals over the range, token rates, trailing windows: what the FinOps reader wants."""
+    yield db.Row("Usage over the selected time range")
+    for title, metric in (("Tokens", "uminfer_tokens_total"),
+                          ("Input tokens", "uminfer_input_tokens_total"),
+                          ("Output tokens", "uminfer_output_tokens_total"),
+                          ("Requests", "uminfer_requests_total"),
+                          ("Image generations", "uminfer_image_generations_total")):
+        yield single(title, f"{title} counted in the selected time range (increase).", "short",
+                     query(in_range(metric), title, instant=True))
+    yield single("Targets up", "Targets whose latest poll succeeded, of all targets.", "short",
+                 query(f"sum(uminfer_up{{{TARGET}}})", "up", instant=True),
+                 query(f"count(uminfer_up{{{TARGET}}})", "targets", instant=True))
+    yield db.Row("Token rate")
+    for by, what in (("model", "model"), ("key_id", "key")):
+        yield graph(f"Token rate by {what}, input vs output",
+                    f"Tokens per second by {what}; input (prompt) and output (completion).",
+                    "short", *(query(rate(metric, by), f"{{{{{by}}}}} {kind}")
+                               for kind, metric in TOKEN_KINDS))
+    yield graph("Requests by model", "Inference requests per second.", "reqps",
+                query(rate("uminfer_requests_total", "model"), "{{model}}"))
+    yield graph("Image generations by model", "Images generated per second.", "short",
+                query(rate("uminfer_image_generations_total", "model"), "{{model}}"))
+    yield db.Row("Trailing windows (exact API totals at the latest poll)")
+    yield graph("Tokens in trailing windows by model", "uminfer_window_tokens by model.", "short",
+                query(f"sum by (model, window) (uminfer_window_tokens{{{TARGET}}})",
+                      "{{model}} {{window}}"))
+    yield single("Trailing-window totals", "Sums of the window gauges, one value per window.",
+                 "short", *(
+                     query(f"sum by (window) (uminfer_window_{name}{{{TARGET}}})",
+                           f"{{{{window}}}} {name.replace('_', ' ')}", instant=True)
+                     for name in ("tokens", "input_tokens", "output_tokens", "requests",
+                                  "image_generations")), width=12, height=8)
+
+
+def consumer_rows() -> Iterator[db.Row | Any]:
+    """Top keys and models, and who is spiking."""
+    yield db.Row("Top consumers")
+    yield ranking("Top keys by tokens (selected range)", "The ten keys that used most tokens.",
+                  f"topk(10, {in_range('uminfer_tokens_total', 'project_id, key_id')})")
+    yield ranking("Top models by tokens (selected range)", "The cost drivers: tokens by model.",
+                  f"topk(10, {in_range('uminfer_tokens_total', 'model')})")
+    fast = f"sum by (key_id) (rate(uminfer_tokens_total{{{TARGET}}}[15m]))"
+    slow = f"sum by (key_id) (rate(uminfer_tokens_total{{{TARGET}}}[1d]))"
+    yield ranking("Who is spiking (15m rate / 1d rate)",
+                  "Keys whose token rate of the last 15 minutes is highest against their own "
+                  "average of the last day; 1 is normal.",
+                  f"topk(10, {fast} / {slow})", unit="none")
+
+
+def health_rows() -> Iterator[db.Row | Any]:
+    """Is the exporter healthy, what does it cost on the API, how settled is the data."""
+    yield db.Row("Exporter health")
+    yield graph("Last successful poll age", "Seconds since each target's last successful poll.",
+                "s", query(f"time() - max by (key_id, model) "
+                           f"(uminfer_last_success_timestamp_seconds{{{TARGET}}})",
+                           "{{key_id}} {{model}}"), width=8)
+    yield graph("Settled lag", "How far behind now usage is final (settle plus period).", "s",
+                query(f"time() - max by (key_id, model) "
+                      f"(uminfer_settled_timestamp_seconds{{{TARGET}}})",
+                      "{{key_id}} {{model}}"), width=8)
+    yield graph("Failed polls by reason", "Failed target polls per interval, by reason.", "short",
+                query(f"sum by (reason) (increase(uminfer_target_failures_total{{{TARGET}}}"
+                      f"[$__rate_interval])) or label_replace(vector(0), \"reason\", \"none\", "
+                      f"\"\", \"\")", "{{reason}}"), width=8)
+    yield graph("API calls by outcome and RetCode", "Calls per second; errors are every "
+                "outcome but success, with the API's RetCode.", "reqps",
+                query(f"sum by (outcome, retcode) "
+                      f"(rate(uminfer_api_requests_total{{{EXPORTER}}}[$__rate_interval]))",
+                      "{{outcome}} {{retcode}}"), width=8)
+    yield graph("API call latency", "Duration of API calls.", "s",
+                *quantiles("uminfer_api_request_duration_seconds"), width=8)
+    yield graph("Poll duration", "Duration of whole poll cycles.", "s",
+                *quantiles("uminfer_poll_duration_seconds"), width=8)
+    yield graph("API rate limit", "Requests per second the exporter allows itself (lowered "
+                "while throttled; 0 is unlimited).", "reqps",
+                query(f"max by (instance) (uminfer_api_rate_limit_requests_per_second"
+                      f"{{{EXPORTER}}})", "{{instance}}"), width=8)
+    yield single("Problems (selected range)", "Poll overruns, readings revised downwards, "
+                 "tokens that came after settling, backfill seconds skipped; and whether the "
+                 "last config reload worked (1).", "short", *(
+                     query(f"sum(increase({metric}{{{selector}}}[$__range]))", title, instant=True)
+                     for title, metric, selector in (
+                         ("overruns", "uminfer_poll_overruns_total", EXPORTER),
+                         ("revisions", "uminfer_revisions_total", TARGET),
+                         ("late tokens", "uminfer_late_tokens_after_settle_total", TARGET),
+                         ("backfill skipped s", "uminfer_backfill_skipped_seconds_total",
+                          EXPORTER))),
+                 query(f"min(uminfer_config_last_reload_successful{{{EXPORTER}}})",
+                       "config reload ok", instant=True), width=8, height=8)
+    yield ranking("Exporters (value: targets polled)", "Version of each exporter and how "
+                  "many targets it polls.",
+                  f"max by (instance, version, python_version) "
+                  f"(uminfer_exporter_build_info{{{EXPORTER}}}) "
+                  f"* on (instance) group_left () max by (instance) "
+                  f"(uminfer_targets{{{EXPORTER}}})", unit="none")
+
+
+def build() -> dict[str, Any]:
+    """The dashboard as Grafana's JSON model."""
+    board = (db.Dashboard("uminfer-exporter: LLM token usage").uid(UID)
+             .description("Token usage, cost drivers and exporter health (uminfer-exporter).")
+             .tags(["uminfer", "llm", "tokens"]).time("now-6h", "now").refresh("1m")
+             .timezone("browser").editable()
+             .with_variable(db.DatasourceVariable("datasource").label("Data source")
+                            .type("prometheus"))
+             .with_variable(variable("instance", "Exporter",
+                                     "label_values(uminfer_exporter_build_info, instance)")))
+    scope = EXPORTER  # each variable narrows to the choices made in the ones before it
+    for name, label in (("project_id", "Project"), ("key_id", "Key"), ("model", "Model")):
+        expr = f"label_values(uminfer_up{{{scope}}}, {name})"
+        board = board.with_variable(variable(name, label, expr))
+        scope += f', {name}=~"${name}"'
+    for panel_id, row in enumerate((*usage_rows(), *consumer_rows(), *health_rows()), start=1):
+        board = board.with_row(row.id(panel_id)) if isinstance(row, db.Row) \
+            else board.with_panel(row.id(panel_id))
+    encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return encoded
+
+
+def render() -> str:
+    """The dashboard JSON exactly as committed."""
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    """Write the dashboard file, or print it with ``--stdout``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stdout", action="store_true", help="print instead of writing")
+    if parser.parse_args().stdout:
+        print(render(), end="")
+    else:
+        OUTPUT.write_text(render())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The Grafana dashboard: generated from Grafana 11's types, and every query answers on --demo."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Exporter
+from tests.prom import Prometheus, PromQueryError
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT / "grafana" / "dashboard.py"
+DASHBOARD = ROOT / "grafana" / "dashboards" / "uminfer.json"
+RULES = ROOT / "prometheus" / "rules.yml"
+GRAFANA_11_SCHEMA = range(39, 42)  # 11.0 ... 11.6
+# What Grafana puts in for its built-in variables, at a scale that suits a 1 s scrape.
+BUILTINS = {"__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
+LABEL_VALUES = re.compile(r"^label_values\((?:(?P<match>.+),\s*)?(?P<label>\w+)\)$")
+
+
+def dashboard() -> dict[str, Any]:
+    """The committed dashboard JSON."""
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel that is not a row."""
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
+def variables(board: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dashboard's template variables."""
+    found: list[dict[str, Any]] = board["templating"]["list"]
+    return found
+
+
+def substitute(expr: str, names: set[str]) -> str:
+    """``expr`` as Grafana sends it with "All" selected; unknown variables raise KeyError."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name in BUILTINS:
+            return BUILTINS[name]
+        if name not in names:
+            raise KeyError(f"the dashboard uses ${name}, which it does not define")
+        return ".*"  # every variable is multi-value with "All" = .*
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def dropped_or_changed(ours: Any, decoded: Any, path: str = "") -> list[str]:
+    """Where Grafana's types lost or altered what we wrote (added defaults are fine)."""
+    if isinstance(ours, dict) and isinstance(decoded, dict):
+        return [problem for key, value in ours.items()
+                for problem in (dropped_or_changed(value, decoded[key], f"{path}/{key}")
+                                if key in decoded else [f"{path}/{key} dropped"])]
+    if isinstance(ours, list) and isinstance(decoded, list) and len(ours) == len(decoded):
+        return [problem for i, (a, b) in enumerate(zip(ours, decoded, strict=True))
+                for problem in dropped_or_changed(a, b, f"{path}[{i}]")]
+    return [] if ours == decoded else [f"{path}: {ours!r} became {decoded!r}"]
+
+
+def test_committed_dashboard_is_what_the_generator_makes() -> None:
+    result = subprocess.run([sys.executable, str(GENERATOR), "--stdout"], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout == DASHBOARD.read_text(), "run: python grafana/dashboard.py"
+
+
+def test_dashboard_decodes_into_grafana_11_types_without_loss() -> None:
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    register_default_plugins()  # panel options and Prometheus queries decode to their types
+    ours = dashboard()
+    decoded = json.loads(json.dumps(Dashboard.from_json(ours), cls=JSONEncoder))
+    assert dropped_or_changed(ours, decoded) == []
+
+
+def test_dashboard_identity_and_variables() -> None:
+    board = dashboard()
+    assert board["uid"] == "uminfer-exporter"
+    assert board["schemaVersion"] in GRAFANA_11_SCHEMA
+    by_name = {v["name"]: v for v in variables(board)}
+    assert by_name["datasource"]["type"] == "datasource"
+    assert by_name["datasource"]["query"] == "prometheus"
+    for name in ("project_id", "key_id", "model"):
+        assert by_name[name]["type"] == "query"
+        assert LABEL_VALUES.match(by_name[name]["query"])["label"] == name  # type: ignore[index]
+
+
+def test_every_panel_and_query_uses_the_datasource_variable() -> None:
+    board = dashboard()
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in panels(board):
+        assert panel["targets"], panel["title"]
+        refs = [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+        assert all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in refs)
+        assert 0 <= panel["gridPos"]["x"] < panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+
+
+def test_panels_do_not_overlap() -> None:
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard()["panels"]:
+        pos = panel["gridPos"]
+        mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert not cells & mine, panel["title"]
+        cells |= mine
+
+
+def test_substitution_rejects_unknown_variables() -> None:
+    assert substitute('rate(x{a=~"$key_id"}[$__rate_interval])', {"key_id"}) == \
+        'rate(x{a=~".*"}[1m])'
+    with pytest.raises(KeyError):
+        substitute('x{a=~"${typo}"}', {"key_id"})
+
+
+@pytest.fixture(scope="module")
+def demo_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """The exporter on --demo, scraped every second by a real Prometheus that loads rules.yml."""
+    workdir = tmp_path_factory.mktemp("dashboard")
+    with Exporter(workdir, None, "--demo") as exporter:
+        exporter.wait_ready()
+        with Prometheus(workdir, [f"127.0.0.1:{exporter.port}"], [RULES]) as prometheus:
+            yield prometheus
+
+
+def run_query(prometheus: Prometheus, kind: str, expr: str) -> list[Any]:
+    """Run one dashboard query the way Grafana would; the result rows."""
+    if kind == "variable":
+        found = LABEL_VALUES.match(expr)
+        assert found, f"not a label_values() query: {expr}"
+        return prometheus.label_values(found["label"], found["match"])
+    return prometheus.query(expr) if kind == "instant" else prometheus.query_range(expr, 60)
+
+
+def dashboard_queries(board: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(where, kind, substituted PromQL) for every panel target and query variable."""
+    names = {v["name"] for v in variables(board)}
+    found = [(f"variable {v['name']}", "variable", substitute(v["query"], names))
+             for v in variables(board) if v["type"] == "query"]
+    for panel in panels(board):
+        for target in panel["targets"]:
+            kind = "instant" if target.get("instant") else "range"
+            found.append((f"panel {panel['title']!r} {target['refId']}", kind,
+                          substitute(target["expr"], names)))
+    return found
+
+
+@pytest.mark.e2e
+def test_every_dashboard_query_returns_data_on_demo(demo_prometheus: Prometheus) -> None:
+    board = dashboard()
+    pending = dashboard_queries(board)
+    total = len(pending)
+    deadline = time.monotonic() + 45  # rate() needs two scrapes; the windows a first read
+    while pending and time.monotonic() < deadline:
+        try:
+            pending = [q for q in pending if not run_query(demo_prometheus, q[1], q[2])]
+        except PromQueryError as exc:
+            pytest.fail(f"a dashboard query is invalid: {exc}")
+        time.sleep(0.5 if pending else 0)
+    assert [f"{where}: {expr}" for where, _, expr in pending] == [], "queries with no data"
+    print(f"\ndashboard: {len(panels(board))} panels, {total} queries exercised")
+    assert total > len(panels(board))
+
+
+@pytest.mark.e2e
+def test_rules_load_and_record_on_demo(demo_prometheus: Prometheus) -> None:
+    groups = demo_prometheus.api("rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert {group["file"] for group in groups} == {str(RULES)}
+    recorded = [r["name"] for r in rules if r["type"] == "recording"
+                and "budget" not in r["name"]]  # budgets exist only once the operator sets them
+    assert recorded
+    for name in recorded:
+        demo_prometheus.wait_query(name, 30)
+    unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] == "err"]
+    assert unhealthy == []

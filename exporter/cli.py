@@ -152,7 +152,9 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
         return Exit.STARTUP
     if web is not None:
         wrap_server(server, web)
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    # A short poll interval: shutdown() waits for the loop to notice, and SIGTERM must be quick.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http",
+                     daemon=True).start()
     log.info("listening on %s:%d (version %s)", host, server.port, __version__)
     _install_signals(service)
     poller = threading.Thread(target=service.run, name="poll-loop", daemon=True)

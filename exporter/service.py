@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 from prometheus_client import CollectorRegistry
@@ -13,7 +14,7 @@ from requests.adapters import HTTPAdapter
 
 from exporter.client import UsageClient
 from exporter.clock import Clock
-from exporter.config import Config, ConfigError
+from exporter.config import ApiConfig, Config, ConfigError
 from exporter.exposition import ExpositionCache
 from exporter.ledger import Ledger
 from exporter.poller import Poller
@@ -37,15 +38,17 @@ class Service:
         self.cache = ExpositionCache()
         self.ready = threading.Event()
         self.stopping = threading.Event()
+        self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
         self._load_config = load_config
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
-        self._cycle_lock = threading.Lock()
-        self._pending: Config | None = None
+        self._cycle_lock = threading.Lock()  # a config swap never lands inside a cycle
+        self._reload_lock = threading.Lock()  # SIGHUP and POST /-/reload may come together
         self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
-        self._pool = WorkerPool(config.api.max_concurrency)
-        self._session = _session(config.api.max_concurrency)
-        self._poller = self._build_poller(config, self._initial_ledgers(config))
+        self._api = self._api_stack(config.api)
+        self._poller = Poller(config, self._api.client, clock, self._api.pool,
+                              self._initial_ledgers(config))
+        self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(clock.time())
 
@@ -56,24 +59,25 @@ class Service:
 
     def run(self) -> None:
         """Poll until :meth:`stop`: first cycle at once, then every ``poll.interval``."""
-        interval = self._config.poll.interval
-        log.info("polling %d targets every %gs", len(self._config.targets), interval)
+        log.info("polling %d targets every %gs", len(self._config.targets),
+                 self._config.poll.interval)
         while not self.stopping.is_set():
             started = self.clock.monotonic()
             self.run_cycle()
             elapsed = self.clock.monotonic() - started
-            if elapsed > self._config.poll.interval:
+            interval = self._config.poll.interval
+            if elapsed > interval:
                 self.metrics.cycle_overruns.inc()
-            self.stopping.wait(max(0.0, self._config.poll.interval - elapsed))
+            self._wake.wait(max(0.0, interval - elapsed))
+            self._wake.clear()
 
     def run_cycle(self) -> None:
-        """One cycle: apply a pending reload, poll, persist, then publish (in that order).
+        """One cycle: poll, persist, then publish (in that order).
 
         State is written before the snapshot is published, so a value a scraper has seen is
         never above what a restart (even after ``kill -9``) continues from.
         """
         with self._cycle_lock:
-            self._apply_pending()
             started = self.clock.monotonic()
             snapshot = self._poller.cycle()
             self.save_state()
@@ -84,33 +88,45 @@ class Service:
     def stop(self) -> None:
         """Stop the loop and flush state; safe to call from a signal handler's thread."""
         self.stopping.set()
+        self._wake.set()
         self.save_state()
-        self._pool.close()
+        self._api.pool.close()
 
     def reload(self) -> str | None:
-        """Validate the config source; queue it for the next cycle. None, or why it failed."""
-        try:
-            config = self._load_config()
-        except ConfigError as error:
-            self.metrics.reload_success.set(0)
-            log.error("config reload rejected, keeping the old config:\n%s", error)
-            return "; ".join(error.problems)
-        self._pending = config
-        self.metrics.reload_success.set(1)
-        self.metrics.reload_timestamp.set(self.clock.time())
-        log.info("config reloaded: %d targets, applied from the next cycle", len(config.targets))
-        return None
+        """Validate the config source and put it in force; None, or why it was rejected.
+
+        Returns once the new config is applied and /metrics shows its target set, as
+        Prometheus' own reload does. A cycle in flight is finished first, under the old config.
+        """
+        with self._reload_lock:
+            try:
+                config = self._load_config()
+            except ConfigError as error:
+                self.metrics.reload_success.set(0)
+                reason = "; ".join(error.problems)
+                log.error("config reload rejected, keeping the old config: %s", reason)
+                return reason
+            with self._cycle_lock:
+                self._apply(config)
+                self.save_state()
+                self.cache.publish(self._poller.snapshot())
+            self.metrics.reload_success.set(1)
+            self.metrics.reload_timestamp.set(self.clock.time())
+            self._wake.set()  # poll added targets now, not an interval from now
+            log.info("config reloaded: %d targets", len(config.targets))
+            return None
 
     def save_state(self) -> None:
         """Write the ledgers atomically, when a state path is configured."""
-        if self._store is None:
+        store = self._store
+        if store is None:
             return
         try:
             with self._poller.locked():
-                self._store.save(self._poller.ledgers())
+                store.save(self._poller.ledgers())
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
-            log.error("cannot write state file %s: %s", self._store.path, error)
+            log.error("cannot write state file %s: %s", store.path, error)
         else:
             self.metrics.state_writes.labels("success").inc()
 
@@ -133,24 +149,38 @@ class Service:
                         result.skipped_seconds)
         return result.ledgers
 
-    def _build_poller(self, config: Config, ledgers: dict[str, Ledger]) -> Poller:
-        limiter = RateLimiter(config.api.rate_limit, burst=max(1, config.api.max_concurrency),
-                              clock=self.clock)
-        client = UsageClient(config.api, self._session, self.clock, self._rng, limiter,
-                             self.metrics)
-        self.metrics.targets.set(len(config.targets))
+    def _api_stack(self, api: ApiConfig) -> _ApiStack:
+        limiter = RateLimiter(api.rate_limit, burst=max(1, api.max_concurrency), clock=self.clock)
+        session = _session(api.max_concurrency)
+        client = UsageClient(api, session, self.clock, self._rng, limiter, self.metrics)
         self.metrics.rate_limit.set_function(lambda: limiter.current_rate)
-        return Poller(config, client, self.clock, self._pool, ledgers)
+        return _ApiStack(WorkerPool(api.max_concurrency), client)
 
-    def _apply_pending(self) -> None:
-        config, self._pending = self._pending, None
-        if config is None:
-            return
-        if self._store is None and config.state.path:
-            self._store = StateStore(config.state.path)
-        ledgers = self._reconcile(config, self._poller.ledgers())
-        self._config = config
-        self._poller = self._build_poller(config, ledgers)
+    def _apply(self, config: Config) -> None:
+        """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
+        if config.api != self._config.api:
+            # Endpoint, keys, timeout, rate or concurrency changed: a fresh client and pool.
+            old, self._api = self._api, self._api_stack(config.api)
+            old.close()
+        if config.state.path != (self._store.path if self._store else None):
+            self._store = StateStore(config.state.path) if config.state.path else None
+        poller = Poller(config, self._api.client, self.clock, self._api.pool,
+                        self._reconcile(config, self._poller.ledgers()))
+        poller.carry_health(self._poller)
+        self._poller, self._config = poller, config
+        self.metrics.targets.set(len(config.targets))
+
+
+@dataclass(frozen=True)
+class _ApiStack:
+    """What talking to the API takes; replaced as a whole when ``api`` changes."""
+
+    pool: WorkerPool
+    client: UsageClient
+
+    def close(self) -> None:
+        self.pool.close()
+        self.client.close()
 
 
 def _session(pool_size: int) -> requests.Session:

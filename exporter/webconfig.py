@@ -30,6 +30,7 @@ import bcrypt
 import yaml
 
 from exporter.config import ConfigError
+from exporter.yamlstrict import load_strict
 
 REALM = "uminfer-exporter"
 Checker = Callable[[bytes, bytes], bool]  # (password, bcrypt hash) -> match, like bcrypt.checkpw
@@ -268,7 +269,7 @@ class _Problems(list[str]):
 def _read_yaml(problems: _Problems, path: str) -> object:
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return load_strict(f)  # a duplicate key is an error, not a silent override
     except OSError as exc:
         problems.fail(path, f"file not readable ({exc.strerror})")
     except UnicodeDecodeError:

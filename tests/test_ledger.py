@@ -1,0 +1,212 @@
+"""Ledger unit tests: planning, recording, closing, merging, rebasing, auditing, serialising."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.ledger import DAY, Ledger, Read
+from exporter.usage import ZERO, Totals
+
+H = 3600
+T0 = 1_700_000_000 // DAY * DAY  # a UTC midnight, so hour boundaries are easy to read
+
+
+def tok(n: int) -> Totals:
+    """Totals with ``n`` input tokens."""
+    return Totals(input_tokens=n, tokens=n)
+
+
+def test_first_period_starts_at_origin_and_read_ends_now() -> None:
+    led = Ledger(T0 + 100, H, 600)
+    assert led.plan(T0 + 99) == []
+    assert led.plan(T0 + 500) == [Read(T0 + 100, T0 + 500, (T0 + 100,))]
+    assert led.settled_until() == T0 + 99
+
+
+def test_steady_state_reads_two_periods_only_during_settle() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 3000, (T0,)), tok(5), T0 + 3000)
+    just_after = led.plan(T0 + H + 60)
+    assert just_after == [Read(T0, T0 + H - 1, (T0,)), Read(T0 + H, T0 + H + 60, (T0 + H,))]
+    led.record(just_after[0], tok(7), T0 + H + 60)
+    assert led.settled_until() == T0 - 1  # read before end + settle: still open
+    later = led.plan(T0 + H + 600)
+    led.record(later[0], tok(8), T0 + H + 600)
+    assert led.settled_until() == T0 + H - 1
+    assert led.settled_totals() == tok(8)
+    assert led.plan(T0 + H + 660) == [Read(T0 + H, T0 + H + 660, (T0 + H,))]
+
+
+def test_calls_per_poll_average_one_plus_settle_over_period() -> None:
+    led, calls, polls = Ledger(T0, H, 600), 0, 0
+    for now in range(T0, T0 + DAY, 60):
+        reads = led.plan(now)
+        calls, polls = calls + len(reads), polls + 1
+        for read in reads:
+            led.record(read, ZERO, now)
+    assert calls / polls == pytest.approx(1 + 600 / H, abs=0.01)
+
+
+def test_counter_is_closed_sum_plus_latest_open_readings() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(10), T0 + H + 600)  # closes
+    led.record(Read(T0 + H, T0 + H + 600, (T0 + H,)), tok(3), T0 + H + 600)
+    led.record(Read(T0 + H, T0 + H + 660, (T0 + H,)), tok(4), T0 + H + 660)
+    assert led.counters() == tok(14)
+    assert led.settled_totals() == tok(10)
+
+
+def test_lower_reading_is_a_revision_and_the_higher_is_kept() -> None:
+    led = Ledger(T0, H, 600)
+    read = Read(T0, T0 + 100, (T0,))
+    led.record(read, Totals(input_tokens=10, output_tokens=5), T0 + 100)
+    led.record(read, Totals(input_tokens=8, output_tokens=9), T0 + 200)
+    assert led.counters() == Totals(input_tokens=10, output_tokens=9)
+    assert led.revisions == 1
+    assert led.revised_away == Totals(input_tokens=2)
+
+
+def test_failed_read_changes_nothing_and_outage_is_caught_up_in_day_slices() -> None:
+    led = Ledger(T0 + 1800, H, 600)
+    led.record(Read(T0 + 1800, T0 + 2000, (T0 + 1800,)), tok(1), T0 + 2000)
+    now = T0 + 3 * DAY  # the API failed for three days: nothing was recorded meanwhile
+    reads = led.plan(now)
+    assert [(r.start, r.end) for r in reads] == [
+        (T0 + 1800, T0 + DAY - 1),  # settled hours merged, at most a day per call
+        (T0 + DAY, T0 + 2 * DAY - 1),
+        (T0 + 2 * DAY, T0 + 3 * DAY - H - 1),
+        (T0 + 3 * DAY - H, T0 + 3 * DAY - 1),  # not settled yet: read alone
+        (T0 + 3 * DAY, T0 + 3 * DAY),
+    ]
+    assert reads[0].periods == (T0 + 1800, *range(T0 + H, T0 + DAY, H))
+    for read in reads:
+        led.record(read, tok(2), now)
+    assert led.settled_until() == T0 + 3 * DAY - H - 1
+    # The first group's reading (2) replaces its earlier one (1): no revision, no double count.
+    assert led.counters().input_tokens == 10
+    assert led.revisions == 0
+
+
+def test_merged_group_never_spans_a_day_and_keeps_earlier_readings() -> None:
+    led = Ledger(T0, H, 0)
+    led.record(Read(T0 + 5 * H, T0 + 5 * H + 10, (T0 + 5 * H,)), tok(50), T0 + 5 * H + 10)
+    reads = led.plan(T0 + 2 * DAY + 10)
+    assert [(r.start, r.end) for r in reads[:2]] == [
+        (T0, T0 + DAY - 1), (T0 + DAY, T0 + 2 * DAY - 1)]
+    led.record(reads[0], tok(20), T0 + 2 * DAY + 10)  # lower than the 50 seen for hour 5
+    assert led.revisions == 1
+    assert led.settled_totals() == tok(50)
+
+
+def test_out_of_order_completion_closes_oldest_first() -> None:
+    led = Ledger(T0, H, 0)
+    first, second, _ = led.plan(T0 + DAY + H)
+    led.record(second, tok(2), T0 + DAY + H)
+    assert led.settled_until() == T0 - 1  # closed time is a prefix
+    assert [r.start for r in led.plan(T0 + DAY + H)] == [T0, T0 + DAY + H]  # settled one skipped
+    led.record(first, tok(1), T0 + DAY + H)
+    assert led.settled_until() == T0 + DAY + H - 1
+    assert led.counters() == tok(3)
+
+
+def test_stale_read_is_ignored() -> None:
+    led = Ledger(T0, H, 0)
+    (read,) = led.plan(T0 + H)[:1]
+    assert led.record(read, tok(1), T0 + H)
+    assert not led.record(read, tok(5), T0 + H)  # that period is closed
+    assert not led.record(Read(T0 + 10, T0 + 20, (T0 + 10,)), tok(5), T0 + H)
+    assert led.counters() == tok(1)
+
+
+def test_max_reads_paces_catch_up_oldest_first() -> None:
+    led = Ledger(T0, H, 600)
+    reads = led.plan(T0 + 5 * DAY, max_reads=2)
+    assert [(r.start, r.end) for r in reads] == [(T0, T0 + DAY - 1), (T0 + DAY, T0 + 2 * DAY - 1)]
+
+
+def test_rebase_skips_old_unread_time_and_keeps_counters() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 1000, (T0,)), tok(9), T0 + 1000)
+    now = T0 + 10 * DAY + 123
+    skipped = led.rebase(now, DAY)
+    assert skipped == now - DAY - T0
+    assert led.skipped_seconds == skipped
+    assert led.counters() == tok(9)
+    assert led.settled_until() == now - DAY - 1
+    assert led.plan(now)[0].start == now - DAY
+    assert led.rebase(now, DAY) == 0
+
+
+def test_rebase_keeps_a_straddling_read_period_whole() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 1000, (T0,)), tok(9), T0 + 1000)
+    assert led.rebase(T0 + 1800 + DAY, DAY) == 0  # re-reading only its tail would count twice
+    assert led.plan(T0 + 1800 + DAY)[0].start == T0
+
+
+def test_retune_keeps_read_stretches_and_uses_new_grid_after_them() -> None:
+    led = Ledger(T0, H, 0)
+    led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
+    led.retune(2 * H, 0)
+    reads = led.plan(T0 + 5 * H)
+    assert [(r.start, r.end) for r in reads] == [(T0, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
+    assert reads[0].periods == (T0, T0 + H, T0 + 2 * H)
+
+
+def test_audit_reports_usage_after_close_without_counting_it() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(10), T0 + H + 600)
+    assert all(r.kind == "count" for r in led.plan(T0 + H - 1 + 1199))
+    audit = led.plan(T0 + H - 1 + 1200)[-1]  # due at end + 2 * settle
+    assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
+    assert led.record(audit, tok(13), T0 + H + 1200)
+    assert led.late_after_settle == tok(3)
+    assert led.counters() == tok(10)
+    assert all(r.kind == "count" for r in led.plan(T0 + 3 * H))  # once per period
+
+
+def test_audit_off_by_default() -> None:
+    led = Ledger(T0, H, 0)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(1), T0 + H)
+    assert all(r.kind == "count" for r in led.plan(T0 + 3 * H))
+
+
+@pytest.mark.parametrize(("period", "settle"), [(0, 0), (7000, 0), (2 * DAY, 0), (H, -1)])
+def test_bad_grid_is_rejected_with_reason(period: int, settle: int) -> None:
+    with pytest.raises(ValueError, match=r"period must divide|settle must not"):
+        Ledger(T0, period, settle)
+
+
+def test_dict_round_trip_is_json_and_continues_identically() -> None:
+    led = Ledger(T0 + 7, H, 600, audit=True)
+    for now in range(T0 + 7, T0 + 5 * H, 300):
+        for read in led.plan(now):
+            led.record(read, tok((now - T0) // 100), now)
+    copy = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    assert copy.to_dict() == led.to_dict()
+    assert copy.plan(T0 + 6 * H) == led.plan(T0 + 6 * H)
+
+
+def test_from_dict_rejects_overlapping_stretches() -> None:
+    data = Ledger(T0, H, 0).to_dict()
+    seg = {"start": T0, "end": T0 + H - 1, "totals": {}, "final": False}
+    data["open"] = [seg, {**seg, "start": T0 + 10}]
+    with pytest.raises(ValueError, match="overlaps"):
+        Ledger.from_dict(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4000), st.integers(0, 50), st.booleans()), max_size=60))
+def test_counters_are_monotonic_under_any_readings(steps: list[tuple[int, int, bool]]) -> None:
+    led, now, last = Ledger(T0, 600, 300), T0, ZERO
+    for advance, value, ok in steps:
+        now += advance
+        for read in led.plan(now):
+            if ok:
+                led.record(read, tok(value), now)
+        assert led.counters().dominates(last)
+        last = led.counters()

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
+from decimal import Decimal
 
 import yaml
 
+from exporter.configcost import budgets_section, pricing_section
+from exporter.configdiscovery import discovery_section
 from exporter.configreader import REDACTED, Reader, build, got, scrub
 from exporter.configsections import (
     POLL_KEYS,
@@ -27,9 +31,13 @@ from exporter.configtypes import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
     ApiConfig,
+    BudgetConfig,
     Config,
     ConfigError,
+    DiscoveryConfig,
+    ModelPrice,
     PollConfig,
+    PricingConfig,
     StateConfig,
     Target,
     Window,
@@ -39,11 +47,12 @@ from exporter.yamlstrict import DuplicateKeyError, load_strict
 
 __all__ = [
     "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
-    "ApiConfig", "Config", "ConfigError", "PollConfig", "StateConfig", "Target", "Window",
+    "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig", "ModelPrice",
+    "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
     "load_config", "parse_config", "redacted",
 ]
 
-_ROOT_KEYS = ("api", "poll", "state", "windows", "targets")
+_ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
@@ -69,13 +78,19 @@ def parse_config(
         raise ConfigError([f"(top level): expected a mapping of sections, got {got(data)}"])
     reader = Reader(environ)
     root = reader.section("", data, _ROOT_KEYS)
+    discovery = discovery_section(reader, root.get("discovery"))
+    pricing = pricing_section(reader, root.get("pricing"))
     config = build(
         Config,
         api=api_section(reader, root.get("api"), base_dir),
         poll=poll_section(reader, root.get("poll")),
         state=state_section(reader, root.get("state"), base_dir),
         windows=windows_section(reader, root.get("windows")),
-        targets=targets_section(reader, root.get("targets"), require_targets),
+        # With discovery, static targets are optional: the keys found are the targets.
+        targets=targets_section(reader, root.get("targets"), require_targets and not discovery),
+        pricing=pricing,
+        budgets=budgets_section(reader, root.get("budgets"), pricing.currency),
+        discovery=discovery,
     )
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
@@ -94,7 +109,27 @@ def redacted(config: Config) -> dict[str, object]:
         "windows": [window.name for window in config.windows],
         "targets": [{"project": t.project, "key": t.key, "model": t.model, "labels": dict(t.labels)}
                     for t in config.targets],
+        "pricing": _redacted_pricing(config.pricing),
+        "budgets": [{k: str(v) if isinstance(v, Decimal) else v
+                     for k, v in asdict(b).items() if v is not None} for b in config.budgets],
+        "discovery": _redacted_discovery(config.discovery),
     }
+
+
+def _redacted_pricing(pricing: PricingConfig) -> dict[str, object]:
+    models = {m.model: {"input": str(m.input), "output": str(m.output), "image": str(m.image),
+                        "request": str(m.request), "currency": m.currency}
+              for m in pricing.models}
+    return {"currency": pricing.currency, "from_api": pricing.from_api, "models": models}
+
+
+def _redacted_discovery(discovery: DiscoveryConfig | None) -> dict[str, object] | None:
+    if discovery is None:
+        return None
+    data = asdict(discovery)
+    data["refresh"] = format_duration(discovery.refresh)
+    data["labels"] = dict(discovery.labels)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
 def _yaml_problem(path: str, exc: yaml.YAMLError) -> str:

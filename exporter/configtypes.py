@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 DEFAULT_ENDPOINT = "https://api.sigcalcloud.com/"
 DEFAULT_PORT = 9866
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
-BUILTIN_LABELS = ("project_id", "key_id", "model", "window", "currency", "instance", "job")
+BUILTIN_LABELS = ("project_id", "key_id", "model", "window", "currency", "instance", "job",
+                  "key_name", "budget", "period")
 
 
 class ConfigError(Exception):
@@ -73,6 +75,59 @@ class Target:
 
 
 @dataclass(frozen=True)
+class ModelPrice:
+    """List price of one model: per million input/output tokens, per image, per request."""
+
+    model: str
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    image: Decimal = Decimal(0)
+    request: Decimal = Decimal(0)
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class PricingConfig:
+    """Prices from the config, and whether list prices are also read from the API."""
+
+    currency: str = "USD"
+    from_api: bool = False
+    models: tuple[ModelPrice, ...] = ()
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """A daily or monthly limit, in tokens or in money, for the targets it selects.
+
+    A selector left None matches every value, so a budget with none is the whole exporter's.
+    """
+
+    name: str
+    period: str
+    tokens: int | None = None
+    cost: Decimal | None = None
+    currency: str = "USD"
+    project: str | None = None
+    key: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Find targets: every key of ``projects`` whose status is in ``statuses`` and that passes
+    the filters, times ``models`` (or, when empty, the models the key is granted)."""
+
+    projects: tuple[str, ...] = ("",)
+    statuses: tuple[int, ...] = (1,)
+    include: tuple[str, ...] = ()  # regexes; a key is kept if one matches its id or name
+    exclude: tuple[str, ...] = ()  # regexes; a key is dropped if one matches its id or name
+    models: tuple[str, ...] = ()
+    refresh: float = 600.0
+    max_targets: int = 1000
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration."""
 
@@ -81,3 +136,6 @@ class Config:
     state: StateConfig = StateConfig()
     windows: tuple[Window, ...] = (Window("1h", 3600), Window("24h", 86400))
     targets: tuple[Target, ...] = ()
+    pricing: PricingConfig = PricingConfig()
+    budgets: tuple[BudgetConfig, ...] = ()
+    discovery: DiscoveryConfig | None = None  # None: only the static targets

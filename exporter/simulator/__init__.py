@@ -1,6 +1,7 @@
 """The API simulator: event store, seeded traffic, injected faults, loopback HTTP server."""
 
 from exporter.simulator.build import build_simulator, demo_targets
+from exporter.simulator.catalog import Catalog, SimKey, SimModel
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.stats import StatsSnapshot
@@ -8,11 +9,14 @@ from exporter.simulator.store import Event, EventStore
 from exporter.simulator.traffic import TargetSpec, TrafficGenerator
 
 __all__ = [
+    "Catalog",
     "Event",
     "EventStore",
     "Fault",
     "FaultKind",
     "FaultPlan",
+    "SimKey",
+    "SimModel",
     "SimulatorServer",
     "StatsSnapshot",
     "TargetSpec",

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from exporter.clock import Clock
+from exporter.simulator.catalog import Catalog, SimKey, SimModel
 from exporter.simulator.faults import FaultPlan, rule_from_json
 from exporter.simulator.stats import CallStats
 from exporter.simulator.store import Event, EventStore
@@ -53,8 +54,11 @@ class Admin:
         stats: CallStats,
         clock: Clock,
         traffic: TrafficGenerator | None,
+        *,
+        catalog: Catalog | None = None,
     ) -> None:
         self._store, self._faults, self._stats = store, faults, stats
+        self._catalog = catalog if catalog is not None else Catalog()
         self._clock, self._traffic = clock, traffic
         self._routes: dict[tuple[str, str], Callable[[dict[str, str], Any], Reply]] = {
             ("POST", "/_sim/usage"): self._usage,
@@ -64,6 +68,9 @@ class Admin:
             ("GET", "/_sim/truth"): self._truth,
             ("GET", "/_sim/stats"): self._get_stats,
             ("DELETE", "/_sim/stats"): self._reset_stats,
+            ("POST", "/_sim/keys"): self._add_key,
+            ("DELETE", "/_sim/keys"): self._remove_key,
+            ("POST", "/_sim/models"): self._add_model,
         }
 
     def handle(self, method: str, path: str, query: str, body: bytes) -> Reply:
@@ -122,3 +129,33 @@ class Admin:
     def _reset_stats(self, _: dict[str, str], __: Any) -> Reply:
         self._stats.reset()
         return 200, {}
+
+    def _add_key(self, _: dict[str, str], payload: Any) -> Reply:
+        if not isinstance(payload, dict) or not isinstance(payload.get("key_id"), str):
+            raise AdminError('send {"key_id": ..., "name": ..., "project": ..., "secret": ...,'
+                             ' "status": 1, "granted_models": [...]}')
+        granted = payload.get("granted_models", [])
+        if not isinstance(granted, list) or not all(isinstance(m, str) for m in granted):
+            raise AdminError("granted_models must be a list of model names")
+        key = SimKey(str(payload.get("project", "")), payload["key_id"],
+                     str(payload.get("name", "")), str(payload.get("secret", "")),
+                     _count(payload, "status") if "status" in payload else 1,
+                     bool(payload.get("disabled", False)), tuple(granted))
+        self._catalog.add_key(key)
+        return 200, {"added": key.key_id}
+
+    def _remove_key(self, query: dict[str, str], _: Any) -> Reply:
+        if "key_id" not in query:
+            raise AdminError("missing query parameter: key_id")
+        return 200, {"removed": int(self._catalog.remove_key(query.get("project", ""),
+                                                              query["key_id"]))}
+
+    def _add_model(self, _: dict[str, str], payload: Any) -> Reply:
+        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+            raise AdminError('send {"name": ..., "kind": 1, "prompt": "0.27", "completion": ...,'
+                             ' "image": ..., "currency": "USD"}')
+        prices = {f: str(payload.get(f, "0")) for f in ("prompt", "completion", "image")}
+        model = SimModel(payload["name"], _count(payload, "kind") or 1,
+                         currency=str(payload.get("currency", "USD")), **prices)
+        self._catalog.add_model(model)
+        return 200, {"added": model.name}

@@ -10,12 +10,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from exporter.signing import flatten, signature
+from exporter.simulator.catalog import MAX_LIMIT, Catalog
 from exporter.simulator.faults import retcode_message
 from exporter.simulator.store import EventStore
 from exporter.usage import API_FIELDS, Totals
 
 USAGE_ACTION = "GetUMInferTokenUsage"
-ACTIONS = frozenset({USAGE_ACTION})
+LIST_KEYS_ACTION = "ListUMInferAPIKey"
+MODELS_ACTION = "GetUMInferAPIModel"
+ACTIONS = frozenset({USAGE_ACTION, LIST_KEYS_ACTION, MODELS_ACTION})
 
 
 class GatewayError(Exception):
@@ -114,6 +117,26 @@ def usage_data(store: EventStore, query: UsageQuery, at: float, bucket: int) -> 
         for kind, count, ts, model in rows
     ]
     return data
+
+
+def list_keys_data(catalog: Catalog, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """ListUMInferAPIKey's ``Data``: a page of keys, secret ``Key`` included as the API does."""
+    offset = _int_param(params, "Offset") if "Offset" in params else 0
+    limit = _int_param(params, "Limit") if "Limit" in params else 20
+    if offset < 0 or not 1 <= limit <= MAX_LIMIT:
+        raise GatewayError(230, f"Params [Limit] not valid: must be 1..{MAX_LIMIT}, Offset >= 0")
+    return [key.as_api() for key in catalog.page(params.get("ProjectId", ""), offset, limit)]
+
+
+def models_data(catalog: Catalog, params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """GetUMInferAPIModel's ``Data``: the models the key may call, with list prices."""
+    if not params.get("KeyId"):
+        raise GatewayError(220, "Missing params [KeyId]")
+    kind = _int_param(params, "ModelType") if "ModelType" in params else 1
+    models = catalog.models(params["KeyId"], kind)
+    if models is None:
+        raise GatewayError(230, "Params [KeyId] not valid")
+    return [model.as_api(index) for index, model in models]
 
 
 def reply(action: str, retcode: int = 0, message: str = "", data: Any = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from exporter.clock import Clock
 from exporter.simulator import api, mangle
 from exporter.simulator.admin import Admin
+from exporter.simulator.catalog import Catalog
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan, retcode_message
 from exporter.simulator.stats import NO_RESPONSE, CallStats, StatsSnapshot
 from exporter.simulator.store import EventStore
@@ -65,13 +66,16 @@ class SimulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_window: int = 86400 * 10,
+        catalog: Catalog | None = None,
     ) -> None:
         self.store, self.clock, self.traffic = store, clock, traffic
+        self.catalog = catalog if catalog is not None else Catalog()
         self.faults = faults if faults is not None else FaultPlan()
         self._keys, self._bucket, self._max_window = dict(keys), bucket, max_window
         self._address = (host, port)
         self._stats = CallStats()
-        self.admin = Admin(store, self.faults, self._stats, clock, traffic)
+        self.admin = Admin(store, self.faults, self._stats, clock, traffic,
+                           catalog=self.catalog)
         self.stopping = threading.Event()  # set on stop, so held requests let go at once
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -146,6 +150,10 @@ class SimulatorServer:
         try:
             action = api.check_action(params)
             api.check_signature(params, self._keys)
+            if action == api.LIST_KEYS_ACTION:
+                return api.reply(action, data=api.list_keys_data(self.catalog, params))
+            if action == api.MODELS_ACTION:
+                return api.reply(action, data=api.models_data(self.catalog, params))
             query = api.parse_usage(params, self._max_window)
         except api.GatewayError as rejection:
             return api.reply(action, rejection.retcode, rejection.message)

@@ -59,10 +59,11 @@ def value(samples: Mapping[Series, float], name: str, key: str, **extra: str) ->
     return samples.get((name, labels(key, **extra)))
 
 
-def add_usage(sim: SimulatorServer, key: str, totals: Totals) -> None:
-    """Usage for ``key`` at the current second, visible at once."""
-    now = int(time.time())
-    sim.store.add(Event(now, now, PROJECT, key, MODEL, totals))
+def add_usage(sim: SimulatorServer, key: str, totals: Totals, ts: int | None = None) -> int:
+    """Usage for ``key`` at ``ts`` (default: the current second), visible at once; its ts."""
+    at = int(time.time()) if ts is None else ts
+    sim.store.add(Event(at, at, PROJECT, key, MODEL, totals))
+    return at
 
 
 @contextmanager

@@ -6,9 +6,11 @@ import gzip
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
+from exporter.budgets import BudgetSnapshot
 from exporter.config import Target
-from exporter.snapshot import Snapshot, TargetSnapshot
+from exporter.snapshot import DiscoverySnapshot, Snapshot, TargetSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9
@@ -96,6 +98,22 @@ def _late(t: TargetSnapshot, labels: str) -> Iterator[str]:
     yield f"uminfer_late_tokens_after_settle_total{{{labels}}} {t.late_after_settle.tokens}\n"
 
 
+def _money(value: Decimal) -> str:
+    # Computed exactly; exported as the nearest float, as the text format demands.
+    return number(float(value))
+
+
+def _cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    for currency, amount in t.cost:
+        yield f'uminfer_cost_total{{{labels},currency="{escape(currency)}"}} {_money(amount)}\n'
+
+
+def _window_cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    for window, currency, amount in t.window_cost:
+        yield (f'uminfer_window_cost{{{labels},window="{window.name}",'
+               f'currency="{escape(currency)}"}} {_money(amount)}\n')
+
+
 FAMILIES: tuple[_Family, ...] = (
     *(_counter(*q) for q in _QUANTITIES),
     *(_window(*q) for q in _QUANTITIES),
@@ -119,6 +137,76 @@ FAMILIES: tuple[_Family, ...] = (
     _Family("uminfer_late_tokens_after_settle_total", "counter",
             "Number of tokens that appeared after their interval settled; not in the counters.",
             _late),
+    _Family("uminfer_cost_total", "counter",
+            "Money spent, by currency: each counted increment times the price in force then.",
+            _cost),
+    _Family("uminfer_window_cost", "gauge",
+            "Money spent in the trailing window, by currency, at the prices in force now.",
+            _window_cost),
+)
+
+
+@dataclass(frozen=True)
+class _GlobalFamily:
+    name: str
+    kind: str
+    help: str
+    samples: Callable[[Snapshot], Iterator[str]]
+
+
+def _budget(name: str, get: Callable[[BudgetSnapshot], float]
+            ) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        for b in snapshot.budgets:
+            labels = f'budget="{escape(b.name)}",period="{b.period}",unit="{escape(b.unit)}"'
+            yield f"{name}{{{labels}}} {number(get(b))}\n"
+
+    return samples
+
+
+def _discovery(name: str, get: Callable[[DiscoverySnapshot], float | None]
+               ) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        value = None if snapshot.discovery is None else get(snapshot.discovery)
+        if value is not None:
+            yield f"{name} {number(value)}\n"
+
+    return samples
+
+
+def _global(name: str, kind: str, help_: str, samples: Callable[[str], Callable[[Snapshot],
+            Iterator[str]]]) -> _GlobalFamily:
+    return _GlobalFamily(name, kind, help_, samples(name))
+
+
+GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
+    _global("uminfer_budget_limit", "gauge",
+            "The budget's limit per period, in its unit (tokens or a currency).",
+            lambda n: _budget(n, lambda b: float(b.limit))),
+    _global("uminfer_budget_used", "gauge",
+            "How much of its limit the budget's current period has used, in its unit.",
+            lambda n: _budget(n, lambda b: float(b.used))),
+    _global("uminfer_budget_period_end_timestamp_seconds", "gauge",
+            "Unix time in seconds at which the budget's current period ends (UTC).",
+            lambda n: _budget(n, lambda b: b.end)),
+    _global("uminfer_discovery_targets", "gauge",
+            "Number of discovered targets being polled.",
+            lambda n: _discovery(n, lambda d: d.targets)),
+    _global("uminfer_discovery_keys", "gauge",
+            "Number of API keys listed at the latest discovery refresh, before filters.",
+            lambda n: _discovery(n, lambda d: d.keys)),
+    _global("uminfer_discovery_selected_keys", "gauge",
+            "Number of listed API keys that passed discovery's status and name filters.",
+            lambda n: _discovery(n, lambda d: d.selected)),
+    _global("uminfer_discovery_dropped_targets", "gauge",
+            "Number of discovered targets not polled because of discovery.max_targets.",
+            lambda n: _discovery(n, lambda d: d.dropped)),
+    _global("uminfer_discovery_last_success_timestamp_seconds", "gauge",
+            "Unix time in seconds of the latest successful discovery refresh.",
+            lambda n: _discovery(n, lambda d: d.last_success)),
+    _global("uminfer_discovery_failures_total", "counter",
+            "Number of failed discovery refreshes (the previous targets are kept).",
+            lambda n: _discovery(n, lambda d: d.failures)),
 )
 
 
@@ -132,6 +220,10 @@ def render(snapshot: Snapshot) -> bytes:
             parts.append(f"# HELP {family.name} {family.help}\n")
             parts.append(f"# TYPE {family.name} {family.kind}\n")
             parts.extend(lines)
+    for g in GLOBAL_FAMILIES:
+        lines = list(g.samples(snapshot))
+        if lines:
+            parts.extend((f"# HELP {g.name} {g.help}\n", f"# TYPE {g.name} {g.kind}\n", *lines))
     return "".join(parts).encode("utf-8")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
+from exporter.budgets import BudgetSnapshot
 from exporter.config import Target, Window
 from exporter.usage import ZERO, Totals
 
@@ -22,11 +24,27 @@ class TargetSnapshot:
     failures: tuple[tuple[str, int], ...] = ()  # category -> count, since start
     revisions: int = 0  # readings lower than an earlier one (kept the higher)
     late_after_settle: Totals = ZERO  # usage that appeared after its period settled
+    cost: tuple[tuple[str, Decimal], ...] = ()  # currency -> exact cost counted so far
+    window_cost: tuple[tuple[Window, str, Decimal], ...] = ()  # window totals at today's price
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySnapshot:
+    """What the latest discovery refresh found, and how refreshes have gone."""
+
+    targets: int = 0  # discovered targets being polled
+    keys: int = 0  # keys listed before filtering
+    selected: int = 0  # keys that passed the filters
+    dropped: int = 0  # targets left out by discovery.max_targets
+    last_success: float | None = None
+    failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """All targets, in configuration order."""
+    """All targets, in configuration order, and the exporter-wide cost and discovery state."""
 
     targets: tuple[TargetSnapshot, ...] = ()
     generated_at: float = 0.0
+    budgets: tuple[BudgetSnapshot, ...] = ()
+    discovery: DiscoverySnapshot | None = None

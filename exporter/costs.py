@@ -1,0 +1,100 @@
+"""Exact cost per target: each counter increment times the price in force when it was counted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from exporter.configtypes import ModelPrice
+from exporter.pricing import cost_of
+from exporter.usage import ZERO, Totals
+
+VERSION = 1
+
+
+@dataclass
+class CostMeter:
+    """One target: the counters already priced, and the money they cost, by currency."""
+
+    seen: Totals = ZERO
+    cost: dict[str, Decimal] = field(default_factory=dict)
+
+    def charge(self, counters: Totals, price: ModelPrice | None) -> tuple[Totals, Decimal | None]:
+        """Price what ``counters`` grew by since last time; the increment and its cost.
+
+        Counters never go down, but a field-wise max guards against a reading that did.
+        Usage without a price is marked seen anyway: a price added later applies from then on.
+        """
+        delta = Totals(*(max(0, a - b) for a, b in zip(counters.values(), self.seen.values(),
+                                                         strict=True)))
+        self.seen = self.seen.maximum(counters)
+        if price is None:
+            return delta, None
+        amount = cost_of(delta, price)
+        self.cost[price.currency] = self.cost.get(price.currency, Decimal(0)) + amount
+        return delta, amount
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able; amounts as exact decimal strings."""
+        return {"seen": self.seen.as_dict(), "cost": {c: str(a) for c, a in self.cost.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostMeter:
+        """Inverse of :meth:`to_dict`; ValueError/TypeError/KeyError when malformed."""
+        cost = {str(c): Decimal(str(a)) for c, a in data["cost"].items()}
+        if any(not a.is_finite() or a < 0 for a in cost.values()):
+            raise ValueError("cost amounts must be finite and >= 0")
+        return cls(Totals.from_dict(data["seen"]), cost)
+
+
+@dataclass
+class CostDocument:
+    """Everything cost accounting persists: meters by target ident, budget use by name."""
+
+    meters: dict[str, CostMeter] = field(default_factory=dict)
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class CostStore:
+    """A small JSON file beside the state file, replaced atomically like the state file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def save(self, doc: CostDocument) -> None:
+        """Write ``doc``: temp file, fsync, rename; raise OSError on failure."""
+        data = {"version": VERSION, "meters": {i: m.to_dict() for i, m in doc.meters.items()},
+                "budgets": doc.budgets}
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(self.path) + ".tmp-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def load(self) -> CostDocument:
+        """The saved document; an empty one when there is none. ValueError when it is bad."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return CostDocument()
+        try:
+            if data.get("version") != VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+            meters = {str(i): CostMeter.from_dict(m) for i, m in data["meters"].items()}
+            return CostDocument(meters, dict(data["budgets"]))
+        except (AttributeError, KeyError, TypeError, ArithmeticError) as exc:
+            raise ValueError(f"cost state {self.path} is malformed ({exc!r})") from exc

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +16,7 @@ from exporter.snapshot import DiscoverySnapshot, Snapshot, TargetSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9
+_GZIP_WBITS = 31  # zlib's gzip container: a stream any gzip reader (and Prometheus) accepts
 
 _QUANTITIES: tuple[tuple[str, str, str], ...] = (
     # (Totals field, metric stem, what it counts)
@@ -212,19 +215,36 @@ GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
 
 def render(snapshot: Snapshot) -> bytes:
     """The text exposition of every per-target family in ``snapshot``."""
+    return render_both(snapshot)[0]
+
+
+def render_both(snapshot: Snapshot) -> tuple[bytes, bytes]:
+    """The exposition and its gzip form, made in one pass.
+
+    One family at a time is turned into text and appended to a byte buffer (and the
+    compressor), so the peak is the body plus one family, not every line as a separate str
+    plus the joined str plus its encoding (at 10,000 targets that was ~70 MB more).
+    """
     labelled = [(t, target_labels(t.target)) for t in snapshot.targets]
-    parts: list[str] = []
+    out, packer = io.BytesIO(), zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    zipped: list[bytes] = []
+    for name, kind, help_, lines in _texts(snapshot, labelled):
+        if lines:
+            chunk = f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{''.join(lines)}".encode()
+            out.write(chunk)
+            zipped.append(packer.compress(chunk))
+    zipped.append(packer.flush())
+    return out.getvalue(), b"".join(zipped)
+
+
+def _texts(snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]]
+           ) -> Iterator[tuple[str, str, str, list[str]]]:
+    """Each family's name, type, help and sample lines, per-target families first."""
     for family in FAMILIES:
         lines = [line for t, labels in labelled for line in family.samples(t, labels)]
-        if lines:
-            parts.append(f"# HELP {family.name} {family.help}\n")
-            parts.append(f"# TYPE {family.name} {family.kind}\n")
-            parts.extend(lines)
+        yield family.name, family.kind, family.help, lines
     for g in GLOBAL_FAMILIES:
-        lines = list(g.samples(snapshot))
-        if lines:
-            parts.extend((f"# HELP {g.name} {g.help}\n", f"# TYPE {g.name} {g.kind}\n", *lines))
-    return "".join(parts).encode("utf-8")
+        yield g.name, g.kind, g.help, list(g.samples(snapshot))
 
 
 @dataclass
@@ -242,8 +262,7 @@ class ExpositionCache:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Render ``snapshot`` (plain and gzip) and make it the body served from now on."""
-        body = render(snapshot)
-        gzipped = gzip.compress(body, GZIP_LEVEL, mtime=0)
+        body, gzipped = render_both(snapshot)
         with self._lock:
             self._body, self._gzipped = body, gzipped
 

@@ -1,0 +1,136 @@
+"""The HTTP server in process, with a fresh registry and hand-made endpoints."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry, Gauge
+
+from exporter.config import Target
+from exporter.exposition import ExpositionCache
+from exporter.server import Endpoints, MetricsServer, parse_listen_address
+from exporter.snapshot import Snapshot, TargetSnapshot
+
+
+@dataclass
+class Reloads:
+    """A reload hook that answers what it is told and counts its calls."""
+
+    answer: str | None = None
+    calls: list[None] = field(default_factory=list)
+
+    def __call__(self) -> str | None:
+        self.calls.append(None)
+        return self.answer
+
+
+@contextmanager
+def serving(reloads: Reloads, ready: bool = True,
+            authorize: bool = True) -> Iterator[tuple[str, Endpoints]]:
+    registry = CollectorRegistry()
+    Gauge("own_metric", "A self-metric.", registry=registry).set(7)
+    cache = ExpositionCache()
+    cache.publish(Snapshot((TargetSnapshot(Target("k", "m", "p"), up=True),)))
+    event = threading.Event()
+    if ready:
+        event.set()
+
+    def allow(handler: BaseHTTPRequestHandler) -> bool:
+        if not authorize:
+            handler.send_error(401)
+        return authorize
+
+    endpoints = Endpoints(cache=cache, registry=registry, ready=event, reload=reloads,
+                          authorize=allow, headers=(("X-Frame-Options", "deny"),))
+    server = MetricsServer("127.0.0.1", 0, endpoints)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}", endpoints
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_metrics_joins_the_cached_body_and_the_registry() -> None:
+    with serving(Reloads()) as (url, _):
+        plain = requests.get(f"{url}/metrics", timeout=5)
+        zipped = requests.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"},
+                              stream=True, timeout=5)
+        raw = zipped.raw.read()
+    assert plain.status_code == 200
+    assert 'uminfer_up{project_id="p",key_id="k",model="m"} 1' in plain.text
+    assert "own_metric 7.0" in plain.text
+    assert plain.headers["X-Frame-Options"] == "deny"
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(raw).decode() == plain.text
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/-/healthy", 200), ("GET", "/", 200), ("HEAD", "/metrics", 200),
+    ("GET", "/nope", 404), ("GET", "/-/reload", 405), ("POST", "/metrics", 405),
+])
+def test_routes(method: str, path: str, status: int) -> None:
+    reloads = Reloads()
+    with serving(reloads) as (url, _):
+        response = requests.request(method, url + path, timeout=5)
+    assert response.status_code == status
+    assert reloads.calls == []
+
+
+def test_ready_only_after_the_first_cycle() -> None:
+    with serving(Reloads(), ready=False) as (url, endpoints):
+        assert requests.get(f"{url}/-/ready", timeout=5).status_code == 503
+        endpoints.ready.set()
+        assert requests.get(f"{url}/-/ready", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_reload_reports_success_and_failure(method: str) -> None:
+    reloads = Reloads()
+    with serving(reloads) as (url, _):
+        ok = requests.request(method, f"{url}/-/reload", timeout=5)
+        reloads.answer = "targets: at least one target is required"
+        refused = requests.request(method, f"{url}/-/reload", timeout=5)
+    assert (ok.status_code, ok.text) == (200, "config reloaded\n")
+    assert refused.status_code == 500
+    assert refused.text == "reload failed: targets: at least one target is required\n"
+    assert len(reloads.calls) == 2
+
+
+def test_unauthorized_requests_reach_nothing() -> None:
+    reloads = Reloads()
+    with serving(reloads, authorize=False) as (url, _):
+        assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
+        assert requests.post(f"{url}/-/reload", timeout=5).status_code == 401
+    assert reloads.calls == []
+
+
+def test_landing_page_links_every_endpoint() -> None:
+    with serving(Reloads()) as (url, _):
+        page = requests.get(url, timeout=5).text
+    for path in ("/metrics", "/-/healthy", "/-/ready"):
+        assert f'href="{path}"' in page
+    assert "/-/reload" in page
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("127.0.0.1:9866", ("127.0.0.1", 9866)), (":9866", ("0.0.0.0", 9866)),
+    ("[::1]:80", ("::1", 80)), ("localhost:0", ("localhost", 0)),
+])
+def test_listen_address(address: str, expected: tuple[str, int]) -> None:
+    assert parse_listen_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["9866", "host:", "host:port", "h:70000", ""])
+def test_bad_listen_address(address: str) -> None:
+    with pytest.raises(ValueError, match="expected HOST:PORT"):
+        parse_listen_address(address)

@@ -21,6 +21,7 @@ from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateCo
 from exporter.logs import FORMATS, LEVELS, configure
 from exporter.server import Endpoints, MetricsServer, parse_listen_address
 from exporter.service import Service
+from exporter.sharding import Shard, parse_shard
 from exporter.webconfig import (
     WebConfig,
     check_request,
@@ -54,12 +55,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="exporter-toolkit web config: TLS and basic auth")
     p.add_argument("--state.path", dest="state_path", default=None, metavar="PATH",
                    help="state file; overrides state.path in the config")
+    p.add_argument("--shard", type=_shard, default=Shard(0, 1), metavar="I/N",
+                   help="poll only shard I of N (0-based) by a stable hash of each target, "
+                        "so N replicas split the targets with no overlap (default: 0/1, all)")
     p.add_argument("--demo", action="store_true",
                    help="run against the built-in simulator: no credentials, no network")
     p.add_argument("--log.level", dest="log_level", choices=tuple(LEVELS), default="info")
     p.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
     p.add_argument("--version", action="version", version=f"uminfer-exporter {__version__}")
     return p
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class _FlagError(Exception):
@@ -138,8 +149,13 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     except (ConfigError, ValueError) as error:
         _print_problems(error if isinstance(error, ConfigError) else ConfigError([str(error)]))
         return Exit.INVALID
+    shard: Shard = args.shard
+    if shard.count > 1:
+        log.info("shard %d/%d: polling %d of %d configured targets", shard.index, shard.count,
+                 len(shard.select(config.targets)), len(config.targets))
     registry = CollectorRegistry()
-    service = Service(config, SystemClock(), registry, reload)
+    service = Service(shard.apply(config), SystemClock(), registry,
+                      lambda: shard.apply(reload()))
     endpoints = Endpoints(
         cache=service.cache, registry=registry, ready=service.ready, reload=service.reload,
         authorize=(lambda h: check_request(h, web)) if web else (lambda _h: True),

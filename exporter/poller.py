@@ -22,6 +22,24 @@ log = logging.getLogger(__name__)
 
 #: Catch-up reads per target per cycle, so one long-down target cannot stall a cycle.
 MAX_READS_PER_CYCLE = 8
+#: Share of poll.interval over which target starts are spread when pacing applies; the rest is
+#: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
+SPREAD = 0.5
+
+
+def start_gap(targets: int, interval: float, rate: float) -> float:
+    """Seconds between target starts in a steady cycle; 0 starts them all at once.
+
+    Spreading lowers the peak request rate only when a rate limit is set and one call per
+    target fits under it within ``SPREAD * interval``: the peak falls from the limit (or
+    concurrency / latency) to ``targets / (SPREAD * interval)``. When the limiter would be
+    saturated anyway, spreading could only delay polls, so they start at once. Rate 0 means
+    the operator opted out of pacing.
+    """
+    window = SPREAD * interval
+    if targets < 2 or rate <= 0 or targets >= rate * window:
+        return 0.0
+    return window / targets
 
 
 class UsageSource(Protocol):
@@ -32,7 +50,7 @@ class UsageSource(Protocol):
         ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Health:
     """Per-target poll health, mutated only by that target's task."""
 
@@ -44,6 +62,7 @@ class _Health:
     windows: tuple[tuple[Window, Totals], ...] = ()
     windows_at: float | None = None
     next_window_read: float = 0.0  # wall clock
+    polled: bool = False  # polled at least once: new targets are read at once, not paced
 
 
 class Poller:
@@ -86,8 +105,15 @@ class Poller:
         budget = max(self._config.poll.interval, self._config.api.timeout)
         deadline = self._clock.monotonic() + budget
         tasks = [self._task(t, deadline) for t in self._config.targets]
-        self._pool.run_all(tasks)
+        self._pool.run_all(tasks, self._gap(), self._clock)
         return self.snapshot()
+
+    def _gap(self) -> float:
+        """Pace only steady cycles: the first poll of a target (start, reload) is not delayed."""
+        if not all(self._health[t.ident].polled for t in self._config.targets):
+            return 0.0
+        return start_gap(len(self._config.targets), self._config.poll.interval,
+                         self._config.api.rate_limit)
 
     def snapshot(self) -> Snapshot:
         """The current state of every target."""
@@ -109,6 +135,7 @@ class Poller:
     def poll_target(self, target: Target, deadline: float) -> None:
         """Read what the target's ledger needs and its windows when due; never raises."""
         health = self._health[target.ident]
+        health.polled = True
         if self._clock.monotonic() < health.retry_at:
             return  # a permanent error: retried on a slow cadence, not hammered
         try:

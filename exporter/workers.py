@@ -7,6 +7,8 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
+from exporter.clock import Clock
+
 Task = Callable[[], None]
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,19 @@ class WorkerPool:
         self._queue: queue.SimpleQueue[tuple[Task, _Batch] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
-    def run_all(self, tasks: Sequence[Task]) -> None:
-        """Run every task and return when all are done. A task that raises is logged."""
+    def run_all(self, tasks: Sequence[Task], gap: float = 0.0, clock: Clock | None = None) -> None:
+        """Run every task and return when all are done. A task that raises is logged.
+
+        With ``gap`` (and the ``clock`` to keep it by), task ``i`` is handed to a worker no
+        earlier than ``i * gap`` seconds after the first: the caller's thread paces the queue,
+        so no worker sits idle in a sleep.
+        """
         batch = _Batch(len(tasks))
         self._grow(min(self._size, len(tasks)))
-        for task in tasks:
+        began = clock.monotonic() if clock is not None and gap > 0 else None
+        for i, task in enumerate(tasks):
+            if began is not None and clock is not None:
+                clock.sleep(began + i * gap - clock.monotonic())
             self._queue.put((task, batch))
         batch.wait()
 

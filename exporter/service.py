@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import requests
 from prometheus_client import CollectorRegistry
@@ -15,11 +15,16 @@ from requests.adapters import HTTPAdapter
 from exporter.client import UsageClient
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Config, ConfigError
+from exporter.costs import CostStore
+from exporter.discovery import DiscoveryRunner
 from exporter.exposition import ExpositionCache
+from exporter.keyapi import KeyClient
 from exporter.ledger import Ledger
 from exporter.poller import Poller
 from exporter.ratelimit import RateLimiter
 from exporter.selfmetrics import SelfMetrics
+from exporter.snapshot import Snapshot
+from exporter.spend import Spend
 from exporter.state import StateError, StateStore, reconcile
 from exporter.workers import WorkerPool
 
@@ -46,8 +51,13 @@ class Service:
         self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
         self._api = self._api_stack(config.api)
-        self._poller = Poller(config, self._api.client, clock, self._api.pool,
-                              self._initial_ledgers(config))
+        self._parked: dict[str, Ledger] = {}  # loaded ledgers of targets discovery may find again
+        self._spend = Spend(config, _cost_store(config))
+        self._discovery = DiscoveryRunner(clock)
+        ledgers = self._initial_ledgers(config)
+        self._spend.sync({**self._parked, **ledgers})
+        self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers)
+        self._polling = config.targets  # static plus discovered targets being polled
         self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(clock.time())
@@ -78,8 +88,9 @@ class Service:
         never above what a restart (even after ``kill -9``) continues from.
         """
         with self._cycle_lock:
+            self._refresh_targets()
             started = self.clock.monotonic()
-            snapshot = self._poller.cycle()
+            snapshot = self._priced(self._poller.cycle())
             self.save_state()
             self.cache.publish(snapshot)
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
@@ -109,7 +120,7 @@ class Service:
             with self._cycle_lock:
                 self._apply(config)
                 self.save_state()
-                self.cache.publish(self._poller.snapshot())
+                self.cache.publish(self._priced(self._poller.snapshot()))
             self.metrics.reload_success.set(1)
             self.metrics.reload_timestamp.set(self.clock.time())
             self._wake.set()  # poll added targets now, not an interval from now
@@ -124,6 +135,9 @@ class Service:
         try:
             with self._poller.locked():
                 store.save(self._poller.ledgers())
+                # After the ledgers: a crash in between leaves cost behind the counters, and
+                # the gap is priced on restart; cost is never ahead of what was counted.
+                self._spend.save()
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
             log.error("cannot write state file %s: %s", store.path, error)
@@ -137,6 +151,8 @@ class Service:
                 loaded = self._store.load()
             except StateError as error:
                 log.error("%s; starting from zero", error)
+        if config.discovery is not None:
+            self._parked = loaded
         return self._reconcile(config, loaded)
 
     def _reconcile(self, config: Config, ledgers: dict[str, Ledger]) -> dict[str, Ledger]:
@@ -154,7 +170,8 @@ class Service:
         session = _session(api.max_concurrency)
         client = UsageClient(api, session, self.clock, self._rng, limiter, self.metrics)
         self.metrics.rate_limit.set_function(lambda: limiter.current_rate)
-        return _ApiStack(WorkerPool(api.max_concurrency), client)
+        keys = KeyClient(api, _session(1), self.clock)
+        return _ApiStack(WorkerPool(api.max_concurrency), client, keys)
 
     def _apply(self, config: Config) -> None:
         """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
@@ -164,11 +181,41 @@ class Service:
             old.close()
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
-        poller = Poller(config, self._api.client, self.clock, self._api.pool,
-                        self._reconcile(config, self._poller.ledgers()))
+            self._spend.store = _cost_store(config)
+        self._config = config
+        self._spend.configure(config, self._discovery.prices)
+        self._retarget(self._effective(config))
+
+    def _refresh_targets(self) -> None:
+        """Discovery (and API list prices) when due; a changed key set changes what is polled."""
+        deadline = self.clock.monotonic() + self._config.api.timeout
+        if not self._discovery.refresh_if_due(self._api.keys, self._config, deadline):
+            return
+        self._spend.configure(self._config, self._discovery.prices)
+        effective = self._effective(self._config)
+        if effective.targets != self._polling:
+            self._retarget(effective)
+        self._parked = {}
+
+    def _retarget(self, effective: Config) -> None:
+        """Poll ``effective``'s targets: kept ones keep ledgers, health and cost; gone ones stop."""
+        ledgers = self._reconcile(effective, {**self._parked, **self._poller.ledgers()})
+        self._spend.sync({**self._parked, **ledgers})
+        poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers)
         poller.carry_health(self._poller)
-        self._poller, self._config = poller, config
-        self.metrics.targets.set(len(config.targets))
+        self._poller, self._polling = poller, effective.targets
+        self.metrics.targets.set(len(effective.targets))
+
+    def _effective(self, config: Config) -> Config:
+        """``config`` with the discovered targets added (a static target wins a tie)."""
+        static = {t.ident for t in config.targets}
+        found = tuple(t for t in self._discovery.result.targets if t.ident not in static)
+        return replace(config, targets=config.targets + found) if found else config
+
+    def _priced(self, snapshot: Snapshot) -> Snapshot:
+        """``snapshot`` with this cycle's cost, budget use and discovery state."""
+        snapshot = self._spend.apply(snapshot, self.clock.time())
+        return replace(snapshot, discovery=self._discovery.snapshot(self._config))
 
 
 @dataclass(frozen=True)
@@ -177,10 +224,17 @@ class _ApiStack:
 
     pool: WorkerPool
     client: UsageClient
+    keys: KeyClient
 
     def close(self) -> None:
         self.pool.close()
         self.client.close()
+        self.keys.close()
+
+
+def _cost_store(config: Config) -> CostStore | None:
+    # Beside the state file, written right after it (see Spend for why not inside it).
+    return CostStore(f"{config.state.path}.cost.json") if config.state.path else None
 
 
 def _session(pool_size: int) -> requests.Session:

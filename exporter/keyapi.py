@@ -1,0 +1,207 @@
+"""ListUMInferAPIKey and GetUMInferAPIModel: signed calls and strict parsing.
+
+The secret ``Key`` of each API key is never copied out of the decoded body: parsing reads a
+fixed set of other fields, so no object built here can carry, log or export it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+import requests
+
+from exporter.clock import Clock
+from exporter.configtypes import ApiConfig, ModelPrice
+from exporter.errors import ApiError, retcode_error
+from exporter.response import invalid
+from exporter.signing import sign
+
+LIST_KEYS = "ListUMInferAPIKey"
+GET_MODELS = "GetUMInferAPIModel"
+PAGE = 100  # the API's largest Limit
+MAX_PAGES = 1000  # a server that never sends a short page must not loop us forever
+MODEL_TYPES = (1, 2)  # text, image
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's public facts (deliberately no field for the secret)."""
+
+    key_id: str
+    name: str
+    status: int
+    disabled: bool
+    granted_models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiModel:
+    """A model a key may call, with its list price when the API gave one."""
+
+    name: str
+    price: ModelPrice | None
+
+
+def parse_keys(body: object) -> list[ApiKey]:
+    """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage."""
+    rows = _rows(_data(body), ("Data", "KeySet", "Keys"))
+    return [_key(row, f"Data[{i}]") for i, row in enumerate(rows)]
+
+
+def parse_models(body: object) -> list[ApiModel]:
+    """The models in a GetUMInferAPIModel answer (either known shape)."""
+    rows = _rows(_data(body), ("Models", "ModelList", "Data"))
+    return [m for i, row in enumerate(rows) if (m := _model(row, f"Data[{i}]")) is not None]
+
+
+def _data(body: object) -> object:
+    if not isinstance(body, dict):
+        raise invalid("body is not a JSON object")
+    code = body.get("RetCode")
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise invalid("RetCode missing or not an integer")
+    if code != 0:
+        raise retcode_error(code, body.get("Message"))
+    return body.get("Data")
+
+
+def _rows(data: object, names: tuple[str, ...]) -> list[object]:
+    """A list of rows: ``Data`` itself, or the one list inside it (the older shape)."""
+    if data is None:
+        return []
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), list):
+                return list(data[name])
+    raise invalid("Data is neither a list nor an object holding one")
+
+
+def _key(row: object, where: str) -> ApiKey:
+    if not isinstance(row, dict):
+        raise invalid(f"{where} is not an object")
+    # Only named fields are read; messages give a field's type, never a value.
+    return ApiKey(
+        key_id=_text(row, "KeyId", where, required=True), name=_text(row, "Name", where),
+        status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
+        granted_models=_granted(row.get("GrantedModels"), where))
+
+
+def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = False) -> str:
+    value = row.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise invalid(f"{where}.{name} is not a non-empty string ({type(value).__name__})")
+    return value
+
+
+def _int(row: Mapping[str, object], name: str, where: str) -> int:
+    value = row.get(name, 0)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if not isinstance(value, int):
+        raise invalid(f"{where}.{name} is not an integer ({type(value).__name__})")
+    return value
+
+
+def _granted(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    names: list[str] = []
+    for item in items:
+        name = item.get("ServedModelName") or item.get("Name") if isinstance(item, dict) else item
+        if not isinstance(name, str):
+            raise invalid(f"{where}.GrantedModels holds a {type(name).__name__}, not a name")
+        names.extend(n.strip() for n in name.split(",") if n.strip())
+    return tuple(names)
+
+
+def _model(row: object, where: str) -> ApiModel | None:
+    if not isinstance(row, dict):
+        raise invalid(f"{where} is not an object")
+    name = row.get("ServedModelName") or row.get("Name")
+    if not isinstance(name, str) or not name:
+        return None  # a model without a name cannot be matched to a target
+    pricing = row.get("Pricing")
+    return ApiModel(name, _price(name, pricing, where) if isinstance(pricing, dict) else None)
+
+
+def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice:
+    """Prompt and Completion are read as per million tokens, Image as per image (an assumption:
+    the vendor documents no unit; override in ``pricing.models`` when yours differs)."""
+    fields = (("input", "Prompt"), ("output", "Completion"), ("image", "Image"))
+    amounts = {field: _amount(pricing.get(api), f"{where}.Pricing.{api}") for field, api in fields}
+    currency = pricing.get("Currency")
+    return ModelPrice(model, currency=currency if isinstance(currency, str) and currency
+                      else "USD", **amounts)
+
+
+def _amount(value: object, where: str) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise invalid(f"{where} is not a number ({type(value).__name__})")
+    try:
+        amount = Decimal(value if isinstance(value, str) else repr(value))
+    except InvalidOperation:
+        raise invalid(f"{where} is not a number") from None
+    if not amount.is_finite() or amount < 0:
+        raise invalid(f"{where} is not a finite amount >= 0")
+    return amount
+
+
+class KeyClient:
+    """Lists keys and their models; one attempt per page, failures are retried next refresh."""
+
+    def __init__(self, api: ApiConfig, session: requests.Session, clock: Clock) -> None:
+        self._api, self._session, self._clock = api, session, clock
+
+    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
+        """Every key of ``project`` ("" = default), paging until a short page."""
+        keys: list[ApiKey] = []
+        for page in range(MAX_PAGES):
+            params: dict[str, object] = {"Action": LIST_KEYS, "Offset": page * PAGE, "Limit": PAGE}
+            if project:
+                params["ProjectId"] = project
+            batch = parse_keys(self._call(params, deadline))
+            keys.extend(batch)
+            if len(batch) < PAGE:
+                return keys
+        raise invalid(f"{LIST_KEYS} returned more than {MAX_PAGES} full pages")
+
+    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+        """The text and image models ``key_id`` may call, with list prices."""
+        return [m for kind in MODEL_TYPES for m in parse_models(self._call(
+            {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}, deadline))]
+
+    def close(self) -> None:
+        """Release the pooled connections."""
+        self._session.close()
+
+    def _call(self, params: dict[str, object], deadline: float) -> object:
+        left = deadline - self._clock.monotonic()
+        if left <= 0:
+            raise ApiError("timeout", f"deadline reached before {params['Action']}",
+                           transient=True)
+        form = sign(params, self._api.public_key, self._api.private_key)
+        try:
+            with self._session.post(self._api.endpoint, data=form,
+                                    timeout=min(left, self._api.timeout)) as response:
+                if not 200 <= response.status_code < 300:
+                    raise ApiError("http", f"{params['Action']}: HTTP {response.status_code}",
+                                   http_status=response.status_code, transient=True)
+                return response.json()
+        except requests.RequestException as exc:
+            raise ApiError("network", f"{params['Action']}: {type(exc).__name__}",
+                           transient=True) from None
+        except ValueError:
+            raise invalid(f"{params['Action']}: body is not JSON") from None

@@ -103,8 +103,7 @@ class Ledger:
             self.revisions += 1
             self.revised_away += _clip(old - totals)
         last = segs[-1]
-        settles = read.end >= last.end and read_at >= last.end + self.settle
-        final = settles or (len(segs) == 1 and last.final)
+        final = read.end >= last.end and read_at >= last.end + self.settle
         for s in segs:
             self._open.pop(s.start, None)  # unread ones were never stored
         self._open[read.start] = _Segment(read.start, last.end, totals.maximum(old), final)

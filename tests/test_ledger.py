@@ -51,6 +51,12 @@ def test_calls_per_poll_average_one_plus_settle_over_period() -> None:
     assert calls / polls == pytest.approx(1 + 600 / H, abs=0.01)
 
 
+def test_periods_settling_exactly_now_are_merged() -> None:
+    led = Ledger(T0, H, 600)
+    now = T0 + 2 * H - 1 + 600  # hour 1 settles at this very second
+    assert [(r.start, r.end) for r in led.plan(now)] == [(T0, T0 + 2 * H - 1), (T0 + 2 * H, now)]
+
+
 def test_counter_is_closed_sum_plus_latest_open_readings() -> None:
     led = Ledger(T0, H, 600)
     led.record(Read(T0, T0 + H - 1, (T0,)), tok(10), T0 + H + 600)  # closes
@@ -100,6 +106,13 @@ def test_merged_group_never_spans_a_day_and_keeps_earlier_readings() -> None:
     led.record(reads[0], tok(20), T0 + 2 * DAY + 10)  # lower than the 50 seen for hour 5
     assert led.revisions == 1
     assert led.settled_totals() == tok(50)
+
+
+def test_one_second_first_period_still_keeps_merged_reads_under_a_day() -> None:
+    led = Ledger(T0 + H - 1, H, 0)  # the first period is a single second
+    reads = led.plan(T0 + 3 * DAY)
+    assert (reads[0].start, reads[0].end) == (T0 + H - 1, T0 + DAY - 1)
+    assert all(r.end - r.start < DAY for r in reads)
 
 
 def test_out_of_order_completion_closes_oldest_first() -> None:
@@ -155,6 +168,14 @@ def test_retune_keeps_read_stretches_and_uses_new_grid_after_them() -> None:
     reads = led.plan(T0 + 5 * H)
     assert [(r.start, r.end) for r in reads] == [(T0, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
     assert reads[0].periods == (T0, T0 + H, T0 + 2 * H)
+
+
+def test_retune_never_lets_an_unread_period_overlap_a_read_one() -> None:
+    led = Ledger(T0, H, 0)
+    led.record(Read(T0 + H, T0 + H + 10, (T0 + H,)), tok(1), T0 + H + 10)  # hour 0 failed
+    led.retune(2 * H, 0)  # on the new grid, hour 0 would run into hour 1
+    reads = led.plan(T0 + H + 20)
+    assert [(r.start, r.end) for r in reads] == [(T0, T0 + H - 1), (T0 + H, T0 + H + 20)]
 
 
 def test_audit_reports_usage_after_close_without_counting_it() -> None:

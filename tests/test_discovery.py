@@ -1,0 +1,112 @@
+"""Discovery: strict parsing that drops the secret, paging against the simulator, filters, cap."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import requests
+
+from exporter.clock import SystemClock
+from exporter.config import ApiConfig, DiscoveryConfig, Target
+from exporter.discovery import discover, key_targets, list_prices, selected
+from exporter.errors import ApiError
+from exporter.keyapi import ApiKey, KeyClient, parse_keys, parse_models
+from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
+
+PUBLIC, PRIVATE = "d-public", "d-private-0123456789"
+SECRET = "sk-THIS-IS-THE-SECRET-KEY-0001"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    catalog = Catalog()
+    for i in range(250):  # three pages of 100
+        catalog.add_key(SimKey("org", f"uminferapikey-{i:03d}", f"team-{i % 3}", f"{SECRET}{i}",
+                               status=1 if i % 50 else 2, granted_models=("a", "b")))
+    catalog.add_model(SimModel("a", prompt="0.27", completion="1.10"))
+    catalog.add_model(SimModel("b", kind=2, image="0.04", currency="CNY"))
+    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(), catalog=catalog) as s:
+        yield s
+
+
+@pytest.fixture
+def client(sim: SimulatorServer) -> Iterator[KeyClient]:
+    api = ApiConfig(endpoint=sim.url, public_key=PUBLIC, private_key=PRIVATE, timeout=5)
+    keys = KeyClient(api, requests.Session(), SystemClock())
+    yield keys
+    keys.close()
+
+
+def test_parse_keys_keeps_no_secret() -> None:
+    body = {"RetCode": "0", "Data": [{"KeyId": "k", "Name": "n", "Status": 1, "Key": SECRET,
+                                      "GrantedModels": ["a", {"Name": "b"}], "Extra": SECRET}]}
+    keys = parse_keys(body)
+    assert keys == [ApiKey("k", "n", 1, False, ("a", "b"))]
+    assert SECRET not in repr(keys)
+    assert not hasattr(keys[0], "__dict__")  # slots: nowhere to hide the secret
+
+
+def test_parse_errors_never_quote_values() -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_keys({"RetCode": 0, "Data": [{"KeyId": 5, "Key": SECRET}]})
+    assert SECRET not in str(caught.value)
+    assert "Data[0].KeyId" in str(caught.value)
+
+
+def test_parse_models_accepts_both_shapes() -> None:
+    row = {"ServedModelName": "a", "Pricing": {"Prompt": "0.5", "Completion": 2, "Currency": "CNY"}}
+    for body in ({"RetCode": 0, "Data": [row]}, {"RetCode": 0, "Data": {"Models": [row]}}):
+        (model,) = parse_models(body)
+        assert model.price is not None
+        assert (model.name, model.price.input, model.price.output, model.price.currency) == (
+            "a", Decimal("0.5"), Decimal("2"), "CNY")
+
+
+def test_client_pages_until_a_short_page(client: KeyClient, sim: SimulatorServer) -> None:
+    keys = client.list_keys("org", deadline=SystemClock().monotonic() + 10)
+    assert [k.key_id for k in keys] == [f"uminferapikey-{i:03d}" for i in range(250)]
+    assert sim.stats().by_action["ListUMInferAPIKey"] == 3
+
+
+def test_simulator_refuses_limits_over_100(sim: SimulatorServer) -> None:
+    from exporter.signing import sign
+    form = sign({"Action": "ListUMInferAPIKey", "Limit": 101}, PUBLIC, PRIVATE)
+    with requests.post(sim.url, data=form, timeout=5) as response:
+        assert response.json()["RetCode"] == 230
+
+
+def test_discover_filters_and_caps(client: KeyClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = DiscoveryConfig(projects=("org",), include=("team-[01]",), exclude=(r".*-00\d",),
+                             models=(), max_targets=20, labels=(("env", "prod"),))
+    static = [Target(key="uminferapikey-010", model="a", project="org")]
+    result = discover(client, config, static, SystemClock().monotonic() + 10)
+    assert result.keys == 250
+    # team-0/1 are 2 in 3 keys; status 2 (every 50th) and 000-009 are out.
+    expected = [i for i in range(10, 250) if i % 3 != 2 and i % 50]
+    assert result.selected == len(expected)
+    wanted = [(f"uminferapikey-{i:03d}", m) for i in expected for m in ("a", "b")]
+    wanted.remove(("uminferapikey-010", "a"))  # the static target wins
+    assert [(t.key, t.model) for t in result.targets] == wanted[:20]
+    assert result.dropped == len(wanted) - 20
+    assert dict(result.targets[0].labels) == {"env": "prod", "key_name": "team-1"}
+    assert SECRET not in repr(result) + caplog.text
+
+
+def test_list_prices_reads_each_key_once(client: KeyClient) -> None:
+    prices = list_prices(client, ["uminferapikey-001", "uminferapikey-001"],
+                         SystemClock().monotonic() + 10)
+    assert {(p.model, p.input, p.image, p.currency) for p in prices} == {
+        ("a", Decimal("0.27"), Decimal(0), "USD"), ("b", Decimal(0), Decimal("0.04"), "CNY")}
+
+
+def test_selected_and_key_targets() -> None:
+    key = ApiKey("k", "name", 1, False, ("g1", "g2"))
+    assert selected(key, DiscoveryConfig())
+    assert not selected(ApiKey("k", "n", 1, True, ()), DiscoveryConfig())
+    assert not selected(key, DiscoveryConfig(exclude=("name",)))
+    assert [t.model for t in key_targets("p", key, DiscoveryConfig())] == ["g1", "g2"]
+    assert [t.model for t in key_targets("p", key, DiscoveryConfig(models=("x",)))] == ["x"]

@@ -1,0 +1,108 @@
+"""Cost is exact: increments times the price in force when counted, across price changes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
+from exporter.costs import CostDocument, CostMeter, CostStore
+from exporter.pricing import PriceBook, cost_of
+from exporter.usage import Totals
+
+OLD = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), image=Decimal("0.003"),
+                 request=Decimal("0.0001"))
+NEW = ModelPrice("m", input=Decimal("0.14"), output=Decimal("0.28"))
+
+
+def usage(inp: int, out: int, requests: int = 0, images: int = 0) -> Totals:
+    return Totals(inp, out, inp + out, requests, images)
+
+
+def test_cost_of_is_exact() -> None:
+    assert cost_of(usage(1_000_000, 500_000, 10, 2), OLD) == Decimal("0.27") + Decimal(
+        "0.55") + Decimal("0.001") + Decimal("0.006")
+    assert cost_of(usage(1, 0), OLD) == Decimal("0.00000027")
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)), max_size=200),
+       st.integers(0, 200))
+def test_meter_prices_each_increment_at_the_price_then(steps: list[tuple[int, int]],
+                                                        change_at: int) -> None:
+    meter, counters = CostMeter(), Totals()
+    expected_old, expected_new = Totals(), Totals()
+    for i, (inp, out) in enumerate(steps):
+        counters += usage(inp, out)
+        meter.charge(counters, OLD if i < change_at else NEW)
+        if i < change_at:
+            expected_old += usage(inp, out)
+        else:
+            expected_new += usage(inp, out)
+    want = cost_of(expected_old, OLD) + cost_of(expected_new, NEW)
+    assert meter.cost.get("USD", Decimal(0)) == want
+
+
+def test_a_million_tiny_additions_do_not_drift() -> None:
+    meter, counters = CostMeter(), Totals()
+    for _ in range(100_000):
+        counters += usage(3, 7)
+        meter.charge(counters, OLD)
+    assert meter.cost["USD"] == cost_of(usage(300_000, 700_000), OLD)
+    assert float(meter.cost["USD"]) == 0.851  # where float accumulation would drift
+
+
+def test_unpriced_usage_is_never_priced_later() -> None:
+    meter = CostMeter()
+    meter.charge(usage(100, 0), None)
+    _, amount = meter.charge(usage(150, 0), OLD)
+    assert amount == cost_of(usage(50, 0), OLD)
+
+
+def test_price_book_config_wins_over_list_prices() -> None:
+    listed = {"m": NEW, "other": OLD}
+    book = PriceBook(PricingConfig(from_api=True, models=(OLD,)), listed)
+    assert book.price("m") == OLD
+    assert book.price("other") == OLD
+    assert PriceBook(PricingConfig(from_api=False), listed).price("other") is None
+
+
+def test_cost_store_round_trip_is_exact(tmp_path: object) -> None:
+    store = CostStore(f"{tmp_path}/state.json.cost.json")
+    meter = CostMeter(usage(3, 4), {"USD": Decimal("0.000000001234567890123456789")})
+    store.save(CostDocument({"p/k/m": meter}, {"b": {"start": 0, "amount": "1.5"}}))
+    loaded = store.load()
+    assert loaded.meters == {"p/k/m": meter}
+    assert loaded.budgets == {"b": {"start": 0, "amount": "1.5"}}
+
+
+def _config(pricing: object) -> PricingConfig:
+    raw = {"api": {"public_key": "p", "private_key": "s"}, "targets": [{"key": "k", "model": "m"}],
+           "pricing": pricing}
+    return parse_config(raw, {}, ".").pricing
+
+
+def test_pricing_config_parses_exact_decimals() -> None:
+    pricing = _config({"currency": "CNY", "models": {
+        "m": {"input": 0.27, "output": "1.10"}, "img": {"image": 0.04, "currency": "USD"}}})
+    assert pricing.models == (ModelPrice("m", Decimal("0.27"), Decimal("1.10"), currency="CNY"),
+                              ModelPrice("img", image=Decimal("0.04"), currency="USD"))
+
+
+@pytest.mark.parametrize(("pricing", "message"), [
+    ({"models": {"m": {"input": -1}}},
+     "pricing.models.m.input: expected a decimal amount >= 0 like 0.27, got -1"),
+    ({"models": {"m": {"input": True}}},
+     "pricing.models.m.input: expected a decimal amount like 0.27, got true (bool)"),
+    ({"models": {"m": {"inptu": 1}}},
+     "pricing.models.m.inptu: unknown key (expected one of: input, output, image, request,"
+     " currency)"),
+    ({"currency": "usd"}, 'pricing.currency: expected a currency code like USD or CNY, got "usd"'),
+    ({"from_api": "yes"}, 'pricing.from_api: expected true or false, got "yes" (str)'),
+])
+def test_bad_pricing_is_reported(pricing: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _config(pricing)
+    assert caught.value.problems == [message]

@@ -5,9 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 
 from exporter.clock import SystemClock
-from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target, Window
+from exporter.config import (
+    ApiConfig,
+    BudgetConfig,
+    Config,
+    ModelPrice,
+    PollConfig,
+    PricingConfig,
+    StateConfig,
+    Target,
+    Window,
+)
 from exporter.simulator import build_simulator, demo_targets
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
 
@@ -16,6 +27,16 @@ log = logging.getLogger(__name__)
 DEMO_SEED = 20261129
 DEMO_KEYS = 3
 DEMO_MODELS = 3  # two chat models and one image model
+# Illustrative list prices (per million tokens; per image), so the cost panels have data.
+DEMO_PRICES = (
+    ModelPrice("deepseek-ai/DeepSeek-V3", input=Decimal("0.27"), output=Decimal("1.10")),
+    ModelPrice("Qwen/Qwen2.5-72B-Instruct", input=Decimal("0.40"), output=Decimal("1.20")),
+    ModelPrice("black-forest-labs/FLUX.1-schnell", image=Decimal("0.003")),
+)
+DEMO_BUDGETS = (
+    BudgetConfig("demo-daily-tokens", "daily", tokens=5_000_000),
+    BudgetConfig("demo-monthly-spend", "monthly", cost=Decimal("50")),
+)
 
 
 def demo_config(endpoint: str, state_path: str | None) -> Config:
@@ -31,6 +52,8 @@ def demo_config(endpoint: str, state_path: str | None) -> Config:
         state=StateConfig(path=state_path),
         windows=(Window("1h", 3600), Window("24h", 86400)),
         targets=targets,
+        pricing=PricingConfig(models=DEMO_PRICES),
+        budgets=DEMO_BUDGETS,
     )
 
 

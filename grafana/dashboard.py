@@ -128,6 +128,35 @@ def usage_rows() -> Iterator[db.Row | Any]:
                                   "image_generations")), width=12, height=8)
 
 
+def cost_rows() -> Iterator[db.Row | Any]:
+    """Money spent (exact, from the token counters) and spend against each budget."""
+    yield db.Row("Cost and budgets")
+    spend = in_range("uminfer_cost_total", "currency")
+    yield single("Spend (selected range)", "Money spent in the selected time range, by "
+                 "currency: each counted increment at the price in force when it was counted.",
+                 "short", query(spend, "{{currency}}", instant=True), width=8, height=8)
+    yield graph("Spend rate by model", "Money per hour, by model and currency.", "short",
+                query(f"3600 * {rate('uminfer_cost_total', 'model, currency')}",
+                      "{{model}} {{currency}}"), width=8)
+    yield ranking("Top keys by spend (selected range)", "The ten keys that cost most.",
+                  f"topk(10, {in_range('uminfer_cost_total', 'project_id, key_id, currency')})")
+    yield graph("Cost in trailing windows", "uminfer_window_cost: the window's usage at the "
+                "prices in force now.", "short",
+                query(f"sum by (window, currency) (uminfer_window_cost{{{TARGET}}})",
+                      "{{window}} {{currency}}"), width=8)
+    budget = f"uminfer_budget_used{{{EXPORTER}}}"
+    yield graph("Budget use vs limit", "Each budget's use in its current period (rising from "
+                "0 at the period start) against its limit, in the budget's unit.", "short",
+                query(f"max by (budget, unit) ({budget})", "{{budget}} used ({{unit}})"),
+                query(f"max by (budget, unit) (uminfer_budget_limit{{{EXPORTER}}})",
+                      "{{budget}} limit"), width=8)
+    yield single("Budget used (share of limit)", "Use this period divided by the limit; "
+                 "over 100% means the budget is exceeded.", "percentunit",
+                 query(f"max by (budget) ({budget}) / max by (budget) "
+                       f"(uminfer_budget_limit{{{EXPORTER}}})", "{{budget}}", instant=True),
+                 width=8, height=8)
+
+
 def consumer_rows() -> Iterator[db.Row | Any]:
     """Top keys and models, and who is spiking."""
     yield db.Row("Top consumers")
@@ -206,7 +235,8 @@ def build() -> dict[str, Any]:
         expr = f"label_values(uminfer_up{{{scope}}}, {name})"
         board = board.with_variable(variable(name, label, expr))
         scope += f', {name}=~"${name}"'
-    for panel_id, row in enumerate((*usage_rows(), *consumer_rows(), *health_rows()), start=1):
+    for panel_id, row in enumerate((*usage_rows(), *cost_rows(), *consumer_rows(),
+                                             *health_rows()), start=1):
         board = board.with_row(row.id(panel_id)) if isinstance(row, db.Row) \
             else board.with_panel(row.id(panel_id))
     encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))

@@ -190,6 +190,14 @@ def test_audit_reports_usage_after_close_without_counting_it() -> None:
     assert all(r.kind == "count" for r in led.plan(T0 + 3 * H))  # once per period
 
 
+def test_audit_lower_than_final_reports_nothing() -> None:
+    led = Ledger(T0, H, 0, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), Totals(input_tokens=5, output_tokens=5), T0 + H)
+    (audit,) = [r for r in led.plan(T0 + H) if r.kind == "audit"]
+    led.record(audit, Totals(input_tokens=3, output_tokens=6), T0 + H)
+    assert led.late_after_settle == Totals(output_tokens=1)
+
+
 def test_audit_off_by_default() -> None:
     led = Ledger(T0, H, 0)
     led.record(Read(T0, T0 + H - 1, (T0,)), tok(1), T0 + H)

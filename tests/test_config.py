@@ -67,8 +67,9 @@ def problems(data: object, environ: dict[str, str] = ENV, base_dir: str = "/etc/
 
 BAD = [
     # structure and unknown keys
-    ({"apii": {}}, "apii: unknown key (expected one of: api, poll, state, windows, targets, pricing,"
-     " budgets, discovery)"),
+    ({"apii": {}},
+     "apii: unknown key (expected one of: api, poll, state, windows, targets, pricing, budgets,"
+     " discovery)"),
     ({"poll.intreval": "60s"}, f"poll.intreval: unknown key (expected one of: {POLL_KEYS})"),
     ({"targets.0.colour": "red"},
      "targets[0].colour: unknown key (expected one of: project, key, model, labels)"),

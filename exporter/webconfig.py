@@ -10,30 +10,30 @@ directory. Unlike the toolkit, certificates are read once per load, not per conn
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-import os
 import re
 import ssl
-import tempfile
-import threading
-import warnings
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import bcrypt
 import yaml
 
 from exporter.config import ConfigError
+from exporter.websecurity import (
+    REALM,
+    TLS_VERSIONS,
+    BasicAuth,
+    Checker,
+    check_request,
+    load_identity,
+    tls_context,
+    wrap_server,
+)
 from exporter.yamlstrict import load_strict
 
-REALM = "uminfer-exporter"
-Checker = Callable[[bytes, bytes], bool]  # (password, bcrypt hash) -> match, like bcrypt.checkpw
+# The runtime half lives in websecurity; these names stay importable from here for callers.
+__all__ = ["REALM", "Checker", "WebConfig", "check_request", "check_web_config",
+           "load_web_config", "wrap_server"]
 
 _MODES = {"NoClientCert": ssl.CERT_NONE,
           # Python's ssl cannot ask for a certificate without verifying it. The toolkit never
@@ -42,8 +42,6 @@ _MODES = {"NoClientCert": ssl.CERT_NONE,
           "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
           "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
 _NEEDS_CA = ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
-_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-             "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 _TLS13_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
 _SUITES = {f"TLS_{kx}_WITH_{go}": f"{ossl_kx}{ossl}"  # Go's names -> OpenSSL's (TLS <= 1.2)
            for kx, ossl_kx in (("RSA", ""), ("ECDHE_RSA", "ECDHE-RSA-"),
@@ -71,8 +69,6 @@ _REFUSED = {  # keys and values the toolkit knows, refused with a reason instead
     "RequireClientCert": _UNVERIFIED,  # the toolkit's old spelling of RequireAnyClientCert
 }
 _BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
-_BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores the rest and the library refuses longer ones
-_CACHE_SIZE = 100
 _HTPASSWD = "htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 
 
@@ -84,10 +80,10 @@ class WebConfig:
     users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (name, bcrypt hash)
     tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     checker: Checker = field(default=bcrypt.checkpw, repr=False, compare=False)
-    _auth: _BasicAuth = field(init=False, repr=False, compare=False)
+    _auth: BasicAuth = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_auth", _BasicAuth(self.users, self.checker))
+        object.__setattr__(self, "_auth", BasicAuth(self.users, self.checker))
 
     @property
     def auth_required(self) -> bool:
@@ -123,96 +119,6 @@ def check_web_config(path: str) -> list[str]:
     except ConfigError as exc:
         return exc.problems
     return []
-
-
-def wrap_server(server: HTTPServer, web: WebConfig) -> None:
-    """Serve TLS on ``server``'s listening socket when ``web`` configures it."""
-    context = web.ssl_context()
-    if context is None:
-        return
-    # With the default do_handshake_on_connect=True, accept() would run the handshake inside
-    # the accept loop: one silent or plain-HTTP client would stall every other connection.
-    # Deferred, OpenSSL runs the handshake on the connection's first read, in its request
-    # thread, and a failed handshake ends only that connection.
-    server.socket = context.wrap_socket(server.socket, server_side=True,
-                                        do_handshake_on_connect=False)
-
-
-def check_request(handler: BaseHTTPRequestHandler, web: WebConfig) -> bool:
-    """True when the request may proceed; otherwise answer 401 and return False."""
-    if not web.auth_required or web.authenticate(handler.headers.get("Authorization")):
-        return True
-    body = b"Unauthorized\n"
-    handler.send_response(HTTPStatus.UNAUTHORIZED)
-    handler.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
-    for name, value in web.headers:
-        handler.send_header(name, value)
-    handler.send_header("Content-Type", "text/plain; charset=utf-8")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Connection", "close")  # an unread request body must not become a request
-    handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(body)
-    return False
-
-
-class _BasicAuth:
-    """Basic auth against bcrypt hashes; recent successes are remembered (bcrypt is slow)."""
-
-    def __init__(self, users: tuple[tuple[str, str], ...], checker: Checker) -> None:
-        self._users = {name.encode(): stored.encode() for name, stored in users}
-        self._checker = checker
-        costs = [int(stored[4:6]) for _, stored in users]
-        self._dummy = b"$2b$%02d$" % max(costs, default=10) + b"." * 53
-        self._key = os.urandom(32)  # the cache holds keyed digests, useless to a memory reader
-        self._ok: OrderedDict[bytes, None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()  # bad-password floods use one core, not all
-
-    def check(self, header: str | None) -> bool:
-        credentials = _parse_basic(header)
-        if credentials is None:
-            return False
-        user, password = credentials
-        digest = hmac.digest(self._key, len(user).to_bytes(4, "big") + user + password, "sha256")
-        with self._lock:
-            if digest in self._ok:
-                self._ok.move_to_end(digest)
-                return True
-        if not self._verify(user, password):
-            return False
-        with self._lock:
-            self._ok[digest] = None
-            if len(self._ok) > _CACHE_SIZE:
-                self._ok.popitem(last=False)
-        return True
-
-    def _verify(self, user: bytes, password: bytes) -> bool:
-        stored = self._users.get(user)
-        if stored is None or len(password) > _BCRYPT_MAX_PASSWORD:
-            # The same bcrypt work as for a real user, so timing does not tell which names exist.
-            self._bcrypt(password[:_BCRYPT_MAX_PASSWORD], self._dummy)
-            return False
-        return self._bcrypt(password, stored)
-
-    def _bcrypt(self, password: bytes, stored: bytes) -> bool:
-        with self._bcrypt_lock:
-            try:
-                return self._checker(password, stored)
-            except ValueError:
-                return False
-
-
-def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
-    scheme, _, token = (header or "").strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    user, colon, password = decoded.partition(b":")
-    return (user, password) if colon else None
 
 
 # --- parsing: every problem collected with its dotted path ---
@@ -293,18 +199,19 @@ def _tls(problems: _Problems, raw: object, base: Path) -> ssl.SSLContext | None:
     ciphers = _ciphers(problems, d)
     if len(problems) > before or mode is None or versions is None:
         return None
-    context = _context(versions, ciphers, prefer=d.get("prefer_server_cipher_suites", True))
+    prefer = d.get("prefer_server_cipher_suites") is not False  # the toolkit's default is true
+    context = tls_context(versions, ciphers, prefer)
     _load_identity(problems, context, pem, d)
     context.verify_mode = mode
     return None if len(problems) > before else context
 
 
 def _versions(problems: _Problems, d: dict[str, object]) -> tuple[str, str] | None:
-    low, high = (problems.choice(f"tls_server_config.{k}", d.get(k, default), tuple(_VERSIONS))
+    low, high = (problems.choice(f"tls_server_config.{k}", d.get(k, default), tuple(TLS_VERSIONS))
                  for k, default in (("min_version", "TLS12"), ("max_version", "TLS13")))
     if low is None or high is None:
         return None
-    if _VERSIONS[low] > _VERSIONS[high]:
+    if TLS_VERSIONS[low] > TLS_VERSIONS[high]:
         problems.fail("tls_server_config", f"min_version {low} is above max_version {high}")
         return None
     return low, high
@@ -318,21 +225,6 @@ def _ciphers(problems: _Problems, d: dict[str, object]) -> list[str]:
     problems.strings(f"{path}.curve_preferences", d.get("curve_preferences", []), _CURVES)
     problems.flag(f"{path}.prefer_server_cipher_suites", d.get("prefer_server_cipher_suites"))
     return [_SUITES[suite] for suite in suites if suite in _SUITES]
-
-
-def _context(versions: tuple[str, str], ciphers: list[str], prefer: object) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with warnings.catch_warnings():
-        # Python deprecates TLS10/TLS11, but an operator who wrote them asked for them.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version, context.maximum_version = (_VERSIONS[v] for v in versions)
-    if ciphers:
-        context.set_ciphers(":".join(ciphers))
-    if prefer is False:
-        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    else:  # the toolkit's default is true
-        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    return context
 
 
 def _pem(problems: _Problems, d: dict[str, object], name: str, base: Path) -> bytes | None:
@@ -371,33 +263,12 @@ def _client_auth(problems: _Problems, d: dict[str, object], has_ca: bool) -> ssl
 def _load_identity(problems: _Problems, context: ssl.SSLContext,
                    pem: dict[str, bytes | None], d: dict[str, object]) -> None:
     """Load the server's cert and key, and the client CA, into ``context``."""
-    where = "tls_server_config"
-    with tempfile.TemporaryDirectory() as private:  # created 0700; the key lives there briefly
-        cert, key = (_as_file(private, n, pem[n]) for n in ("cert", "key"))
-        try:
-            context.load_cert_chain(cert, key, password=_no_passphrase)
-        except (ssl.SSLError, ValueError) as exc:
-            problems.fail(where, f"cert and key are not a matching, unencrypted PEM pair ({exc})")
-    ca = pem["client_ca"]
+    pair, ca = load_identity(context, pem["cert"], pem["key"], pem["client_ca"])
+    if pair is not None:
+        problems.fail("tls_server_config", pair)
     if ca is not None:
-        try:
-            context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
-        except ssl.SSLError as exc:
-            name = "client_ca_file" if "client_ca_file" in d else "client_ca"
-            problems.fail(f"{where}.{name}", f"no usable PEM certificate ({exc})")
-
-
-def _as_file(directory: str, name: str, data: bytes | None) -> str:
-    # load_cert_chain reads only files, so inline PEM goes through a private temporary one.
-    path = os.path.join(directory, name)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(data or b"")
-    return path
-
-
-def _no_passphrase() -> str:
-    # Without this callback OpenSSL would prompt on the terminal for an encrypted key.
-    raise ValueError("the key is encrypted")
+        name = "client_ca_file" if "client_ca_file" in d else "client_ca"
+        problems.fail(f"tls_server_config.{name}", ca)
 
 
 def _headers(problems: _Problems, raw: object) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,174 @@
+"""The TLS and basic-auth machinery a validated web config runs with, per server and per request.
+
+Builds the server's SSL context, wraps the listening socket, and checks ``Authorization``
+headers against bcrypt hashes (with a dummy hash for unknown users and a small success cache).
+Reading and validating ``web-config.yml`` itself is :mod:`exporter.webconfig`'s job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import ssl
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: webconfig imports this module at run time
+    from exporter.webconfig import WebConfig
+
+REALM = "uminfer-exporter"
+Checker = Callable[[bytes, bytes], bool]  # (password, bcrypt hash) -> match, like bcrypt.checkpw
+
+TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
+                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+_BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores the rest and the library refuses longer ones
+_CACHE_SIZE = 100
+
+
+def wrap_server(server: HTTPServer, web: WebConfig) -> None:
+    """Serve TLS on ``server``'s listening socket when ``web`` configures it."""
+    context = web.ssl_context()
+    if context is None:
+        return
+    # With the default do_handshake_on_connect=True, accept() would run the handshake inside
+    # the accept loop: one silent or plain-HTTP client would stall every other connection.
+    # Deferred, OpenSSL runs the handshake on the connection's first read, in its request
+    # thread, and a failed handshake ends only that connection.
+    server.socket = context.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+
+
+def check_request(handler: BaseHTTPRequestHandler, web: WebConfig) -> bool:
+    """True when the request may proceed; otherwise answer 401 and return False."""
+    if not web.auth_required or web.authenticate(handler.headers.get("Authorization")):
+        return True
+    body = b"Unauthorized\n"
+    handler.send_response(HTTPStatus.UNAUTHORIZED)
+    handler.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
+    for name, value in web.headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "text/plain; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Connection", "close")  # an unread request body must not become a request
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+    return False
+
+
+def tls_context(versions: tuple[str, str], ciphers: list[str], prefer: bool) -> ssl.SSLContext:
+    """A server context for the (min, max) TLS_VERSIONS names and OpenSSL cipher names."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        # Python deprecates TLS10/TLS11, but an operator who wrote them asked for them.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version, context.maximum_version = (TLS_VERSIONS[v] for v in versions)
+    if ciphers:
+        context.set_ciphers(":".join(ciphers))
+    if prefer:  # the toolkit's default is true
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    return context
+
+
+def load_identity(context: ssl.SSLContext, cert: bytes | None, key: bytes | None,
+                  client_ca: bytes | None) -> tuple[str | None, str | None]:
+    """Load the server's PEM cert and key, and the client CA, into ``context``.
+
+    Returns (problem with the cert/key pair, problem with the CA), None where loading worked.
+    """
+    pair_problem = ca_problem = None
+    with tempfile.TemporaryDirectory() as private:  # created 0700; the key lives there briefly
+        cert_file, key_file = _as_file(private, "cert", cert), _as_file(private, "key", key)
+        try:
+            context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+        except (ssl.SSLError, ValueError) as exc:
+            pair_problem = f"cert and key are not a matching, unencrypted PEM pair ({exc})"
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
+        except ssl.SSLError as exc:
+            ca_problem = f"no usable PEM certificate ({exc})"
+    return pair_problem, ca_problem
+
+
+def _as_file(directory: str, name: str, data: bytes | None) -> str:
+    # load_cert_chain reads only files, so inline PEM goes through a private temporary one.
+    path = os.path.join(directory, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(data or b"")
+    return path
+
+
+def _no_passphrase() -> str:
+    # Without this callback OpenSSL would prompt on the terminal for an encrypted key.
+    raise ValueError("the key is encrypted")
+
+
+class BasicAuth:
+    """Basic auth against bcrypt hashes; recent successes are remembered (bcrypt is slow)."""
+
+    def __init__(self, users: tuple[tuple[str, str], ...], checker: Checker) -> None:
+        self._users = {name.encode(): stored.encode() for name, stored in users}
+        self._checker = checker
+        costs = [int(stored[4:6]) for _, stored in users]
+        self._dummy = b"$2b$%02d$" % max(costs, default=10) + b"." * 53
+        self._key = os.urandom(32)  # the cache holds keyed digests, useless to a memory reader
+        self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._bcrypt_lock = threading.Lock()  # bad-password floods use one core, not all
+
+    def check(self, header: str | None) -> bool:
+        """Whether ``header`` holds a configured user's right password."""
+        credentials = _parse_basic(header)
+        if credentials is None:
+            return False
+        user, password = credentials
+        digest = hmac.digest(self._key, len(user).to_bytes(4, "big") + user + password, "sha256")
+        with self._lock:
+            if digest in self._ok:
+                self._ok.move_to_end(digest)
+                return True
+        if not self._verify(user, password):
+            return False
+        with self._lock:
+            self._ok[digest] = None
+            if len(self._ok) > _CACHE_SIZE:
+                self._ok.popitem(last=False)
+        return True
+
+    def _verify(self, user: bytes, password: bytes) -> bool:
+        stored = self._users.get(user)
+        if stored is None or len(password) > _BCRYPT_MAX_PASSWORD:
+            # The same bcrypt work as for a real user, so timing does not tell which names exist.
+            self._bcrypt(password[:_BCRYPT_MAX_PASSWORD], self._dummy)
+            return False
+        return self._bcrypt(password, stored)
+
+    def _bcrypt(self, password: bytes, stored: bytes) -> bool:
+        with self._bcrypt_lock:
+            try:
+                return self._checker(password, stored)
+            except ValueError:
+                return False
+
+
+def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(b":")
+    return (user, password) if colon else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from exporter.simulator.faults import Fault, FaultKind, FaultPlan, retcode_messa
 from exporter.simulator.stats import NO_RESPONSE, CallStats, StatsSnapshot
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TrafficGenerator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,10 @@ class _HTTPServer(ThreadingHTTPServer):
         self.resets: set[int] = set()
         self._resets_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One line at debug level: a client that gave up before a late answer is not news."""
+        log.debug("connection from %s ended with an error: %s", client_address, sys.exc_info()[1])
 
     def mark_reset(self, conn: socket.socket) -> None:
         """Abort ``conn`` with a TCP RST instead of the usual orderly close."""

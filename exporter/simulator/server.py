@@ -8,7 +8,6 @@ import struct
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
@@ -19,40 +18,12 @@ from exporter.simulator import api, mangle
 from exporter.simulator.admin import Admin
 from exporter.simulator.catalog import Catalog
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan, retcode_message
+from exporter.simulator.outcome import Outcome, transport_outcome
 from exporter.simulator.stats import NO_RESPONSE, CallStats, StatsSnapshot
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TrafficGenerator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to do with one API request: wait ``delay``, then answer or drop the connection."""
-
-    delay: float = 0.0
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    drop: FaultKind | None = None  # RESET or CLOSE: no response at all
-    retcode: int | None = None
-
-
-def _transport(fault: Fault | None, delay: float) -> Outcome | None:
-    """The outcome of a fault that never reaches a JSON body, else None."""
-    if fault is None:
-        return None
-    if fault.kind is FaultKind.HTTP:
-        retry = fault.retry_after if fault.retry_after is not None else 1.0
-        headers = (("Retry-After", f"{retry:g}"),) if fault.status == 429 else ()
-        text = f"simulated HTTP {fault.status}\n".encode()
-        return Outcome(delay, fault.status, text, "text/plain", headers)
-    if fault.kind is FaultKind.TIMEOUT and fault.then == "drop":
-        return Outcome(delay + fault.delay, drop=FaultKind.CLOSE)
-    if fault.kind in (FaultKind.RESET, FaultKind.CLOSE):
-        return Outcome(delay, drop=fault.kind)
-    return None
 
 
 class SimulatorServer:
@@ -138,7 +109,7 @@ class SimulatorServer:
         picked = self.faults.pick(params.get("KeyId"), params.get("Model"))
         delay = self.faults.latency() + sum(f.delay for f in picked if f.kind is FaultKind.LATENCY)
         fault = next((f for f in picked if f.kind is not FaultKind.LATENCY), None)
-        outcome = _transport(fault, delay)
+        outcome = transport_outcome(fault, delay)
         if outcome is None:
             if fault is not None and fault.kind is FaultKind.TIMEOUT:
                 delay += fault.delay

@@ -1,0 +1,171 @@
+"""BENCHMARKS.md from the results: every goal of issue #6 with its ratio, then the scaling curve."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from typing import Any
+
+from bench.runs import Results, median
+
+MiB = 1024 * 1024
+
+
+def _ok(passed: bool) -> str:
+    return "met" if passed else "**not met**"
+
+
+def machine() -> str:
+    """Cores, CPU, Python and date: numbers mean little without them."""
+    cpu = platform.processor() or platform.machine()
+    return (f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+            f"Python {platform.python_version()}, {datetime.date.today().isoformat()}")
+
+
+def _steady(run: dict[str, Any]) -> dict[str, float]:
+    return dict(run["cycles"][-1])
+
+
+def goals(r: Results) -> list[str]:
+    """The goals table rows."""
+    rows = ["| figure | measured | compared with (same run) | ratio | goal | |",
+            "|---|---|---|---|---|---|"]
+    for count in r.sizes.compare:
+        s = r.scrapes[count]
+        for kind, secs, ratio in (("plain", s.plain, s.plain_ratio),
+                                  ("gzip", s.gzip, s.gzip_ratio)):
+            rows.append(f"| `/metrics` {kind}, {count:,} targets | {secs * 1000:.1f} ms | "
+                        f"generate_latest {s.client_python * 1000:.0f} ms | {ratio:.4f} | "
+                        f"≤ 0.05 | {_ok(ratio <= 0.05)} |")
+    first = [run["cycles"][0] for run in r.cycles]
+    wall, calls = median([c["wall"] for c in first]), median([c["calls"] for c in first])
+    ideal = calls * r.sizes.cycle_latency / r.sizes.concurrency
+    rows.append(f"| first full cycle, {r.sizes.cycle_targets:,} targets, "
+                f"{r.sizes.cycle_latency * 1000:g} ms latency, concurrency {r.sizes.concurrency} "
+                f"| {wall:.2f} s ({calls:.0f} calls) | ideal {ideal:.2f} s | {wall / ideal:.3f} | "
+                f"≤ 1.2 | {_ok(wall / ideal <= 1.2)} |")
+    rate = median(r.rates)
+    ratio = rate / r.sizes.rate_limit
+    rows.append(f"| steady request rate, `api.rate_limit: {r.sizes.rate_limit:g}` | "
+                f"{rate:.2f} req/s | the limit | {ratio:.3f} | 0.9 to 1.0 | "
+                f"{_ok(0.9 <= ratio <= 1.0 + 1 / (r.sizes.rate_limit * r.sizes.rate_seconds))} |")
+    for count, run in sorted(r.curve.items()):
+        if count in (r.sizes.cycle_targets, max(r.sizes.compare)) and len(run["cycles"]) > 1:
+            st = _steady(run)
+            per = st["cpu"] / st["calls"] * 1000
+            rows.append(f"| exporter CPU per target poll, {count:,} targets | {per:.3f} ms | — "
+                        f"| — | ≤ 0.5 ms | {_ok(per <= 0.5)} |")
+    big = r.curve.get(max(r.sizes.compare))
+    if big is not None:
+        rows.append(f"| resident memory, {max(r.sizes.compare):,} targets | "
+                    f"{big['rss_mib']:.0f} MiB (peak {big['peak_rss_mib']:.0f} MiB) | — | — | "
+                    f"≤ 150 MiB | {_ok(big['peak_rss_mib'] <= 150)} |")
+    return rows
+
+
+def simulator_check(r: Results) -> list[str]:
+    """Evidence that the simulator, not the exporter, was never the limit."""
+    lines = []
+    for run in r.cycles:
+        sim, wall = run["simulator"], sum(c["wall"] for c in run["cycles"])
+        lines.append(f"- {sim['calls']} calls, {sim['ok']} answered RetCode 0; simulator CPU "
+                     f"{sim['cpu']:.2f} s over {wall:.1f} s ({sim['cpu'] / wall:.0%} of one core)")
+    return lines
+
+
+def curve(r: Results) -> list[str]:
+    """The scaling curve rows."""
+    rows = ["| targets | body | gzip body | scrape plain | scrape gzip | render+gzip per cycle | "
+            "RSS | peak RSS | first cycle (calls) | steady cycle (calls) | CPU per call |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for count, run in sorted(r.curve.items()):
+        s = r.scrapes[count]
+        first = run["cycles"][0]
+        steady = (f"{run['cycles'][1]['wall']:.2f} s ({run['cycles'][1]['calls']})"
+                  if len(run["cycles"]) > 1 else "—")
+        last = run["cycles"][-1]
+        wanted = 3 * count
+        cut = (f", cut at the {60:g} s cycle deadline: {first['calls']:,} of {wanted:,} calls"
+               if first["calls"] < wanted else "")
+        rows.append(
+            f"| {count:,} | {s.body_bytes / MiB:.1f} MiB | {s.gzip_bytes / MiB:.2f} MiB | "
+            f"{s.plain * 1000:.1f} ms | {s.gzip * 1000:.1f} ms | {s.publish * 1000:.0f} ms | "
+            f"{run['rss_mib']:.0f} MiB | {run['peak_rss_mib']:.0f} MiB | "
+            f"{first['wall']:.2f} s ({first['calls']}{cut}) | {steady} | "
+            f"{last['cpu'] / last['calls'] * 1000:.3f} ms |")
+    return rows
+
+
+def render(r: Results, command: str, seconds: float) -> str:
+    """The whole BENCHMARKS.md."""
+    s = r.sizes
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{command}` in {seconds:.0f} s on {machine()}. "
+        "Regenerate with the same command; every figure below is from that one run.",
+        "",
+        "## Goals (issue #6)",
+        "",
+        *goals(r),
+        "",
+        "## How each figure is measured",
+        "",
+        f"- **Scrape**: a snapshot of N synthetic targets with every family populated "
+        f"(counters, both windows, health, failures on 2%) is published into the real "
+        f"`ExpositionCache` and served by the real `MetricsServer` (self-metrics appended as in "
+        f"production). A fresh loopback connection GETs `/metrics` and reads the whole body; "
+        f"median of {s.repeat}. The comparison is `prometheus_client.generate_latest` over a "
+        f"registry holding the same families and samples, median of {s.repeat}, in the same "
+        f"process. Both plain and gzip are compared with generate_latest alone (without the "
+        f"gzip prometheus-client would add), the stricter reading.",
+        f"- **First full cycle**: the simulator runs in its own process with "
+        f"{s.cycle_latency * 1000:g} ms added to every call; the exporter side is the real "
+        f"`Service` (client, rate limiter, worker pool, poller, ledgers, publish) in another "
+        f"process with `api.max_concurrency: {s.concurrency}` and `api.rate_limit: 0`, so "
+        f"neither the limiter nor CPU is the bottleneck. Ideal = calls x latency / concurrency; "
+        f"a first cycle is 3 calls per target (counters, 1h and 24h windows). Median of "
+        f"{s.cycle_repeat} runs, each with a fresh simulator.",
+        f"- **Request rate**: {s.rate_targets} targets, `poll.interval: 1s` (always work), "
+        f"`api.rate_limit: {s.rate_limit:g}`, 20 ms latency; the real poll loop runs "
+        f"{s.rate_seconds:g} s and the calls completed in its second half are counted "
+        f"(the first half absorbs the token bucket's initial burst). Median of {s.rate_repeat}.",
+        "- **CPU per target poll**: `time.process_time()` of the exporter process across one "
+        "steady-state `run_cycle()` (one signed call per target: sign, HTTP, JSON, parse, "
+        "ledger, snapshot, render and gzip), divided by the calls made. The simulator runs in "
+        "another process, so none of its CPU is counted.",
+        "- **Memory**: VmRSS and VmHWM (peak) of the exporter process from `/proc/self/status` "
+        "after its cycles, with the exposition published; the simulator's memory is elsewhere.",
+        "",
+        "Simulator kept up in the first-cycle runs:",
+        "",
+        *simulator_check(r),
+        "",
+        "The benchmark serves the simulator with Nagle's algorithm off (`bench/simproc.py`): its "
+        "handler writes headers and body in two sends, and on a keep-alive connection the body "
+        "then waits for the client's delayed ACK, 40 ms a call on Linux; that, not the "
+        "exporter, had made the first cycle 1.5x ideal.",
+        "",
+        "## Scaling curve",
+        "",
+        f"Simulator with no added latency, `api.max_concurrency: {s.concurrency}`, no rate "
+        f"limit: the cycle times are the CPU-bound floor on this machine (exporter and simulator "
+        f"share its cores). Against a real API a cycle takes about "
+        f"max(calls x latency / max_concurrency, calls / rate_limit). At "
+        f"{s.single_cycle_from:,} targets only the first cycle runs, to keep the command short.",
+        "",
+        *curve(r),
+        "",
+        "A cycle that cannot finish within its deadline (max(poll.interval, api.timeout)) "
+        "stops calling; the targets it did not reach are `uminfer_up 0` for that cycle and are "
+        "read on the next. Where the first cycle is cut above, one process on this machine is "
+        "past its capacity for a 60 s interval: shard (`--shard=I/N`) or lengthen the interval.",
+        "",
+        "Scrape cost grows with the body (about 3 KiB of text per target with two windows) and "
+        "stays a copy of prepared bytes; render and gzip happen once per cycle in the poll "
+        "thread. Memory is dominated by the plain body, which is kept so plain scrapes stay a "
+        "copy.",
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,40 @@
+"""The benchmark code at toy sizes, so it cannot rot; no timing is asserted here."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import report, runs, samples
+from exporter.exposition import render
+
+
+def _samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {(s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_the_comparison_registry_holds_exactly_our_samples() -> None:
+    snap = samples.snapshot(60)
+    ours = _samples(render(snap).decode())
+    theirs = _samples(generate_latest(samples.client_registry(snap)).decode())
+    assert ours == theirs
+    assert len(ours) > 60 * 15  # every family is populated, not an empty comparison
+
+
+def test_quick_run_produces_every_section() -> None:
+    results = runs.run_all(runs.QUICK, log=lambda _text: None)
+    sizes = runs.QUICK
+    assert set(results.scrapes) == {*sizes.compare, *sizes.curve}
+    for result in results.scrapes.values():
+        assert result.body_bytes > 0 and result.gzip_bytes > 0
+    assert all(run["simulator"]["ok"] == run["simulator"]["calls"] > 0 for run in results.cycles)
+    first = results.cycles[0]["cycles"][0]
+    assert first["calls"] == 3 * sizes.cycle_targets  # counters plus two windows
+    assert results.rates and all(rate > 0 for rate in results.rates)
+    text = report.render(results, "scripts/bench --quick", 1.0)
+    for heading in ("## Goals (issue #6)", "## How each figure is measured", "## Scaling curve"):
+        assert heading in text
+    assert text.count("≤ 0.05") == 2 * len(sizes.compare)
+    assert f"| {sizes.curve[-1]:,} |" in text
+

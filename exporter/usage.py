@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 #: API field name for each Totals field, in exposition order.
@@ -33,9 +33,10 @@ class Totals:
     def __sub__(self, other: Totals) -> Totals:
         return Totals(*(a - b for a, b in zip(self.values(), other.values(), strict=True)))
 
-    def values(self) -> tuple[int, ...]:
-        """The five numbers in field order."""
-        return tuple(getattr(self, f.name) for f in fields(self))
+    def values(self) -> tuple[int, int, int, int, int]:
+        """The five numbers in field order (spelled out: this is the hottest path in accounting)."""
+        return (self.input_tokens, self.output_tokens, self.tokens, self.requests,
+                self.image_generations)
 
     def maximum(self, other: Totals) -> Totals:
         """Field-wise maximum: a reading never lowers what was seen before."""

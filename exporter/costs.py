@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from exporter.atomicfile import write_json
 from exporter.configtypes import ModelPrice
 from exporter.pricing import cost_of
 from exporter.usage import ZERO, Totals
@@ -71,18 +69,7 @@ class CostStore:
         """Write ``doc``: temp file, fsync, rename; raise OSError on failure."""
         data = {"version": VERSION, "meters": {i: m.to_dict() for i, m in doc.meters.items()},
                 "budgets": doc.budgets}
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(self.path) + ".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(self.path, data)
 
     def load(self) -> CostDocument:
         """The saved document; an empty one when there is none. ValueError when it is bad."""

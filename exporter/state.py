@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.atomicfile import write_json
 from exporter.clock import Clock, SystemClock
 from exporter.ledger import Ledger
 
@@ -51,27 +50,11 @@ class StateStore:
             "meta": dict(meta or {}),
             "targets": {ident: led.to_dict() for ident, led in ledgers.items()},
         }
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            fd, tmp = tempfile.mkstemp(prefix=os.path.basename(self.path) + ".tmp-", dir=directory)
+            write_json(self.path, doc)
         except OSError as exc:
-            raise StateError(f"cannot write state file {self.path}: {exc.strerror}; "
-                             "check that its directory exists and is writable") from exc
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            # The old file is untouched until os.replace; only our temp file needs removing.
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise StateError(f"cannot write state file {self.path}: {exc}; "
-                                 "check free space and permissions") from exc
-            raise
-        _fsync_dir(directory)
+            raise StateError(f"cannot write state file {self.path}: {exc}; check that its "
+                             "directory exists and is writable, and free space") from exc
 
     def load(self) -> dict[str, Ledger]:
         """Every ledger in the file; {} if there is none; StateError (file moved aside) if bad."""
@@ -109,19 +92,6 @@ def _parse(doc: Any) -> dict[str, Ledger]:
     if not isinstance(targets, dict):
         raise TypeError("targets must be an object")
     return {str(ident): Ledger.from_dict(data) for ident, data in targets.items()}
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename itself durable; some filesystems cannot fsync a directory, which is fine."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def reconcile(  # noqa: PLR0917 -- positional order is the agreed interface for the service

@@ -10,13 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-import requests
-
-from exporter.clock import Clock
-from exporter.configtypes import ApiConfig, ModelPrice
-from exporter.errors import ApiError, retcode_error
+from exporter.client import ApiClient
+from exporter.configtypes import ModelPrice
+from exporter.errors import retcode_error
 from exporter.response import invalid
-from exporter.signing import sign
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -160,10 +157,11 @@ def _amount(value: object, where: str) -> Decimal:
 
 
 class KeyClient:
-    """Lists keys and their models; one attempt per page, failures are retried next refresh."""
+    """Lists keys and their models through the shared ApiClient (its retries, rate limit and
+    metrics apply)."""
 
-    def __init__(self, api: ApiConfig, session: requests.Session, clock: Clock) -> None:
-        self._api, self._session, self._clock = api, session, clock
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
 
     def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
         """Every key of ``project`` ("" = default), paging until a short page."""
@@ -172,7 +170,7 @@ class KeyClient:
             params: dict[str, object] = {"Action": LIST_KEYS, "Offset": page * PAGE, "Limit": PAGE}
             if project:
                 params["ProjectId"] = project
-            batch = parse_keys(self._call(params, deadline))
+            batch = self._client.call(params, parse_keys, deadline, project or "default project")
             keys.extend(batch)
             if len(batch) < PAGE:
                 return keys
@@ -180,28 +178,6 @@ class KeyClient:
 
     def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
         """The text and image models ``key_id`` may call, with list prices."""
-        return [m for kind in MODEL_TYPES for m in parse_models(self._call(
-            {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}, deadline))]
-
-    def close(self) -> None:
-        """Release the pooled connections."""
-        self._session.close()
-
-    def _call(self, params: dict[str, object], deadline: float) -> object:
-        left = deadline - self._clock.monotonic()
-        if left <= 0:
-            raise ApiError("timeout", f"deadline reached before {params['Action']}",
-                           transient=True)
-        form = sign(params, self._api.public_key, self._api.private_key)
-        try:
-            with self._session.post(self._api.endpoint, data=form,
-                                    timeout=min(left, self._api.timeout)) as response:
-                if not 200 <= response.status_code < 300:
-                    raise ApiError("http", f"{params['Action']}: HTTP {response.status_code}",
-                                   http_status=response.status_code, transient=True)
-                return response.json()
-        except requests.RequestException as exc:
-            raise ApiError("network", f"{params['Action']}: {type(exc).__name__}",
-                           transient=True) from None
-        except ValueError:
-            raise invalid(f"{params['Action']}: body is not JSON") from None
+        return [m for kind in MODEL_TYPES for m in self._client.call(
+            {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}, parse_models, deadline,
+            key_id)]

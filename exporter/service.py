@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import requests
 from prometheus_client import CollectorRegistry
-from requests.adapters import HTTPAdapter
 
-from exporter.client import UsageClient
+from exporter.client import ApiClient, pooled_session
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Config, ConfigError
 from exporter.costs import CostStore
@@ -23,6 +22,7 @@ from exporter.ledger import Ledger
 from exporter.poller import Poller
 from exporter.ratelimit import RateLimiter
 from exporter.selfmetrics import SelfMetrics
+from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.spend import Spend
 from exporter.state import StateError, StateStore, reconcile
@@ -37,8 +37,12 @@ class Service:
     """Polls on a loop, keeps state, publishes snapshots, and swaps configs between cycles."""
 
     def __init__(self, config: Config, clock: Clock, registry: CollectorRegistry,
-                 load_config: ConfigLoader, rng: random.Random | None = None) -> None:
+                 load_config: ConfigLoader, *, rng: random.Random | None = None,
+                 shard: Shard | None = None) -> None:
+        """``config`` and ``load_config`` give static targets already cut to ``shard``; the
+        shard is kept to cut discovered targets too."""
         self.clock = clock
+        self._shard = shard or Shard(0, 1)
         self.metrics = SelfMetrics(registry)
         self.cache = ExpositionCache()
         self.ready = threading.Event()
@@ -167,10 +171,10 @@ class Service:
 
     def _api_stack(self, api: ApiConfig) -> _ApiStack:
         limiter = RateLimiter(api.rate_limit, burst=max(1, api.max_concurrency), clock=self.clock)
-        session = _session(api.max_concurrency)
-        client = UsageClient(api, session, self.clock, self._rng, limiter, self.metrics)
+        session = pooled_session(api.endpoint, api.max_concurrency, os.environ)
+        client = ApiClient(api, session, self.clock, self._rng, limiter, self.metrics)
         self.metrics.rate_limit.set_function(lambda: limiter.current_rate)
-        keys = KeyClient(api, _session(1), self.clock)
+        keys = KeyClient(client)
         return _ApiStack(WorkerPool(api.max_concurrency), client, keys)
 
     def _apply(self, config: Config) -> None:
@@ -207,9 +211,10 @@ class Service:
         self.metrics.targets.set(len(effective.targets))
 
     def _effective(self, config: Config) -> Config:
-        """``config`` with the discovered targets added (a static target wins a tie)."""
+        """``config`` with this shard's discovered targets added (a static target wins a tie)."""
         static = {t.ident for t in config.targets}
-        found = tuple(t for t in self._discovery.result.targets if t.ident not in static)
+        found = tuple(t for t in self._discovery.result.targets
+                      if t.ident not in static and self._shard.owns(t))
         return replace(config, targets=config.targets + found) if found else config
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
@@ -223,23 +228,14 @@ class _ApiStack:
     """What talking to the API takes; replaced as a whole when ``api`` changes."""
 
     pool: WorkerPool
-    client: UsageClient
+    client: ApiClient
     keys: KeyClient
 
     def close(self) -> None:
         self.pool.close()
         self.client.close()
-        self.keys.close()
 
 
 def _cost_store(config: Config) -> CostStore | None:
     # Beside the state file, written right after it (see Spend for why not inside it).
     return CostStore(f"{config.state.path}.cost.json") if config.state.path else None
-
-
-def _session(pool_size: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session

@@ -1,4 +1,4 @@
-"""UsageClient at the HTTP boundary: signing, retries, backoff, deadlines, rate limiting."""
+"""ApiClient at the HTTP boundary: signing, retries, backoff, deadlines, rate limiting."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import requests
 import responses
 
-from exporter.client import BACKOFF_BASE, BACKOFF_CAP, UsageClient
+from exporter.client import BACKOFF_BASE, BACKOFF_CAP, ApiClient, pooled_session
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
@@ -62,7 +62,7 @@ class Rig:
         self.observer = Recorder()
         self.limiter = RateLimiter(rate=rate, burst=5, clock=self.clock)
         self.session = requests.Session()
-        self.client = UsageClient(API, self.session, self.clock, random.Random(seed),
+        self.client = ApiClient(API, self.session, self.clock, random.Random(seed),
                                   self.limiter, self.observer)
 
     def reply(self, body: object = OK, status: int = 200, **headers: str) -> None:
@@ -252,7 +252,7 @@ class Ceiling(random.Random):
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap(rig: Rig) -> None:
-    client = UsageClient(API, rig.session, rig.clock, Ceiling(), rig.limiter, rig.observer)
+    client = ApiClient(API, rig.session, rig.clock, Ceiling(), rig.limiter, rig.observer)
     for _ in range(8):
         rig.reply({"RetCode": 2005})
     rig.reply()
@@ -261,7 +261,7 @@ def test_backoff_ceiling_doubles_up_to_the_cap(rig: Rig) -> None:
 
 
 def test_throttled_backoff_starts_higher(rig: Rig) -> None:
-    client = UsageClient(API, rig.session, rig.clock, Ceiling(), rig.limiter, rig.observer)
+    client = ApiClient(API, rig.session, rig.clock, Ceiling(), rig.limiter, rig.observer)
     rig.reply({"RetCode": 153})
     rig.reply({"RetCode": 153})
     rig.reply()
@@ -301,7 +301,7 @@ def test_throttling_slows_the_shared_limiter(reply: object, status: int) -> None
 
 def test_success_lets_the_limiter_recover(rig: Rig) -> None:
     limiter = RateLimiter(rate=10, burst=5, clock=rig.clock)
-    client = UsageClient(API, rig.session, rig.clock, random.Random(0), limiter, rig.observer)
+    client = ApiClient(API, rig.session, rig.clock, random.Random(0), limiter, rig.observer)
     limiter.throttled()
     throttled_rate = limiter.current_rate
     rig.reply()
@@ -348,3 +348,25 @@ def test_failure_then_limiter_exhaustion_raises_the_real_failure() -> None:
 def test_string_spelled_numbers_over_the_wire(rig: Rig) -> None:
     rig.rsps.add(responses.POST, URL, body=json.dumps({"RetCode": "0", "Data": {"Total": "15"}}))
     assert rig.get().tokens == 15
+
+
+@pytest.mark.parametrize(("environ", "endpoint", "proxies"), [
+    ({}, "https://api.example.com/", {}),
+    ({"HTTPS_PROXY": "http://proxy.local:3128"}, "https://api.example.com/",
+     {"https": "http://proxy.local:3128"}),
+    ({"https_proxy": "http://p:1", "NO_PROXY": "example.com"}, "https://api.example.com/", {}),
+    ({"ALL_PROXY": "socks5://s:1"}, "http://api.example.com/", {"all": "socks5://s:1"}),
+])
+def test_pooled_session_reads_proxies_once_from_the_given_environment(
+        environ: dict[str, str], endpoint: str, proxies: dict[str, str]) -> None:
+    session = pooled_session(endpoint, 4, environ)
+    assert session.proxies == proxies
+    assert session.trust_env is False  # requests must not re-read the environment per call
+    assert session.verify is True
+    session.close()
+
+
+def test_pooled_session_honours_a_ca_bundle_variable() -> None:
+    session = pooled_session("https://api.example.com/", 1, {"REQUESTS_CA_BUNDLE": "/ca.pem"})
+    assert session.verify == "/ca.pem"
+    session.close()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 import requests
 
+from exporter.client import ApiClient
 from exporter.clock import SystemClock
 from exporter.config import ApiConfig, DiscoveryConfig, Target
 from exporter.discovery import discover, key_targets, list_prices, selected
 from exporter.errors import ApiError
 from exporter.keyapi import ApiKey, KeyClient, parse_keys, parse_models
+from exporter.ratelimit import RateLimiter
 from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
 
 PUBLIC, PRIVATE = "d-public", "d-private-0123456789"
@@ -35,9 +38,18 @@ def sim() -> Iterator[SimulatorServer]:
 @pytest.fixture
 def client(sim: SimulatorServer) -> Iterator[KeyClient]:
     api = ApiConfig(endpoint=sim.url, public_key=PUBLIC, private_key=PRIVATE, timeout=5)
-    keys = KeyClient(api, requests.Session(), SystemClock())
-    yield keys
-    keys.close()
+    session = requests.Session()
+    api_client = ApiClient(api, session, SystemClock(), random.Random(0),
+                           RateLimiter(0, 1, SystemClock()), NullObserver())
+    yield KeyClient(api_client)
+    session.close()
+
+
+class NullObserver:
+    """Self-metrics are not what these tests look at."""
+
+    def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:
+        """Ignore the call."""
 
 
 def test_parse_keys_keeps_no_secret() -> None:

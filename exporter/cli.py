@@ -155,7 +155,7 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
                  len(shard.select(config.targets)), len(config.targets))
     registry = CollectorRegistry()
     service = Service(shard.apply(config), SystemClock(), registry,
-                      lambda: shard.apply(reload()))
+                      lambda: shard.apply(reload()), shard=shard)
     endpoints = Endpoints(
         cache=service.cache, registry=registry, ready=service.ready, reload=service.reload,
         authorize=(lambda h: check_request(h, web)) if web else (lambda _h: True),

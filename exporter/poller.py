@@ -155,9 +155,11 @@ class Poller:
         now = int(self._clock.time())
         with self._lock:
             reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
-        for read in reads:
+        for i, read in enumerate(reads):
+            if i and self._clock.monotonic() >= deadline:
+                return  # out of budget: the rest stay open and are read next cycle
             read_at = int(self._clock.time())  # taken before sending: conservative for settling
-            totals = self._source.get_usage(target, read.start, read.end, deadline)
+            totals = self._source.get_usage(target, read.start, read.end, self._for_call(deadline))
             with self._lock:
                 ledger.record(read, totals, read_at)
 
@@ -165,15 +167,22 @@ class Poller:
         now = self._clock.time()
         if now < health.next_window_read or not self._config.windows:
             return
+        if self._clock.monotonic() >= deadline:
+            return  # out of budget: the gauges keep their last values and time stamp
         end = int(now)
         results = []
         for window in self._config.windows:
             totals = ZERO
             for start, stop in window_slices(end, window.seconds):
-                totals += self._source.get_usage(target, start, stop, deadline)
+                totals += self._source.get_usage(target, start, stop, self._for_call(deadline))
             results.append((window, totals))
         health.windows, health.windows_at = tuple(results), float(end)
         health.next_window_read = now + self._config.poll.window_interval
+
+    def _for_call(self, deadline: float) -> float:
+        """A call retries until the target's budget for the cycle ends, but a call started late
+        still gets one full ``api.timeout``: slow answers must not starve the newest period."""
+        return max(deadline, self._clock.monotonic() + self._config.api.timeout)
 
     def _failed(self, target: Target, health: _Health, error: ApiError) -> None:
         health.up = False

@@ -6,9 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from exporter.config import Config, Target
+from exporter.clock import SystemClock
+from exporter.config import ApiConfig, Config, DiscoveryConfig, Target
+from exporter.service import Service
 from exporter.sharding import Shard, parse_shard, shard_of
+from exporter.simulator import Catalog, EventStore, SimKey, SimulatorServer
+from tests.harness import parse_metrics
 
 
 def many_targets(count: int) -> tuple[Target, ...]:
@@ -71,3 +76,27 @@ def test_cli_refuses_a_bad_shard_with_exit_1() -> None:
 def test_parse_accepts_valid_shards() -> None:
     assert parse_shard("2/3") == Shard(2, 3)
     assert parse_shard("0/1") == Shard(0, 1)
+
+
+def test_discovered_targets_are_cut_to_the_shard_too() -> None:
+    catalog = Catalog()
+    for i in range(30):
+        catalog.add_key(SimKey("org", f"uminferapikey-{i:02d}", f"k{i}", "s3cret", status=1,
+                               granted_models=("m",)))
+    shard = Shard(1, 3)
+    with SimulatorServer(EventStore(), {"pub": "priv"}, SystemClock(), catalog=catalog) as sim:
+        config = Config(
+            api=ApiConfig(endpoint=sim.url, public_key="pub", private_key="priv", timeout=5,
+                          rate_limit=0),
+            windows=(), discovery=DiscoveryConfig(projects=("org",)))
+        service = Service(config, SystemClock(), CollectorRegistry(), lambda: config,
+                          shard=shard)
+        service.run_cycle()
+        body = service.cache.body(compressed=False).decode()
+        service.stop()
+    polled = {f"{dict(labels)['project_id']}/{dict(labels)['key_id']}/{dict(labels)['model']}"
+              for name, labels in parse_metrics(body) if name == "uminfer_up"}
+    expected = {f"org/uminferapikey-{i:02d}/m" for i in range(30)
+                if shard_of(f"org/uminferapikey-{i:02d}/m", 3) == 1}
+    assert polled == expected
+    assert 0 < len(expected) < 30

@@ -1,0 +1,134 @@
+"""The poll cycle with a fake clock and an in-memory API: budgets, failures, windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from exporter.clock import FakeClock
+from exporter.config import ApiConfig, Config, PollConfig, Target, Window
+from exporter.errors import ApiError
+from exporter.ledger import Ledger
+from exporter.poller import Poller
+from exporter.usage import Totals
+from exporter.workers import WorkerPool
+
+START = 1_700_006_400  # a period boundary for 1h periods
+A = Target("uminferapikey-a", "m")
+B = Target("uminferapikey-b", "m")
+
+
+class FakeApi:
+    """Usage of 1 token per second for every target; calls can be slow or fail."""
+
+    def __init__(self, clock: FakeClock, seconds_per_call: float = 0.0) -> None:
+        self.clock = clock
+        self.seconds_per_call = seconds_per_call
+        self.calls: list[tuple[str, int, int, float]] = []
+        self.failing: dict[str, ApiError] = {}
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
+        self.calls.append((target.key, start, end, deadline))
+        self.clock.advance(self.seconds_per_call)
+        if target.key in self.failing:
+            raise self.failing[target.key]
+        seconds = end - start + 1
+        return Totals(seconds, 0, seconds, 0, 0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START + 100.0)
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(1)  # one worker: the fake clock is advanced by one call at a time
+    yield workers
+    workers.close()
+
+
+def config(*targets: Target, windows: tuple[Window, ...] = (), timeout: float = 10.0,
+           window_interval: float = 60.0) -> Config:
+    return Config(api=ApiConfig(timeout=timeout, rate_limit=0),
+                  poll=PollConfig(interval=60, settle=600, period=3600,
+                                  window_interval=window_interval),
+                  windows=windows, targets=targets)
+
+
+def ledgers(*targets: Target, origin: int = START) -> dict[str, Ledger]:
+    return {t.ident: Ledger(origin, 3600, 600, audit=True) for t in targets}
+
+
+def test_counts_exactly_from_origin(clock: FakeClock, pool: WorkerPool) -> None:
+    api = FakeApi(clock)
+    poller = Poller(config(A), api, clock, pool, ledgers(A))
+    snapshot = poller.cycle()
+    assert snapshot.targets[0].counters.tokens == 101  # [START, START + 100]
+    assert snapshot.targets[0].up
+
+
+def test_slow_answers_do_not_starve_the_newest_period(clock: FakeClock, pool: WorkerPool) -> None:
+    # Two open periods (just after a boundary) and answers that take 60% of the timeout: the
+    # second call starts after the cycle's budget would have left it 40%, yet gets a full one.
+    clock.advance(3600.0)
+    api = FakeApi(clock, seconds_per_call=0.6 * 60)
+    poller = Poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    snapshot = poller.cycle()
+    assert [(s, e) for _, s, e, _ in api.calls] == [(START, START + 3599),
+                                                   (START + 3600, START + 3700)]
+    second_deadline = api.calls[1][3]
+    assert second_deadline >= 0.6 * 60 + 60.0  # its own full timeout from when it started
+    assert snapshot.targets[0].up
+
+
+def test_out_of_budget_reads_wait_for_the_next_cycle(clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(3600.0)
+    api = FakeApi(clock, seconds_per_call=61.0)  # past the whole budget (max(interval, timeout))
+    poller = Poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    snapshot = poller.cycle()
+    assert len(api.calls) == 1  # the second open period is left for the next cycle
+    assert snapshot.targets[0].up  # not a failure: nothing failed
+
+
+def test_one_target_failing_leaves_the_other_alone(clock: FakeClock, pool: WorkerPool) -> None:
+    api = FakeApi(clock)
+    api.failing[B.key] = ApiError("retcode", "RetCode 150", retcode=150, transient=True)
+    poller = Poller(config(A, B), api, clock, pool, ledgers(A, B))
+    a, b = poller.cycle().targets
+    assert a.up and a.counters.tokens == 101
+    assert not b.up and b.counters.tokens == 0
+    assert dict(b.failures) == {"retcode": 1}
+    del api.failing[B.key]
+    clock.advance(60.0)
+    a, b = poller.cycle().targets
+    assert b.up and b.counters == a.counters  # caught up: the same usage as A
+
+
+def test_permanent_error_is_retried_on_the_slow_cadence(clock: FakeClock, pool: WorkerPool) -> None:
+    api = FakeApi(clock)
+    api.failing[A.key] = ApiError("retcode", "RetCode 171", retcode=171, transient=False)
+    poller = Poller(config(A), api, clock, pool, ledgers(A))
+    for _ in range(4):  # 4 minutes < permanent_error_retry (5m)
+        poller.cycle()
+        clock.advance(60.0)
+    assert len(api.calls) == 1
+    clock.advance(60.0)
+    poller.cycle()
+    assert len(api.calls) == 2
+
+
+def test_windows_are_read_every_window_interval(clock: FakeClock, pool: WorkerPool) -> None:
+    api = FakeApi(clock)
+    w = Window("1h", 3600)
+    poller = Poller(config(A, windows=(w,), window_interval=120.0), api, clock, pool, ledgers(A))
+    first = poller.cycle().targets[0]
+    assert first.windows == ((w, Totals(3600, 0, 3600, 0, 0)),)
+    assert first.windows_at == START + 100
+    window_calls = [c for c in api.calls if c[2] - c[1] == 3599]
+    clock.advance(60.0)
+    poller.cycle()
+    assert [c for c in api.calls if c[2] - c[1] == 3599] == window_calls  # not due yet
+    clock.advance(60.0)
+    assert poller.cycle().targets[0].windows_at == START + 220

@@ -149,10 +149,10 @@ def render(r: Results, command: str, seconds: float) -> str:
         "",
         *simulator_check(r),
         "",
-        "The benchmark serves the simulator with Nagle's algorithm off (`bench/simproc.py`): its "
-        "handler writes headers and body in two sends, and on a keep-alive connection the body "
-        "then waits for the client's delayed ACK, 40 ms a call on Linux; that, not the "
-        "exporter, had made the first cycle 1.5x ideal.",
+        "Both HTTP servers (the simulator's and the exporter's) run with Nagle's algorithm off: "
+        "they write headers and body in two sends, and on a keep-alive connection the body "
+        "would otherwise wait for the client's delayed ACK, 40 ms a call on Linux (found by this "
+        "benchmark: it had made the first cycle 1.5x ideal).",
         "",
         "## Scaling curve",
         "",

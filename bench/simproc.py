@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import json
 import resource
-import socket
 import sys
-import threading
-from typing import Any
 
 from bench import samples
 from exporter.clock import SystemClock
-from exporter.simulator import server as simulator_server
 from exporter.simulator.faults import FaultPlan
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.store import Event, EventStore
@@ -23,34 +19,6 @@ from exporter.usage import Totals
 
 PUBLIC_KEY = "bench-public"
 PRIVATE_KEY = "bench-private"  # a throwaway credential for loopback only
-
-
-class _NoDelayHTTPServer(simulator_server._HTTPServer):
-    """The simulator's server with Nagle off on accepted connections.
-
-    Its handler writes headers and body in two sends; with Nagle on, the body waits for the
-    client's delayed ACK (40 ms on Linux) on every keep-alive call, and the benchmark would
-    measure that instead of the exporter. (Worth fixing in the simulator itself.)
-    """
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        """Accept, then disable Nagle's algorithm on the new connection."""
-        conn, address = super().get_request()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn, address
-
-
-class BenchSimulator(SimulatorServer):
-    """SimulatorServer serving through :class:`_NoDelayHTTPServer`."""
-
-    def start(self) -> str:
-        """Listen and serve in a background thread; return the base URL."""
-        self.stopping.clear()
-        self._httpd = _NoDelayHTTPServer(self._address, self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05}, name="bench-simulator")
-        self._thread.start()
-        return self.url
 
 
 def store_for(count: int, now: float) -> EventStore:
@@ -68,7 +36,7 @@ def main(argv: list[str]) -> int:
     clock = SystemClock()
     faults = FaultPlan(seed=1)
     faults.set_latency(latency)
-    server = BenchSimulator(store_for(count, clock.time()), {PUBLIC_KEY: PRIVATE_KEY}, clock,
+    server = SimulatorServer(store_for(count, clock.time()), {PUBLIC_KEY: PRIVATE_KEY}, clock,
                              faults)
     with server:
         print(server.url, flush=True)

@@ -40,6 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
     endpoints: Endpoints  # set on the per-server subclass
     server_version = f"uminfer-exporter/{__version__}"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else a kept-alive scrape's body waits for a delayed ACK
     timeout = 30  # a client that connects and says nothing must not hold a thread forever
 
     def do_GET(self) -> None:

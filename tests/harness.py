@@ -88,9 +88,10 @@ class Exporter:
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         """Wait until /-/ready answers 200 (the first poll cycle is done)."""
-        wait_for(lambda: self._status("/-/ready") == 200, timeout, f"{self.url}/-/ready")
+        wait_for(lambda: self.status("/-/ready") == 200, timeout, f"{self.url}/-/ready")
 
-    def _status(self, path: str) -> int:
+    def status(self, path: str) -> int:
+        """The HTTP status of GET path (0 when nothing answers); fails if the process died."""
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"exporter exited with {self.process.returncode}:\n{self.log()}")

@@ -27,14 +27,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``check`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+def wait_for(check: Callable[[], bool], timeout: float, what: str | Callable[[], str],
+             interval: float = 0.1) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` (or what it returns, evaluated at
+    the end so it can show the last value seen) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    described = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout}s waiting for {described}")
 
 
 def parse_metrics(text: str) -> dict[Series, float]:

@@ -95,9 +95,9 @@ def gauge(exporter: Exporter, name: str, target: tuple[str, str], **extra: str) 
 
 
 def wait_counters(exporter: Exporter, target: tuple[str, str], expected: Totals,
-                  timeout: float = 10.0) -> None:
+                  timeout: float = 20.0) -> None:
     wait_for(lambda: counters(exporter, target) == expected, timeout,
-             f"counters of {target} == {expected}; last {counters(exporter, target)}")
+             lambda: f"counters of {target} == {expected}; last {counters(exporter, target)}")
 
 
 def origin(exporter: Exporter, target: tuple[str, str]) -> int:

@@ -28,16 +28,21 @@ def _logfmt_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _fields(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, str]:
+    """What every log line says, in order: time, level, source, message, and any error."""
+    fields = {"ts": _timestamp(record), "level": _level(record),
+              "source": record.name, "msg": record.getMessage()}
+    if record.exc_info:
+        fields["err"] = formatter.formatException(record.exc_info)
+    return fields
+
+
 class LogfmtFormatter(logging.Formatter):
     """``ts=… level=… source=… msg="…"``, one line per record."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
-        fields = {"ts": _timestamp(record), "level": _level(record),
-                  "source": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            fields["err"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(self, record).items())
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,11 +50,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
-        fields = {"ts": _timestamp(record), "level": _level(record),
-                  "source": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            fields["err"] = self.formatException(record.exc_info)
-        return json.dumps(fields, ensure_ascii=False)
+        return json.dumps(_fields(self, record), ensure_ascii=False)
 
 
 def configure(level: str, fmt: str, stream: TextIO = sys.stderr) -> None:

@@ -1,0 +1,47 @@
+"""Log lines in logfmt and JSON: one line per record, quoting, levels, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from exporter.logs import configure
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    yield out
+    logging.getLogger("exporter").handlers.clear()
+
+
+def test_logfmt_quotes_only_what_needs_it(stream: io.StringIO) -> None:
+    configure("info", "logfmt", stream)
+    logging.getLogger("exporter.poller").warning('target %s failing: "%s"', "org/k/m", "a\nb")
+    line = stream.getvalue()
+    assert line.count("\n") == 1  # one record, one line, even with a newline in the message
+    assert " level=warn source=exporter.poller " in line
+    assert line.rstrip().endswith('msg="target org/k/m failing: \\"a\\nb\\""')
+
+
+def test_json_lines_carry_errors(stream: io.StringIO) -> None:
+    configure("debug", "json", stream)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("exporter.x").exception("it broke")
+    record = json.loads(stream.getvalue())
+    assert record["level"] == "error" and record["msg"] == "it broke"
+    assert "ValueError: boom" in record["err"]
+    assert record["ts"].endswith("Z")
+
+
+def test_level_filters(stream: io.StringIO) -> None:
+    configure("warn", "logfmt", stream)
+    logging.getLogger("exporter.x").info("not shown")
+    logging.getLogger("exporter.x").error("shown")
+    assert "not shown" not in stream.getvalue() and "shown" in stream.getvalue()

@@ -13,7 +13,7 @@ from dataclasses import replace
 from enum import IntEnum
 from types import FrameType
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from exporter import __version__
 from exporter.clock import SystemClock
@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"uminfer-exporter: {error}", file=sys.stderr)
         return Exit.INVALID
     configure(args.log_level, args.log_format)
+    # The text format gains nothing from *_created samples but a doubled series count; like
+    # logging, this is process-wide, so it is set here at the edge and nowhere else.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
     if args.config_check:
         return _check(args)
     if args.demo:

@@ -251,6 +251,22 @@ def test_the_example_file_loads() -> None:
     assert len(config.targets) == 3
     assert all(t.labels for t in config.targets)
     assert "team" in dict(config.targets[0].labels)
+    assert {p.model for p in config.pricing.models} >= {"deepseek-ai/DeepSeek-V3"}
+    assert [b.name for b in config.budgets] == ["search-daily-tokens", "org-monthly-spend"]
+
+
+def test_the_example_files_commented_discovery_block_loads(tmp_path: Path) -> None:
+    # The discovery block ships commented out; uncommented, it must still be valid.
+    text = EXAMPLE.read_text()
+    start = text.index("# discovery:")
+    block = "\n".join(line.removeprefix("# ") if line.startswith("# ") else line
+                      for line in text[start:].splitlines())
+    path = tmp_path / "with-discovery.yaml"
+    path.write_text(text[:start] + block + "\n")
+    config = load_config(str(path), ENV)
+    assert config.discovery is not None
+    assert config.discovery.projects == ("org-abc123",)
+    assert config.discovery.max_targets == 1000
 
 
 def test_the_example_file_documents_every_key() -> None:

@@ -313,13 +313,13 @@ def run(sc: Scenario) -> None:
     sim.drain()
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(long=True))
 def test_a_week_of_random_usage_faults_and_restarts(sc: Scenario) -> None:
     run(sc)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(long=False))
 def test_hours_at_fine_steps(sc: Scenario) -> None:
     run(sc)

@@ -53,6 +53,7 @@ class Service:
         self._cycle_lock = threading.Lock()  # a config swap never lands inside a cycle
         self._reload_lock = threading.Lock()  # SIGHUP and POST /-/reload may come together
         self._store = StateStore(config.state.path) if config.state.path else None
+        self._state_failing = False  # so a failing state file is logged once, not per cycle
         self._config = config
         self._api = self._api_stack(config.api)
         self._parked: dict[str, Ledger] = {}  # loaded ledgers of targets discovery may find again
@@ -89,16 +90,19 @@ class Service:
         """One cycle: poll, persist, then publish (in that order).
 
         State is written before the snapshot is published, so a value a scraper has seen is
-        never above what a restart (even after ``kill -9``) continues from.
+        never above what a restart (even after ``kill -9``) continues from. While the state
+        file cannot be written, nothing new is published: /metrics holds its last numbers
+        rather than show counters a restart would take back (Prometheus would read that as a
+        reset and count the whole value again).
         """
         with self._cycle_lock:
             self._refresh_targets()
             started = self.clock.monotonic()
             snapshot = self._priced(self._poller.cycle())
-            self.save_state()
-            self.cache.publish(snapshot)
+            if self.save_state():
+                self.cache.publish(snapshot)
+                self.ready.set()
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
-            self.ready.set()
 
     def stop(self) -> None:
         """Stop the loop and flush state; safe to call from a signal handler's thread."""
@@ -123,19 +127,22 @@ class Service:
                 return reason
             with self._cycle_lock:
                 self._apply(config)
-                self.save_state()
-                self.cache.publish(self._priced(self._poller.snapshot()))
+                if self.save_state():
+                    self.cache.publish(self._priced(self._poller.snapshot()))
             self.metrics.reload_success.set(1)
             self.metrics.reload_timestamp.set(self.clock.time())
             self._wake.set()  # poll added targets now, not an interval from now
             log.info("config reloaded: %d targets", len(config.targets))
             return None
 
-    def save_state(self) -> None:
-        """Write the ledgers atomically, when a state path is configured."""
+    def save_state(self) -> bool:
+        """Write the ledgers atomically, when a state path is configured; False if that failed.
+
+        A failure is logged when it starts and when it ends, not every cycle.
+        """
         store = self._store
         if store is None:
-            return
+            return True
         try:
             with self._poller.locked():
                 store.save(self._poller.ledgers())
@@ -144,9 +151,16 @@ class Service:
                 self._spend.save()
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
-            log.error("cannot write state file %s: %s", store.path, error)
-        else:
-            self.metrics.state_writes.labels("success").inc()
+            if not self._state_failing:
+                log.error("state not saved (%s); /metrics holds its last published numbers "
+                          "until it can be", error)
+            self._state_failing = True
+            return False
+        self.metrics.state_writes.labels("success").inc()
+        if self._state_failing:
+            log.info("state file %s written again; publishing resumes", store.path)
+        self._state_failing = False
+        return True
 
     def _initial_ledgers(self, config: Config) -> dict[str, Ledger]:
         loaded: dict[str, Ledger] = {}

@@ -180,16 +180,21 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     poller.start()
     while not service.stopping.wait(0.5):
         pass
-    service.stop()
+    saved = service.stop()
     server.shutdown()
     server.server_close()
-    log.info("stopped; state flushed")
+    path = service.config.state.path
+    if path and saved:
+        log.info("stopped; state written to %s", path)
+    else:
+        log.info("stopped")
     return Exit.OK
 
 
 def _install_signals(service: Service) -> None:
     def on_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        if not service.stopping.is_set():  # e.g. timeout(1) signals the child and its group
+            log.info("received %s, stopping", signal.Signals(signum).name)
         service.stopping.set()
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:

@@ -104,12 +104,13 @@ class Service:
                 self.ready.set()
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
 
-    def stop(self) -> None:
-        """Stop the loop and flush state; safe to call from a signal handler's thread."""
+    def stop(self) -> bool:
+        """Stop the loop and flush state (False if that failed); safe from any thread."""
         self.stopping.set()
         self._wake.set()
-        self.save_state()
+        saved = self.save_state()
         self._api.pool.close()
+        return saved
 
     def reload(self) -> str | None:
         """Validate the config source and put it in force; None, or why it was rejected.

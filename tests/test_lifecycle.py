@@ -48,7 +48,7 @@ def test_sigterm_during_a_slow_call_flushes_state_and_exits_0_within_a_second(
     assert took < 1.0, took
     doc = json.loads(state.read_text())
     assert set(doc["targets"]) == {f"{fleet.PROJECT}/{k}/{fleet.MODEL}" for k in KEYS}
-    assert "stopped; state flushed" in child.log()
+    assert f"stopped; state written to {state}" in child.log()
     assert "Traceback" not in child.log()
 
 

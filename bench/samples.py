@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from exporter.config import Target, Window
-from exporter.exposition import FAMILIES
+from exporter.families import FAMILIES
 from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.usage import Totals
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Protocol, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import requests
-from requests.adapters import HTTPAdapter
-from requests.utils import should_bypass_proxies
 
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Target
@@ -20,7 +16,18 @@ from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
 from exporter.response import invalid, parse_usage
 from exporter.signing import sign
+from exporter.transport import (
+    check_status,
+    failure_reason,
+    host_of,
+    pooled_session,
+    with_action,
+)
 from exporter.usage import Totals
+
+# pooled_session lives in transport; it stays importable from here for the service and tests.
+__all__ = ["ACTION", "BACKOFF_BASE", "BACKOFF_CAP", "MAX_SPAN", "MIN_ATTEMPT_SECONDS",
+           "THROTTLED_BACKOFF_BASE", "ApiClient", "CallObserver", "pooled_session"]
 
 ACTION = "GetUMInferTokenUsage"
 T = TypeVar("T")
@@ -39,31 +46,6 @@ class CallObserver(Protocol):
     def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:
         """``outcome`` is "success" or an ApiError category; ``retcode`` a label value."""
         ...
-
-
-def pooled_session(endpoint: str, pool_size: int, environ: Mapping[str, str]) -> requests.Session:
-    """One pooled session for every call. Proxy and CA-bundle variables are read once, here:
-    by default requests re-reads the environment (and ~/.netrc) on every call, which was a
-    quarter of the exporter's CPU per target poll (see BENCHMARKS.md)."""
-    session = requests.Session()
-    session.proxies = _environ_proxies(endpoint, environ)
-    session.verify = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or True
-    session.trust_env = False
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _environ_proxies(endpoint: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """The proxies requests would pick for ``endpoint`` from ``environ`` (NO_PROXY honoured)."""
-    names = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-    variables = {n: v for n in names for k, v in environ.items() if k.lower() == n}
-    if should_bypass_proxies(endpoint, no_proxy=variables.get("no_proxy")):
-        return {}
-    return {scheme: url for scheme, name in (("http", "http_proxy"), ("https", "https_proxy"),
-                                             ("all", "all_proxy"))
-            if (url := variables.get(name))}
 
 
 class ApiClient:
@@ -89,7 +71,7 @@ class ApiClient:
         self._rng = rng
         self._limiter = limiter
         self._observer = observer
-        self._host = _host(api.endpoint)
+        self._host = host_of(api.endpoint)
         self._log = logging.getLogger(__name__)
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
@@ -104,7 +86,7 @@ class ApiClient:
         """Sign ``params`` (which name the Action), POST them, and ``parse`` the JSON body;
         retry transient errors until ``deadline`` (monotonic), then raise the last ApiError."""
         form = sign(params, self._api.public_key, self._api.private_key)
-        url = _with_action(self._api.endpoint, str(params["Action"]))
+        url = with_action(self._api.endpoint, str(params["Action"]))
         last: ApiError | None = None
         attempt = 0
         while True:
@@ -175,10 +157,10 @@ class ApiClient:
             raise ApiError("timeout", f"no answer from {self._host} within {timeout:.1f}s",
                            transient=True) from None
         except requests.RequestException as exc:
-            raise ApiError("network", f"cannot reach {self._host}: {_reason(exc)}",
+            raise ApiError("network", f"cannot reach {self._host}: {failure_reason(exc)}",
                            transient=True) from None
         with response:
-            _check_status(response, self._host, self._clock.time())
+            check_status(response, self._host, self._clock.time())
             try:
                 body: object = response.json()
             except ValueError:
@@ -194,61 +176,3 @@ def _params(target: Target, start: int, end: int) -> dict[str, object]:
     if target.project:  # blank means the default project; sending "" could mean something else
         params["ProjectId"] = target.project
     return params
-
-
-def _with_action(endpoint: str, action: str) -> str:
-    """The endpoint with ``?Action=…`` appended, as the Go SDK does (helps gateway logs)."""
-    parts = urlsplit(endpoint)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("Action", action)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _host(endpoint: str) -> str:
-    """Host and port only, for messages: the endpoint may carry userinfo."""
-    parts = urlsplit(endpoint)
-    host = parts.hostname or "the API endpoint"
-    return f"{host}:{parts.port}" if parts.port else host
-
-
-def _check_status(response: requests.Response, host: str, now: float) -> None:
-    """Raise for any HTTP status but 2xx: 408, 429 and 5xx are transient, 429 throttled."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    throttled = status == 429
-    transient = throttled or status == 408 or status >= 500
-    retry_after = _retry_after(response.headers.get("Retry-After"), now) if throttled else None
-    raise ApiError("http", f"HTTP {status} {response.reason or ''} from {host}".rstrip(),
-                   http_status=status, transient=transient, throttled=throttled,
-                   retry_after=retry_after)
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when unusable."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always UTC
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause's text (e.g. "Connection refused"), never the request URL."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        reason = getattr(current, "reason", None)
-        current = reason if isinstance(reason, BaseException) else (
-            current.__cause__ or current.__context__)
-    for error in reversed(seen):
-        if isinstance(error, OSError) and error.strerror:
-            return error.strerror
-    return type(seen[-1]).__name__

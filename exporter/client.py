@@ -16,18 +16,8 @@ from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
 from exporter.response import invalid, parse_usage
 from exporter.signing import sign
-from exporter.transport import (
-    check_status,
-    failure_reason,
-    host_of,
-    pooled_session,
-    with_action,
-)
+from exporter.transport import check_status, failure_reason, host_of, with_action
 from exporter.usage import Totals
-
-# pooled_session lives in transport; it stays importable from here for the service and tests.
-__all__ = ["ACTION", "BACKOFF_BASE", "BACKOFF_CAP", "MAX_SPAN", "MIN_ATTEMPT_SECONDS",
-           "THROTTLED_BACKOFF_BASE", "ApiClient", "CallObserver", "pooled_session"]
 
 ACTION = "GetUMInferTokenUsage"
 T = TypeVar("T")

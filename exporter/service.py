@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry
 
-from exporter.client import ApiClient, pooled_session
+from exporter.client import ApiClient
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Config, ConfigError
 from exporter.costs import CostStore
@@ -26,6 +26,7 @@ from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.spend import Spend
 from exporter.state import StateError, StateStore, reconcile
+from exporter.transport import pooled_session
 from exporter.workers import WorkerPool
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,13 @@ import pytest
 import requests
 import responses
 
-from exporter.client import BACKOFF_BASE, BACKOFF_CAP, ApiClient, pooled_session
+from exporter.client import BACKOFF_BASE, BACKOFF_CAP, ApiClient
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
 from exporter.signing import signature
+from exporter.transport import pooled_session
 from exporter.usage import Totals
 
 ENDPOINT = "https://api.example.test/"

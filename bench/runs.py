@@ -41,6 +41,7 @@ class Results:
     cycles: list[dict[str, Any]] = field(default_factory=list)  # the paced-out 100 ms runs
     rates: list[float] = field(default_factory=list)
     curve: dict[int, dict[str, Any]] = field(default_factory=dict)
+    one_worker: dict[str, Any] = field(default_factory=dict)  # CPU of the work, no hand-offs
 
 
 def run_all(sizes: Sizes, log: Any = print) -> Results:
@@ -59,6 +60,8 @@ def run_all(sizes: Sizes, log: Any = print) -> Results:
         run = procs.run(sizes.rate_targets, 0.02, concurrency=16, rate=sizes.rate_limit,
                         interval=1.0, rate_seconds=sizes.rate_seconds)
         results.rates.append(run["rate"])
+    log(f"CPU: {sizes.cycle_targets} targets, one worker thread")
+    results.one_worker = procs.run(sizes.cycle_targets, 0.0, concurrency=1, rate=0.0, cycles=2)
     for count in sizes.curve:
         cycles = 1 if count >= sizes.single_cycle_from else 2
         log(f"scaling: {count} targets, {cycles} cycle(s), no added latency")

@@ -16,12 +16,11 @@ from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
 from exporter.response import invalid, parse_usage
 from exporter.signing import sign
-from exporter.transport import check_status, failure_reason, host_of, with_action
+from exporter.transport import FormPoster, check_status, failure_reason, host_of, with_action
 from exporter.usage import Totals
 
 ACTION = "GetUMInferTokenUsage"
 T = TypeVar("T")
-_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 MAX_SPAN = 86400
 BACKOFF_BASE = 0.5
 THROTTLED_BACKOFF_BASE = 2.0
@@ -57,6 +56,7 @@ class ApiClient:
     ) -> None:
         self._api = api
         self._session = session
+        self._poster = FormPoster(session)
         self._clock = clock
         self._rng = rng
         self._limiter = limiter
@@ -141,8 +141,7 @@ class ApiClient:
         try:
             # Encoded here, not by requests: its encoder walks runtime-checked protocols and
             # costs more CPU than the rest of the call's Python put together.
-            response = self._session.post(url, data=urlencode(form), headers=_FORM,
-                                          timeout=timeout)
+            response = self._poster.post(url, urlencode(form), timeout)
         except requests.Timeout:
             raise ApiError("timeout", f"no answer from {self._host} within {timeout:.1f}s",
                            transient=True) from None

@@ -28,6 +28,36 @@ def pooled_session(endpoint: str, pool_size: int, environ: Mapping[str, str]) ->
     return session
 
 
+class FormPoster:
+    """POSTs pre-encoded forms through a session's pool and settings (proxies, CA bundle).
+
+    ``Session.post`` redoes, on every call, work an API client never needs: it re-prepares the
+    URL and headers, merges cookies and hooks, and handles redirects (a signed POST must not
+    follow one anyway). Preparing the request once per URL and handing copies to the session's
+    adapter costs a third less CPU per call (see BENCHMARKS.md). Thread-safe.
+    """
+
+    def __init__(self, session: requests.Session) -> None:
+        self._session = session
+        self._templates: dict[str, requests.PreparedRequest] = {}
+
+    def post(self, url: str, body: str, timeout: float) -> requests.Response:
+        """Send ``body`` (already form-encoded); raises what requests raises."""
+        template = self._templates.get(url)
+        if template is None:
+            request = requests.Request("POST", url, headers=_FORM)
+            template = self._templates.setdefault(url, self._session.prepare_request(request))
+        prepared = template.copy()
+        prepared.prepare_body(body, None)
+        session = self._session
+        verify = True if session.verify is None else session.verify
+        return session.get_adapter(url).send(prepared, timeout=timeout, verify=verify,
+                                             proxies=session.proxies, cert=session.cert)
+
+
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
 def _environ_proxies(endpoint: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The proxies requests would pick for ``endpoint`` from ``environ`` (NO_PROXY honoured)."""
     names = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

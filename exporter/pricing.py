@@ -36,10 +36,6 @@ class PriceBook:
         """The price in force for ``model``; None when it has none (its cost is not counted)."""
         return self._prices.get(model)
 
-    def currencies(self) -> tuple[str, ...]:
-        """Every currency some price is in, sorted."""
-        return tuple(sorted({p.currency for p in self._prices.values()}))
-
     def with_listed(self, listed: Iterable[ModelPrice]) -> PriceBook:
         """A book that also knows ``listed`` (API list prices), still overridden by the config."""
         return PriceBook(self.config, {p.model: p for p in listed})

@@ -78,16 +78,18 @@ class Poller:
         self._ledgers = dict(ledgers)
         self._health = {t.ident: _Health() for t in config.targets}
 
-    def carry_health(self, previous: Poller) -> None:
+    def carry_health(self, previous: Poller, *, lift_pauses: bool) -> None:
         """Keep the poll health of targets ``previous`` also polled (a reload is not a restart).
 
-        Failure counters must not reset within a process. A permanent-error pause is lifted:
-        a reload is when an operator fixes keys. Window gauges are dropped if the windows changed.
+        Failure counters must not reset within a process. With ``lift_pauses`` (a reload: when an
+        operator fixes keys) permanent-error pauses end; a discovery change keeps them. Window
+        gauges are dropped if the windows changed.
         """
         same_windows = previous._config.windows == self._config.windows
         for ident in self._health.keys() & previous._health.keys():
             health = previous._health[ident]
-            health.retry_at = 0.0
+            if lift_pauses:
+                health.retry_at = 0.0
             if not same_windows:
                 health.windows, health.windows_at, health.next_window_read = (), None, 0.0
             self._health[ident] = health

@@ -204,7 +204,7 @@ class Service:
             self._spend.store = _cost_store(config)
         self._config = config
         self._spend.configure(config, self._discovery.prices)
-        self._retarget(self._effective(config))
+        self._retarget(self._effective(config), reloaded=True)
 
     def _refresh_targets(self) -> None:
         """Discovery (and API list prices) when due; a changed key set changes what is polled."""
@@ -214,15 +214,15 @@ class Service:
         self._spend.configure(self._config, self._discovery.prices)
         effective = self._effective(self._config)
         if effective.targets != self._polling:
-            self._retarget(effective)
+            self._retarget(effective, reloaded=False)
         self._parked = {}
 
-    def _retarget(self, effective: Config) -> None:
+    def _retarget(self, effective: Config, *, reloaded: bool) -> None:
         """Poll ``effective``'s targets: kept ones keep ledgers, health and cost; gone ones stop."""
         ledgers = self._reconcile(effective, {**self._parked, **self._poller.ledgers()})
         self._spend.sync({**self._parked, **ledgers})
         poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers)
-        poller.carry_health(self._poller)
+        poller.carry_health(self._poller, lift_pauses=reloaded)
         self._poller, self._polling = poller, effective.targets
         self.metrics.targets.set(len(effective.targets))
 

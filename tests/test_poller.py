@@ -132,3 +132,18 @@ def test_windows_are_read_every_window_interval(clock: FakeClock, pool: WorkerPo
     assert [c for c in api.calls if c[2] - c[1] == 3599] == window_calls  # not due yet
     clock.advance(60.0)
     assert poller.cycle().targets[0].windows_at == START + 220
+
+
+@pytest.mark.parametrize(("lift", "calls_after"), [(True, 2), (False, 1)])
+def test_carried_health_keeps_failures_and_lifts_pauses_only_on_reload(
+        clock: FakeClock, pool: WorkerPool, lift: bool, calls_after: int) -> None:
+    api = FakeApi(clock)
+    api.failing[A.key] = ApiError("retcode", "RetCode 171", retcode=171, transient=False)
+    first = Poller(config(A), api, clock, pool, ledgers(A))
+    first.cycle()
+    successor = Poller(config(A), api, clock, pool, first.ledgers())
+    successor.carry_health(first, lift_pauses=lift)  # a reload lifts; a discovery change not
+    clock.advance(60.0)
+    [target] = successor.cycle().targets
+    assert len(api.calls) == calls_after
+    assert dict(target.failures)["retcode"] == calls_after  # never reset within a process

@@ -89,10 +89,20 @@ def discover(source: KeySource, config: DiscoveryConfig, static: Iterable[Target
     return DiscoveryResult(kept, listed, chosen, len(ordered) - len(kept))
 
 
-def list_prices(source: KeySource, keys: Iterable[str], deadline: float) -> tuple[ModelPrice, ...]:
-    """List prices of every model the ``keys`` may call (first price seen per model wins)."""
+def list_prices(source: KeySource, targets: Iterable[Target],
+                deadline: float) -> tuple[ModelPrice, ...]:
+    """List prices of the polled models (first price seen per model wins).
+
+    A list price belongs to the model, not the key, so keys are asked one after another only
+    until every polled model has a price: a few calls, not two per key of the fleet.
+    """
+    wanted: dict[str, set[str]] = {}
+    for target in targets:
+        wanted.setdefault(target.key, set()).add(target.model)
     prices: dict[str, ModelPrice] = {}
-    for key in dict.fromkeys(keys):
+    for key, models in wanted.items():
+        if models <= prices.keys():
+            continue
         for model in source.list_models(key, deadline):
             if model.price is not None:
                 prices.setdefault(model.name, model.price)
@@ -126,8 +136,8 @@ class DiscoveryRunner:
             result = DiscoveryResult()
             if config.discovery is not None:
                 result = discover(source, config.discovery, config.targets, deadline)
-            keys = [t.key for t in (*config.targets, *result.targets)]
-            prices = list_prices(source, keys, deadline) if config.pricing.from_api else ()
+            polled = (*config.targets, *result.targets)
+            prices = list_prices(source, polled, deadline) if config.pricing.from_api else ()
         except ApiError as error:
             self._failures += 1
             if not self._failing:  # log a change of state once, not every refresh

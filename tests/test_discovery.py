@@ -108,11 +108,14 @@ def test_discover_filters_and_caps(client: KeyClient, caplog: pytest.LogCaptureF
     assert SECRET not in repr(result) + caplog.text
 
 
-def test_list_prices_reads_each_key_once(client: KeyClient) -> None:
-    prices = list_prices(client, ["uminferapikey-001", "uminferapikey-001"],
-                         SystemClock().monotonic() + 10)
+def test_list_prices_asks_keys_only_until_every_polled_model_is_priced(
+        client: KeyClient, sim: SimulatorServer) -> None:
+    targets = [Target(f"uminferapikey-{i:03d}", m, "org") for i in range(1, 40) for m in "ab"]
+    sim.reset_stats()
+    prices = list_prices(client, targets, SystemClock().monotonic() + 10)
     assert {(p.model, p.input, p.image, p.currency) for p in prices} == {
         ("a", Decimal("0.27"), Decimal(0), "USD"), ("b", Decimal(0), Decimal("0.04"), "CNY")}
+    assert sim.stats().by_action == {"GetUMInferAPIModel": 2}  # one key, text and image types
 
 
 def test_selected_and_key_targets() -> None:

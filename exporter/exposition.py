@@ -10,12 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from exporter.config import Target
-from exporter.families import FAMILIES, GLOBAL_FAMILIES, escape, number
+from exporter.families import FAMILIES, GLOBAL_FAMILIES, escape
 from exporter.snapshot import Snapshot, TargetSnapshot
-
-# The families and formatting helpers stay importable from here, where callers found them.
-__all__ = ["CONTENT_TYPE", "FAMILIES", "GLOBAL_FAMILIES", "GZIP_LEVEL", "ExpositionCache", "escape",
-           "number", "render", "render_both", "target_labels"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9

@@ -94,6 +94,11 @@ class Poller:
                 health.windows, health.windows_at, health.next_window_read = (), None, 0.0
             self._health[ident] = health
 
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets this poller polls, in order."""
+        return self._config.targets
+
     def locked(self) -> threading.Lock:
         """Hold this while reading ledgers that polls may be updating (e.g. to save state)."""
         return self._lock

@@ -63,7 +63,6 @@ class Service:
         ledgers = self._initial_ledgers(config)
         self._spend.sync({**self._parked, **ledgers})
         self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers)
-        self._polling = config.targets  # static plus discovered targets being polled
         self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(clock.time())
@@ -213,7 +212,7 @@ class Service:
             return
         self._spend.configure(self._config, self._discovery.prices)
         effective = self._effective(self._config)
-        if effective.targets != self._polling:
+        if effective.targets != self._poller.targets:
             self._retarget(effective, reloaded=False)
         self._parked = {}
 
@@ -223,7 +222,7 @@ class Service:
         self._spend.sync({**self._parked, **ledgers})
         poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers)
         poller.carry_health(self._poller, lift_pauses=reloaded)
-        self._poller, self._polling = poller, effective.targets
+        self._poller = poller
         self.metrics.targets.set(len(effective.targets))
 
     def _effective(self, config: Config) -> Config:

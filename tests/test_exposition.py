@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import Target, Window
-from exporter.exposition import ExpositionCache, escape, render
+from exporter.exposition import ExpositionCache, render
+from exporter.families import escape
 from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.usage import Totals
 from tests.tools import require_tool

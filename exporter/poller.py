@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from exporter.clock import Clock
@@ -111,7 +112,7 @@ class Poller:
         """Poll every target once, concurrently, and return the resulting snapshot."""
         budget = max(self._config.poll.interval, self._config.api.timeout)
         deadline = self._clock.monotonic() + budget
-        tasks = [self._task(t, deadline) for t in self._config.targets]
+        tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
         self._pool.run_all(tasks, self._gap(), self._clock)
         return self.snapshot()
 
@@ -135,9 +136,6 @@ class Poller:
             windows_at=health.windows_at, up=health.up, last_success=health.last_success,
             settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
             revisions=ledger.revisions, late_after_settle=ledger.late_after_settle)
-
-    def _task(self, target: Target, deadline: float) -> _PollTask:
-        return _PollTask(self, target, deadline)
 
     def poll_target(self, target: Target, deadline: float) -> None:
         """Read what the target's ledger needs and its windows when due; never raises."""
@@ -207,12 +205,3 @@ class Poller:
         health.up, health.last_problem, health.retry_at = True, None, 0.0
         health.last_success = self._clock.time()
 
-
-@dataclass(frozen=True)
-class _PollTask:
-    poller: Poller
-    target: Target
-    deadline: float
-
-    def __call__(self) -> None:
-        self.poller.poll_target(self.target, self.deadline)

@@ -12,8 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from exporter.client import ApiClient
 from exporter.configtypes import ModelPrice
-from exporter.errors import retcode_error
-from exporter.response import invalid
+from exporter.response import as_int, envelope, invalid
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -43,27 +42,14 @@ class ApiModel:
 
 def parse_keys(body: object) -> list[ApiKey]:
     """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage."""
-    rows = _rows(_data(body), ("Data", "KeySet", "Keys"))
+    rows = _rows(envelope(body), ("Data", "KeySet", "Keys"))
     return [_key(row, f"Data[{i}]") for i, row in enumerate(rows)]
 
 
 def parse_models(body: object) -> list[ApiModel]:
     """The models in a GetUMInferAPIModel answer (either known shape)."""
-    rows = _rows(_data(body), ("Models", "ModelList", "Data"))
+    rows = _rows(envelope(body), ("Models", "ModelList", "Data"))
     return [m for i, row in enumerate(rows) if (m := _model(row, f"Data[{i}]")) is not None]
-
-
-def _data(body: object) -> object:
-    if not isinstance(body, dict):
-        raise invalid("body is not a JSON object")
-    code = body.get("RetCode")
-    if isinstance(code, str) and code.strip().isdigit():
-        code = int(code)
-    if isinstance(code, bool) or not isinstance(code, int):
-        raise invalid("RetCode missing or not an integer")
-    if code != 0:
-        raise retcode_error(code, body.get("Message"))
-    return body.get("Data")
 
 
 def _rows(data: object, names: tuple[str, ...]) -> list[object]:
@@ -101,12 +87,11 @@ def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = 
 def _int(row: Mapping[str, object], name: str, where: str) -> int:
     value = row.get(name, 0)
     if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if not isinstance(value, int):
+        return int(value)  # flags such as ModelverseDisabled may come as booleans
+    number = as_int(value)
+    if number is None:
         raise invalid(f"{where}.{name} is not an integer ({type(value).__name__})")
-    return value
+    return number
 
 
 def _granted(value: object, where: str) -> tuple[str, ...]:

@@ -45,18 +45,27 @@ def invalid(message: str) -> ApiError:
     return ApiError("invalid_response", f"invalid response: {message}", transient=True)
 
 
-def _data(body: object) -> Mapping[str, object]:
+def envelope(body: object) -> object:
+    """The ``Data`` of any action's answer, after the RetCode says success; ApiError otherwise.
+
+    Lenient where the API has been seen to be (RetCode as a numeric string), strict about
+    anything that is not an answer at all.
+    """
     if not isinstance(body, dict):
         raise invalid(f"body is a JSON {_json_type(body)}, not an object")
     if "RetCode" not in body:
         raise invalid("RetCode missing")
-    code = _as_int(body["RetCode"])
+    code = as_int(body["RetCode"])
     if code is None:
         raise invalid(f"RetCode is not an integer: {_shown(body['RetCode'])}")
     if code != 0:
         raise retcode_error(code, body.get("Message"))
+    return body.get("Data")
+
+
+def _data(body: object) -> Mapping[str, object]:
     # A success without Data (or with null) is read as "no usage", like Data == {}.
-    data = body.get("Data")
+    data = envelope(body)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -95,13 +104,13 @@ def _count(obj: Mapping[str, object], key: str, where: str) -> int:
     value = obj.get(key)
     if value is None:
         return 0
-    number = _as_int(value)
+    number = as_int(value)
     if number is None or not 0 <= number <= MAX_COUNT:
         raise invalid(f"{where} is not a non-negative integer: {_shown(value)}")
     return number
 
 
-def _as_int(value: object) -> int | None:
+def as_int(value: object) -> int | None:
     """An integer from an int, an integral float or a numeric string; None otherwise."""
     if isinstance(value, bool):
         return None  # bool is an int subclass, but True is not a count

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from exporter.apiclock import ApiClock
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
@@ -53,6 +54,7 @@ class ApiClient:
         rng: random.Random,
         limiter: RateLimiter,
         observer: CallObserver,
+        api_clock: ApiClock | None = None,
     ) -> None:
         self._api = api
         self._session = session
@@ -61,6 +63,7 @@ class ApiClient:
         self._rng = rng
         self._limiter = limiter
         self._observer = observer
+        self._api_clock = api_clock  # told the Date of every answer
         self._host = host_of(api.endpoint)
         self._log = logging.getLogger(__name__)
 
@@ -96,6 +99,28 @@ class ApiClient:
                                 pause, err)
                 self._clock.sleep(pause)
                 attempt += 1
+
+    def sync_clock(self, deadline: float) -> None:
+        """Learn the API's clock from one plain GET of the endpoint while no answer has told it.
+
+        Any answer will do, an error page included: only its ``Date`` header is read. Without
+        this, a restarted exporter whose clock is behind the API's could plan no read at all
+        (its saved periods lie in its local future) and so never hear the API's time.
+        """
+        if self._api_clock is None or self._api_clock.known:
+            return
+        left = deadline - self._clock.monotonic()
+        if left <= 0 or not self._limiter.acquire(deadline):
+            return
+        try:
+            response = self._session.get(self._api.endpoint, allow_redirects=False,
+                                         timeout=min(self._api.timeout, left))
+        except requests.RequestException as exc:
+            self._log.debug("API clock not learned from %s: %s", self._host,
+                            failure_reason(exc))
+            return
+        with response:
+            self._api_clock.observe(response.headers.get("Date"), self._clock.monotonic())
 
     def close(self) -> None:
         """Release the pooled connections."""
@@ -149,6 +174,8 @@ class ApiClient:
             raise ApiError("network", f"cannot reach {self._host}: {failure_reason(exc)}",
                            transient=True) from None
         with response:
+            if self._api_clock is not None:
+                self._api_clock.observe(response.headers.get("Date"), self._clock.monotonic())
             check_status(response, self._host, self._clock.time())
             try:
                 body: object = response.json()

@@ -1,40 +1,61 @@
-"""Exact counters from a windowed usage API: which intervals to read, and what they add up to."""
+"""Exact counters from a windowed usage API: which intervals to read, and what they add up to.
+
+Vocabulary (one meaning each):
+
+- **period**: a cell of the grid ``poll.period`` cuts time into; planning starts a new one at
+  each grid line.
+- **stretch**: a contiguous interval ``[start, end]`` that is read as one and holds one reading.
+  A stretch is one period, or several never-read periods merged by a catch-up read (at most a
+  day), or a period of an older grid kept whole after ``poll.period`` changed.
+- **open** / **closed**: a stretch is open until a *final* read (one sent at or after
+  ``end + settle`` by the API's clock) settles it; closed time is always a prefix
+  ``[origin, cursor)``, folded into one sum.
+
+Every time here is a Unix second **by the API's clock** (see ``apiclock``); the ledger never
+sees the local wall clock or the monotonic clock.
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Literal
 
 from exporter.usage import ZERO, Totals
 
 DAY = 86400
-AUDIT_KEEP = 8  # closed stretches awaiting their audit; beyond this the oldest go unaudited
 
 
 @dataclass(frozen=True)
 class Read:
-    """One API call: usage in ``[start, end]`` (inclusive) for the periods starting at ``periods``.
+    """One API call: usage in ``[start, end]`` (inclusive) for the stretches starting at
+    ``stretches``.
 
     ``kind`` is "count" (changes counters) or "audit" (only measures usage that arrived too late).
     """
 
     start: int
     end: int
-    periods: tuple[int, ...]
+    stretches: tuple[int, ...]
     kind: Literal["count", "audit"] = "count"
 
 
 @dataclass(frozen=True)
-class _Segment:
-    """A stretch ``[start, end]`` with its highest reading; ``final`` once a read settled it."""
+class _Stretch:
+    """``[start, end]`` with its highest reading so far.
+
+    ``read_to`` is the end of the widest read recorded (``start - 1`` when never read): a later
+    read never covers less, so a clock that goes back cannot pass a shorter read for a lower
+    reading. ``final`` once a read settled it.
+    """
 
     start: int
     end: int
     totals: Totals = ZERO
     final: bool = False
+    read_to: int = -1
 
 
 def _clip(t: Totals) -> Totals:
@@ -51,19 +72,20 @@ def _check(period: int, settle: int) -> None:
 
 
 class Ledger:
-    """Accounting for one target: open periods are re-read until settled, then folded into a sum."""
+    """Accounting for one target: open stretches are re-read until settled, then folded."""
 
     def __init__(self, origin: int, period: int, settle: int, *, audit: bool = False) -> None:
         _check(period, settle)
         self.origin, self.period, self.settle, self.audit = origin, period, settle, audit
         self.revisions = 0  # readings lower than an earlier one (the higher one is kept)
         self.revised_away = ZERO  # how much those readings were lower, summed
-        self.late_after_settle = ZERO  # usage audits found after its period closed (not counted)
-        self.skipped_seconds = 0  # seconds rebase gave up on (never counted)
+        self.late_after_settle = ZERO  # usage audits found after its stretch closed (not counted)
+        self.skipped_seconds = 0  # seconds a restart's max_backfill gave up on (never counted)
+        self.given_up: dict[str, int] = {}  # seconds given up because the API rejected them
         self._cursor = origin  # first second not closed yet
         self._closed = ZERO
-        self._open: dict[int, _Segment] = {}  # read-at-least-once open stretches, by start
-        self._audits: list[_Segment] = []  # recently closed stretches, final totals
+        self._open: dict[int, _Stretch] = {}  # open stretches read at least once, by start
+        self._audits: list[_Stretch] = []  # closed stretches awaiting their audit, oldest first
 
     def retune(self, period: int, settle: int) -> None:
         """Use a new grid and horizon; stretches already read keep their bounds, nothing shifts."""
@@ -79,13 +101,30 @@ class Ledger:
         return self._closed
 
     def settled_until(self) -> int:
-        """Last second up to which every period is closed (``origin - 1`` when none is)."""
+        """Last second up to which every stretch is closed (``origin - 1`` when none is)."""
         return self._cursor - 1
 
     def plan(self, now: int, max_reads: int | None = None) -> list[Read]:
-        """The reads to make at ``now``, oldest first; ``max_reads`` paces a catch-up."""
-        reads = list(islice(self._count_reads(now), max_reads))
+        """The reads to make at ``now``, oldest first, then a due audit.
+
+        ``max_reads`` paces a catch-up. When it cuts the list, the newest read is kept in place
+        of the last old one, so a long backlog (or a range the API keeps rejecting) never stops
+        the current period from being counted; a due audit keeps one slot of its own, so audits
+        run whatever ``settle / period`` is.
+        """
         audit = self._due_audit(now) if self.audit else None
+        limit = max_reads
+        if max_reads is not None and audit is not None and max_reads > 1:
+            limit = max_reads - 1
+        if limit is None:
+            reads = list(self._count_reads(now))
+        else:
+            reads = list(islice(self._count_reads(now), limit + 1))
+            if len(reads) > limit:
+                newest = self._newest_read(now)
+                reads = reads[:limit]
+                if newest is not None and newest not in reads and limit > 1:
+                    reads[-1] = newest
         if audit is not None and (max_reads is None or len(reads) < max_reads):
             reads.append(audit)
         return reads
@@ -94,107 +133,189 @@ class Ledger:
         """Apply a successful read sent at ``read_at``; False (ignored) if the ledger moved on."""
         if read.kind == "audit":
             return self._record_audit(read, totals)
-        segs = self._covered(read)
-        if segs is None:
+        covered = self._covered(read)
+        if covered is None:
             return False
-        # Only stretches read before hold totals; a catch-up may span many unread ones.
-        old = sum((s.totals for s in segs if s.start in self._open), ZERO)
-        if not totals.dominates(old):
-            self.revisions += 1
-            self.revised_away += _clip(old - totals)
-        last = segs[-1]
+        last = covered[-1]
+        before = self._open.get(read.start)
+        if before is not None:  # a stretch read before is always read alone (see _count_reads)
+            if read.end >= before.read_to and not totals.dominates(before.totals):
+                self.revisions += 1
+                self.revised_away += _clip(before.totals - totals)
+            totals = totals.maximum(before.totals)
         final = read.end >= last.end and read_at >= last.end + self.settle
-        for s in segs:
-            self._open.pop(s.start, None)  # unread ones were never stored
-        self._open[read.start] = _Segment(read.start, last.end, totals.maximum(old), final)
-        self._close_prefix()
+        read_to = max(read.end, before.read_to if before is not None else read.end)
+        self._open[read.start] = _Stretch(read.start, last.end, totals, final, read_to)
+        self._close_prefix(read_at)
         return True
 
+    def give_up(self, read: Read, reason: str) -> int:
+        """Stop reading the stretches of a count ``read`` the API keeps rejecting; return the
+        seconds given up. What was read of them stays counted; the rest is never counted."""
+        covered = self._covered(read)
+        if covered is None or read.kind != "count":
+            return 0
+        seconds = covered[-1].end - read.start + 1
+        first = self._open.get(read.start)
+        totals = first.totals if first is not None else ZERO
+        self._open[read.start] = _Stretch(read.start, covered[-1].end, totals, True, read.end)
+        self.given_up[reason] = self.given_up.get(reason, 0) + seconds
+        self._close_prefix(None)
+        return seconds
+
     def rebase(self, now: int, max_backfill: int) -> int:
-        """Give up on open time older than ``now - max_backfill``; return the seconds given up."""
+        """On a restart only: give up on open time older than ``now - max_backfill``; return the
+        seconds given up. A running process never calls this (it catches everything up)."""
         keep_from = now - max_backfill
         if self._cursor >= keep_from:
             return 0
         settled = 0
-        for seg in sorted(self._open.values(), key=lambda s: s.start):
-            if seg.end >= keep_from:
+        for stretch in sorted(self._open.values(), key=lambda s: s.start):
+            if stretch.end >= keep_from:
                 break
             # Folded, not dropped: what was read stays counted, counters never go down.
-            del self._open[seg.start]
-            self._closed += seg.totals
-            settled += (seg.end - seg.start + 1) if seg.final else 0
+            del self._open[stretch.start]
+            self._closed += stretch.totals
+            settled += (stretch.end - stretch.start + 1) if stretch.final else 0
         straddling = [s.start for s in self._open.values() if s.start < keep_from]
         # A stretch already read is kept whole: re-reading only its tail would count its head twice.
         new_cursor = min(straddling, default=keep_from)
         skipped = new_cursor - self._cursor - settled
         self._cursor = new_cursor
         self.skipped_seconds += skipped
+        self._audits = []  # the time between is no longer a contiguous closed prefix
         return skipped
 
     def _grid_end(self, pos: int) -> int:
         return (pos // self.period + 1) * self.period - 1
 
-    def _walk(self, until: int) -> Iterator[_Segment]:
+    def _walk(self, until: int) -> Iterator[_Stretch]:
         """Open stretches from the cursor starting at or before ``until``; unread ones at zero."""
         starts = sorted(self._open)
         pos = self._cursor
         while pos <= until:
-            seg = self._open.get(pos)
-            if seg is None:
+            stretch = self._open.get(pos)
+            if stretch is None:
                 i = bisect_right(starts, pos)
                 # Capped at the next read stretch, whose bounds may come from an older grid.
                 nxt = starts[i] - 1 if i < len(starts) else self._grid_end(pos)
-                seg = _Segment(pos, min(self._grid_end(pos), nxt))
-            yield seg
-            pos = seg.end + 1
+                stretch = _Stretch(pos, min(self._grid_end(pos), nxt), read_to=pos - 1)
+            yield stretch
+            pos = stretch.end + 1
 
     def _count_reads(self, now: int) -> Iterator[Read]:
-        """Settling stretches merged up to a day per read; the others read one by one."""
-        group: list[_Segment] = []
-        for seg in self._walk(now):
-            closing = not seg.final and seg.end + self.settle <= now
-            if group and (not closing or seg.end - group[0].start >= DAY):
-                yield Read(group[0].start, group[-1].end, tuple(s.start for s in group))
+        """Settling stretches never read before are merged, up to a day per read; a stretch
+        read before is read alone, so a lowered reading of it is seen as a revision."""
+        group: list[_Stretch] = []
+        for stretch in self._walk(now):
+            closing = not stretch.final and stretch.end + self.settle <= now
+            mergeable = closing and stretch.start not in self._open
+            if group and (not mergeable or stretch.end - group[0].start >= DAY):
+                yield self._merged(group)
                 group = []
-            if closing:
-                group.append(seg)
-            elif not seg.final:  # a final one only waits for an older one to close
-                yield Read(seg.start, min(seg.end, now), (seg.start,))
+            if mergeable:
+                group.append(stretch)
+            elif closing:
+                yield Read(stretch.start, stretch.end, (stretch.start,))
+            elif not stretch.final:  # a final one only waits for an older one to close
+                yield self._current(stretch, now)
         if group:
-            yield Read(group[0].start, group[-1].end, tuple(s.start for s in group))
+            yield self._merged(group)
 
-    def _covered(self, read: Read) -> list[_Segment] | None:
-        """The open stretches ``read`` was planned for, or None if they are no longer open."""
-        segs = [s for s in self._walk(read.end) if s.start >= read.start]
-        starts = tuple(s.start for s in segs)
-        if not segs or starts != read.periods or starts[0] != read.start or read.end > segs[-1].end:
+    @staticmethod
+    def _merged(group: list[_Stretch]) -> Read:
+        return Read(group[0].start, group[-1].end, tuple(s.start for s in group))
+
+    @staticmethod
+    def _current(stretch: _Stretch, now: int) -> Read:
+        """A stretch not yet closing, read up to now (never less far than it was read before)."""
+        return Read(stretch.start, min(stretch.end, max(now, stretch.read_to)), (stretch.start,))
+
+    def _newest_read(self, now: int) -> Read | None:
+        """The read of the stretch holding ``now``, if it is open and not yet closing."""
+        starts = sorted(s for s in self._open if s <= now)
+        start = max(self._cursor, now - now % self.period)
+        if starts and self._open[starts[-1]].end >= start:
+            start = starts[-1]  # ``now`` lies in a stretch already read (maybe an older grid)
+        elif starts:
+            start = max(start, self._open[starts[-1]].end + 1)
+        if start > now:
             return None
-        return segs
+        stretch = self._open.get(start)
+        if stretch is None:
+            later = [s for s in self._open if s > start]
+            end = min(self._grid_end(start), min(later, default=start + DAY) - 1)
+            stretch = _Stretch(start, end, read_to=start - 1)
+        if stretch.final or stretch.end + self.settle <= now:
+            return None
+        return self._current(stretch, now)
 
-    def _close_prefix(self) -> None:
-        """Fold settled stretches into the closed sum, oldest first, so closed time is a prefix."""
-        while (seg := self._open.get(self._cursor)) is not None and seg.final:
-            del self._open[seg.start]
-            self._closed += seg.totals
-            self._cursor = seg.end + 1
-            if self.audit:
-                self._audits = [*self._audits, seg][-AUDIT_KEEP:]
+    def _covered(self, read: Read) -> list[_Stretch] | None:
+        """The open stretches ``read`` was planned for, or None if they are no longer open."""
+        stretches = [s for s in self._walk(read.end) if s.start >= read.start]
+        starts = tuple(s.start for s in stretches)
+        if (not stretches or starts != read.stretches or starts[0] != read.start
+                or read.end > stretches[-1].end):
+            return None
+        return stretches
+
+    def _close_prefix(self, read_at: int | None) -> None:
+        """Fold settled stretches into the closed sum, oldest first, so closed time is a prefix;
+        each joins the audit queue (given-up ones are not audited: they were never read whole)."""
+        while (stretch := self._open.get(self._cursor)) is not None and stretch.final:
+            del self._open[stretch.start]
+            self._closed += stretch.totals
+            self._cursor = stretch.end + 1
+            if self.audit and read_at is not None and stretch.read_to >= stretch.end:
+                self._queue_audit(stretch, read_at)
+
+    def _queue_audit(self, stretch: _Stretch, now: int) -> None:
+        """Queue a closed stretch; one already due joins a due neighbour (up to a day), so a
+        catch-up of many stretches costs a few audit reads, and the queue stays short: at most
+        ``settle / period + 2`` stretches wait to become due."""
+        last = self._audits[-1] if self._audits else None
+        due = self._is_due(stretch, now)
+        # A run that is ready to be audited takes no more: it would never stop growing.
+        if (last is not None and due and self._is_due(last, now) and not self._ready(last, now)
+                and last.end + 1 == stretch.start and stretch.end - last.start < DAY):
+            self._audits[-1] = replace(last, end=stretch.end, totals=last.totals + stretch.totals,
+                                       read_to=stretch.end)
+            return
+        self._audits.append(replace(stretch, final=True, read_to=stretch.end))
+
+    def _is_due(self, stretch: _Stretch, now: int) -> bool:
+        return stretch.end + 2 * self.settle <= now
+
+    def _ready(self, stretch: _Stretch, now: int) -> bool:
+        """Due, and waited ``max(settle, period)`` more for neighbours to gather with it."""
+        return stretch.end + 2 * self.settle + max(self.settle, self.period) <= now
 
     def _due_audit(self, now: int) -> Read | None:
-        """One closed stretch to re-read once it is ``2 * settle`` old, if any is due."""
-        for seg in self._audits:
-            if seg.end + 2 * self.settle <= now:
-                return Read(seg.start, seg.end, (seg.start,), "audit")
-        return None
+        """One read over the oldest closed stretches that are ``2 * settle`` old, once the oldest
+        has waited ``max(settle, period)`` more: audits gather into one read per that span
+        (or per day) instead of one per closed stretch."""
+        if not self._audits or not self._ready(self._audits[0], now):
+            return None
+        group: list[_Stretch] = []
+        for stretch in self._audits:
+            if not self._is_due(stretch, now) or (group and (
+                    group[-1].end + 1 != stretch.start or stretch.end - group[0].start >= DAY)):
+                break
+            group.append(stretch)
+        if not group:
+            return None
+        return Read(group[0].start, group[-1].end, tuple(s.start for s in group), "audit")
 
     def _record_audit(self, read: Read, totals: Totals) -> bool:
         """Count what arrived after the close, without changing the counters."""
-        for seg in self._audits:
-            if (seg.start, seg.end) == (read.start, read.end):
-                self._audits.remove(seg)
-                self.late_after_settle += _clip(totals - seg.totals)
-                return True
-        return False
+        queued = self._audits[:len(read.stretches)]
+        if (tuple(s.start for s in queued) != read.stretches
+                or not queued or queued[-1].end != read.end):
+            return False
+        del self._audits[:len(queued)]
+        final = sum((s.totals for s in queued), ZERO)
+        self.late_after_settle += _clip(totals - final)
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form: numbers only."""
@@ -203,48 +324,78 @@ class Ledger:
             "audit": self.audit, "cursor": self._cursor, "closed": self._closed.as_dict(),
             "revisions": self.revisions, "revised_away": self.revised_away.as_dict(),
             "late_after_settle": self.late_after_settle.as_dict(),
-            "skipped_seconds": self.skipped_seconds,
-            "open": [_seg_dict(s) for s in sorted(self._open.values(), key=lambda s: s.start)],
-            "audits": [_seg_dict(s) for s in self._audits],
+            "skipped_seconds": self.skipped_seconds, "given_up": dict(self.given_up),
+            "open": [_stretch_dict(s) for s in sorted(self._open.values(), key=lambda s: s.start)],
+            "audits": [_stretch_dict(s) for s in self._audits],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ledger:
         """Inverse of :meth:`to_dict`; ValueError/KeyError/TypeError on anything inconsistent."""
-        led = cls(int(data["origin"]), int(data["period"]), int(data["settle"]),
+        led = cls(_int(data["origin"]), _int(data["period"]), _int(data["settle"]),
                   audit=bool(data["audit"]))
-        led._cursor = int(data["cursor"])
+        led._cursor = _int(data["cursor"])
+        if led._cursor < led.origin:
+            raise ValueError("cursor before origin")
         led._closed = _totals(data["closed"])
-        led.revisions = int(data["revisions"])
+        led.revisions = _int(data["revisions"])
         led.revised_away = _totals(data["revised_away"])
         led.late_after_settle = _totals(data["late_after_settle"])
-        led.skipped_seconds = int(data["skipped_seconds"])
-        led._audits = [_seg_from(d) for d in data["audits"]]
+        led.skipped_seconds = _int(data["skipped_seconds"])
+        given_up = data.get("given_up", {})
+        if not isinstance(given_up, dict):
+            raise TypeError("given_up must be an object")
+        led.given_up = {str(k): _int(v) for k, v in given_up.items()}
+        pos = led.origin
+        for stretch in (_stretch_from(d) for d in data["audits"]):
+            if stretch.start < pos or stretch.end >= led._cursor:
+                raise ValueError(f"audit stretch at {stretch.start} is not closed time in order")
+            led._audits.append(stretch)
+            pos = stretch.end + 1
         pos = led._cursor
-        for seg in sorted((_seg_from(d) for d in data["open"]), key=lambda s: s.start):
-            if seg.start < pos:
-                raise ValueError(f"open stretch at {seg.start} overlaps closed or open time")
-            led._open[seg.start] = seg
-            pos = seg.end + 1
+        for stretch in sorted((_stretch_from(d) for d in data["open"]), key=lambda s: s.start):
+            if stretch.start < pos:
+                raise ValueError(f"open stretch at {stretch.start} overlaps closed or open time")
+            led._open[stretch.start] = stretch
+            pos = stretch.end + 1
         return led
 
 
-def _seg_dict(seg: _Segment) -> dict[str, Any]:
-    return {"start": seg.start, "end": seg.end, "totals": seg.totals.as_dict(), "final": seg.final}
+def _stretch_dict(s: _Stretch) -> dict[str, Any]:
+    return {"start": s.start, "end": s.end, "totals": s.totals.as_dict(), "final": s.final,
+            "read_to": s.read_to}
 
 
-def _seg_from(data: dict[str, Any]) -> _Segment:
-    seg = _Segment(int(data["start"]), int(data["end"]), _totals(data["totals"]),
-                   bool(data["final"]))
-    if not 0 <= seg.end - seg.start < DAY:
-        raise ValueError(f"stretch [{seg.start}, {seg.end}] is empty or longer than a day")
-    return seg
+def _stretch_from(data: dict[str, Any]) -> _Stretch:
+    start, end = _int(data["start"]), _int(data["end"])
+    # Version 1 files have no read_to: the stretch was read to its end or to some point
+    # before; its start - 1 means "no bound", which is what version 1 did.
+    read_to = _int(data.get("read_to", start - 1))
+    stretch = _Stretch(start, end, _totals(data["totals"]), bool(data["final"]), read_to)
+    if not 0 <= stretch.end - stretch.start < DAY:
+        raise ValueError(f"stretch [{stretch.start}, {stretch.end}] is empty or longer than a day")
+    if not start - 1 <= read_to:
+        raise ValueError(f"stretch at {start}: read_to {read_to} before its start")
+    return stretch
+
+
+#: Unix seconds and counts this far from zero are not time or usage but damage.
+_LIMIT = 2**62
+
+
+def _int(value: Any) -> int:
+    """A JSON integer (not a bool, float or string) within a sane range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    if not -_LIMIT < value < _LIMIT:
+        raise ValueError(f"integer out of range: {value}")
+    return value
 
 
 def _totals(data: dict[str, Any]) -> Totals:
     if not isinstance(data, dict):
         raise TypeError(f"totals must be an object, got {type(data).__name__}")
-    totals = Totals.from_dict(data)
+    totals = Totals(*(_int(data.get(name, 0)) for name in Totals.NAMES))
     if min(totals.values()) < 0:
         raise ValueError(f"totals must not be negative: {data}")
     return totals

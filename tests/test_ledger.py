@@ -82,18 +82,19 @@ def test_failed_read_changes_nothing_and_outage_is_caught_up_in_day_slices() -> 
     now = T0 + 3 * DAY  # the API failed for three days: nothing was recorded meanwhile
     reads = led.plan(now)
     assert [(r.start, r.end) for r in reads] == [
-        (T0 + 1800, T0 + DAY - 1),  # settled hours merged, at most a day per call
-        (T0 + DAY, T0 + 2 * DAY - 1),
-        (T0 + 2 * DAY, T0 + 3 * DAY - H - 1),
+        (T0 + 1800, T0 + H - 1),  # read before: read alone, so a lowered reading shows
+        (T0 + H, T0 + DAY + H - 1),  # never-read settled hours merged, at most a day per call
+        (T0 + DAY + H, T0 + 2 * DAY + H - 1),
+        (T0 + 2 * DAY + H, T0 + 3 * DAY - H - 1),
         (T0 + 3 * DAY - H, T0 + 3 * DAY - 1),  # not settled yet: read alone
         (T0 + 3 * DAY, T0 + 3 * DAY),
     ]
-    assert reads[0].periods == (T0 + 1800, *range(T0 + H, T0 + DAY, H))
+    assert reads[1].stretches == tuple(range(T0 + H, T0 + DAY + H, H))
     for read in reads:
         led.record(read, tok(2), now)
     assert led.settled_until() == T0 + 3 * DAY - H - 1
-    # The first group's reading (2) replaces its earlier one (1): no revision, no double count.
-    assert led.counters().input_tokens == 10
+    # The first stretch's reading (2) replaces its earlier one (1): no revision, no double count.
+    assert led.counters().input_tokens == 12
     assert led.revisions == 0
 
 
@@ -101,11 +102,13 @@ def test_merged_group_never_spans_a_day_and_keeps_earlier_readings() -> None:
     led = Ledger(T0, H, 0)
     led.record(Read(T0 + 5 * H, T0 + 5 * H + 10, (T0 + 5 * H,)), tok(50), T0 + 5 * H + 10)
     reads = led.plan(T0 + 2 * DAY + 10)
-    assert [(r.start, r.end) for r in reads[:2]] == [
-        (T0, T0 + DAY - 1), (T0 + DAY, T0 + 2 * DAY - 1)]
-    led.record(reads[0], tok(20), T0 + 2 * DAY + 10)  # lower than the 50 seen for hour 5
+    assert [(r.start, r.end) for r in reads[:3]] == [
+        (T0, T0 + 5 * H - 1), (T0 + 5 * H, T0 + 6 * H - 1), (T0 + 6 * H, T0 + DAY + 6 * H - 1)]
+    assert all(r.end - r.start < DAY for r in reads)
+    led.record(reads[0], tok(7), T0 + 2 * DAY + 10)
+    led.record(reads[1], tok(20), T0 + 2 * DAY + 10)  # lower than the 50 seen for hour 5
     assert led.revisions == 1
-    assert led.settled_totals() == tok(50)
+    assert led.settled_totals() == tok(57)
 
 
 def test_one_second_first_period_still_keeps_merged_reads_under_a_day() -> None:
@@ -137,8 +140,10 @@ def test_stale_read_is_ignored() -> None:
 
 def test_max_reads_paces_catch_up_oldest_first() -> None:
     led = Ledger(T0, H, 600)
-    reads = led.plan(T0 + 5 * DAY, max_reads=2)
-    assert [(r.start, r.end) for r in reads] == [(T0, T0 + DAY - 1), (T0 + DAY, T0 + 2 * DAY - 1)]
+    reads = led.plan(T0 + 5 * DAY, max_reads=3)
+    # The oldest first, but the newest always: a backlog never keeps the current hour waiting.
+    assert [(r.start, r.end) for r in reads] == [
+        (T0, T0 + DAY - 1), (T0 + DAY, T0 + 2 * DAY - 1), (T0 + 5 * DAY, T0 + 5 * DAY)]
 
 
 def test_rebase_skips_old_unread_time_and_keeps_counters() -> None:
@@ -166,8 +171,9 @@ def test_retune_keeps_read_stretches_and_uses_new_grid_after_them() -> None:
     led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
     led.retune(2 * H, 0)
     reads = led.plan(T0 + 5 * H)
-    assert [(r.start, r.end) for r in reads] == [(T0, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
-    assert reads[0].periods == (T0, T0 + H, T0 + 2 * H)
+    assert [(r.start, r.end) for r in reads] == [
+        (T0, T0 + H - 1), (T0 + H, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
+    assert reads[1].stretches == (T0 + H, T0 + 2 * H)
 
 
 def test_retune_never_lets_an_unread_period_overlap_a_read_one() -> None:
@@ -181,8 +187,9 @@ def test_retune_never_lets_an_unread_period_overlap_a_read_one() -> None:
 def test_audit_reports_usage_after_close_without_counting_it() -> None:
     led = Ledger(T0, H, 600, audit=True)
     led.record(Read(T0, T0 + H - 1, (T0,)), tok(10), T0 + H + 600)
-    assert all(r.kind == "count" for r in led.plan(T0 + H - 1 + 1199))
-    audit = led.plan(T0 + H - 1 + 1200)[-1]  # due at end + 2 * settle
+    # Due at end + 2 * settle, read once it has waited max(settle, period) more.
+    assert all(r.kind == "count" for r in led.plan(T0 + H - 1 + 1200 + H - 1))
+    audit = led.plan(T0 + H - 1 + 1200 + H)[-1]
     assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
     assert led.record(audit, tok(13), T0 + H + 1200)
     assert led.late_after_settle == tok(3)
@@ -193,7 +200,7 @@ def test_audit_reports_usage_after_close_without_counting_it() -> None:
 def test_audit_lower_than_final_reports_nothing() -> None:
     led = Ledger(T0, H, 0, audit=True)
     led.record(Read(T0, T0 + H - 1, (T0,)), Totals(input_tokens=5, output_tokens=5), T0 + H)
-    (audit,) = [r for r in led.plan(T0 + H) if r.kind == "audit"]
+    (audit,) = [r for r in led.plan(T0 + 2 * H) if r.kind == "audit"]
     led.record(audit, Totals(input_tokens=3, output_tokens=6), T0 + H)
     assert led.late_after_settle == Totals(output_tokens=1)
 

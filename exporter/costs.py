@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from exporter.atomicfile import write_json
 from exporter.configtypes import ModelPrice
 from exporter.pricing import cost_of
 from exporter.usage import ZERO, Totals
-
-VERSION = 1
 
 
 @dataclass
@@ -26,12 +22,14 @@ class CostMeter:
     def charge(self, counters: Totals, price: ModelPrice | None) -> tuple[Totals, Decimal | None]:
         """Price what ``counters`` grew by since last time; the increment and its cost.
 
-        Counters never go down, but a field-wise max guards against a reading that did.
-        Usage without a price is marked seen anyway: a price added later applies from then on.
+        Counters below what was priced mean they were reset (state lost or set aside while this
+        meter survived): everything they hold now is new and is priced, so cost stays the sum
+        of price x increment whatever happens to the ledger. Usage without a price is marked
+        seen anyway: a price added later applies from then on.
         """
-        delta = Totals(*(max(0, a - b) for a, b in zip(counters.values(), self.seen.values(),
-                                                         strict=True)))
-        self.seen = self.seen.maximum(counters)
+        base = self.seen if counters.dominates(self.seen) else ZERO
+        delta = counters - base
+        self.seen = counters
         if price is None:
             return delta, None
         amount = cost_of(delta, price)
@@ -48,40 +46,7 @@ class CostMeter:
         cost = {str(c): Decimal(str(a)) for c, a in data["cost"].items()}
         if any(not a.is_finite() or a < 0 for a in cost.values()):
             raise ValueError("cost amounts must be finite and >= 0")
-        return cls(Totals.from_dict(data["seen"]), cost)
-
-
-@dataclass
-class CostDocument:
-    """Everything cost accounting persists: meters by target ident, budget use by name."""
-
-    meters: dict[str, CostMeter] = field(default_factory=dict)
-    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-class CostStore:
-    """A small JSON file beside the state file, replaced atomically like the state file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def save(self, doc: CostDocument) -> None:
-        """Write ``doc``: temp file, fsync, rename; raise OSError on failure."""
-        data = {"version": VERSION, "meters": {i: m.to_dict() for i, m in doc.meters.items()},
-                "budgets": doc.budgets}
-        write_json(self.path, data)
-
-    def load(self) -> CostDocument:
-        """The saved document; an empty one when there is none. ValueError when it is bad."""
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return CostDocument()
-        try:
-            if data.get("version") != VERSION:
-                raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
-            meters = {str(i): CostMeter.from_dict(m) for i, m in data["meters"].items()}
-            return CostDocument(meters, dict(data["budgets"]))
-        except (AttributeError, KeyError, TypeError, ArithmeticError) as exc:
-            raise ValueError(f"cost state {self.path} is malformed ({exc!r})") from exc
+        seen = Totals.from_dict(data["seen"])
+        if min(seen.values()) < 0:
+            raise ValueError("seen counters must not be negative")
+        return cls(seen, cost)

@@ -1,4 +1,4 @@
-"""Turns each cycle's exact counters into exact cost and budget use, and persists both."""
+"""Turns each cycle's exact counters into exact cost and budget use (saved in the state)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from exporter.budgets import BudgetTracker
 from exporter.configtypes import Config, ModelPrice, Window
-from exporter.costs import CostDocument, CostMeter, CostStore
+from exporter.costs import CostMeter
 from exporter.ledger import Ledger
 from exporter.pricing import PriceBook, cost_of
 from exporter.snapshot import Snapshot, TargetSnapshot
@@ -20,17 +20,11 @@ log = logging.getLogger(__name__)
 class Spend:
     """Cost meters per target, the price book in force, and the budgets' use this period."""
 
-    def __init__(self, config: Config, store: CostStore | None) -> None:
-        self.store = store  # replaced when state.path changes on reload
-        doc = CostDocument()
-        if store is not None:
-            try:
-                doc = store.load()
-            except (OSError, ValueError) as error:
-                log.error("%s; cost and budget use start from zero", error)
-        self._meters = doc.meters
+    def __init__(self, config: Config, meters: Mapping[str, CostMeter] | None = None,
+                 budgets: Mapping[str, Mapping[str, object]] | None = None) -> None:
+        self._meters = dict(meters or {})
         self._book = PriceBook(config.pricing)
-        self._budgets = BudgetTracker(config.budgets, doc.budgets)
+        self._budgets = BudgetTracker(config.budgets, budgets)
 
     def configure(self, config: Config, listed: Iterable[ModelPrice] = ()) -> None:
         """Use ``config``'s prices and budgets from now on; cost already counted stays."""
@@ -38,8 +32,9 @@ class Spend:
         self._budgets = BudgetTracker(config.budgets, self._budgets.to_dict())
 
     def sync(self, ledgers: Mapping[str, Ledger]) -> None:
-        """Meters for exactly these targets. A new meter starts at its ledger's counters, so
-        usage counted before pricing existed (e.g. an older state file) is never priced."""
+        """Meters for exactly these targets (polled and parked). A new meter for a ledger that
+        already counted starts at its counters, so usage counted before pricing existed (e.g.
+        a version 1 state without its cost file) is never priced."""
         self._meters = {ident: self._meters.get(ident) or CostMeter(seen=led.counters())
                         for ident, led in ledgers.items()}
 
@@ -49,7 +44,8 @@ class Spend:
         return dataclasses.replace(snapshot, targets=targets, budgets=self._budgets.snapshot(now))
 
     def _target(self, t: TargetSnapshot, now: float) -> TargetSnapshot:
-        meter = self._meters.setdefault(t.target.ident, CostMeter(seen=t.counters))
+        # A target first seen here began counting in this process: all it counted is new.
+        meter = self._meters.setdefault(t.target.ident, CostMeter())
         price = self._book.price(t.target.model)
         delta, amount = meter.charge(t.counters, price)
         currency = price.currency if price is not None else ""
@@ -62,7 +58,10 @@ class Spend:
         return dataclasses.replace(t, cost=tuple(sorted(meter.cost.items())),
                                    window_cost=window_cost)
 
-    def save(self) -> None:
-        """Write meters and budget use next to the state file; OSError when that fails."""
-        if self.store is not None:
-            self.store.save(CostDocument(dict(self._meters), self._budgets.to_dict()))
+    def meters(self) -> dict[str, CostMeter]:
+        """The cost meters by target ident, for the state document."""
+        return dict(self._meters)
+
+    def budget_use(self) -> dict[str, dict[str, object]]:
+        """Each budget's use in its current period, for the state document."""
+        return self._budgets.to_dict()

@@ -1,18 +1,29 @@
-"""JSON persistence of all ledgers, written atomically: a crash never leaves half a file."""
+"""The state document: every ledger, cost meter and budget's use, in one file written atomically.
+
+One document, so a crash or a lost file can never leave cost ahead of or behind the counters it
+prices. Version 1 kept cost in a second file (``<path>.cost.json``); it is read once, migrated,
+and removed after the first version 2 write.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from exporter.atomicfile import write_json
 from exporter.clock import Clock, SystemClock
+from exporter.costs import CostMeter
 from exporter.ledger import Ledger
 
-VERSION = 1
+VERSION = 2
+LEGACY_COST_SUFFIX = ".cost.json"
+#: Budget use at or beyond this is damage, not spending.
+MAX_AMOUNT = Decimal(10) ** 30
 
 
 class StateError(OSError):
@@ -22,53 +33,90 @@ class StateError(OSError):
     """
 
 
-@dataclass(frozen=True)
-class Reconciled:
-    """The ledgers to run with, and the seconds of old usage rebasing gave up on (all targets)."""
+@dataclass
+class StateDocument:
+    """What the exporter persists.
 
-    ledgers: dict[str, Ledger]
-    skipped_seconds: int
+    ``ledgers`` holds every target's ledger, polled or parked; ``parked`` says since when (API
+    seconds) a target has not been polled (removed by a reload, or gone from discovery), so a
+    target that returns continues. ``meters`` are cost per target, ``budgets`` their use.
+    """
+
+    ledgers: dict[str, Ledger] = field(default_factory=dict)
+    parked: dict[str, int] = field(default_factory=dict)
+    meters: dict[str, CostMeter] = field(default_factory=dict)
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class StateStore:
-    """One JSON file holding every target's ledger, keyed by ident ("project/key/model")."""
+    """One JSON file holding the :class:`StateDocument`, keyed by ident ("project/key/model")."""
 
     def __init__(self, path: str, clock: Clock | None = None) -> None:
         self.path = path
         self._clock: Clock = clock or SystemClock()
+        self._legacy: str | None = None  # a version 1 cost file to remove once migrated
 
-    def save(
-        self, ledgers: Mapping[str, Ledger], meta: Mapping[str, int | float | str] | None = None
-    ) -> None:
+    def save(self, doc: StateDocument, meta: Mapping[str, int | float | str] | None = None
+             ) -> None:
         """Replace the file atomically: temp file in the same directory, fsync, rename, fsync dir.
 
         ``meta`` is for plain facts (e.g. the exporter version); never put a secret in it.
         """
-        doc = {
+        data = {
             "version": VERSION,
             "saved_at": int(self._clock.time()),
             "meta": dict(meta or {}),
-            "targets": {ident: led.to_dict() for ident, led in ledgers.items()},
+            "targets": {ident: _target_dict(ident, led, doc)
+                        for ident, led in doc.ledgers.items()},
+            "budgets": doc.budgets,
         }
         try:
-            write_json(self.path, doc)
+            write_json(self.path, data)
         except OSError as exc:
             raise StateError(f"cannot write state file {self.path}: {exc}; check that its "
                              "directory exists and is writable, and free space") from exc
+        if self._legacy is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._legacy)
+            self._legacy = None
 
-    def load(self) -> dict[str, Ledger]:
-        """Every ledger in the file; {} if there is none; StateError (file moved aside) if bad."""
+    def load(self) -> StateDocument:
+        """The saved document; empty if there is none; StateError (file moved aside) if bad."""
         try:
             with open(self.path, encoding="utf-8") as f:
-                doc = json.load(f)
+                data = json.load(f)
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
+            return StateDocument()
+        except (OSError, ValueError, RecursionError) as exc:
             raise self._set_aside(f"unreadable ({exc})") from exc
         try:
-            return _parse(doc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(data, dict) and data.get("version") == 1:
+                return self._migrate(data)
+            return _parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError,
+                RecursionError, OverflowError) as exc:
             raise self._set_aside(f"not a valid version {VERSION} state ({exc!r})") from exc
+
+    def _migrate(self, data: dict[str, Any]) -> StateDocument:
+        """A version 1 state file, with its cost file beside it when that is readable."""
+        targets = data["targets"]
+        if not isinstance(targets, dict):
+            raise TypeError("targets must be an object")
+        doc = StateDocument({str(i): Ledger.from_dict(d) for i, d in targets.items()})
+        legacy = self.path + LEGACY_COST_SUFFIX
+        try:
+            with open(legacy, encoding="utf-8") as f:
+                cost = json.load(f)
+            doc.meters = {str(i): CostMeter.from_dict(m) for i, m in cost["meters"].items()}
+            doc.budgets = _budgets(cost["budgets"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError,
+                RecursionError):
+            # Unusable cost: priced afresh from here (meters start at the counters).
+            doc.meters, doc.budgets = {}, {}
+        self._legacy = legacy
+        return doc
 
     def _set_aside(self, why: str) -> StateError:
         """Move the bad file out of the way so the next save starts clean, and say where it went."""
@@ -79,24 +127,69 @@ class StateStore:
             return StateError(f"state file {self.path} is {why} and could not be moved aside "
                               f"({exc.strerror}); remove it to start counting afresh")
         return StateError(
-            f"state file {self.path} is {why}; moved to {aside}, counters start afresh"
+            f"state file {self.path} is {why}; moved to {aside}, counters and cost start afresh"
         )
 
 
-def _parse(doc: Any) -> dict[str, Ledger]:
-    """The ledgers of a decoded document, checking its version first."""
-    if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        version = doc.get("version") if isinstance(doc, dict) else None
+def _target_dict(ident: str, led: Ledger, doc: StateDocument) -> dict[str, Any]:
+    entry: dict[str, Any] = {"ledger": led.to_dict()}
+    meter = doc.meters.get(ident)
+    if meter is not None:
+        entry["cost"] = meter.to_dict()
+    if ident in doc.parked:
+        entry["parked_at"] = doc.parked[ident]
+    return entry
+
+
+def _parse(data: Any) -> StateDocument:
+    """The document of a decoded version 2 file."""
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        version = data.get("version") if isinstance(data, dict) else None
         raise ValueError(f"version {version!r}, expected {VERSION}")
-    targets = doc["targets"]
+    targets = data["targets"]
     if not isinstance(targets, dict):
         raise TypeError("targets must be an object")
-    return {str(ident): Ledger.from_dict(data) for ident, data in targets.items()}
+    doc = StateDocument(budgets=_budgets(data.get("budgets", {})))
+    for ident, entry in targets.items():
+        if not isinstance(entry, dict):
+            raise TypeError(f"target {ident!r} must be an object")
+        doc.ledgers[str(ident)] = Ledger.from_dict(entry["ledger"])
+        if "cost" in entry:
+            doc.meters[str(ident)] = CostMeter.from_dict(entry["cost"])
+        parked = entry.get("parked_at")
+        if parked is not None:
+            if isinstance(parked, bool) or not isinstance(parked, int):
+                raise TypeError(f"target {ident!r}: parked_at must be an integer")
+            doc.parked[str(ident)] = parked
+    return doc
 
 
-def reconcile(  # noqa: PLR0917 -- positional order is the agreed interface for the service
+def _budgets(data: Any) -> dict[str, dict[str, Any]]:
+    """Budget use by name: ``{"start": int, "amount": "decimal"}`` each (checked, not trusted)."""
+    if not isinstance(data, dict):
+        raise TypeError("budgets must be an object")
+    for name, used in data.items():
+        if not isinstance(used, dict) or not isinstance(used.get("start"), int):
+            raise TypeError(f"budget {name!r} must be an object with an integer start")
+        amount = used.get("amount")
+        if not isinstance(amount, str | int) or isinstance(amount, bool):
+            raise TypeError(f"budget {name!r}: amount must be a decimal string")
+        value = Decimal(str(amount)[:64])
+        if not value.is_finite() or not 0 <= value < MAX_AMOUNT:
+            raise ValueError(f"budget {name!r}: amount out of range")
+    return {str(k): dict(v) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The ledgers to run with, and the seconds of old usage rebasing gave up on (all targets)."""
+
+    ledgers: dict[str, Ledger]
+    skipped_seconds: int
+
+
+def restart(
     loaded: Mapping[str, Ledger],
-    idents: Iterable[str],
     now: int,
     period: int,
     settle: int,
@@ -104,19 +197,42 @@ def reconcile(  # noqa: PLR0917 -- positional order is the agreed interface for 
     *,
     audit: bool = False,
 ) -> Reconciled:
-    """Ledgers for exactly ``idents``: loaded ones retuned and rebased, new ones start at ``now``.
+    """Loaded ledgers, retuned and rebased: the one place ``state.max_backfill`` applies.
 
-    Idents no longer configured are dropped. A changed period applies to time not yet read.
+    Every loaded ledger is rebased, polled or parked, because the time the process was down is
+    time no process read. Within a process (reload, discovery change) nothing is rebased.
     """
-    ledgers: dict[str, Ledger] = {}
     skipped = 0
+    ledgers: dict[str, Ledger] = {}
+    for ident, led in loaded.items():
+        led.retune(period, settle)
+        led.audit = audit
+        skipped += led.rebase(now, max_backfill)
+        ledgers[ident] = led
+    return Reconciled(ledgers, skipped)
+
+
+def retarget(
+    known: Mapping[str, Ledger],
+    idents: Iterable[str],
+    now: int | None,
+    period: int,
+    settle: int,
+    *,
+    audit: bool = False,
+) -> dict[str, Ledger]:
+    """Ledgers for ``idents``: known ones retuned (never rebased), new ones start at ``now``,
+    the API's time; with ``now`` None (the API's time not known yet) new ones are left out.
+    A changed period applies to time not yet read."""
+    ledgers: dict[str, Ledger] = {}
     for ident in idents:
-        led = loaded.get(ident)
+        led = known.get(ident)
         if led is None:
+            if now is None:
+                continue
             led = Ledger(now, period, settle, audit=audit)
         else:
             led.retune(period, settle)
             led.audit = audit
-            skipped += led.rebase(now, max_backfill)
         ledgers[ident] = led
-    return Reconciled(ledgers, skipped)
+    return ledgers

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
-from exporter.costs import CostDocument, CostMeter, CostStore
+from exporter.costs import CostMeter
 from exporter.pricing import PriceBook, cost_of
 from exporter.usage import Totals
 
@@ -69,13 +69,13 @@ def test_price_book_config_wins_over_list_prices() -> None:
     assert PriceBook(PricingConfig(from_api=False), listed).price("other") is None
 
 
-def test_cost_store_round_trip_is_exact(tmp_path: object) -> None:
-    store = CostStore(f"{tmp_path}/state.json.cost.json")
-    meter = CostMeter(usage(3, 4), {"USD": Decimal("0.000000001234567890123456789")})
-    store.save(CostDocument({"p/k/m": meter}, {"b": {"start": 0, "amount": "1.5"}}))
-    loaded = store.load()
-    assert loaded.meters == {"p/k/m": meter}
-    assert loaded.budgets == {"b": {"start": 0, "amount": "1.5"}}
+def test_counters_below_what_was_priced_are_a_reset_and_priced_in_full() -> None:
+    meter = CostMeter()
+    meter.charge(usage(1000, 0), OLD)
+    delta, amount = meter.charge(usage(600, 0), OLD)  # the ledger was reset, the meter was not
+    assert delta == usage(600, 0)
+    assert amount == cost_of(usage(600, 0), OLD)
+    assert meter.cost["USD"] == cost_of(usage(1600, 0), OLD)
 
 
 def _config(pricing: object) -> PricingConfig:

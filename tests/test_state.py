@@ -1,17 +1,19 @@
-"""State file: round trip, atomic replacement, bad files moved aside, reconciling with config."""
+"""The state document: round trip, atomic replacement, bad files set aside, migration, restart."""
 
 from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.clock import FakeClock
+from exporter.costs import CostMeter
 from exporter.ledger import Ledger, Read
-from exporter.state import StateError, StateStore, reconcile
+from exporter.state import StateDocument, StateError, StateStore, restart, retarget
 from exporter.usage import Totals
 
 H = 3600
@@ -26,6 +28,10 @@ def ledger(value: int = 5) -> Ledger:
     return led
 
 
+def doc(**ledgers: Ledger) -> StateDocument:
+    return StateDocument(dict(ledgers))
+
+
 class Unserialisable(Ledger):
     """A ledger whose JSON form fails half-way through writing: a crash mid-write."""
 
@@ -34,41 +40,88 @@ class Unserialisable(Ledger):
         return {**super().to_dict(), "zz": object()}
 
 
-def test_round_trip(tmp_path: Path) -> None:
+def test_round_trip_of_ledgers_parked_cost_and_budgets(tmp_path: Path) -> None:
     store = StateStore(str(tmp_path / "state.json"), FakeClock(T0))
-    store.save({"p/k/m": ledger(7)}, meta={"version": "0.1.0"})
+    meter = CostMeter(Totals(tokens=6), {"USD": Decimal("0.000000001234567890123456789")})
+    saved = StateDocument({"p/k/m": ledger(7), "p/k/gone": ledger(2)}, {"p/k/gone": T0 - 5},
+                          {"p/k/m": meter}, {"b": {"start": 0, "amount": "1.5"}})
+    store.save(saved, meta={"version": "0.1.0"})
     loaded = store.load()
-    assert list(loaded) == ["p/k/m"]
-    assert loaded["p/k/m"].to_dict() == ledger(7).to_dict()
-    doc = json.loads((tmp_path / "state.json").read_text())
-    assert (doc["version"], doc["saved_at"], doc["meta"]) == (1, T0, {"version": "0.1.0"})
+    assert {i: led.to_dict() for i, led in loaded.ledgers.items()} == {
+        "p/k/m": ledger(7).to_dict(), "p/k/gone": ledger(2).to_dict()}
+    assert (loaded.parked, loaded.meters, loaded.budgets) == (
+        {"p/k/gone": T0 - 5}, {"p/k/m": meter}, {"b": {"start": 0, "amount": "1.5"}})
+    data = json.loads((tmp_path / "state.json").read_text())
+    assert (data["version"], data["saved_at"], data["meta"]) == (2, T0, {"version": "0.1.0"})
+
+
+def test_version_1_and_its_cost_file_are_migrated_once(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "saved_at": T0, "meta": {},
+                                "targets": {"p/k/m": ledger(7).to_dict()}}))
+    cost = tmp_path / "state.json.cost.json"
+    cost.write_text(json.dumps({"version": 1, "meters": {"p/k/m": {
+        "seen": {"tokens": 8}, "cost": {"USD": "0.5"}}}, "budgets": {
+        "b": {"start": 0, "amount": "2"}}}))
+    store = StateStore(str(path))
+    loaded = store.load()
+    assert loaded.ledgers["p/k/m"].counters() == Totals(tokens=8)
+    assert loaded.meters["p/k/m"] == CostMeter(Totals(tokens=8), {"USD": Decimal("0.5")})
+    assert loaded.budgets == {"b": {"start": 0, "amount": "2"}}
+    assert cost.exists()  # kept until the new document is safely written
+    store.save(loaded)
+    assert not cost.exists()
+    assert StateStore(str(path)).load().meters == loaded.meters
+
+
+def test_version_1_with_a_bad_cost_file_keeps_counters_and_prices_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "targets": {"p/k/m": ledger(7).to_dict()}}))
+    (tmp_path / "state.json.cost.json").write_text('{"budgets": {"x": 1}}')
+    loaded = StateStore(str(path)).load()
+    assert loaded.ledgers["p/k/m"].counters() == Totals(tokens=8)
+    assert (loaded.meters, loaded.budgets) == ({}, {})
 
 
 def test_missing_file_is_empty(tmp_path: Path) -> None:
-    assert StateStore(str(tmp_path / "none.json")).load() == {}
+    assert StateStore(str(tmp_path / "none.json")).load() == StateDocument()
 
 
 def test_crash_mid_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     store = StateStore(str(path), FakeClock(T0))
-    store.save({"a": ledger(1)})
+    store.save(doc(a=ledger(1)))
     before = path.read_bytes()
     with pytest.raises(TypeError):
-        store.save({"a": Unserialisable(T0, H, 0)})
+        store.save(doc(a=Unserialisable(T0, H, 0)))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["state.json"]
 
 
 def test_leftover_temp_file_from_a_kill_does_not_matter(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    StateStore(str(path)).save({"a": ledger(3)})
-    (tmp_path / "state.json.tmp-abc").write_text('{"version": 1, "targ')
-    assert StateStore(str(path)).load()["a"].counters() == ledger(3).counters()
+    StateStore(str(path)).save(doc(a=ledger(3)))
+    (tmp_path / "state.json.tmp-abc").write_text('{"version": 2, "targ')
+    assert StateStore(str(path)).load().ledgers["a"].counters() == ledger(3).counters()
+
+
+GOOD = {"ledger": ledger().to_dict()}
 
 
 @pytest.mark.parametrize("content", [
-    "{not json", '{"version": 2, "targets": {}}', '{"version": 1}', "[]",
+    "{not json", '{"version": 3, "targets": {}}', '{"version": 2}', "[]",
     '{"version": 1, "targets": {"a": {"origin": 1}}}',
+    json.dumps({"version": 2, "targets": {"a": {"ledger": {"origin": 1}}}}),
+    json.dumps({"version": 2, "targets": {"a": GOOD}, "budgets": {"x": 1}}),
+    json.dumps({"version": 2, "targets": {"a": GOOD}, "budgets": {
+        "x": {"start": 0, "amount": "1e9999999"}}}),
+    json.dumps({"version": 2, "targets": {"a": {**GOOD, "parked_at": 1.5}}}),
+    json.dumps({"version": 2, "targets": {"a": {**GOOD, "cost": {"seen": {}, "cost": {
+        "USD": "-1"}}}}}),
+    json.dumps({"version": 2, "targets": {"a": {"ledger": {
+        **ledger().to_dict(), "origin": 1e300}}}}),
+    '{"version": 2, "targets": {"a": {"ledger": {"origin": Infinity}}}}',
+    "[" * 100_000 + "]" * 100_000,
 ])
 def test_bad_file_is_moved_aside(tmp_path: Path, content: str) -> None:
     path = tmp_path / "state.json"
@@ -82,12 +135,12 @@ def test_bad_file_is_moved_aside(tmp_path: Path, content: str) -> None:
 def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
     store = StateStore(str(tmp_path / "missing" / "state.json"))
     with pytest.raises(StateError, match="check that its directory exists"):
-        store.save({"a": ledger()})
+        store.save(doc(a=ledger()))
 
 
 def test_state_holds_only_idents_and_numbers(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    StateStore(str(path)).save({"proj/uminferapikey-1/model": ledger()})
+    StateStore(str(path)).save(doc(**{"proj/uminferapikey-1/model": ledger()}))
     strings: list[str] = []
 
     def walk(node: object) -> None:
@@ -106,23 +159,31 @@ def test_state_holds_only_idents_and_numbers(tmp_path: Path) -> None:
     assert all(s.isidentifier() or s == "proj/uminferapikey-1/model" for s in strings)
 
 
-def test_reconcile_drops_adds_and_rebases() -> None:
+def test_restart_rebases_every_loaded_ledger() -> None:
+    kept, parked = ledger(4), ledger(2)
+    now = T0 + 3 * 86400
+    result = restart({"kept": kept, "parked": parked}, now, H, 600, 86400)
+    assert result.ledgers == {"kept": kept, "parked": parked}
+    assert kept.counters() == Totals(tokens=5)
+    # Each ledger's open hour [T0 + H, ...) was never settled: given up, for both.
+    assert result.skipped_seconds == 2 * (now - 86400 - (T0 + H))
+
+
+def test_retarget_never_rebases_and_new_targets_start_now() -> None:
     old = ledger(4)
     now = T0 + 3 * 86400
-    result = reconcile({"kept": old, "gone": ledger()}, ["kept", "new"], now, H, 600, 86400)
-    assert set(result.ledgers) == {"kept", "new"}
-    assert result.ledgers["kept"] is old
-    assert result.ledgers["kept"].counters() == Totals(tokens=5)
-    assert result.skipped_seconds == now - 86400 - (T0 + H)  # the open hour was never settled
-    assert result.ledgers["new"].settled_until() == now - 1
-    assert result.ledgers["new"].counters() == Totals()
+    ledgers = retarget({"kept": old, "gone": ledger()}, ["kept", "new"], now, H, 600)
+    assert set(ledgers) == {"kept", "new"}
+    assert ledgers["kept"] is old
+    assert old.settled_until() == T0 + H - 1 and old.skipped_seconds == 0
+    assert ledgers["new"].settled_until() == now - 1
+    assert ledgers["new"].counters() == Totals()
 
 
-def test_reconcile_with_a_new_period_keeps_counters_and_read_bounds() -> None:
+def test_retarget_with_a_new_period_keeps_counters_and_read_bounds() -> None:
     old = ledger(4)
-    result = reconcile({"a": old}, ["a"], T0 + 2 * H, 1800, 600, 86400)
-    led = result.ledgers["a"]
-    assert (led.period, led.counters(), result.skipped_seconds) == (1800, Totals(tokens=5), 0)
+    led = retarget({"a": old}, ["a"], T0 + 2 * H, 1800, 600)["a"]
+    assert (led.period, led.counters()) == (1800, Totals(tokens=5))
     reads = led.plan(T0 + 2 * H + 700)
     # The hour read under the old grid stays whole; new time follows the half-hour grid.
     assert [(r.start, r.end) for r in reads] == [

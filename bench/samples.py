@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from exporter.config import Target, Window
-from exporter.families import FAMILIES
+from exporter.families import FAMILIES, GLOBAL_FAMILIES
 from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.usage import Totals
 
@@ -45,6 +45,7 @@ class _SameSamples(Collector):
     """Yields exactly the families and samples our renderer writes, as client_python objects."""
 
     def __init__(self, snap: Snapshot) -> None:
+        self._snap = snap
         self._rows = [(t, _labels(t.target)) for t in snap.targets]
 
     def collect(self) -> Iterator[Metric]:
@@ -54,6 +55,14 @@ class _SameSamples(Collector):
             for snap, labels in self._rows:
                 for line in family.samples(snap, ""):
                     metric.samples.append(_sample(line, labels))
+            if metric.samples:
+                yield metric
+        for glob in GLOBAL_FAMILIES:
+            metric = (CounterMetricFamily if glob.kind == "counter"
+                      else GaugeMetricFamily)(glob.name, glob.help)
+            for line in glob.samples(self._snap):
+                labelled = line if "{" in line else line.replace(" ", "{} ", 1)
+                metric.samples.append(_sample(labelled, {}))
             if metric.samples:
                 yield metric
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from exporter.clock import Clock
@@ -17,6 +17,10 @@ from exporter.snapshot import DiscoverySnapshot
 log = logging.getLogger(__name__)
 #: How often list prices are re-read when only ``pricing.from_api`` asks for them.
 PRICE_REFRESH = 600.0
+#: Consecutive successful listings a discovered target must be missing from before it stops
+#: being polled: one listing can miss a key (Offset/Limit paging while another key is deleted
+#: between pages), and a target that flaps must not lose its series.
+ABSENT_LISTINGS = 3
 
 KEY_NAME_LABEL = "key_name"
 
@@ -124,6 +128,7 @@ class DiscoveryRunner:
         self._last_success: float | None = None
         self._failures = 0
         self._failing = False
+        self._absent: dict[str, tuple[Target, int]] = {}  # still polled, missing N listings
 
     def refresh_if_due(self, source: KeySource, config: Config, deadline: float) -> bool:
         """Refresh when due; True when targets or prices may have changed."""
@@ -149,6 +154,7 @@ class DiscoveryRunner:
         return True
 
     def _succeeded(self, result: DiscoveryResult, prices: tuple[ModelPrice, ...]) -> None:
+        result = self._keep_absent(result)
         if result.dropped and result.dropped != self.result.dropped:
             log.warning("discovery.max_targets reached: %d discovered targets not polled",
                         result.dropped)
@@ -156,6 +162,17 @@ class DiscoveryRunner:
             log.info("discovery recovered")
         self.result, self.prices, self._failing = result, prices, False
         self._last_success = self._clock.time()
+
+    def _keep_absent(self, result: DiscoveryResult) -> DiscoveryResult:
+        """``result`` plus targets polled before and missing from fewer than ABSENT_LISTINGS
+        consecutive listings (in the order they had)."""
+        listed = {t.ident for t in result.targets}
+        previous = {t.ident: (t, 0) for t in self.result.targets if t.ident not in listed}
+        absent = {**previous, **self._absent}
+        self._absent = {ident: (target, missed + 1) for ident, (target, missed) in absent.items()
+                        if ident not in listed and missed + 1 < ABSENT_LISTINGS}
+        kept = tuple(target for target, _ in self._absent.values())
+        return replace(result, targets=result.targets + kept)
 
     def snapshot(self, config: Config) -> DiscoverySnapshot | None:
         """The discovery metrics, or None when discovery is off."""

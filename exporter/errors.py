@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 THROTTLED_RETCODE = 153
 _TRANSIENT_RETCODES = frozenset({110, 130, 150})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from exporter.budgets import BudgetSnapshot
+from exporter.errors import CATEGORIES
 from exporter.snapshot import DiscoverySnapshot, Snapshot, TargetSnapshot
 
 _QUANTITIES: tuple[tuple[str, str, str], ...] = (
@@ -85,6 +86,25 @@ def _late(t: TargetSnapshot, labels: str) -> Iterator[str]:
     yield f"uminfer_late_tokens_after_settle_total{{{labels}}} {t.late_after_settle.tokens}\n"
 
 
+def _given_up(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    seconds = sum(s for _, s in t.given_up)
+    yield f"uminfer_given_up_seconds_total{{{labels}}} {seconds}\n"
+
+
+def _given_up_by_reason(name: str) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        if not snapshot.targets:
+            return
+        totals: dict[str, int] = dict.fromkeys(CATEGORIES, 0)  # all from the start, for increase()
+        for t in snapshot.targets:
+            for reason, seconds in t.given_up:
+                totals[reason] = totals.get(reason, 0) + seconds
+        for reason, seconds in totals.items():
+            yield f'{name}{{reason="{escape(reason)}"}} {seconds}\n'
+
+    return samples
+
+
 def _money(value: Decimal) -> str:
     # Computed exactly; exported as the nearest float, as the text format demands.
     return number(float(value))
@@ -124,6 +144,9 @@ FAMILIES: tuple[_Family, ...] = (
     _Family("uminfer_late_tokens_after_settle_total", "counter",
             "Number of tokens that appeared after their interval settled; not in the counters.",
             _late),
+    _Family("uminfer_given_up_seconds_total", "counter",
+            "Seconds of usage never counted because the API kept rejecting their reads.",
+            _given_up),
     _Family("uminfer_cost_total", "counter",
             "Money spent, by currency: each counted increment times the price in force then.",
             _cost),
@@ -167,6 +190,9 @@ def _global(name: str, kind: str, help_: str, samples: Callable[[str], Callable[
 
 
 GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
+    _global("uminfer_given_up_seconds_by_reason_total", "counter",
+            "Seconds of usage never counted because the API kept rejecting their reads, all "
+            "targets, by the error's category.", _given_up_by_reason),
     _global("uminfer_budget_limit", "gauge",
             "The budget's limit per period, in its unit (tokens or a currency).",
             lambda n: _budget(n, lambda b: float(b.limit))),

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
+from exporter.apiclock import ApiClock
 from exporter.clock import Clock
 from exporter.config import Config, Target, Window
 from exporter.errors import ApiError
-from exporter.ledger import Ledger
+from exporter.ledger import Ledger, Read
 from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.usage import ZERO, Totals
 from exporter.windows import window_slices
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Catch-up reads per target per cycle, so one long-down target cannot stall a cycle.
 MAX_READS_PER_CYCLE = 8
+#: Cycles a read may fail, while other reads of its target succeed, before it is given up.
+MAX_STRIKES = 5
 #: Share of poll.interval over which target starts are spread when pacing applies; the rest is
 #: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
 SPREAD = 0.5
@@ -61,23 +64,38 @@ class _Health:
     last_problem: str | None = None
     retry_at: float = 0.0  # monotonic; set after a permanent error
     windows: tuple[tuple[Window, Totals], ...] = ()
-    windows_at: float | None = None
-    next_window_read: float = 0.0  # wall clock
+    windows_at: float | None = None  # API time the window gauges end at
+    next_window_read: float = 0.0  # monotonic
+    window_problem: str | None = None
     polled: bool = False  # polled at least once: new targets are read at once, not paced
+    strikes: dict[int, int] = field(default_factory=dict)  # failed reads by stretch start
 
 
 class Poller:
-    """Owns the ledgers of the configured targets and advances them one cycle at a time."""
+    """Owns the ledgers of the polled targets and advances them one cycle at a time.
 
-    def __init__(self, config: Config, source: UsageSource, clock: Clock, pool: WorkerPool,
-                 ledgers: Mapping[str, Ledger]) -> None:
+    Ledgers speak API time (``api_clock``); scheduling and deadlines use only the monotonic
+    clock, so a step of the local wall clock neither closes a period early nor delays one.
+    """
+
+    # The collaborators are the agreed seam; keywords would not make the call clearer.
+    def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
+                 pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
+                 pending: Mapping[str, float] | None = None) -> None:
+        """``pending``: targets without a ledger yet, by the monotonic instant their counting
+        began; each gets one, starting at the API's time of that instant, once the API's clock
+        is known. Targets with neither are new: their counting begins now."""
         self._config = config
         self._source = source
         self._clock = clock
+        self._api_clock = api_clock
         self._pool = pool
         self._lock = threading.Lock()  # guards every ledger
         self._ledgers = dict(ledgers)
         self._health = {t.ident: _Health() for t in config.targets}
+        began = clock.monotonic()
+        self._pending = {t.ident: (pending or {}).get(t.ident, began)
+                         for t in config.targets if t.ident not in self._ledgers}
 
     def carry_health(self, previous: Poller, *, lift_pauses: bool) -> None:
         """Keep the poll health of targets ``previous`` also polled (a reload is not a restart).
@@ -108,6 +126,11 @@ class Poller:
         """The live ledgers (callers must not mutate them)."""
         return dict(self._ledgers)
 
+    def pending(self) -> dict[str, float]:
+        """Targets still waiting for the API's clock, by the monotonic instant counting began."""
+        with self._lock:
+            return dict(self._pending)
+
     def cycle(self) -> Snapshot:
         """Poll every target once, concurrently, and return the resulting snapshot."""
         budget = max(self._config.poll.interval, self._config.api.timeout)
@@ -130,51 +153,126 @@ class Poller:
         return Snapshot(targets=targets, generated_at=self._clock.time())
 
     def _target_snapshot(self, target: Target) -> TargetSnapshot:
-        ledger, health = self._ledgers[target.ident], self._health[target.ident]
+        ledger, health = self._ledgers.get(target.ident), self._health[target.ident]
+        if ledger is None:  # counting has not begun: the API's time is not known yet
+            return TargetSnapshot(target=target, failures=tuple(sorted(health.failures.items())))
         return TargetSnapshot(
             target=target, counters=ledger.counters(), windows=health.windows,
             windows_at=health.windows_at, up=health.up, last_success=health.last_success,
             settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
-            revisions=ledger.revisions, late_after_settle=ledger.late_after_settle)
+            revisions=ledger.revisions, late_after_settle=ledger.late_after_settle,
+            given_up=tuple(sorted(ledger.given_up.items())))
 
     def poll_target(self, target: Target, deadline: float) -> None:
-        """Read what the target's ledger needs and its windows when due; never raises."""
+        """Read what the target's ledger needs and, once that worked, its windows when due;
+        never raises. ``uminfer_up`` is about counting: a failed window read is counted and
+        logged but leaves the target up and counting.
+        """
         health = self._health[target.ident]
         health.polled = True
         if self._clock.monotonic() < health.retry_at:
             return  # a permanent error: retried on a slow cadence, not hammered
         try:
-            self._read_counts(target, deadline)
-            self._read_windows(target, health, deadline)
-        except ApiError as error:
-            self._failed(target, health, error)
+            error = self._read_counts(target, health, deadline)
         except Exception:  # a bug must cost one target one cycle, not the poll loop
             log.exception("internal error polling target %s", target.ident)
-            internal = ApiError("internal", "internal error (see log)", transient=True)
-            self._failed(target, health, internal)
-        else:
-            self._succeeded(target, health)
+            error = ApiError("internal", "internal error (see log)", transient=True)
+        if error is not None:
+            self._failed(target, health, error)
+            return  # the API is failing this target: window reads would only fail too
+        self._succeeded(target, health)
+        self._poll_windows(target, health, deadline)
 
-    def _read_counts(self, target: Target, deadline: float) -> None:
-        ledger = self._ledgers[target.ident]
-        now = int(self._clock.time())
+    def _read_counts(self, target: Target, health: _Health, deadline: float) -> ApiError | None:
+        """Make this cycle's count reads; the first error, or None when every read succeeded.
+
+        After a transient failure only the newest read is still tried (the API is likely down,
+        and a range that fails must not keep the current period from being counted). A read
+        that fails in ``MAX_STRIKES`` cycles in which another read of the target succeeded is a
+        range the API rejects: it is given up and counted as such, never retried for ever.
+        """
         with self._lock:
-            reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
+            ledger = self._ledger(target.ident)
+            if ledger is None:
+                return ApiError("network", "the API has not answered yet: counting begins, "
+                                "from the moment it was to begin, once it does", transient=True)
+            reads = ledger.plan(int(self._api_clock.now()), max_reads=MAX_READS_PER_CYCLE)
+        newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
+        failed: list[tuple[Read, ApiError]] = []
+        succeeded = False
         for i, read in enumerate(reads):
             if i and self._clock.monotonic() >= deadline:
-                return  # out of budget: the rest stay open and are read next cycle
-            read_at = int(self._clock.time())  # taken before sending: conservative for settling
-            totals = self._source.get_usage(target, read.start, read.end, self._for_call(deadline))
+                break  # out of budget: the rest stay open and are read next cycle
+            if failed and failed[-1][1].transient and i != newest:
+                continue
+            sent = self._clock.monotonic()
+            try:
+                totals = self._source.get_usage(target, read.start, read.end,
+                                                self._for_call(deadline))
+            except ApiError as error:
+                failed.append((read, error))
+                continue
+            # Taken at sending, by the API's clock as best known after this very answer.
+            read_at = int(self._api_clock.at(sent))
             with self._lock:
                 ledger.record(read, totals, read_at)
+            health.strikes.pop(read.start, None)
+            succeeded = True
+        self._strike(target, ledger, health, failed, succeeded)
+        return failed[0][1] if failed else None
 
-    def _read_windows(self, target: Target, health: _Health, deadline: float) -> None:
-        now = self._clock.time()
-        if now < health.next_window_read or not self._config.windows:
+    def _strike(self, target: Target, ledger: Ledger, health: _Health,
+                failed: list[tuple[Read, ApiError]], succeeded: bool) -> None:
+        if not succeeded:
+            return  # the target as a whole failed: an outage, not a range the API rejects
+        for read, error in failed:
+            if read.kind != "count":
+                continue
+            strikes = health.strikes[read.start] = health.strikes.get(read.start, 0) + 1
+            if strikes < MAX_STRIKES:
+                continue
+            with self._lock:
+                seconds = ledger.give_up(read, error.category)
+            health.strikes.pop(read.start, None)
+            if seconds:
+                log.error("target %s: gave up [%d, %d] after %d failed reads (%s); %d seconds "
+                          "of usage are not counted", target.ident, read.start, read.end,
+                          strikes, error.message, seconds)
+
+    def _ledger(self, ident: str) -> Ledger | None:
+        """The target's ledger; a pending one gets its ledger once the API's time is known,
+        starting at the API's time of the instant its counting began. Call under the lock."""
+        ledger = self._ledgers.get(ident)
+        if ledger is None and self._api_clock.known:
+            began = self._pending.pop(ident)
+            poll = self._config.poll
+            # The estimate errs early by up to a second (see apiclock): the next whole second
+            # keeps usage from before the start out.
+            origin = int(self._api_clock.at(began)) + 1
+            ledger = self._ledgers[ident] = Ledger(origin, poll.period, poll.settle, audit=True)
+        return ledger
+
+    def _poll_windows(self, target: Target, health: _Health, deadline: float) -> None:
+        try:
+            self._read_windows(health, target, deadline)
+        except ApiError as error:
+            health.failures[error.category] += 1
+            if error.message != health.window_problem:
+                log.warning("target %s: window gauges not read: %s", target.ident, error.message)
+                health.window_problem = error.message
+        except Exception:
+            log.exception("internal error reading windows of target %s", target.ident)
+            health.failures["internal"] += 1
+        else:
+            health.window_problem = None
+
+    def _read_windows(self, health: _Health, target: Target, deadline: float) -> None:
+        started = self._clock.monotonic()
+        if started < health.next_window_read or not self._config.windows:
             return
-        if self._clock.monotonic() >= deadline:
+        if started >= deadline:
             return  # out of budget: the gauges keep their last values and time stamp
-        end = int(now)
+        end = int(self._api_clock.now())
         results = []
         for window in self._config.windows:
             totals = ZERO
@@ -182,7 +280,7 @@ class Poller:
                 totals += self._source.get_usage(target, start, stop, self._for_call(deadline))
             results.append((window, totals))
         health.windows, health.windows_at = tuple(results), float(end)
-        health.next_window_read = now + self._config.poll.window_interval
+        health.next_window_read = started + self._config.poll.window_interval
 
     def _for_call(self, deadline: float) -> float:
         """A call retries until the target's budget for the cycle ends, but a call started late
@@ -204,4 +302,3 @@ class Poller:
             log.info("target %s recovered", target.ident)
         health.up, health.last_problem, health.retry_at = True, None, 0.0
         health.last_success = self._clock.time()
-

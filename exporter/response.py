@@ -64,10 +64,12 @@ def envelope(body: object) -> object:
 
 
 def _data(body: object) -> Mapping[str, object]:
-    # A success without Data (or with null) is read as "no usage", like Data == {}.
+    # The documented empty answer is Data == {}. A success without Data, or with null, says
+    # nothing: read as zero it would settle a period at zero, so it is an invalid answer
+    # (retried) instead.
     data = envelope(body)
     if data is None:
-        return {}
+        raise invalid("Data missing or null in a successful answer")
     if not isinstance(data, dict):
         raise invalid(f"Data is a JSON {_json_type(data)}, not an object")
     return data

@@ -39,6 +39,11 @@ class SelfMetrics:
             "uminfer_backfill_skipped_seconds",
             "Seconds of usage not counted because they lay beyond state.max_backfill.",
             registry=registry)
+        self.api_clock_offset = Gauge(
+            "uminfer_api_clock_offset_seconds",
+            "The API's clock (from the Date header of its answers) minus the local clock, in "
+            "seconds; NaN until the first answer. Periods close by the API's clock.",
+            registry=registry)
         self.state_writes = Counter(
             "uminfer_state_writes", "Number of state file writes, by outcome.", ["outcome"],
             registry=registry)

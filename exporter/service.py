@@ -8,28 +8,33 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from exporter.apiclock import ApiClock
 from exporter.client import ApiClient
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Config, ConfigError
-from exporter.costs import CostStore
-from exporter.discovery import DiscoveryRunner
+from exporter.discovery import DiscoveryRunner, KeySource
 from exporter.exposition import ExpositionCache
 from exporter.keyapi import KeyClient
 from exporter.ledger import Ledger
-from exporter.poller import Poller
+from exporter.poller import Poller, UsageSource
 from exporter.ratelimit import RateLimiter
 from exporter.selfmetrics import SelfMetrics
 from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.spend import Spend
-from exporter.state import StateError, StateStore, reconcile
+from exporter.state import StateDocument, StateError, StateStore, restart, retarget
 from exporter.transport import pooled_session
 from exporter.workers import WorkerPool
 
 log = logging.getLogger(__name__)
+
+#: How long the ledger of a target no longer polled (removed by a reload, gone from discovery)
+#: is kept in the state, so that the target continues its counters if it returns.
+PARKED_RETENTION = 31 * 86400
 
 ConfigLoader = Callable[[], Config]
 
@@ -39,9 +44,11 @@ class Service:
 
     def __init__(self, config: Config, clock: Clock, registry: CollectorRegistry,
                  load_config: ConfigLoader, *, rng: random.Random | None = None,
-                 shard: Shard | None = None) -> None:
+                 shard: Shard | None = None,
+                 connect: Callable[[ApiConfig], ApiStack] | None = None) -> None:
         """``config`` and ``load_config`` give static targets already cut to ``shard``; the
-        shard is kept to cut discovered targets too."""
+        shard is kept to cut discovered targets too. ``connect`` builds what talking to the
+        API takes (the real client by default; tests hand in a fake API)."""
         self.clock = clock
         self._shard = shard or Shard(0, 1)
         self.metrics = SelfMetrics(registry)
@@ -56,13 +63,30 @@ class Service:
         self._store = StateStore(config.state.path) if config.state.path else None
         self._state_failing = False  # so a failing state file is logged once, not per cycle
         self._config = config
-        self._api = self._api_stack(config.api)
-        self._parked: dict[str, Ledger] = {}  # loaded ledgers of targets discovery may find again
-        self._spend = Spend(config, _cost_store(config))
+        self.api_clock = ApiClock(clock)
+        self.metrics.api_clock_offset.set_function(self._clock_offset)
+        self._connect = connect or self._api_stack
+        self._api = self._connect(config.api)
+        # Ledgers of targets not polled now, and since when (API seconds): kept in the state so
+        # a target that comes back (reload, discovery) continues where it stood.
+        self._parked: dict[str, Ledger] = {}
+        self._parked_at: dict[str, int] = {}
         self._discovery = DiscoveryRunner(clock)
-        ledgers = self._initial_ledgers(config)
+        doc = self._load_state()
+        self._spend = Spend(config, doc.meters, doc.budgets)
+        ledgers = retarget(doc.ledgers, [t.ident for t in config.targets], self._api_now(),
+                           config.poll.period, config.poll.settle, audit=True)
+        now = int(self.api_clock.now())
+        for ident, led in doc.ledgers.items():
+            if ident not in ledgers:
+                self._parked[ident] = led
+                self._parked_at[ident] = doc.parked.get(ident, now)
         self._spend.sync({**self._parked, **ledgers})
-        self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers)
+        # Rebased at the first cycle, by the API's clock at the moment of the start.
+        self._loaded: dict[str, Ledger] | None = doc.ledgers
+        self._started = clock.monotonic()
+        self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
+                              self.api_clock)
         self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(clock.time())
@@ -96,6 +120,8 @@ class Service:
         reset and count the whole value again).
         """
         with self._cycle_lock:
+            if self._loaded is not None:
+                self._start_counting()
             self._refresh_targets()
             started = self.clock.monotonic()
             snapshot = self._priced(self._poller.cycle())
@@ -144,12 +170,13 @@ class Service:
         store = self._store
         if store is None:
             return True
+        self._expire_parked()
         try:
             with self._poller.locked():
-                store.save(self._poller.ledgers())
-                # After the ledgers: a crash in between leaves cost behind the counters, and
-                # the gap is priced on restart; cost is never ahead of what was counted.
-                self._spend.save()
+                # One document: ledgers (polled and parked), cost and budgets move together.
+                store.save(StateDocument({**self._parked, **self._poller.ledgers()},
+                                         dict(self._parked_at), self._spend.meters(),
+                                         self._spend.budget_use()))
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
             if not self._state_failing:
@@ -163,44 +190,71 @@ class Service:
         self._state_failing = False
         return True
 
-    def _initial_ledgers(self, config: Config) -> dict[str, Ledger]:
-        loaded: dict[str, Ledger] = {}
-        if self._store is not None:
-            try:
-                loaded = self._store.load()
-            except StateError as error:
-                log.error("%s; starting from zero", error)
-        if config.discovery is not None:
-            self._parked = loaded
-        return self._reconcile(config, loaded)
+    def _load_state(self) -> StateDocument:
+        """The saved document, or an empty one (a bad file is set aside and said so)."""
+        if self._store is None:
+            return StateDocument()
+        try:
+            return self._store.load()
+        except StateError as error:
+            log.error("%s; starting from zero", error)
+            return StateDocument()
 
-    def _reconcile(self, config: Config, ledgers: dict[str, Ledger]) -> dict[str, Ledger]:
-        result = reconcile(ledgers, [t.ident for t in config.targets], int(self.clock.time()),
-                           config.poll.period, config.poll.settle, config.state.max_backfill,
-                           audit=True)
+    def _start_counting(self) -> None:
+        """Before the first poll: learn the API's clock, then rebase the loaded ledgers for the
+        time the process was down, by that clock (tried again each cycle until the API answers).
+        The one place ``state.max_backfill`` applies (a reload or a discovery change never
+        rebases). Call under the cycle lock."""
+        self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
+        if not self.api_clock.known:
+            return  # the API is not answering: nothing can be read, and time is not known yet
+        loaded, self._loaded = self._loaded or {}, None
+        config = self._config
+        with self._poller.locked():
+            # At the API's time of the start: an outage after it is caught up like any other.
+            result = restart(loaded, int(self.api_clock.at(self._started)), config.poll.period,
+                             config.poll.settle, config.state.max_backfill, audit=True)
         if result.skipped_seconds:
             self.metrics.backfill_skipped.inc(result.skipped_seconds)
             log.warning("state is older than state.max_backfill: %d seconds of usage skipped",
                         result.skipped_seconds)
-        return result.ledgers
 
-    def _api_stack(self, api: ApiConfig) -> _ApiStack:
+    def _api_now(self) -> int | None:
+        """The API's time now; None until it is known (new targets then wait for it)."""
+        return int(self.api_clock.now()) if self.api_clock.known else None
+
+    def _expire_parked(self) -> None:
+        """Forget parked ledgers older than PARKED_RETENTION (said once per batch)."""
+        cutoff = int(self.api_clock.now()) - PARKED_RETENTION
+        old = [ident for ident, since in self._parked_at.items() if since < cutoff]
+        for ident in old:
+            del self._parked[ident], self._parked_at[ident]
+        if old:
+            log.info("forgot %d targets not polled for %d days: %s", len(old),
+                     PARKED_RETENTION // 86400, ", ".join(sorted(old)[:5]))
+            self._spend.sync({**self._parked, **self._poller.ledgers()})
+
+    def _clock_offset(self) -> float:
+        offset = self.api_clock.offset()
+        return float("nan") if offset is None else offset
+
+    def _api_stack(self, api: ApiConfig) -> ApiStack:
         limiter = RateLimiter(api.rate_limit, burst=max(1, api.max_concurrency), clock=self.clock)
         session = pooled_session(api.endpoint, api.max_concurrency, os.environ)
-        client = ApiClient(api, session, self.clock, self._rng, limiter, self.metrics)
+        client = ApiClient(api, session, self.clock, self._rng, limiter, self.metrics,
+                           self.api_clock)
         self.metrics.rate_limit.set_function(lambda: limiter.current_rate)
         keys = KeyClient(client)
-        return _ApiStack(WorkerPool(api.max_concurrency), client, keys)
+        return ApiStack(WorkerPool(api.max_concurrency), client, keys)
 
     def _apply(self, config: Config) -> None:
         """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
         if config.api != self._config.api:
             # Endpoint, keys, timeout, rate or concurrency changed: a fresh client and pool.
-            old, self._api = self._api, self._api_stack(config.api)
+            old, self._api = self._api, self._connect(config.api)
             old.close()
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
-            self._spend.store = _cost_store(config)
         self._config = config
         self._spend.configure(config, self._discovery.prices)
         self._retarget(self._effective(config), reloaded=True)
@@ -214,13 +268,26 @@ class Service:
         effective = self._effective(self._config)
         if effective.targets != self._poller.targets:
             self._retarget(effective, reloaded=False)
-        self._parked = {}
 
     def _retarget(self, effective: Config, *, reloaded: bool) -> None:
-        """Poll ``effective``'s targets: kept ones keep ledgers, health and cost; gone ones stop."""
-        ledgers = self._reconcile(effective, {**self._parked, **self._poller.ledgers()})
+        """Poll ``effective``'s targets: kept and returning ones keep ledgers, health and cost
+        and catch up everything they still have to (nothing is rebased within a process);
+        gone ones are parked."""
+        known = {**self._parked, **self._poller.ledgers()}
+        pending = self._poller.pending()  # the new poller starts them at their own instant
+        now = int(self.api_clock.now())
+        ledgers = retarget(known, [t.ident for t in effective.targets if t.ident not in pending],
+                           self._api_now(), effective.poll.period, effective.poll.settle,
+                           audit=True)
+        for ident, led in known.items():
+            if ident in ledgers:
+                self._parked.pop(ident, None)
+                self._parked_at.pop(ident, None)
+            elif ident not in self._parked:
+                self._parked[ident], self._parked_at[ident] = led, now
         self._spend.sync({**self._parked, **ledgers})
-        poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers)
+        poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers,
+                        self.api_clock, pending)
         poller.carry_health(self._poller, lift_pauses=reloaded)
         self._poller = poller
         self.metrics.targets.set(len(effective.targets))
@@ -234,23 +301,30 @@ class Service:
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use and discovery state."""
-        snapshot = self._spend.apply(snapshot, self.clock.time())
+        snapshot = self._spend.apply(snapshot, self.api_clock.now())
         return replace(snapshot, discovery=self._discovery.snapshot(self._config))
 
 
+class UsageClient(UsageSource, Protocol):
+    """What the service needs of the API client besides usage reads."""
+
+    def sync_clock(self, deadline: float) -> None:
+        """Learn the API's clock if no answer has told it yet."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
 @dataclass(frozen=True)
-class _ApiStack:
+class ApiStack:
     """What talking to the API takes; replaced as a whole when ``api`` changes."""
 
     pool: WorkerPool
-    client: ApiClient
-    keys: KeyClient
+    client: UsageClient
+    keys: KeySource
 
     def close(self) -> None:
         self.pool.close()
         self.client.close()
-
-
-def _cost_store(config: Config) -> CostStore | None:
-    # Beside the state file, written right after it (see Spend for why not inside it).
-    return CostStore(f"{config.state.path}.cost.json") if config.state.path else None

@@ -24,6 +24,7 @@ class TargetSnapshot:
     failures: tuple[tuple[str, int], ...] = ()  # category -> count, since start
     revisions: int = 0  # readings lower than an earlier one (kept the higher)
     late_after_settle: Totals = ZERO  # usage that appeared after its period settled
+    given_up: tuple[tuple[str, int], ...] = ()  # reason -> seconds the API kept rejecting
     cost: tuple[tuple[str, Decimal], ...] = ()  # currency -> exact cost counted so far
     window_cost: tuple[tuple[Window, str, Decimal], ...] = ()  # window totals at today's price
 

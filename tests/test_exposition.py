@@ -28,7 +28,8 @@ def sample_snapshot() -> Snapshot:
             target=chat, counters=Totals(1200, 300, 1500, 7, 0),
             windows=((w1, Totals(100, 20, 120, 1, 0)), (w24, Totals(1200, 300, 1500, 7, 0))),
             windows_at=1_700_000_000.0, up=True, last_success=1_700_000_000.5,
-            settled_until=1_699_999_399, revisions=1, late_after_settle=Totals(0, 0, 42, 0, 0)),
+            settled_until=1_699_999_399, revisions=1, late_after_settle=Totals(0, 0, 42, 0, 0),
+            given_up=(("retcode", 3600),)),
         TargetSnapshot(target=image, counters=Totals(10, 0, 10, 3, 3), up=False,
                        failures=(("retcode", 2), ("timeout", 1))),
     ), generated_at=1_700_000_001.0)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import pytest
 
+from exporter.apiclock import ApiClock
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target
 from exporter.ledger import Ledger
-from exporter.poller import SPREAD, Poller, start_gap
+from exporter.poller import SPREAD, Poller, UsageSource, start_gap
 from exporter.usage import Totals
 from exporter.workers import WorkerPool
+
+
+def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
+                ledgers: Mapping[str, Ledger]) -> Poller:
+    """A poller whose API clock is the fake clock (the API's Date agrees with it)."""
+    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock))
 
 
 @pytest.mark.parametrize(("targets", "interval", "rate", "gap"), [
@@ -67,7 +75,7 @@ def _poller(clock: FakeClock, source: _Recorder, count: int, rate: float) -> Pol
                     poll=PollConfig(interval=60.0, settle=600, period=3600), windows=(),
                     targets=targets)
     ledgers = {t.ident: Ledger(int(clock.time()) - 60, 3600, 600) for t in targets}
-    return Poller(config, source, clock, WorkerPool(4), ledgers)
+    return make_poller(config, source, clock, WorkerPool(4), ledgers)
 
 
 def test_first_cycle_starts_at_once_then_steady_cycles_are_spread() -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
+from exporter.apiclock import ApiClock
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger
-from exporter.poller import Poller
+from exporter.poller import Poller, UsageSource
 from exporter.usage import Totals
 from exporter.workers import WorkerPool
+
+
+def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
+                ledgers: Mapping[str, Ledger]) -> Poller:
+    """A poller whose API clock is the fake clock (the API's Date agrees with it)."""
+    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock))
 
 START = 1_700_006_400  # a period boundary for 1h periods
 A = Target("uminferapikey-a", "m")
@@ -63,7 +70,7 @@ def ledgers(*targets: Target, origin: int = START) -> dict[str, Ledger]:
 
 def test_counts_exactly_from_origin(clock: FakeClock, pool: WorkerPool) -> None:
     api = FakeApi(clock)
-    poller = Poller(config(A), api, clock, pool, ledgers(A))
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
     snapshot = poller.cycle()
     assert snapshot.targets[0].counters.tokens == 101  # [START, START + 100]
     assert snapshot.targets[0].up
@@ -74,7 +81,7 @@ def test_slow_answers_do_not_starve_the_newest_period(clock: FakeClock, pool: Wo
     # second call starts after the cycle's budget would have left it 40%, yet gets a full one.
     clock.advance(3600.0)
     api = FakeApi(clock, seconds_per_call=0.6 * 60)
-    poller = Poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
     snapshot = poller.cycle()
     assert [(s, e) for _, s, e, _ in api.calls] == [(START, START + 3599),
                                                    (START + 3600, START + 3700)]
@@ -86,7 +93,7 @@ def test_slow_answers_do_not_starve_the_newest_period(clock: FakeClock, pool: Wo
 def test_out_of_budget_reads_wait_for_the_next_cycle(clock: FakeClock, pool: WorkerPool) -> None:
     clock.advance(3600.0)
     api = FakeApi(clock, seconds_per_call=61.0)  # past the whole budget (max(interval, timeout))
-    poller = Poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
     snapshot = poller.cycle()
     assert len(api.calls) == 1  # the second open period is left for the next cycle
     assert snapshot.targets[0].up  # not a failure: nothing failed
@@ -95,7 +102,7 @@ def test_out_of_budget_reads_wait_for_the_next_cycle(clock: FakeClock, pool: Wor
 def test_one_target_failing_leaves_the_other_alone(clock: FakeClock, pool: WorkerPool) -> None:
     api = FakeApi(clock)
     api.failing[B.key] = ApiError("retcode", "RetCode 150", retcode=150, transient=True)
-    poller = Poller(config(A, B), api, clock, pool, ledgers(A, B))
+    poller = make_poller(config(A, B), api, clock, pool, ledgers(A, B))
     a, b = poller.cycle().targets
     assert a.up and a.counters.tokens == 101
     assert not b.up and b.counters.tokens == 0
@@ -109,7 +116,7 @@ def test_one_target_failing_leaves_the_other_alone(clock: FakeClock, pool: Worke
 def test_permanent_error_is_retried_on_the_slow_cadence(clock: FakeClock, pool: WorkerPool) -> None:
     api = FakeApi(clock)
     api.failing[A.key] = ApiError("retcode", "RetCode 171", retcode=171, transient=False)
-    poller = Poller(config(A), api, clock, pool, ledgers(A))
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
     for _ in range(4):  # 4 minutes < permanent_error_retry (5m)
         poller.cycle()
         clock.advance(60.0)
@@ -122,7 +129,8 @@ def test_permanent_error_is_retried_on_the_slow_cadence(clock: FakeClock, pool: 
 def test_windows_are_read_every_window_interval(clock: FakeClock, pool: WorkerPool) -> None:
     api = FakeApi(clock)
     w = Window("1h", 3600)
-    poller = Poller(config(A, windows=(w,), window_interval=120.0), api, clock, pool, ledgers(A))
+    cfg = config(A, windows=(w,), window_interval=120.0)
+    poller = make_poller(cfg, api, clock, pool, ledgers(A))
     first = poller.cycle().targets[0]
     assert first.windows == ((w, Totals(3600, 0, 3600, 0, 0)),)
     assert first.windows_at == START + 100
@@ -139,9 +147,9 @@ def test_carried_health_keeps_failures_and_lifts_pauses_only_on_reload(
         clock: FakeClock, pool: WorkerPool, lift: bool, calls_after: int) -> None:
     api = FakeApi(clock)
     api.failing[A.key] = ApiError("retcode", "RetCode 171", retcode=171, transient=False)
-    first = Poller(config(A), api, clock, pool, ledgers(A))
+    first = make_poller(config(A), api, clock, pool, ledgers(A))
     first.cycle()
-    successor = Poller(config(A), api, clock, pool, first.ledgers())
+    successor = make_poller(config(A), api, clock, pool, first.ledgers())
     successor.carry_health(first, lift_pauses=lift)  # a reload lifts; a discovery change not
     clock.advance(60.0)
     [target] = successor.cycle().targets

@@ -31,14 +31,20 @@ def test_totals_map_each_api_field() -> None:
     "body",
     [
         ok({}),
-        {"RetCode": 0},
-        ok(None),
         {"RetCode": "0", "Data": {}},
         ok({"InTotal": None, "Usages": None}),
     ],
 )
 def test_empty_answers_are_zero(body: object) -> None:
     assert parse_usage(body) == Totals()
+
+
+@pytest.mark.parametrize("body", [{"RetCode": 0}, ok(None)])
+def test_a_success_without_data_is_invalid_not_zero(body: object) -> None:
+    """Read as zero, it would settle a period at zero for good."""
+    with pytest.raises(ApiError, match="Data missing or null") as caught:
+        parse_usage(body)
+    assert caught.value.category == "invalid_response" and caught.value.transient
 
 
 @pytest.mark.parametrize(

@@ -46,9 +46,11 @@ def labels(key: str, **extra: str) -> frozenset[tuple[str, str]]:
     return frozenset({"project_id": PROJECT, "key_id": key, "model": MODEL, **extra}.items())
 
 
-def counters(samples: Mapping[Series, float], key: str) -> Totals | None:
-    """A target's five counters from parsed /metrics, or None when it is not exported."""
-    found = {field: samples.get((name, labels(key))) for name, field in QUANTITIES.items()}
+def counters(samples: Mapping[Series, float], key: str, **extra: str) -> Totals | None:
+    """A target's five counters from parsed /metrics (``extra``: labels beyond the built-in
+    ones, e.g. discovery's key_name), or None when it is not exported."""
+    series = labels(key, **extra)
+    found = {field: samples.get((name, series)) for name, field in QUANTITIES.items()}
     if any(value is None for value in found.values()):
         return None
     return Totals(**{field: int(value or 0) for field, value in found.items()})

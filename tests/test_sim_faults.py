@@ -191,6 +191,17 @@ def test_matching_by_key_model_times_and_removal(sim: SimulatorServer, plan: Fau
     assert len(plan) == 1
 
 
+def test_matching_by_action(sim: SimulatorServer, plan: FaultPlan) -> None:
+    """A rule for one action (e.g. discovery's listing) leaves the others alone."""
+    rule = {"kind": "retcode", "retcode": 150, "action": "ListUMInferAPIKey"}
+    added = requests.post(f"{sim.url}_sim/faults", json=rule, timeout=5)
+    assert added.status_code == 200, added.text
+    listing = sign({"Action": "ListUMInferAPIKey", "ProjectId": "p"}, PUBLIC, PRIVATE)
+    assert requests.post(sim.url, data=listing, timeout=5).json()["RetCode"] == 150
+    assert post(sim).json()["RetCode"] == 0
+    assert len(plan) == 1
+
+
 def test_probability_is_seeded(plan: FaultPlan) -> None:
     def fired(seed: int) -> list[bool]:
         p = FaultPlan(seed)

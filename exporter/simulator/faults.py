@@ -85,9 +85,11 @@ class _Rule:
     model: str | None
     times: int | None
     probability: float
+    action: str | None = None
 
-    def matches(self, key: str | None, model: str | None) -> bool:
-        return self.key in (None, key) and self.model in (None, model)
+    def matches(self, key: str | None, model: str | None, action: str | None) -> bool:
+        return (self.key in (None, key) and self.model in (None, model)
+                and self.action in (None, action))
 
 
 class FaultPlan:
@@ -108,12 +110,14 @@ class FaultPlan:
         model: str | None = None,
         times: int | None = None,
         probability: float = 1.0,
+        action: str | None = None,
     ) -> int:
-        """Apply ``fault`` to matching requests (None matches any): the next ``times`` of them
-        (None: until removed), each with ``probability``. Returns the rule's id."""
+        """Apply ``fault`` to matching requests (None matches any; ``action`` e.g.
+        "ListUMInferAPIKey"): the next ``times`` of them (None: until removed), each with
+        ``probability``. Returns the rule's id."""
         with self._lock:
             rule_id, self._next_id = self._next_id, self._next_id + 1
-            self._rules[rule_id] = _Rule(fault, key, model, times, probability)
+            self._rules[rule_id] = _Rule(fault, key, model, times, probability, action)
             return rule_id
 
     def remove(self, rule_id: int) -> bool:
@@ -144,12 +148,13 @@ class FaultPlan:
             fixed, jitter = self._latency
             return fixed + (self._rng.uniform(0, jitter) if jitter else 0.0)
 
-    def pick(self, key: str | None, model: str | None) -> list[Fault]:
+    def pick(self, key: str | None, model: str | None,
+             action: str | None = None) -> list[Fault]:
         """Faults for one request: any latency rules that fire, then at most one other fault."""
         picked: list[Fault] = []
         with self._lock:
             for rule_id, rule in list(self._rules.items()):
-                if not rule.matches(key, model) or self._rng.random() >= rule.probability:
+                if not rule.matches(key, model, action) or self._rng.random() >= rule.probability:
                     continue
                 picked.append(rule.fault)
                 self._spend(rule_id, rule)
@@ -165,7 +170,7 @@ class FaultPlan:
 
 
 _FAULT_FIELDS = {f.name for f in fields(Fault)}
-_MATCH_FIELDS = {"key", "model", "times", "probability"}
+_MATCH_FIELDS = {"key", "model", "times", "probability", "action"}
 
 
 def rule_from_json(data: Mapping[str, Any]) -> tuple[Fault, dict[str, Any]]:

@@ -106,7 +106,7 @@ class SimulatorServer:
     def respond(self, params: Mapping[str, str]) -> Outcome:
         """Decide the fate of one API call (faults first, then the gateway's checks)."""
         self._stats.action(params.get("Action", ""))
-        picked = self.faults.pick(params.get("KeyId"), params.get("Model"))
+        picked = self.faults.pick(params.get("KeyId"), params.get("Model"), params.get("Action"))
         delay = self.faults.latency() + sum(f.delay for f in picked if f.kind is FaultKind.LATENCY)
         fault = next((f for f in picked if f.kind is not FaultKind.LATENCY), None)
         outcome = transport_outcome(fault, delay)

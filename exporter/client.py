@@ -15,8 +15,16 @@ from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
 from exporter.response import invalid, parse_usage
+from exporter.safejson import API_ANSWER, UnsafeJsonError, loads
 from exporter.signing import sign
-from exporter.transport import FormPoster, check_status, failure_reason, host_of, with_action
+from exporter.transport import (
+    FormPoster,
+    check_status,
+    failure_reason,
+    host_of,
+    read_capped_body,
+    with_action,
+)
 from exporter.usage import Totals
 
 ACTION = "GetUMInferTokenUsage"
@@ -151,12 +159,26 @@ class ApiClient:
         with response:
             check_status(response, self._host, self._clock.time())
             try:
-                body: object = response.json()
-            except ValueError:
-                raise invalid(f"body from {self._host} is not JSON "
-                              f"(HTTP {response.status_code}, {len(response.content)} bytes, "
-                              f"Content-Type {response.headers.get('Content-Type')!r})") from None
-        return body
+                content = read_capped_body(response, API_ANSWER.max_bytes)
+            except requests.RequestException as exc:  # the answer broke off mid-body
+                raise ApiError("network", f"answer from {self._host} broke off: "
+                               f"{failure_reason(exc)}", transient=True) from None
+        if content is None:
+            raise invalid(f"body from {self._host} is larger than {API_ANSWER.max_bytes} bytes")
+        try:
+            return loads(content, API_ANSWER)
+        except UnsafeJsonError as exc:
+            raise invalid(f"body from {self._host} is not usable JSON: {exc} "
+                          f"(HTTP {response.status_code}, {len(content)} bytes, "
+                          f"Content-Type {_shown(response.headers.get('Content-Type'))})") from None
+
+
+def _shown(header: str | None) -> str:
+    """A response header for a message: server-controlled, so printable and short."""
+    if header is None:
+        return "none"
+    text = "".join(c if c.isprintable() else "?" for c in header[:60])
+    return repr(text)
 
 
 def _params(target: Target, start: int, end: int) -> dict[str, object]:

@@ -1,0 +1,98 @@
+"""Bounded JSON for what comes from outside (API answers, state and cost files).
+
+One error for every way a document can be unusable: too large, nested too deep, too many
+objects for its size, NaN or Infinity, or a number no counter, time stamp or price could hold.
+The checks are cheap and made before (or while) parsing, so a hostile document costs a bounded
+amount of memory and time, and never raises RecursionError, OverflowError or MemoryError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from exporter.smallfile import read_capped
+
+MAX_INT_DIGITS = 20  # 2**64 has 20 digits: enough for any count, anything more is garbage
+MAX_FLOAT = float(2**63)
+
+
+class UnsafeJsonError(ValueError):
+    """The document is not JSON the exporter will use; the message says why, never the data."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a document may be: bytes, objects and arrays in it, and nesting depth."""
+
+    max_bytes: int
+    max_containers: int
+    max_depth: int = 32
+
+
+#: One API answer. A day of per-minute usage rows is under 1 MiB and ~7,500 objects. The
+#: container cap bounds what parsing may build (~10 MiB at worst), so even 16 concurrent hostile
+#: answers stay inside the shipped 256 MiB.
+API_ANSWER = Limits(max_bytes=4 << 20, max_containers=50_000)
+#: The state and cost files: room for ~20,000 targets (the state of 10,000 is ~15 MiB).
+STATE_FILE = Limits(max_bytes=32 << 20, max_containers=600_000)
+
+
+def loads(data: bytes | str, limits: Limits) -> object:
+    """The decoded document; UnsafeJsonError when it breaks ``limits`` or is not JSON."""
+    if len(data) > limits.max_bytes:
+        raise UnsafeJsonError(f"larger than {limits.max_bytes} bytes")
+    opened = (data.count(b"{") + data.count(b"[") if isinstance(data, bytes)
+              else data.count("{") + data.count("["))
+    if opened > limits.max_containers:  # counts brackets in strings too: errs on the safe side
+        raise UnsafeJsonError(f"more than {limits.max_containers} objects and arrays")
+    try:
+        doc = json.loads(data, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except RecursionError:  # the C decoder's own guard, far below what would hurt
+        raise UnsafeJsonError(f"nested more than {limits.max_depth} deep") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise UnsafeJsonError(f"not JSON ({exc.msg} at {where})") from None
+    except UnicodeDecodeError:
+        raise UnsafeJsonError("not UTF-8 text") from None
+    _check_depth(doc, limits.max_depth)
+    return doc
+
+
+def load_file(path: str | os.PathLike[str], limits: Limits) -> object:
+    """The document in the regular file ``path``: OSError if unreadable, UnsafeJsonError if bad."""
+    return loads(read_capped(path, limits.max_bytes), limits)
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise UnsafeJsonError(f"an integer has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)  # "1e999" is inf, not an error
+    if not abs(value) <= MAX_FLOAT:
+        raise UnsafeJsonError(f"a number is beyond ±2**63 ({text[:20]})")
+    return value
+
+
+def _constant(name: str) -> object:
+    raise UnsafeJsonError(f"{name} is not a JSON number")
+
+
+def _check_depth(doc: object, max_depth: int) -> None:
+    """Iteratively, so checking cannot itself recurse too deep."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: list[object] = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            raise UnsafeJsonError(f"nested more than {max_depth} deep")
+        stack.extend((child, depth + 1) for child in children)

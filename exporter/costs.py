@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from exporter.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.atomicfile import write_json
+from exporter.clock import Clock, SystemClock
 from exporter.configtypes import ModelPrice
 from exporter.pricing import cost_of
+from exporter.safejson import STATE_FILE, load_or_set_aside
 from exporter.usage import ZERO, Totals
 
 VERSION = 1
@@ -45,9 +47,7 @@ class CostMeter:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostMeter:
         """Inverse of :meth:`to_dict`; ValueError/TypeError/KeyError when malformed."""
-        cost = {str(c): Decimal(str(a)) for c, a in data["cost"].items()}
-        if any(not a.is_finite() or a < 0 for a in cost.values()):
-            raise ValueError("cost amounts must be finite and >= 0")
+        cost = {str(c): bounded(a, TOTAL_DIGITS, TOTAL_PLACES) for c, a in data["cost"].items()}
         return cls(Totals.from_dict(data["seen"]), cost)
 
 
@@ -62,8 +62,9 @@ class CostDocument:
 class CostStore:
     """A small JSON file beside the state file, replaced atomically like the state file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clock: Clock | None = None) -> None:
         self.path = path
+        self._clock: Clock = clock or SystemClock()
 
     def save(self, doc: CostDocument) -> None:
         """Write ``doc``: temp file, fsync, rename; raise OSError on failure."""
@@ -72,16 +73,31 @@ class CostStore:
         write_json(self.path, data)
 
     def load(self) -> CostDocument:
-        """The saved document; an empty one when there is none. ValueError when it is bad."""
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return CostDocument()
-        try:
-            if data.get("version") != VERSION:
-                raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
-            meters = {str(i): CostMeter.from_dict(m) for i, m in data["meters"].items()}
-            return CostDocument(meters, dict(data["budgets"]))
-        except (AttributeError, KeyError, TypeError, ArithmeticError) as exc:
-            raise ValueError(f"cost state {self.path} is malformed ({exc!r})") from exc
+        """The saved document; an empty one when there is none. A bad file is moved aside and
+        SetAsideError (a ValueError) says where."""
+        doc = load_or_set_aside(self.path, STATE_FILE, _document, "cost", self._clock.time())
+        return doc or CostDocument()
+
+
+def _document(data: Any) -> CostDocument:
+    """The cost document in decoded JSON ``data``; KeyError/TypeError/ValueError when malformed."""
+    if data.get("version") != VERSION:
+        raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+    meters = {str(i): CostMeter.from_dict(m) for i, m in data["meters"].items()}
+    return CostDocument(meters, budget_use(data["budgets"]))
+
+
+def budget_use(raw: object) -> dict[str, dict[str, Any]]:
+    """Saved budget use by name, each ``{"start": seconds, "amount": "exact decimal"}``;
+    TypeError or ValueError for anything else (BudgetTracker trusts what this returns)."""
+    if not isinstance(raw, dict):
+        raise TypeError("budgets must be an object")
+    use: dict[str, dict[str, Any]] = {}
+    for name, entry in raw.items():
+        start = entry.get("start") if isinstance(entry, dict) else None
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"budget use {str(name)[:64]!r} must be an object with an integer "
+                            "start and an amount")
+        amount = bounded(entry.get("amount"), TOTAL_DIGITS, TOTAL_PLACES)
+        use[str(name)] = {"start": start, "amount": str(amount)}
+    return use

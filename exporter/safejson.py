@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from exporter.smallfile import read_capped
 
+T = TypeVar("T")
 MAX_INT_DIGITS = 20  # 2**64 has 20 digits: enough for any count, anything more is garbage
 MAX_FLOAT = float(2**63)
 
@@ -96,3 +99,49 @@ def _check_depth(doc: object, max_depth: int) -> None:
         if depth > max_depth:
             raise UnsafeJsonError(f"nested more than {max_depth} deep")
         stack.extend((child, depth + 1) for child in children)
+
+
+class SetAsideError(ValueError):
+    """A document file could not be used and was moved out of the way; the message says where."""
+
+
+#: What a document parser may raise on a well-formed JSON value of the wrong shape.
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, IndexError)
+
+
+def load_or_set_aside(path: str, limits: Limits, parse: Callable[[object], T], what: str,
+                      now: float) -> T | None:
+    """``parse`` of the JSON document at ``path``; None when there is no file.
+
+    A file that cannot be read, breaks ``limits`` or does not parse (any of SHAPE_ERRORS) is
+    renamed to ``PATH.corrupt-<now>`` so the next save starts clean and a restart never trips
+    over it again; SetAsideError then says what was wrong and where the file went.
+    """
+    try:
+        doc = load_file(path, limits)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnsafeJsonError) as exc:
+        raise _set_aside(path, what, f"unreadable ({_reason(exc)})", now) from exc
+    try:
+        return parse(doc)
+    except SHAPE_ERRORS as exc:
+        raise _set_aside(path, what, f"not a valid {what} ({_reason(exc)})", now) from exc
+
+
+def _set_aside(path: str, what: str, why: str, now: float) -> SetAsideError:
+    aside = f"{path}.corrupt-{int(now)}"
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        return SetAsideError(f"{what} file {path} is {why} and could not be moved aside "
+                             f"({exc.strerror}); remove it to start afresh")
+    return SetAsideError(f"{what} file {path} is {why}; moved to {aside}")
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's own words, bounded: it may quote a value from the file."""
+    text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or (
+        str(exc) if isinstance(exc, UnsafeJsonError) else repr(exc))
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 from exporter.atomicfile import write_json
 from exporter.clock import Clock, SystemClock
 from exporter.ledger import Ledger
+from exporter.safejson import STATE_FILE, SetAsideError, load_or_set_aside
 
 VERSION = 1
 
@@ -59,28 +58,11 @@ class StateStore:
     def load(self) -> dict[str, Ledger]:
         """Every ledger in the file; {} if there is none; StateError (file moved aside) if bad."""
         try:
-            with open(self.path, encoding="utf-8") as f:
-                doc = json.load(f)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise self._set_aside(f"unreadable ({exc})") from exc
-        try:
-            return _parse(doc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._set_aside(f"not a valid version {VERSION} state ({exc!r})") from exc
-
-    def _set_aside(self, why: str) -> StateError:
-        """Move the bad file out of the way so the next save starts clean, and say where it went."""
-        aside = f"{self.path}.corrupt-{int(self._clock.time())}"
-        try:
-            os.replace(self.path, aside)
-        except OSError as exc:
-            return StateError(f"state file {self.path} is {why} and could not be moved aside "
-                              f"({exc.strerror}); remove it to start counting afresh")
-        return StateError(
-            f"state file {self.path} is {why}; moved to {aside}, counters start afresh"
-        )
+            ledgers = load_or_set_aside(self.path, STATE_FILE, _parse, "state",
+                                        self._clock.time())
+        except SetAsideError as exc:
+            raise StateError(f"{exc}; counters start afresh") from exc
+        return ledgers or {}
 
 
 def _parse(doc: Any) -> dict[str, Ledger]:

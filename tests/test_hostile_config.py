@@ -1,0 +1,161 @@
+"""Hostile config and web config files: every problem is one short line with its path.
+
+Run through ``--config.check`` in a child process, as an operator would: no traceback, exit 1,
+bounded time and memory, and never a secret in the output.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config
+
+PRIVATE = "hostile-PRIVATE-0123456789abcdef0123456789ab"  # 44 characters
+ENV = {"HOSTILE_PRIVATE_KEY": PRIVATE}
+BASE = "api:\n  public_key: pub\n  private_key: ${HOSTILE_PRIVATE_KEY}\n"
+TARGET = "targets:\n  - {key: k, model: m}\n"
+
+
+def _bomb_first() -> str:
+    """The same bomb with the anchors defined before use (YAML needs anchors first)."""
+    lines = ['x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        lines.append(f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]")
+    anchors = "\n".join(f"    {line}" for line in lines)
+    return (f"targets:\n  - key: k\n    model: m\n    labels:\n{anchors}\n"
+            "api:\n  public_key: pub\n  private_key: p-1234567890\n  timeout: *a8\n")
+
+
+CONFIGS: dict[str, tuple[str, str]] = {
+    # name: (config text, the one line expected, with {path} for the file)
+    "invalid_date": (BASE + "targets:\n  - {key: k, model: m, labels: {since: 2024-02-30}}\n",
+                     "{path}:5:40: invalid YAML: not a valid timestamp (day is out of range "
+                     "for month)"),
+    "5000_digit_int": (BASE + "  max_concurrency: " + "9" * 5000 + "\n" + TARGET,
+                       "{path}:4:20: invalid YAML: not a valid int (Exceeds the limit (4300 "
+                       "digits) for integer string conversion)"),
+    "nested_20000": ("x: " + "[" * 20_000 + "]" * 20_000 + "\n" + BASE + TARGET,
+                     "{path}:1:67: invalid YAML: nested more than 64 levels deep"),
+    "alias_bomb": (_bomb_first(), "{path}:10:9: invalid YAML: aliases expand to more than "
+                                  "300000 values"),
+    "surrogate_model": (BASE + 'targets:\n  - {key: k, model: "m\\ud800"}\n',
+                        'targets[0].model: holds a lone surrogate (like \\ud800), which is not '
+                        "text"),
+    "secret_in_endpoint": (BASE + "  endpoint: ftp://api.example.com/v1/usage/?k=${HOSTILE_"
+                           "PRIVATE_KEY}\n" + TARGET,
+                           'api.endpoint: expected an http:// or https:// URL, got "ftp://api.'
+                           'example.com/v1/usage/?k=<secret>"'),
+    "huge_list_value": (BASE + TARGET + "poll: {interval: [" + ",".join(["1h"] * 50_000)
+                        + "]}\n",
+                        'poll.interval: expected a duration like 60s, got [\'1h\', \'1h\', '
+                        "'1h', '1h', '1h', '1h', '1h', '1h', '1h', '1... (list)"),
+}
+
+
+def _check(tmp_path: Path, text: str, *extra: str) -> tuple[int, str, float, int]:
+    """Exit code, stderr, seconds and peak RSS (KiB) of --config.check on ``text``."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, f"--config.file={path}", "--config.check", *extra],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **ENV}, check=False)
+    peak = int(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else 0
+    return done.returncode, done.stderr, time.monotonic() - began, peak
+
+
+# The child reports its own peak RSS after main() returns (ru_maxrss of a child includes only
+# processes it waited for, so the parent cannot read it per run).
+_MEASURED = """
+import resource, sys
+from exporter.cli import main
+code = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_hostile_config_is_one_clean_line(tmp_path: Path, name: str) -> None:
+    text, expected = CONFIGS[name]
+    code, stderr, seconds, peak_kib = _check(tmp_path, text)
+    path = tmp_path / "config.yaml"
+    assert (code, stderr.splitlines()) == (1, [expected.format(path=path)])
+    assert "Traceback" not in stderr
+    assert PRIVATE[:8] not in stderr
+    assert seconds < 10
+    assert peak_kib < 200 * 1024, f"{peak_kib} KiB"
+
+
+def test_config_larger_than_its_cap_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    with path.open("wb") as f:
+        f.truncate(5 << 20)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), ENV)
+    assert caught.value.problems == [f"{path}: cannot read: larger than {4 << 20} bytes"]
+
+
+@pytest.mark.parametrize(("special", "kind"), [("fifo", "a FIFO"),
+                                               ("/dev/zero", "a character device")])
+def test_key_file_must_be_a_regular_file(tmp_path: Path, special: str, kind: str) -> None:
+    target = special
+    if special == "fifo":
+        target = str(tmp_path / "key.fifo")
+        os.mkfifo(target)
+    text = f"api:\n  public_key: pub\n  private_key_file: {target}\n" + TARGET
+    code, stderr, seconds, _ = _check(tmp_path, text)
+    assert (code, stderr.splitlines()) == (
+        1, [f"api.private_key_file: cannot read {target}: not a regular file ({kind})"])
+    assert seconds < 10
+
+
+def test_cert_file_fifo_in_web_config_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "cert.fifo"
+    os.mkfifo(fifo)
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {fifo}\n  key_file: {fifo}\n")
+    code, stderr, seconds, _ = _check(tmp_path, BASE + TARGET, f"--web.config.file={web}")
+    assert code == 1
+    assert f"tls_server_config.cert_file: file not readable: {fifo} (not a regular file " \
+           "(a FIFO))" in stderr.splitlines()
+    assert seconds < 10
+
+
+WEB_CONFIGS = {
+    "alias_bomb": ("x0: &a0 [" + ",".join(['"lol"'] * 9) + "]\n"
+                   + "".join(f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]\n"
+                             for i in range(1, 9))
+                   + "http_server_config: {http2: *a8}\n",
+                   "aliases expand to more than 300000 values"),
+    "nested_20000": ("basic_auth_users: " + "[" * 20_000 + "]" * 20_000 + "\n",
+                     "nested more than 64 levels deep"),
+    "invalid_date": ("http_server_config: {http2: 2024-02-30}\n", "not a valid timestamp"),
+    "big_list_value": ("http_server_config: {http2: [" + ",".join(["1"] * 100_000) + "]}\n",
+                       "expected true or false, got [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ...]"),
+}
+
+
+@pytest.mark.parametrize("name", WEB_CONFIGS)
+def test_hostile_web_config_is_one_short_line(tmp_path: Path, name: str) -> None:
+    text, expected = WEB_CONFIGS[name]
+    web = tmp_path / "web.yml"
+    web.write_text(text)
+    code, stderr, seconds, peak_kib = _check(tmp_path, BASE + TARGET, f"--web.config.file={web}")
+    assert code == 1
+    assert len(stderr.splitlines()) == 1, stderr[:2000]
+    assert expected in stderr
+    assert len(stderr) < 300
+    assert seconds < 10
+    assert peak_kib < 200 * 1024
+
+
+def test_resource_module_is_available() -> None:
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0

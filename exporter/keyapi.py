@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from exporter.amounts import bounded
 from exporter.client import ApiClient
 from exporter.configtypes import ModelPrice
 from exporter.response import as_int, envelope, invalid
@@ -130,15 +131,10 @@ def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice:
 def _amount(value: object, where: str) -> Decimal:
     if value is None or value == "":
         return Decimal(0)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise invalid(f"{where} is not a number ({type(value).__name__})")
-    try:
-        amount = Decimal(value if isinstance(value, str) else repr(value))
-    except InvalidOperation:
-        raise invalid(f"{where} is not a number") from None
-    if not amount.is_finite() or amount < 0:
-        raise invalid(f"{where} is not a finite amount >= 0")
-    return amount
+    try:  # bounded, so pricing with it can never overflow (a list price of "1e999999999")
+        return bounded(value)
+    except ValueError as exc:
+        raise invalid(f"{where} is not a price: {exc}") from None
 
 
 class KeyClient:

@@ -27,9 +27,11 @@ from exporter.client import ApiClient
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
+from exporter.exposition import render
 from exporter.ratelimit import RateLimiter
 from exporter.safejson import API_ANSWER, STATE_FILE, Limits, UnsafeJsonError, loads
 from exporter.smallfile import FileRefusedError, read_capped
+from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.transport import _retry_after
 
 ENDPOINT = "https://api.example.test/"
@@ -231,3 +233,18 @@ def test_a_429_with_an_odd_retry_after_is_an_http_error(rsps: responses.Requests
     rsps.add(responses.POST, URL, body=b"{}", status=429, headers={"Retry-After": "²"})
     error = _call(_Observer())
     assert (error.category, error.throttled, error.retry_after) == ("http", True, None)
+
+
+# --- rendering what the API sent ---
+
+def test_a_lone_surrogate_in_a_label_renders_escaped() -> None:
+    target = Target(key="k", model="m", labels=(("key_name", "evil\ud800"),))
+    body = render(Snapshot((TargetSnapshot(target, up=True),)))
+    assert b'key_name="evil\\\\ud800"' in body
+    body.decode("utf-8")  # valid UTF-8 throughout
+
+
+@given(st.text(max_size=20))
+def test_any_label_value_renders_to_utf8(value: str) -> None:
+    target = Target(key=value, model="m", labels=(("x", value),))
+    render(Snapshot((TargetSnapshot(target, up=True),))).decode("utf-8")

@@ -1,0 +1,241 @@
+"""Hostile input through the real process: crafted API answers, state and cost files, reloads.
+
+Each scenario runs one exporter against the in-process simulator and checks what issue #17
+asks: the process and its poll loop live on, counting continues, every problem is one clean
+line (no traceback, no raw control characters), and memory stays under the shipped 256 MiB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from exporter.clock import SystemClock
+from exporter.simulator import (
+    Catalog,
+    EventStore,
+    Fault,
+    FaultKind,
+    SimKey,
+    SimModel,
+    SimulatorServer,
+)
+from exporter.supervisor import STAGES
+from exporter.usage import Totals
+from tests import fleet
+from tests.harness import Exporter, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LIMIT_KIB = 256 * 1024  # the shipped Kubernetes memory limit
+HOSTILE_PROJECT = "org-hostile"
+EVIL_NAME = "evil\ud800\x1b[31m\rname"
+NESTED = '{"RetCode": 0, "Data": {"InTotal": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+
+
+def _peak_kib(child: Exporter) -> int:
+    """The process's peak resident memory (VmHWM) in KiB."""
+    assert child.process is not None
+    status = Path(f"/proc/{child.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("VmHWM:")))
+
+
+def _clean_log(child: Exporter) -> None:
+    raw = child.log_path.read_bytes()
+    assert b"Traceback" not in raw
+    assert b"\x1b" not in raw
+    assert b"\r" not in raw
+
+
+def _poll_errors(child: Exporter) -> dict[str, float | None]:
+    samples = child.metrics()
+    return {stage: samples.get(("uminfer_poll_errors_total", frozenset({("stage", stage)})))
+            for stage in STAGES}
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    catalog = Catalog()
+    catalog.add_key(SimKey(HOSTILE_PROJECT, "k-evil", EVIL_NAME, "secret-evil",
+                           granted_models=(fleet.MODEL,)))
+    with SimulatorServer(EventStore(), {fleet.PUBLIC: fleet.PRIVATE}, SystemClock(),
+                         catalog=catalog) as server:
+        yield server
+
+
+CRAFTED = {
+    "k-nested": (Fault(FaultKind.CRAFTED, status=200, body=NESTED), "invalid_response"),
+    "k-huge": (Fault(FaultKind.CRAFTED, status=200, body=" " * (1 << 20), repeat=200),
+               "invalid_response"),
+    "k-retry": (Fault(FaultKind.CRAFTED, status=429, header="Retry-After: ²"), "http"),
+}
+
+
+def test_crafted_answers_never_stop_counting(tmp_path: Path, sim: SimulatorServer) -> None:
+    keys = [*CRAFTED, "k-control"]
+    config = fleet.fleet_config(sim.url, keys, state={"path": str(tmp_path / "state.json")})
+    config["discovery"] = {"projects": [HOSTILE_PROJECT], "models": [fleet.MODEL],
+                           "refresh": "1s"}
+    for key, (fault, _) in CRAFTED.items():
+        sim.faults.add(fault, key=key)
+    with fleet.exporter(tmp_path, config) as child:
+        fleet.add_usage(sim, "k-control", Totals(5, 1, 6, 1, 0))
+        for key, (_, reason) in CRAFTED.items():
+            wait_for(partial(_failed_twice, child, key, reason), 20, f"{key} failing as {reason}")
+        # Counting goes on after every trigger has fired at least twice.
+        fleet.add_usage(sim, "k-control", Totals(7, 3, 10, 2, 0))
+        wait_for(lambda: fleet.counters(child.metrics(), "k-control")
+                 == Totals(12, 4, 16, 3, 0), 10, "k-control counting on")
+        text = requests.get(f"{child.url}/metrics", timeout=5).text
+        assert 'key_name="evil\\\\ud800\x1b[31m\rname"' in text  # escaped, rendered, served
+        assert all(fleet.value(child.metrics(), "uminfer_up", k) == 0 for k in CRAFTED)
+        assert _poll_errors(child) == dict.fromkeys(STAGES, 0.0)
+        assert child.status("/-/healthy") == 200
+        _raw_request(child, b"GET /\x1b[2J\r HTTP/1.1\r\nHost: x\r\n\r\n")
+        peak = _peak_kib(child)
+        print(f"peak RSS with 200 MiB, nested and Retry-After answers: {peak} KiB")
+        assert peak < LIMIT_KIB
+    _clean_log(child)
+    assert "GET /\\x1b[2J" in child.log()  # the access log shows it, escaped
+
+
+def _failed_twice(child: Exporter, key: str, reason: str) -> bool:
+    failures = fleet.value(child.metrics(), "uminfer_target_failures_total", key, reason=reason)
+    return (failures or 0) >= 2
+
+
+def _raw_request(child: Exporter, request: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", child.port), timeout=5) as conn:
+        conn.sendall(request)
+        conn.recv(4096)
+
+
+def test_a_list_price_beyond_any_decimal_is_refused(tmp_path: Path,
+                                                    sim: SimulatorServer) -> None:
+    sim.catalog.add_key(SimKey(fleet.PROJECT, "k-priced", "priced", "secret-priced"))
+    sim.catalog.add_model(SimModel(fleet.MODEL, prompt="1e999999999"))
+    config = fleet.fleet_config(sim.url, ["k-priced"], pricing={"from_api": True})
+    with fleet.exporter(tmp_path, config) as child:
+        fleet.add_usage(sim, "k-priced", Totals(5, 1, 6, 1, 0))
+        wait_for(lambda: fleet.counters(child.metrics(), "k-priced")
+                 == Totals(5, 1, 6, 1, 0), 10, "k-priced counted")
+        fleet.add_usage(sim, "k-priced", Totals(1, 1, 2, 1, 0))
+        wait_for(lambda: fleet.counters(child.metrics(), "k-priced")
+                 == Totals(6, 2, 8, 2, 0), 10, "k-priced counting on")
+        assert _poll_errors(child) == dict.fromkeys(STAGES, 0.0)
+        samples = child.metrics()
+        assert samples.get(("uminfer_api_requests_total", frozenset(
+            {"outcome": "invalid_response", "retcode": "none"}.items())), 0) >= 1
+    assert "Pricing.Prompt is not a price: must be below 1e18" in child.log()
+    _clean_log(child)
+
+
+def _ledger(now: int) -> dict[str, Any]:
+    zero = dict.fromkeys(("input_tokens", "output_tokens", "tokens", "requests",
+                          "image_generations"), 0)
+    return {"origin": now, "period": 10, "settle": 20, "audit": True, "cursor": now,
+            "closed": zero, "revisions": 0, "revised_away": zero, "late_after_settle": zero,
+            "skipped_seconds": 0, "open": [], "audits": []}
+
+
+STATE_FILES = {
+    "origin_infinity": lambda now: json.dumps(
+        {"version": 1, "targets": {f"{fleet.PROJECT}/k/{fleet.MODEL}": {
+            **_ledger(now), "origin": "INF"}}}).replace('"INF"', "Infinity"),
+    "nested_100000": lambda now: '{"version": 1, "targets": ' + "[" * 100_000
+    + "]" * 100_000 + "}",
+}
+COST_FILES = {
+    "budget_use_not_an_object": '{"version": 1, "meters": {}, "budgets": {"x": 1}}',
+    "budget_amount_1e9999999": '{"version": 1, "meters": {}, "budgets": {"day": '
+                               '{"start": 0, "amount": "1e9999999"}}}',
+}
+
+
+@pytest.mark.parametrize(("state", "cost"), [("origin_infinity", "budget_use_not_an_object"),
+                                             ("nested_100000", "budget_amount_1e9999999")])
+def test_hostile_state_and_cost_files_are_moved_aside(
+        tmp_path: Path, sim: SimulatorServer, state: str, cost: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(STATE_FILES[state](int(time.time())))
+    Path(f"{path}.cost.json").write_text(COST_FILES[cost])
+    config = fleet.fleet_config(sim.url, ["k"], state={"path": str(path)},
+                                pricing={"models": {fleet.MODEL: {"input": "1"}}})
+    config["budgets"] = [{"name": "day", "period": "daily", "cost": "10"}]
+    with fleet.exporter(tmp_path, config) as child:
+        fleet.add_usage(sim, "k", Totals(5, 1, 6, 1, 0))
+        wait_for(lambda: fleet.counters(child.metrics(), "k") == Totals(5, 1, 6, 1, 0),
+                 10, "counting afresh")
+        assert child.stop() == 0
+    log = child.log()
+    assert log.count("moved to") == 2, log
+    assert "counters start afresh" in log
+    assert "cost and budget use start from zero" in log
+    assert len(list(tmp_path.glob("state.json.corrupt-*"))) == 1
+    assert len(list(tmp_path.glob("state.json.cost.json.corrupt-*"))) == 1
+    _clean_log(child)
+
+
+def _bomb_config(good: dict[str, Any]) -> str:
+    """The 570-byte alias bomb of issue #17, at api.timeout."""
+    anchors = ['x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    anchors += [f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    text = json.dumps({**good, "api": {**good["api"], "timeout": "TIMEOUT"}})
+    return ("bomb:\n" + "\n".join(f"  {a}" for a in anchors) + "\n"
+            + text.replace('"TIMEOUT"', "*a8"))
+
+
+def _reload(child: Exporter) -> tuple[int, str, float]:
+    began = time.monotonic()
+    response = requests.post(f"{child.url}/-/reload", timeout=30)
+    return response.status_code, response.text, time.monotonic() - began
+
+
+def test_hostile_reloads_are_rejected_cleanly_and_never_hang(tmp_path: Path,
+                                                             sim: SimulatorServer) -> None:
+    good = fleet.fleet_config(sim.url, ["k"])
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    text = json.dumps(good)
+    bad = {
+        "invalid date": text.replace('"targets": [', '"x": 2024-02-30, "targets": ['),
+        "5,000-digit integer": text.replace('"max_concurrency": 64', '"max_concurrency": '
+                                            + "9" * 5000),
+        "nested 20,000 deep": text.replace('"windows": []', '"windows": ' + "[" * 20_000
+                                           + "]" * 20_000),
+        "alias bomb": _bomb_config(good),
+        "FIFO private_key_file": json.dumps({**good, "api": {
+            **{k: v for k, v in good["api"].items() if k != "private_key"},
+            "private_key_file": str(fifo)}}),
+    }
+    with fleet.exporter(tmp_path, good) as child:
+        for name, config_text in bad.items():
+            child.config_path.write_text(config_text)
+            status, reply, seconds = _reload(child)
+            assert status == 500, (name, reply)
+            assert reply.startswith("reload failed: ") and len(reply) < 400, (name, reply)
+            assert "\n" not in reply.rstrip("\n"), (name, reply)
+            assert seconds < 5, (name, seconds)
+            assert child.value("uminfer_config_last_reload_successful") == 0, name
+        child.signal(signal.SIGHUP)  # the FIFO config again, by signal: no thread traceback
+        wait_for(lambda: child.log().count("config reload rejected") >= len(bad) + 1, 5,
+                 "the SIGHUP reload rejected")
+        child.write_config(good)
+        assert _reload(child)[0] == 200  # the reload lock is free: nothing hung on the FIFO
+        assert child.value("uminfer_config_last_reload_successful") == 1
+        assert _poll_errors(child) == dict.fromkeys(STAGES, 0.0)
+        peak = _peak_kib(child)
+        print(f"peak RSS after hostile reloads: {peak} KiB")
+        assert peak < LIMIT_KIB
+    _clean_log(child)

@@ -10,19 +10,18 @@ from urllib.parse import urlencode
 
 import requests
 
+from exporter.answers import AnswerReader
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
-from exporter.response import invalid, parse_usage
-from exporter.safejson import API_ANSWER, UnsafeJsonError, loads
+from exporter.response import parse_usage
 from exporter.signing import sign
 from exporter.transport import (
     FormPoster,
     check_status,
     failure_reason,
     host_of,
-    read_capped_body,
     with_action,
 )
 from exporter.usage import Totals
@@ -70,6 +69,7 @@ class ApiClient:
         self._limiter = limiter
         self._observer = observer
         self._host = host_of(api.endpoint)
+        self._answers = AnswerReader(self._host)
         self._log = logging.getLogger(__name__)
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
@@ -96,14 +96,17 @@ class ApiClient:
             try:
                 return self._attempt(url, form, parse, timeout)
             except ApiError as err:
-                last = err
+                last = _detached(err)
                 pause = self._pause(err, attempt, deadline)
                 if pause is None:
                     raise
-                self._log.debug("retrying %s %s in %.2fs after: %s", params["Action"], subject,
-                                pause, err)
-                self._clock.sleep(pause)
-                attempt += 1
+            # Outside the except block, and with the error detached from its traceback: the
+            # frames of a failed attempt hold its answer (up to 4 MiB and its parse), which
+            # must not stay in memory through the pause.
+            self._log.debug("retrying %s %s in %.2fs after: %s", params["Action"], subject,
+                            pause, last)
+            self._clock.sleep(pause)
+            attempt += 1
 
     def close(self) -> None:
         """Release the pooled connections."""
@@ -158,27 +161,14 @@ class ApiClient:
                            transient=True) from None
         with response:
             check_status(response, self._host, self._clock.time())
-            try:
-                content = read_capped_body(response, API_ANSWER.max_bytes)
-            except requests.RequestException as exc:  # the answer broke off mid-body
-                raise ApiError("network", f"answer from {self._host} broke off: "
-                               f"{failure_reason(exc)}", transient=True) from None
-        if content is None:
-            raise invalid(f"body from {self._host} is larger than {API_ANSWER.max_bytes} bytes")
-        try:
-            return loads(content, API_ANSWER)
-        except UnsafeJsonError as exc:
-            raise invalid(f"body from {self._host} is not usable JSON: {exc} "
-                          f"(HTTP {response.status_code}, {len(content)} bytes, "
-                          f"Content-Type {_shown(response.headers.get('Content-Type'))})") from None
+            return self._answers.read(response, timeout)
 
 
-def _shown(header: str | None) -> str:
-    """A response header for a message: server-controlled, so printable and short."""
-    if header is None:
-        return "none"
-    text = "".join(c if c.isprintable() else "?" for c in header[:60])
-    return repr(text)
+def _detached(error: ApiError) -> ApiError:
+    """``error`` without the traceback and chained errors that keep a failed attempt's frames
+    (and so its answer) alive."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
 
 
 def _params(target: Target, start: int, end: int) -> dict[str, object]:

@@ -122,22 +122,6 @@ def _retry_after(value: str | None, now: float) -> float | None:
         return None
 
 
-def read_capped_body(response: requests.Response, cap: int) -> bytes | None:
-    """The (decoded) body of a streamed answer, or None once it passes ``cap`` bytes: reading
-    stops there, so a huge answer costs at most ``cap`` bytes of memory."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > cap:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(1 << 16):
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def failure_reason(exc: BaseException) -> str:
     """The innermost cause's text (e.g. "Connection refused"), never the request URL."""
     seen: list[BaseException] = []

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from exporter.clock import SystemClock
+from exporter.safejson import API_ANSWER
 from exporter.simulator import (
     Catalog,
     EventStore,
@@ -113,6 +114,12 @@ def test_crafted_answers_never_stop_counting(tmp_path: Path, sim: SimulatorServe
 def _failed_twice(child: Exporter, key: str, reason: str) -> bool:
     failures = fleet.value(child.metrics(), "uminfer_target_failures_total", key, reason=reason)
     return (failures or 0) >= 2
+
+
+def _refused_twice(child: Exporter, key: str) -> bool:
+    samples = child.metrics()
+    return sum(fleet.value(samples, "uminfer_target_failures_total", key, reason=reason) or 0
+               for reason in ("invalid_response", "timeout")) >= 2
 
 
 def _raw_request(child: Exporter, request: bytes) -> None:
@@ -237,5 +244,35 @@ def test_hostile_reloads_are_rejected_cleanly_and_never_hang(tmp_path: Path,
         assert _poll_errors(child) == dict.fromkeys(STAGES, 0.0)
         peak = _peak_kib(child)
         print(f"peak RSS after hostile reloads: {peak} KiB")
+        assert peak < LIMIT_KIB
+    _clean_log(child)
+
+
+def _worst_answers() -> dict[str, str]:
+    """Answers just inside every cap of safejson.API_ANSWER, each the costliest of its kind to
+    parse: one long string, 200,000 floats, 50,000 objects (Data a list: invalid, not counted)."""
+    room = API_ANSWER.max_bytes - 100
+    kinds = {"string": '{"RetCode": 0, "Data": ["' + "x" * room + '"]}',
+             "floats": '{"RetCode": 0, "Data": [' + ",".join(["0.5"] * 199_999) + "]}",
+             "objects": '{"RetCode": 0, "Data": [' + ",".join(["{}"] * 49_990) + "]}"}
+    return {f"k-worst-{kind}-{i}": body for kind, body in kinds.items() for i in range(12)}
+
+
+def test_the_worst_answers_the_caps_allow_fit_the_memory_limit(
+        tmp_path: Path, sim: SimulatorServer) -> None:
+    answers = _worst_answers()  # 36 targets polled at once (max_concurrency 64)
+    for key, body in answers.items():
+        sim.faults.add(Fault(FaultKind.CRAFTED, status=200, body=body), key=key)
+    config = fleet.fleet_config(sim.url, [*answers, "k-control"])
+    with fleet.exporter(tmp_path, config) as child:
+        # More large answers than answers.LARGE_SLOTS at once: the rest wait for a slot, and
+        # within api.timeout (2 s) some give up: refused as invalid or timed out, never more.
+        for key in answers:
+            wait_for(partial(_refused_twice, child, key), 30, f"{key} refused")
+        samples = child.metrics()
+        assert not any(n == "uminfer_target_failures_total" and ("reason", "internal") in lbl
+                       for n, lbl in samples)
+        peak = _peak_kib(child)
+        print(f"peak RSS with {len(answers)} worst-case answers at once: {peak} KiB")
         assert peak < LIMIT_KIB
     _clean_log(child)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.amounts import bounded
+from exporter.answers import SMALL as SMALL_ANSWER
+from exporter.answers import AnswerReader
 from exporter.client import ApiClient
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Target
@@ -38,7 +41,7 @@ ENDPOINT = "https://api.example.test/"
 URL = ENDPOINT + "?Action=GetUMInferTokenUsage"
 API = ApiConfig(endpoint=ENDPOINT, public_key="pub", private_key="private-key-x", timeout=5.0)
 TARGET = Target(key="k", model="m")
-SMALL = Limits(max_bytes=1000, max_containers=20, max_depth=4)
+SMALL = Limits(max_bytes=1000, max_containers=20, max_values=50, max_depth=4)
 
 
 # --- bounded JSON ---
@@ -54,6 +57,7 @@ SMALL = Limits(max_bytes=1000, max_containers=20, max_depth=4)
     ('{"a": {"b": {"c": {"d": {}}}}}', "nested more than 4 deep", SMALL),
     ("x" * 1001, "larger than 1000 bytes", SMALL),
     ("[1, 2", "not JSON", SMALL),
+    ("[" + "0.5," * 60 + "0.5]", "more than 50 values", SMALL),
 ])
 def test_unsafe_json_is_refused_with_one_error(text: str, why: str, limits: Limits) -> None:
     with pytest.raises(UnsafeJsonError, match=why):
@@ -63,7 +67,7 @@ def test_unsafe_json_is_refused_with_one_error(text: str, why: str, limits: Limi
 def test_deep_nesting_under_the_container_cap_is_refused_not_recursed() -> None:
     deep = b"[" * 40_000 + b"]" * 40_000
     with pytest.raises(UnsafeJsonError, match="nested more than"):
-        loads(deep, Limits(max_bytes=1 << 20, max_containers=50_000))
+        loads(deep, Limits(max_bytes=1 << 20, max_containers=50_000, max_values=10))
 
 
 def test_sane_json_passes_unchanged() -> None:
@@ -248,3 +252,54 @@ def test_a_lone_surrogate_in_a_label_renders_escaped() -> None:
 def test_any_label_value_renders_to_utf8(value: str) -> None:
     target = Target(key=value, model="m", labels=(("x", value),))
     render(Snapshot((TargetSnapshot(target, up=True),))).decode("utf-8")
+
+
+# --- large answers take a slot ---
+
+def _response(body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response.raw = io.BytesIO(body)
+    return response
+
+
+def test_a_large_answer_waits_for_a_slot_and_a_small_one_does_not() -> None:
+    reader = AnswerReader("api.example.test", slots=1)
+    large = b'{"RetCode": 0, "Data": {"Pad": "' + b"x" * (3 * SMALL_ANSWER) + b'"}}'
+    held = threading.Semaphore(0)
+    release = threading.Event()
+
+    class Slow(io.RawIOBase):
+        """A large body that stops mid-way until told to go on, holding the one slot."""
+
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            if self.sent >= len(large):
+                return 0
+            if self.sent > SMALL_ANSWER:
+                held.release()
+                release.wait(5)
+            size = min(len(buffer), len(large) - self.sent, 1 << 16)
+            buffer[:size] = large[self.sent:self.sent + size]
+            self.sent += size
+            return size
+
+    first = _response(b"")
+    first.raw = io.BufferedReader(Slow())
+    results: list[object] = []
+    thread = threading.Thread(target=lambda: results.append(reader.read(first, 5)))
+    thread.start()
+    assert held.acquire(timeout=5)
+    assert reader.read(_response(b'{"RetCode": 0}'), 0.1) == {"RetCode": 0}
+    with pytest.raises(ApiError) as info:
+        reader.read(_response(large), 0.1)
+    assert info.value.category == "timeout"
+    release.set()
+    thread.join(5)
+    assert isinstance(results[0], dict)
+    assert isinstance(reader.read(_response(large), 0.1), dict)  # the slot was given back

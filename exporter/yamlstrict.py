@@ -12,8 +12,8 @@ from exporter.smallfile import read_capped
 
 _MERGE = "tag:yaml.org,2002:merge"
 MAX_DEPTH = 64
-MAX_NODES = 300_000  # ten thousand targets take ~100,000
-MAX_EXPANDED = 300_000  # values once aliases are expanded
+MAX_NODES = 150_000  # ~15,000 static targets; PyYAML holds ~800 bytes per node
+MAX_EXPANDED = 300_000  # values once aliases are expanded (nothing here walks them all)
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -46,20 +46,22 @@ class StrictLoader(yaml.SafeLoader):
     "billion laughs") cannot make anything that walks the values run out of memory or time.
     """
 
+    max_depth, max_nodes, max_expanded = MAX_DEPTH, MAX_NODES, MAX_EXPANDED
+
     def __init__(self, stream: str | bytes | IO[str] | IO[bytes]) -> None:
         super().__init__(stream)
         self._depth = 0
         self._nodes = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
-        """One node, refused past MAX_DEPTH levels or MAX_NODES nodes."""
+        """One node, refused past ``max_depth`` levels or ``max_nodes`` nodes."""
         self._depth += 1
         self._nodes += 1
         try:
-            if self._depth > MAX_DEPTH:
-                raise LimitError(f"nested more than {MAX_DEPTH} levels deep", self._mark())
-            if self._nodes > MAX_NODES:
-                raise LimitError(f"more than {MAX_NODES} values", self._mark())
+            if self._depth > self.max_depth:
+                raise LimitError(f"nested more than {self.max_depth} levels deep", self._mark())
+            if self._nodes > self.max_nodes:
+                raise LimitError(f"more than {self.max_nodes} values", self._mark())
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -72,7 +74,7 @@ class StrictLoader(yaml.SafeLoader):
         """The document's node tree, after the alias budget and duplicate-key checks."""
         node = super().get_single_node()
         if node is not None:
-            _expanded_size(node)
+            _expanded_size(node, self.max_expanded)
             _check(node, "", set())
         return node
 
@@ -101,8 +103,8 @@ def load_file(path: str, cap: int) -> object:
     return load_strict(read_capped(path, cap).decode("utf-8"))
 
 
-def _expanded_size(root: Node) -> None:
-    """Refuse a document whose aliases expand to more than MAX_EXPANDED values, without
+def _expanded_size(root: Node, limit: int) -> None:
+    """Refuse a document whose aliases expand to more than ``limit`` values, without
     expanding anything: each node's expanded size is computed once."""
     sizes: dict[int, int] = {}
     open_: set[int] = set()
@@ -116,8 +118,8 @@ def _expanded_size(root: Node) -> None:
             open_.discard(id(node))
             # A recursive alias counts once: nothing here expands it (renderings are bounded).
             sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
-            if sizes[id(node)] > MAX_EXPANDED:
-                raise LimitError(f"aliases expand to more than {MAX_EXPANDED} values",
+            if sizes[id(node)] > limit:
+                raise LimitError(f"aliases expand to more than {limit} values",
                                  node.start_mark)
             continue
         if id(node) in open_:

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.config import ConfigError, load_config
+from exporter.yamlstrict import StrictLoader
 
 PRIVATE = "hostile-PRIVATE-0123456789abcdef0123456789ab"  # 44 characters
 ENV = {"HOSTILE_PRIVATE_KEY": PRIVATE}
@@ -159,3 +161,23 @@ def test_hostile_web_config_is_one_short_line(tmp_path: Path, name: str) -> None
 
 def test_resource_module_is_available() -> None:
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+class _Tiny(StrictLoader):
+    """The real loader with small limits, so each limit is tested in milliseconds."""
+
+    max_depth, max_nodes, max_expanded = 3, 20, 30
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[[[[1]]]]", "nested more than 3 levels deep"),
+    ("[" + ",".join(["1"] * 20) + "]", "more than 20 values"),
+    ("a: &a [1, 2, 3, 4, 5]\nb: [*a, *a, *a, *a, *a, *a]\n", "aliases expand to more than 30"),
+    ("a: &a [1, *a]\n", None),  # recursive, but small: nothing expands it
+])
+def test_each_yaml_limit(text: str, problem: str | None) -> None:
+    if problem is None:
+        yaml.load(text, Loader=_Tiny)
+        return
+    with pytest.raises(yaml.YAMLError, match=problem):
+        yaml.load(text, Loader=_Tiny)

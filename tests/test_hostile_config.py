@@ -6,6 +6,7 @@ bounded time and memory, and never a secret in the output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from exporter.config import ConfigError, load_config
-from exporter.yamlstrict import StrictLoader
+from exporter.config import ConfigError, load_config, parse_config
+from exporter.yamlstrict import StrictLoader, load_strict
 
 PRIVATE = "hostile-PRIVATE-0123456789abcdef0123456789ab"  # 44 characters
 ENV = {"HOSTILE_PRIVATE_KEY": PRIVATE}
@@ -181,3 +184,32 @@ def test_each_yaml_limit(text: str, problem: str | None) -> None:
         return
     with pytest.raises(yaml.YAMLError, match=problem):
         yaml.load(text, Loader=_Tiny)
+
+
+# YAML's punctuation and enough digits for dates, times and numbers, plus the values that
+# once escaped as foreign errors: impossible dates, huge integers, deep nesting.
+_punctuation = st.text(alphabet="[]{}:,&*!?|>%@`#'\"\\ \t\nabeTxZ0123456789.-+_", max_size=60)
+_dates = st.builds("{:04d}-{:02d}-{:02d}".format, st.integers(1, 9999), st.integers(1, 19),
+                   st.integers(1, 39))
+_huge = st.integers(4000, 5000).map(lambda n: "9" * n)
+_deep = st.integers(1, 200).map(lambda n: "[" * n + "]" * n)
+yaml_texts = _punctuation | st.one_of(_dates, _huge, _deep, _punctuation).map(
+    lambda value: f"api: {{timeout: {value}}}\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(yaml_texts)
+def test_any_text_loads_or_is_a_yaml_error(text: str) -> None:
+    with contextlib.suppress(yaml.YAMLError):
+        load_strict(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(yaml_texts)
+def test_any_config_text_is_a_config_or_config_errors(text: str) -> None:
+    try:
+        data = load_strict(text)
+    except yaml.YAMLError:
+        return
+    with contextlib.suppress(ConfigError):
+        parse_config(data, ENV, "/")

@@ -36,33 +36,52 @@ class Limits:
     max_depth: int = 32
 
 
-#: One API answer. A day of per-minute usage rows is under 1 MiB and ~7,500 objects. The
-#: container cap bounds what parsing may build (~10 MiB at worst), so even 16 concurrent hostile
-#: answers stay inside the shipped 256 MiB.
+#: One API answer. A day of per-minute usage rows is under 1 MiB, ~7,500 objects and ~30,000
+#: values; the caps bound what one parse may build (~20 MiB at worst), and answers.py lets only
+#: two large answers be parsed at once.
 API_ANSWER = Limits(max_bytes=4 << 20, max_containers=50_000, max_values=200_000)
-#: The state and cost files: room for ~20,000 targets (the state of 10,000 is ~15 MiB).
+#: The state and cost files: room for ~20,000 targets (the state of 10,000 is ~15 MiB); the
+#: costliest file within these caps takes ~100 MiB to parse.
 STATE_FILE = Limits(max_bytes=32 << 20, max_containers=600_000, max_values=2_000_000)
 
 
 def loads(data: bytes | bytearray | str, limits: Limits) -> object:
     """The decoded document; UnsafeJsonError when it breaks ``limits`` or is not JSON."""
+    _check_size(data, limits)
+    doc = _decode(data, limits.max_depth)
+    if isinstance(doc, dict | list):
+        _check_tree(doc, limits.max_depth)
+    else:
+        _check_number(doc)
+    return doc
+
+
+def _check_size(data: bytes | bytearray | str, limits: Limits) -> None:
+    """Bytes, brackets and commas, counted before parsing (brackets and commas in strings
+    count too: that errs on the safe side)."""
     if len(data) > limits.max_bytes:
         raise UnsafeJsonError(f"larger than {limits.max_bytes} bytes")
-    opened = (data.count("{") + data.count("[") if isinstance(data, str)
-              else data.count(b"{") + data.count(b"["))
-    if opened > limits.max_containers:  # counts brackets in strings too: errs on the safe side
+    if _count(data, "{[") > limits.max_containers:
         raise UnsafeJsonError(f"more than {limits.max_containers} objects and arrays")
-    commas = data.count(",") if isinstance(data, str) else data.count(b",")
-    if commas > limits.max_values:
+    if _count(data, ",") > limits.max_values:
         raise UnsafeJsonError(f"more than {limits.max_values} values")
+
+
+def _count(data: bytes | bytearray | str, chars: str) -> int:
+    if isinstance(data, str):
+        return sum(data.count(c) for c in chars)
+    return sum(data.count(c.encode()) for c in chars)
+
+
+def _decode(data: bytes | bytearray | str, max_depth: int) -> object:
+    """json.loads with every failure as UnsafeJsonError. Numbers are parsed natively (a hook
+    per number costs ~4x the memory while parsing) and checked afterwards."""
     try:
-        # Numbers are parsed natively (a hook per number costs ~4x the memory while parsing)
-        # and checked in the walk below; NaN and Infinity never get that far.
-        doc = json.loads(data, parse_constant=_constant)
+        return json.loads(data, parse_constant=_constant)
     except UnsafeJsonError:  # from _constant: NaN or Infinity
         raise
     except RecursionError:  # the C decoder's own guard, far below what would hurt
-        raise UnsafeJsonError(f"nested more than {limits.max_depth} deep") from None
+        raise UnsafeJsonError(f"nested more than {max_depth} deep") from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise UnsafeJsonError(f"not JSON ({exc.msg} at {where})") from None
@@ -70,11 +89,6 @@ def loads(data: bytes | bytearray | str, limits: Limits) -> object:
         raise UnsafeJsonError("not UTF-8 text") from None
     except ValueError:  # int() refuses more than 4,300 digits
         raise UnsafeJsonError(f"an integer has more than {MAX_INT_DIGITS} digits") from None
-    if isinstance(doc, dict | list):
-        _check_tree(doc, limits.max_depth)
-    else:
-        _check_number(doc)
-    return doc
 
 
 def load_file(path: str | os.PathLike[str], limits: Limits) -> object:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from exporter.configreader import Reader, build, got, has_surrogate, join, quote
+from exporter.configreader import Reader, build, got, join, quote
 from exporter.configsections import required_string
 from exporter.configtypes import BudgetConfig, ModelPrice, PricingConfig
+from exporter.safejson import has_surrogate
 
 PRICING_KEYS = ("currency", "from_api", "models")
 PRICE_KEYS = ("input", "output", "image", "request", "currency")

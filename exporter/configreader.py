@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from exporter.durations import format_duration, parse_duration
+from exporter.safejson import has_surrogate
 
 Rule = Callable[[float], str | None]
 """A check on a parsed duration in seconds: None when fine, else what it must be."""
@@ -241,11 +242,3 @@ def scrub(problems: list[str], secrets: list[str]) -> list[str]:
     for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
         problems = [problem.replace(secret, REDACTED) for problem in problems]
     return [_LONG.sub(lambda m: cut(m.group(1)), problem) for problem in problems]
-
-
-def has_surrogate(text: str) -> bool:
-    """Whether ``text`` holds a lone surrogate ("\\ud800" in YAML): not text, cannot be sent."""
-    return not text.isascii() and _SURROGATE.search(text) is not None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -14,6 +14,7 @@ from exporter.amounts import bounded
 from exporter.client import ApiClient
 from exporter.configtypes import ModelPrice
 from exporter.response import as_int, envelope, invalid
+from exporter.safejson import has_surrogate
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -82,6 +83,8 @@ def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = 
         return ""
     if not isinstance(value, str) or (required and not value):
         raise invalid(f"{where}.{name} is not a non-empty string ({type(value).__name__})")
+    if required and has_surrogate(value):  # it is sent back to the API: it must encode
+        raise invalid(f"{where}.{name} holds a lone surrogate")
     return value
 
 
@@ -102,8 +105,9 @@ def _granted(value: object, where: str) -> tuple[str, ...]:
     names: list[str] = []
     for item in items:
         name = item.get("ServedModelName") or item.get("Name") if isinstance(item, dict) else item
-        if not isinstance(name, str):
-            raise invalid(f"{where}.GrantedModels holds a {type(name).__name__}, not a name")
+        if not isinstance(name, str) or has_surrogate(name):
+            raise invalid(f"{where}.GrantedModels holds a {type(name).__name__} that is not a "
+                          "model name")
         names.extend(n.strip() for n in name.split(",") if n.strip())
     return tuple(names)
 

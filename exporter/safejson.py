@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -89,6 +90,15 @@ def _decode(data: bytes | bytearray | str, max_depth: int) -> object:
         raise UnsafeJsonError("not UTF-8 text") from None
     except ValueError:  # int() refuses more than 4,300 digits
         raise UnsafeJsonError(f"an integer has more than {MAX_INT_DIGITS} digits") from None
+
+
+def has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate ("\\ud800" is valid JSON and YAML): such a
+    string is not text, and cannot be encoded to be sent, signed or rendered."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def load_file(path: str | os.PathLike[str], limits: Limits) -> object:

@@ -31,6 +31,7 @@ from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.exposition import render
+from exporter.keyapi import parse_keys
 from exporter.ratelimit import RateLimiter
 from exporter.safejson import API_ANSWER, STATE_FILE, Limits, UnsafeJsonError, loads
 from exporter.smallfile import FileRefusedError, read_capped
@@ -303,3 +304,21 @@ def test_a_large_answer_waits_for_a_slot_and_a_small_one_does_not() -> None:
     thread.join(5)
     assert isinstance(results[0], dict)
     assert isinstance(reader.read(_response(large), 0.1), dict)  # the slot was given back
+
+
+# --- key listings: what is sent back to the API must encode ---
+
+@pytest.mark.parametrize("row", [
+    {"KeyId": "k\ud800", "Name": "n"},
+    {"KeyId": "k", "Name": "n", "GrantedModels": ["m\udfff"]},
+])
+def test_a_lone_surrogate_in_what_is_sent_back_is_an_invalid_response(
+        row: dict[str, object]) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_keys({"RetCode": 0, "Data": [row]})
+    assert info.value.category == "invalid_response"
+
+
+def test_a_lone_surrogate_in_a_key_name_is_kept_for_escaped_rendering() -> None:
+    keys = parse_keys({"RetCode": 0, "Data": [{"KeyId": "k", "Name": "evil\ud800"}]})
+    assert keys[0].name == "evil\ud800"

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from exporter.clock import SystemClock
 from exporter.safejson import API_ANSWER
@@ -198,9 +199,10 @@ def _bomb_config(good: dict[str, Any]) -> str:
     """The 570-byte alias bomb of issue #17, at api.timeout."""
     anchors = ['x0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     anchors += [f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
-    text = json.dumps({**good, "api": {**good["api"], "timeout": "TIMEOUT"}})
+    text = yaml.safe_dump(good)
+    assert "timeout: 2s" in text
     return ("bomb:\n" + "\n".join(f"  {a}" for a in anchors) + "\n"
-            + text.replace('"TIMEOUT"', "*a8"))
+            + text.replace("timeout: 2s", "timeout: *a8"))
 
 
 def _reload(child: Exporter) -> tuple[int, str, float]:
@@ -215,25 +217,28 @@ def test_hostile_reloads_are_rejected_cleanly_and_never_hang(tmp_path: Path,
     fifo = tmp_path / "key.fifo"
     os.mkfifo(fifo)
     text = json.dumps(good)
-    bad = {
-        "invalid date": text.replace('"targets": [', '"x": 2024-02-30, "targets": ['),
-        "5,000-digit integer": text.replace('"max_concurrency": 64', '"max_concurrency": '
-                                            + "9" * 5000),
-        "nested 20,000 deep": text.replace('"windows": []', '"windows": ' + "[" * 20_000
-                                           + "]" * 20_000),
-        "alias bomb": _bomb_config(good),
-        "FIFO private_key_file": json.dumps({**good, "api": {
+    bad = {  # name: (config, the reason the reply must give)
+        "invalid date": (text.replace('"targets": [', '"x": 2024-02-30, "targets": ['),
+                         "not a valid timestamp (day is out of range for month)"),
+        "5,000-digit integer": (text.replace('"max_concurrency": 64', '"max_concurrency": '
+                                             + "9" * 5000), "not a valid int"),
+        "nested 20,000 deep": (text.replace('"windows": []', '"windows": ' + "[" * 20_000
+                                            + "]" * 20_000), "nested more than 64 levels deep"),
+        "alias bomb": (_bomb_config(good), "aliases expand to more than 300000 values"),
+        "FIFO private_key_file": (json.dumps({**good, "api": {
             **{k: v for k, v in good["api"].items() if k != "private_key"},
-            "private_key_file": str(fifo)}}),
+            "private_key_file": str(fifo)}}), "not a regular file (a FIFO)"),
     }
     with fleet.exporter(tmp_path, good) as child:
-        for name, config_text in bad.items():
+        for name, (config_text, reason) in bad.items():
             child.config_path.write_text(config_text)
             status, reply, seconds = _reload(child)
             assert status == 500, (name, reply)
+            assert reason in reply, (name, reply)
             assert reply.startswith("reload failed: ") and len(reply) < 400, (name, reply)
             assert "\n" not in reply.rstrip("\n"), (name, reply)
             assert seconds < 5, (name, seconds)
+            print(f"reload with {name}: {status} in {seconds:.2f}s: {reply.strip()}")
             assert child.value("uminfer_config_last_reload_successful") == 0, name
         child.signal(signal.SIGHUP)  # the FIFO config again, by signal: no thread traceback
         wait_for(lambda: child.log().count("config reload rejected") >= len(bad) + 1, 5,

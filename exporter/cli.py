@@ -162,7 +162,7 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     endpoints = Endpoints(
         cache=service.cache, registry=registry, ready=service.ready, reload=service.reload,
         authorize=(lambda h: check_request(h, web)) if web else (lambda _h: True),
-        headers=web.headers if web else ())
+        headers=web.headers if web else (), healthy=service.healthy)
     try:
         server = MetricsServer(host, port, endpoints)
     except OSError as error:

@@ -10,14 +10,21 @@ from urllib.parse import urlencode
 
 import requests
 
+from exporter.answers import AnswerReader
 from exporter.apiclock import ApiClock
 from exporter.clock import Clock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
-from exporter.response import invalid, parse_usage
+from exporter.response import parse_usage
 from exporter.signing import sign
-from exporter.transport import FormPoster, check_status, failure_reason, host_of, with_action
+from exporter.transport import (
+    FormPoster,
+    check_status,
+    failure_reason,
+    host_of,
+    with_action,
+)
 from exporter.usage import Totals
 
 ACTION = "GetUMInferTokenUsage"
@@ -65,6 +72,7 @@ class ApiClient:
         self._observer = observer
         self._api_clock = api_clock  # told the Date of every answer
         self._host = host_of(api.endpoint)
+        self._answers = AnswerReader(self._host)
         self._log = logging.getLogger(__name__)
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
@@ -91,14 +99,17 @@ class ApiClient:
             try:
                 return self._attempt(url, form, parse, timeout)
             except ApiError as err:
-                last = err
+                last = _detached(err)
                 pause = self._pause(err, attempt, deadline)
                 if pause is None:
                     raise
-                self._log.debug("retrying %s %s in %.2fs after: %s", params["Action"], subject,
-                                pause, err)
-                self._clock.sleep(pause)
-                attempt += 1
+            # Outside the except block, and with the error detached from its traceback: the
+            # frames of a failed attempt hold its answer (up to 4 MiB and its parse), which
+            # must not stay in memory through the pause.
+            self._log.debug("retrying %s %s in %.2fs after: %s", params["Action"], subject,
+                            pause, last)
+            self._clock.sleep(pause)
+            attempt += 1
 
     def sync_clock(self, deadline: float) -> None:
         """Learn the API's clock from one plain GET of the endpoint while no answer has told it.
@@ -113,7 +124,7 @@ class ApiClient:
         if left <= 0 or not self._limiter.acquire(deadline):
             return
         try:
-            response = self._session.get(self._api.endpoint, allow_redirects=False,
+            response = self._session.get(self._api.endpoint, allow_redirects=False, stream=True,
                                          timeout=min(self._api.timeout, left))
         except requests.RequestException as exc:
             self._log.debug("API clock not learned from %s: %s", self._host,
@@ -177,13 +188,14 @@ class ApiClient:
             if self._api_clock is not None:
                 self._api_clock.observe(response.headers.get("Date"), self._clock.monotonic())
             check_status(response, self._host, self._clock.time())
-            try:
-                body: object = response.json()
-            except ValueError:
-                raise invalid(f"body from {self._host} is not JSON "
-                              f"(HTTP {response.status_code}, {len(response.content)} bytes, "
-                              f"Content-Type {response.headers.get('Content-Type')!r})") from None
-        return body
+            return self._answers.read(response, timeout)
+
+
+def _detached(error: ApiError) -> ApiError:
+    """``error`` without the traceback and chained errors that keep a failed attempt's frames
+    (and so its answer) alive."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
 
 
 def _params(target: Target, start: int, end: int) -> dict[str, object]:

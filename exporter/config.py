@@ -43,7 +43,7 @@ from exporter.configtypes import (
     Window,
 )
 from exporter.durations import format_duration
-from exporter.yamlstrict import DuplicateKeyError, load_strict
+from exporter.yamlstrict import DuplicateKeyError, load_file
 
 __all__ = [
     "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
@@ -52,14 +52,15 @@ __all__ = [
     "load_config", "parse_config", "redacted",
 ]
 
+#: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
+CONFIG_CAP = 4 << 20
 _ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
     """Read and validate the YAML file at ``path``; raise ConfigError listing every problem."""
     try:
-        with open(path, encoding="utf-8") as file:
-            data = load_strict(file)
+        data = load_file(path, CONFIG_CAP)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
@@ -75,7 +76,8 @@ def parse_config(
     """Validate already-loaded YAML ``data``; relative file paths resolve against ``base_dir``."""
     if data is not None and not isinstance(data, dict):
         # Everything else would be reported missing too: one line says it better.
-        raise ConfigError([f"(top level): expected a mapping of sections, got {got(data)}"])
+        raise ConfigError(scrub([f"(top level): expected a mapping of sections, got {got(data)}"],
+                                []))
     reader = Reader(environ)
     root = reader.section("", data, _ROOT_KEYS)
     discovery = discovery_section(reader, root.get("discovery"))

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 from exporter.configreader import Reader, build, got, join, quote
 from exporter.configsections import required_string
 from exporter.configtypes import BudgetConfig, ModelPrice, PricingConfig
+from exporter.safejson import has_surrogate
 
 PRICING_KEYS = ("currency", "from_api", "models")
 PRICE_KEYS = ("input", "output", "image", "request", "currency")
@@ -32,7 +33,7 @@ def pricing_section(r: Reader, raw: object) -> PricingConfig:
 
 
 def _price(r: Reader, path: str, model: object, raw: object, currency: str) -> ModelPrice | None:
-    if not isinstance(model, str) or not model:
+    if not isinstance(model, str) or not model or has_surrogate(model):
         r.fail(path, "a model name must be a non-empty string")
         return None
     d = r.section(path, raw, PRICE_KEYS)

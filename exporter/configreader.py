@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from exporter.durations import format_duration, parse_duration
+from exporter.safejson import has_surrogate
 
 Rule = Callable[[float], str | None]
 """A check on a parsed duration in seconds: None when fine, else what it must be."""
@@ -57,6 +59,9 @@ class Reader:
         if not isinstance(raw, str):
             shown = type(raw).__name__ if secret else got(raw)
             self.fail(path, f"expected {expected}, got {shown}")
+            return None
+        if has_surrogate(raw):
+            self.fail(path, "holds a lone surrogate (like \\ud800), which is not text")
             return None
         before = len(self.problems)
         text = _ENV_REF.sub(lambda ref: self._resolve(path, ref), raw)
@@ -188,16 +193,41 @@ def join(path: str, key: object) -> str:
 
 
 def quote(value: object) -> str:
-    """A short, YAML-looking rendering of a user's value for a message."""
+    """A short, YAML-looking rendering of a user's value for a message.
+
+    A long one is marked rather than cut here: :func:`scrub` masks secrets in it first and
+    then cuts it, so a cut can never leave most of a secret behind.
+    """
+    text = render(value)
+    return text if len(text) <= _SHOWN else f"{_OPEN}{text}{_CLOSE}"
+
+
+def render(value: object) -> str:
+    """``value`` spelled out, in bounded time and length whatever it holds (an alias bomb)."""
     if isinstance(value, bool) or value is None:
-        text = {True: "true", False: "false", None: "null"}[value]
-    elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, str):
+        text = json.dumps(value[:_RENDERED], ensure_ascii=False)
     elif isinstance(value, int) and value.bit_length() > 64:
-        text = "<a very large integer>"  # repr() of a huge int is slow and may even raise
+        return "<a very large integer>"  # repr() of a huge int is slow and may even raise
     else:
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        text = _REPR.repr(value)
+    # A lone surrogate cannot be printed or encoded (a /-/reload reply would fail): escape it.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")[:_RENDERED]
+
+
+def cut(text: str) -> str:
+    """``text`` cut to the length a message shows."""
+    return text if len(text) <= _SHOWN else text[:_SHOWN - 3] + "..."
+
+
+_SHOWN = 60
+_RENDERED = 4096  # rendered before masking: longer than any real key, bounded all the same
+_OPEN, _CLOSE = "\x00", "\x01"  # around a long rendering, until scrub() has masked and cut it
+_LONG = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.DOTALL)
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, _RENDERED, 200
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 10
 
 
 def got(value: object) -> str:
@@ -206,9 +236,9 @@ def got(value: object) -> str:
 
 
 def scrub(problems: list[str], secrets: list[str]) -> list[str]:
-    """``problems`` with every secret seen replaced by REDACTED."""
+    """``problems`` with every secret seen replaced by REDACTED, then long values cut."""
     # Belt and braces: if the private key was also pasted into another field (or ${VAR} put it
     # there), no message may echo it. Shorter strings are no real key and would garble messages.
     for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
         problems = [problem.replace(secret, REDACTED) for problem in problems]
-    return problems
+    return [_LONG.sub(lambda m: cut(m.group(1)), problem) for problem in problems]

@@ -22,6 +22,7 @@ from exporter.configreader import (
 )
 from exporter.configtypes import BUILTIN_LABELS, ApiConfig, PollConfig, StateConfig, Target, Window
 from exporter.durations import format_duration
+from exporter.smallfile import SETTING_CAP, read_capped
 
 API_KEYS = ("endpoint", "public_key", "public_key_file", "private_key", "private_key_file",
             "timeout", "max_concurrency", "rate_limit")
@@ -76,9 +77,8 @@ def _credential(r: Reader, d: dict[str, object], name: str, base_dir: str) -> st
 
 def _read_key_file(r: Reader, path: str, filename: str) -> str | None:
     # The content is a credential: messages name the file, never what is in it.
-    try:
-        with open(filename, encoding="utf-8") as file:
-            key = file.read().strip()
+    try:  # a regular file only, never blocking, capped: a FIFO or /dev/zero is refused
+        key = read_capped(filename, SETTING_CAP).decode("utf-8").strip()
     except OSError as exc:
         r.fail(path, f"cannot read {filename}: {exc.strerror or type(exc).__name__}")
         return None

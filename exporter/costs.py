@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from exporter.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.configtypes import ModelPrice
 from exporter.pricing import cost_of
 from exporter.usage import ZERO, Totals
@@ -43,10 +44,24 @@ class CostMeter:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CostMeter:
         """Inverse of :meth:`to_dict`; ValueError/TypeError/KeyError when malformed."""
-        cost = {str(c): Decimal(str(a)) for c, a in data["cost"].items()}
-        if any(not a.is_finite() or a < 0 for a in cost.values()):
-            raise ValueError("cost amounts must be finite and >= 0")
+        cost = {str(c): bounded(a, TOTAL_DIGITS, TOTAL_PLACES) for c, a in data["cost"].items()}
         seen = Totals.from_dict(data["seen"])
         if min(seen.values()) < 0:
             raise ValueError("seen counters must not be negative")
         return cls(seen, cost)
+
+
+def budget_use(raw: object) -> dict[str, dict[str, Any]]:
+    """Saved budget use by name, each ``{"start": seconds, "amount": "exact decimal"}``;
+    TypeError or ValueError for anything else (BudgetTracker trusts what this returns)."""
+    if not isinstance(raw, dict):
+        raise TypeError("budgets must be an object")
+    use: dict[str, dict[str, Any]] = {}
+    for name, entry in raw.items():
+        start = entry.get("start") if isinstance(entry, dict) else None
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise TypeError(f"budget use {str(name)[:64]!r} must be an object with an integer "
+                            "start and an amount")
+        amount = bounded(entry.get("amount"), TOTAL_DIGITS, TOTAL_PLACES)
+        use[str(name)] = {"start": start, "amount": str(amount)}
+    return use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,8 +22,17 @@ _QUANTITIES: tuple[tuple[str, str, str], ...] = (
 
 
 def escape(value: str) -> str:
-    """Escape a label value for the text format."""
+    """Escape a label value for the text format.
+
+    A lone surrogate (JSON allows "\\ud800"; an API may send one in a key name) cannot be
+    written as UTF-8, so it is shown as the text ``\\ud800`` instead of breaking the render.
+    """
+    if not value.isascii():
+        value = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def number(value: float) -> str:

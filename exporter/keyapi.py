@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from exporter.amounts import bounded
 from exporter.client import ApiClient
 from exporter.configtypes import ModelPrice
 from exporter.response import as_int, envelope, invalid
+from exporter.safejson import has_surrogate
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -81,6 +83,8 @@ def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = 
         return ""
     if not isinstance(value, str) or (required and not value):
         raise invalid(f"{where}.{name} is not a non-empty string ({type(value).__name__})")
+    if required and has_surrogate(value):  # it is sent back to the API: it must encode
+        raise invalid(f"{where}.{name} holds a lone surrogate")
     return value
 
 
@@ -101,8 +105,9 @@ def _granted(value: object, where: str) -> tuple[str, ...]:
     names: list[str] = []
     for item in items:
         name = item.get("ServedModelName") or item.get("Name") if isinstance(item, dict) else item
-        if not isinstance(name, str):
-            raise invalid(f"{where}.GrantedModels holds a {type(name).__name__}, not a name")
+        if not isinstance(name, str) or has_surrogate(name):
+            raise invalid(f"{where}.GrantedModels holds a {type(name).__name__} that is not a "
+                          "model name")
         names.extend(n.strip() for n in name.split(",") if n.strip())
     return tuple(names)
 
@@ -130,15 +135,10 @@ def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice:
 def _amount(value: object, where: str) -> Decimal:
     if value is None or value == "":
         return Decimal(0)
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise invalid(f"{where} is not a number ({type(value).__name__})")
-    try:
-        amount = Decimal(value if isinstance(value, str) else repr(value))
-    except InvalidOperation:
-        raise invalid(f"{where} is not a number") from None
-    if not amount.is_finite() or amount < 0:
-        raise invalid(f"{where} is not a finite amount >= 0")
-    return amount
+    try:  # bounded, so pricing with it can never overflow (a list price of "1e999999999")
+        return bounded(value)
+    except ValueError as exc:
+        raise invalid(f"{where} is not a price: {exc}") from None
 
 
 class KeyClient:

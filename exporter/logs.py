@@ -23,9 +23,20 @@ def _level(record: logging.LogRecord) -> str:
 
 
 def _logfmt_value(value: str) -> str:
-    if value and not any(c in value for c in ' ="\\\n'):
+    """Bare when plain, else quoted with every control character escaped: values may come
+    from the API or a request line, and a raw ESC or CR must not reach a terminal or a
+    log pipeline (it could forge a line or recolour one)."""
+    if value and value.isprintable() and not any(c in value for c in ' ="\\'):
         return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    text = value.translate(_ESCAPES)
+    if not text.isprintable():  # beyond ASCII: line separators, bidi overrides, surrogates
+        text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return f'"{text}"'
+
+
+_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
+            ord("\t"): "\\t", **{c: f"\\x{c:02x}" for c in (*range(32), 127)
+                                 if c not in (9, 10, 13)}}
 
 
 def _fields(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, str]:

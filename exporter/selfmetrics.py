@@ -29,6 +29,10 @@ class SelfMetrics:
         self.cycle_overruns = Counter(
             "uminfer_poll_overruns", "Number of poll cycles that took longer than poll.interval.",
             registry=registry)
+        self.poll_errors = Counter(
+            "uminfer_poll_errors",
+            "Number of unexpected errors in the poll loop, by stage; the loop goes on.",
+            ["stage"], registry=registry)
         self.targets = Gauge(
             "uminfer_targets", "Number of targets this exporter polls.", registry=registry)
         self.rate_limit = Gauge(

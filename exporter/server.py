@@ -34,6 +34,7 @@ class Endpoints:
     reload: ReloadHook
     authorize: Callable[[BaseHTTPRequestHandler], bool] = lambda _handler: True
     headers: tuple[tuple[str, str], ...] = ()
+    healthy: Callable[[], bool] = lambda: True  # False once the poll loop stopped finishing cycles
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,7 +86,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, body, CONTENT_TYPE, extra)
 
     def _healthy(self) -> None:
-        self._reply(HTTPStatus.OK, b"Healthy.\n")
+        if self.endpoints.healthy():
+            self._reply(HTTPStatus.OK, b"Healthy.\n")
+        else:
+            self._reply(HTTPStatus.SERVICE_UNAVAILABLE,
+                        b"Unhealthy: no poll cycle has finished for too long.\n")
 
     def _ready(self) -> None:
         if self.endpoints.ready.is_set():

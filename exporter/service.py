@@ -27,6 +27,7 @@ from exporter.sharding import Shard
 from exporter.snapshot import Snapshot
 from exporter.spend import Spend
 from exporter.state import StateDocument, StateError, StateStore, restart, retarget
+from exporter.supervisor import Heartbeat, StageGuard
 from exporter.transport import pooled_session
 from exporter.workers import WorkerPool
 
@@ -52,6 +53,8 @@ class Service:
         self.clock = clock
         self._shard = shard or Shard(0, 1)
         self.metrics = SelfMetrics(registry)
+        self._guard = StageGuard(self.metrics.poll_errors)
+        self._heartbeat = Heartbeat(clock)
         self.cache = ExpositionCache()
         self.ready = threading.Event()
         self.stopping = threading.Event()
@@ -102,7 +105,8 @@ class Service:
                  self._config.poll.interval)
         while not self.stopping.is_set():
             started = self.clock.monotonic()
-            self.run_cycle()
+            self._guard.run("loop", self.run_cycle, None)
+            self._heartbeat.beat()
             elapsed = self.clock.monotonic() - started
             interval = self._config.poll.interval
             if elapsed > interval:
@@ -120,15 +124,25 @@ class Service:
         reset and count the whole value again).
         """
         with self._cycle_lock:
+            guard = self._guard  # an unexpected error costs its stage, not the loop
             if self._loaded is not None:
-                self._start_counting()
-            self._refresh_targets()
+                guard.run("clock", self._start_counting, None)
+            guard.run("discovery", self._refresh_targets, None)
             started = self.clock.monotonic()
-            snapshot = self._priced(self._poller.cycle())
-            if self.save_state():
-                self.cache.publish(snapshot)
-                self.ready.set()
+            polled = guard.run("poll", self._poller.cycle, None)
+            if polled is not None:
+                snapshot = guard.run("cost", lambda: self._priced(polled), polled)
+                if guard.run("state", self.save_state, False):
+                    guard.run("publish", lambda: self._publish(snapshot), None)
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        self.cache.publish(snapshot)
+        self.ready.set()
+
+    def healthy(self) -> bool:
+        """Whether the poll loop finished a cycle recently (see supervisor.STALE_FACTOR)."""
+        return self._heartbeat.fresh(self._config.poll.interval, self._config.api.timeout)
 
     def stop(self) -> bool:
         """Stop the loop and flush state (False if that failed); safe from any thread."""
@@ -148,10 +162,11 @@ class Service:
             try:
                 config = self._load_config()
             except ConfigError as error:
-                self.metrics.reload_success.set(0)
-                reason = "; ".join(error.problems)
-                log.error("config reload rejected, keeping the old config: %s", reason)
-                return reason
+                return self._reload_failed("; ".join(error.problems))
+            except Exception as error:  # a loader bug must not kill the reply or the thread
+                log.debug("traceback of the failed reload", exc_info=error)
+                return self._reload_failed(f"unexpected {type(error).__name__} while loading "
+                                           "the config (traceback at debug level)")
             with self._cycle_lock:
                 self._apply(config)
                 if self.save_state():
@@ -161,6 +176,11 @@ class Service:
             self._wake.set()  # poll added targets now, not an interval from now
             log.info("config reloaded: %d targets", len(config.targets))
             return None
+
+    def _reload_failed(self, reason: str) -> str:
+        self.metrics.reload_success.set(0)
+        log.error("config reload rejected, keeping the old config: %s", reason)
+        return reason
 
     def save_state(self) -> bool:
         """Write the ledgers atomically, when a state path is configured; False if that failed.

@@ -8,22 +8,26 @@ and removed after the first version 2 write.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from exporter.atomicfile import write_json
 from exporter.clock import Clock, SystemClock
-from exporter.costs import CostMeter
+from exporter.costs import CostMeter, budget_use
 from exporter.ledger import Ledger
+from exporter.safejson import (
+    SHAPE_ERRORS,
+    STATE_FILE,
+    SetAsideError,
+    UnsafeJsonError,
+    load_file,
+    load_or_set_aside,
+)
 
 VERSION = 2
 LEGACY_COST_SUFFIX = ".cost.json"
-#: Budget use at or beyond this is damage, not spending.
-MAX_AMOUNT = Decimal(10) ** 30
 
 
 class StateError(OSError):
@@ -81,21 +85,19 @@ class StateStore:
             self._legacy = None
 
     def load(self) -> StateDocument:
-        """The saved document; empty if there is none; StateError (file moved aside) if bad."""
+        """The saved document; empty if there is none; StateError (file moved aside) if bad:
+        size, depth and numbers are bounded (safejson), shapes checked, never a traceback."""
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return StateDocument()
-        except (OSError, ValueError, RecursionError) as exc:
-            raise self._set_aside(f"unreadable ({exc})") from exc
-        try:
-            if isinstance(data, dict) and data.get("version") == 1:
-                return self._migrate(data)
-            return _parse(data)
-        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError,
-                RecursionError, OverflowError) as exc:
-            raise self._set_aside(f"not a valid version {VERSION} state ({exc!r})") from exc
+            doc = load_or_set_aside(self.path, STATE_FILE, self._document, "state",
+                                    self._clock.time())
+        except SetAsideError as exc:
+            raise StateError(f"{exc}; counters and cost start afresh") from exc
+        return doc or StateDocument()
+
+    def _document(self, data: object) -> StateDocument:
+        if isinstance(data, dict) and data.get("version") == 1:
+            return self._migrate(data)
+        return _parse(data)
 
     def _migrate(self, data: dict[str, Any]) -> StateDocument:
         """A version 1 state file, with its cost file beside it when that is readable."""
@@ -105,30 +107,16 @@ class StateStore:
         doc = StateDocument({str(i): Ledger.from_dict(d) for i, d in targets.items()})
         legacy = self.path + LEGACY_COST_SUFFIX
         try:
-            with open(legacy, encoding="utf-8") as f:
-                cost = json.load(f)
+            cost: Any = load_file(legacy, STATE_FILE)
             doc.meters = {str(i): CostMeter.from_dict(m) for i, m in cost["meters"].items()}
-            doc.budgets = _budgets(cost["budgets"])
+            doc.budgets = budget_use(cost["budgets"])
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError,
-                RecursionError):
+        except (OSError, UnsafeJsonError, *SHAPE_ERRORS):
             # Unusable cost: priced afresh from here (meters start at the counters).
             doc.meters, doc.budgets = {}, {}
         self._legacy = legacy
         return doc
-
-    def _set_aside(self, why: str) -> StateError:
-        """Move the bad file out of the way so the next save starts clean, and say where it went."""
-        aside = f"{self.path}.corrupt-{int(self._clock.time())}"
-        try:
-            os.replace(self.path, aside)
-        except OSError as exc:
-            return StateError(f"state file {self.path} is {why} and could not be moved aside "
-                              f"({exc.strerror}); remove it to start counting afresh")
-        return StateError(
-            f"state file {self.path} is {why}; moved to {aside}, counters and cost start afresh"
-        )
 
 
 def _target_dict(ident: str, led: Ledger, doc: StateDocument) -> dict[str, Any]:
@@ -149,7 +137,7 @@ def _parse(data: Any) -> StateDocument:
     targets = data["targets"]
     if not isinstance(targets, dict):
         raise TypeError("targets must be an object")
-    doc = StateDocument(budgets=_budgets(data.get("budgets", {})))
+    doc = StateDocument(budgets=budget_use(data.get("budgets", {})))
     for ident, entry in targets.items():
         if not isinstance(entry, dict):
             raise TypeError(f"target {ident!r} must be an object")
@@ -162,22 +150,6 @@ def _parse(data: Any) -> StateDocument:
                 raise TypeError(f"target {ident!r}: parked_at must be an integer")
             doc.parked[str(ident)] = parked
     return doc
-
-
-def _budgets(data: Any) -> dict[str, dict[str, Any]]:
-    """Budget use by name: ``{"start": int, "amount": "decimal"}`` each (checked, not trusted)."""
-    if not isinstance(data, dict):
-        raise TypeError("budgets must be an object")
-    for name, used in data.items():
-        if not isinstance(used, dict) or not isinstance(used.get("start"), int):
-            raise TypeError(f"budget {name!r} must be an object with an integer start")
-        amount = used.get("amount")
-        if not isinstance(amount, str | int) or isinstance(amount, bool):
-            raise TypeError(f"budget {name!r}: amount must be a decimal string")
-        value = Decimal(str(amount)[:64])
-        if not value.is_finite() or not 0 <= value < MAX_AMOUNT:
-            raise ValueError(f"budget {name!r}: amount out of range")
-    return {str(k): dict(v) for k, v in data.items()}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -12,6 +13,9 @@ from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 
 from exporter.errors import ApiError
+
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # over 300 years: anything longer is garbage
+_MAX_HTTP_DATE = 40  # "Sun, 06 Nov 1994 08:49:37 GMT" is 29
 
 
 def pooled_session(endpoint: str, pool_size: int, environ: Mapping[str, str]) -> requests.Session:
@@ -42,7 +46,10 @@ class FormPoster:
         self._templates: dict[str, requests.PreparedRequest] = {}
 
     def post(self, url: str, body: str, timeout: float) -> requests.Response:
-        """Send ``body`` (already form-encoded); raises what requests raises."""
+        """Send ``body`` (already form-encoded); raises what requests raises.
+
+        The answer is streamed: its body is not read yet, so the caller can stop at a size cap.
+        """
         template = self._templates.get(url)
         if template is None:
             request = requests.Request("POST", url, headers=_FORM)
@@ -51,8 +58,9 @@ class FormPoster:
         prepared.prepare_body(body, None)
         session = self._session
         verify = True if session.verify is None else session.verify
-        return session.get_adapter(url).send(prepared, timeout=timeout, verify=verify,
-                                             proxies=session.proxies, cert=session.cert)
+        return session.get_adapter(url).send(prepared, stream=True, timeout=timeout,
+                                             verify=verify, proxies=session.proxies,
+                                             cert=session.cert)
 
 
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -101,15 +109,17 @@ def _retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
+    if _DELTA_SECONDS.fullmatch(text):  # ASCII digits only: "²".isdigit() is true too
         return float(text)
+    if not text.isascii() or len(text) > _MAX_HTTP_DATE:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always UTC
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(0.0, when.timestamp() - now)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always UTC
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 def failure_reason(exc: BaseException) -> str:

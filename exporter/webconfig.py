@@ -22,7 +22,7 @@ from exporter.config import ConfigError
 from exporter.webreader import Problems
 from exporter.websecurity import REALM, BasicAuth, Checker, check_request, wrap_server
 from exporter.webtls import parse_tls
-from exporter.yamlstrict import load_strict
+from exporter.yamlstrict import load_file
 
 # The runtime half lives in websecurity; these names stay importable from here for callers.
 __all__ = ["REALM", "Checker", "WebConfig", "check_request", "check_web_config",
@@ -32,6 +32,7 @@ _HEADERS: dict[str, tuple[str, ...]] = {  # the toolkit's fixed set; () means an
     "Strict-Transport-Security": (), "X-Content-Type-Options": ("nosniff",),
     "X-Frame-Options": ("deny", "sameorigin"), "X-XSS-Protection": (),
     "Content-Security-Policy": ()}
+WEB_CONFIG_CAP = 1 << 20  # a web config with thousands of users is ~100 KiB
 _TOP = ("tls_server_config", "http_server_config", "basic_auth_users")
 _BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 _HTPASSWD = "htpasswd -nBC 10 \"\" | tr -d ':\\n'"
@@ -88,8 +89,7 @@ def check_web_config(path: str) -> list[str]:
 
 def _read_yaml(problems: Problems, path: str) -> object:
     try:
-        with open(path, encoding="utf-8") as f:
-            return load_strict(f)  # a duplicate key is an error, not a silent override
+        return load_file(path, WEB_CONFIG_CAP)  # a duplicate key is an error, not an override
     except OSError as exc:
         problems.fail(path, f"file not readable ({exc.strerror})")
     except UnicodeDecodeError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from exporter.configreader import cut, render
+
 _UNVERIFIED = ("not supported: Python's ssl cannot accept a client certificate without verifying"
                " it; use RequireAndVerifyClientCert with client_ca_file")
 _REFUSED = {  # keys and values the toolkit knows, refused with a reason instead of "unknown"
@@ -27,7 +29,7 @@ class Problems(list[str]):
             self.fail(path, f"expected a mapping, got {type(raw).__name__}")
             return {}
         for key in raw:
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}.{_key(key)}" if path else _key(key)
             if key in _REFUSED:
                 self.fail(where, _REFUSED[key])
             elif key not in keys:
@@ -38,7 +40,7 @@ class Problems(list[str]):
         """A string or None; a ``secret`` value is never echoed in the problem."""
         if raw is None or isinstance(raw, str):
             return raw
-        shown = type(raw).__name__ if secret else f"{raw!r} ({type(raw).__name__})"
+        shown = type(raw).__name__ if secret else f"{_shown(raw)} ({type(raw).__name__})"
         self.fail(path, f"expected a string, got {shown}")
         return None
 
@@ -47,7 +49,8 @@ class Problems(list[str]):
         text = self.string(path, raw)
         if text is None or text in allowed:
             return text
-        self.fail(path, _REFUSED.get(text, f"must be one of {', '.join(allowed)}; got {text!r}"))
+        reason = f"must be one of {', '.join(allowed)}; got {_shown(text)}"
+        self.fail(path, _REFUSED.get(text, reason))
         return None
 
     def strings(self, path: str, raw: object, allowed: tuple[str, ...]) -> list[str]:
@@ -62,5 +65,14 @@ class Problems(list[str]):
         """A boolean or None."""
         if raw is None or isinstance(raw, bool):
             return raw
-        self.fail(path, f"expected true or false, got {raw!r}")
+        self.fail(path, f"expected true or false, got {_shown(raw)}")
         return None
+
+
+def _shown(value: object) -> str:
+    """A value for a message: bounded however large it is (an alias bomb), one line, short."""
+    return cut(repr(value[:100]) if isinstance(value, str) else render(value))
+
+
+def _key(key: object) -> str:
+    return key if isinstance(key, str) and len(key) <= 60 and key.isprintable() else _shown(key)

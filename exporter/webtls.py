@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+from exporter.smallfile import SETTING_CAP, read_capped
 from exporter.webreader import Problems
 from exporter.websecurity import TLS_VERSIONS, load_identity, tls_context
 
@@ -86,7 +87,7 @@ def _pem(problems: Problems, d: dict[str, object], name: str, base: Path) -> byt
         return None
     full = base / filename
     try:
-        return full.read_bytes()
+        return read_capped(full, SETTING_CAP)  # a regular file only: a FIFO must not hang
     except OSError as exc:
         problems.fail(f"{section}.{file_key}", f"file not readable: {full} ({exc.strerror})")
     return None

@@ -72,6 +72,9 @@ CASES = (
     *(_garbage(f"wrong_type_{g}", Fault(FaultKind.WRONG_TYPE, garbage=g))
       for g in ("string", "float", "bool")),
     _garbage("negative", Fault(FaultKind.NEGATIVE)),
+    # Hostile: usage JSON nested 10,000 deep (was a RecursionError counted as "internal").
+    _garbage("crafted_nested", Fault(FaultKind.CRAFTED, status=200, body='{"RetCode": 0, '
+             '"Data": {"InTotal": ' + "[" * 10_000 + "]" * 10_000 + "}}")),
     _garbage("absurd", Fault(FaultKind.ABSURD)),
     # Data {} parses as "no usage in this interval" (a success); the ledger keeps its higher
     # earlier reading and re-reads the interval until it settles, so nothing is lost.

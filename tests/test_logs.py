@@ -45,3 +45,17 @@ def test_level_filters(stream: io.StringIO) -> None:
     logging.getLogger("exporter.x").info("not shown")
     logging.getLogger("exporter.x").error("shown")
     assert "not shown" not in stream.getvalue() and "shown" in stream.getvalue()
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("k\x1b[31mred", "k\\x1b[31mred"), ("a\rb", "a\\rb"), ("tab\there", "tab\\there"),
+    ("nul\x00", "nul\\x00"), ("del\x7f", "del\\x7f"), ("ls\u2028", "ls\\u2028"),
+    ("lone\ud800", "lone\\ud800"), ("bidi\u202e", "bidi\\u202e"),
+])
+def test_logfmt_escapes_control_characters_from_the_api(stream: io.StringIO, value: str,
+                                                         shown: str) -> None:
+    configure("info", "logfmt", stream)
+    logging.getLogger("exporter.poller").warning("key %s", value)
+    line = stream.getvalue()
+    assert line.endswith(f'msg="key {shown}"\n')
+    assert line.isprintable() or line[:-1].isprintable()

@@ -51,6 +51,7 @@ class FaultKind(StrEnum):
     STRING_RETCODE = "string_retcode"  # RetCode "0" (lenient: still a success)
     STRING_COUNTS = "string_counts"  # counts as numeric strings (lenient: still valid)
     LATENCY = "latency"  # answer normally, ``delay`` seconds late
+    CRAFTED = "crafted"  # answer ``status``, ``header`` and ``body`` (x ``repeat``) verbatim
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class Fault:
     retcode: int = 150
     message: str | None = None
     garbage: str = "string"  # wrong_type: "string", "float" or "bool"
+    body: str = ""  # crafted: the answer's body, sent ``repeat`` times over (streamed)
+    header: str | None = None  # crafted: one extra "Name: value" header line
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         # Checked here so a bad admin request fails when added, not on some later API call.
@@ -74,6 +78,8 @@ class Fault:
             raise ValueError(f"garbage must be 'string', 'float' or 'bool', got {self.garbage!r}")
         if self.kind is FaultKind.HTTP and not 400 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP error status (400-599), got {self.status}")
+        if self.repeat < 1:
+            raise ValueError(f"repeat must be at least 1, got {self.repeat}")
         if self.delay < 0:
             raise ValueError(f"delay must not be negative, got {self.delay}")
 

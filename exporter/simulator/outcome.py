@@ -18,6 +18,7 @@ class Outcome:
     headers: tuple[tuple[str, str], ...] = ()
     drop: FaultKind | None = None  # RESET or CLOSE: no response at all
     retcode: int | None = None
+    repeat: int = 1  # the body is sent this many times over (a huge answer, never in memory)
 
 
 def transport_outcome(fault: Fault | None, delay: float) -> Outcome | None:
@@ -29,6 +30,11 @@ def transport_outcome(fault: Fault | None, delay: float) -> Outcome | None:
         headers = (("Retry-After", f"{retry:g}"),) if fault.status == 429 else ()
         text = f"simulated HTTP {fault.status}\n".encode()
         return Outcome(delay, fault.status, text, "text/plain", headers)
+    if fault.kind is FaultKind.CRAFTED:
+        name, _, value = (fault.header or "").partition(":")
+        headers = ((name.strip(), value.strip()),) if fault.header else ()
+        return Outcome(delay, fault.status, fault.body.encode("utf-8", "surrogatepass"),
+                       headers=headers, repeat=fault.repeat)
     if fault.kind is FaultKind.TIMEOUT and fault.then == "drop":
         return Outcome(delay + fault.delay, drop=FaultKind.CLOSE)
     if fault.kind in (FaultKind.RESET, FaultKind.CLOSE):

@@ -219,8 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(outcome.status)
         self.send_header("Content-Type", outcome.content_type)
-        self.send_header("Content-Length", str(len(outcome.body)))
+        self.send_header("Content-Length", str(len(outcome.body) * outcome.repeat))
         for name, value in outcome.headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(outcome.body)
+        for _ in range(outcome.repeat):
+            self.wfile.write(outcome.body)

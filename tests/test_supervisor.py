@@ -1,0 +1,124 @@
+"""The supervised poll loop: a failing stage is counted and logged once, the loop goes on,
+and /-/healthy turns 503 when cycles stop finishing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry, Counter
+
+from exporter.clock import FakeClock, SystemClock
+from exporter.config import Config, parse_config
+from exporter.exposition import ExpositionCache
+from exporter.server import Endpoints, MetricsServer
+from exporter.service import Service
+from exporter.simulator import EventStore, SimulatorServer
+from exporter.snapshot import Snapshot
+from exporter.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard
+
+
+def _counter() -> tuple[CollectorRegistry, Counter]:
+    registry = CollectorRegistry()
+    return registry, Counter("uminfer_poll_errors", "h", ["stage"], registry=registry)
+
+
+def _boom() -> int:
+    raise KeyError("boom")
+
+
+def test_every_stage_is_exported_at_zero() -> None:
+    registry, counter = _counter()
+    StageGuard(counter)
+    assert {s: registry.get_sample_value("uminfer_poll_errors_total", {"stage": s})
+            for s in STAGES} == dict.fromkeys(STAGES, 0.0)
+
+
+def test_an_error_is_counted_every_time_and_logged_once_per_kind(
+        caplog: pytest.LogCaptureFixture) -> None:
+    registry, counter = _counter()
+    guard = StageGuard(counter)
+    caplog.set_level(logging.DEBUG, logger="exporter")
+    results = [guard.run("cost", _boom, -1) for _ in range(3)]
+    assert results == [-1, -1, -1]
+    assert registry.get_sample_value("uminfer_poll_errors_total", {"stage": "cost"}) == 3
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    debugs = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(errors) == 1 and "KeyError in the poll loop's cost stage" in errors[0].getMessage()
+    assert len(debugs) == 1 and debugs[0].exc_info is not None
+    guard.run("publish", _boom, -1)  # another stage is another kind
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
+
+
+def test_heartbeat_goes_stale_after_the_documented_multiple() -> None:
+    clock = FakeClock()
+    beat = Heartbeat(clock)
+    clock.advance(STALE_FACTOR * (60 + 10))  # interval 60 s, timeout 10 s
+    assert beat.fresh(60, 10)
+    clock.advance(1)
+    assert not beat.fresh(60, 10)
+    beat.beat()
+    assert beat.fresh(60, 10)
+
+
+@pytest.mark.parametrize(("healthy", "status"), [(True, 200), (False, 503)])
+def test_healthy_endpoint_follows_the_heartbeat(healthy: bool, status: int) -> None:
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=lambda: None,
+                          healthy=lambda: healthy)
+    server = MetricsServer("127.0.0.1", 0, endpoints)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        answer = requests.get(f"http://127.0.0.1:{server.port}/-/healthy", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert answer.status_code == status
+
+
+class BrokenCache(ExpositionCache):
+    """Publishing always fails, as a rendering bug would."""
+
+    def publish(self, snapshot: Snapshot) -> None:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer(EventStore(), {"pub": "private-key-123"}, SystemClock()) as server:
+        yield server
+
+
+def _config(url: str) -> Config:
+    return parse_config({"api": {"endpoint": url, "public_key": "pub",
+                                 "private_key": "private-key-123", "timeout": "2s"},
+                         "poll": {"interval": "1s", "settle": "20s", "period": "10s"},
+                         "windows": [], "targets": [{"key": "k", "model": "m"}]}, {}, "/")
+
+
+def test_a_failing_stage_costs_the_stage_not_the_loop(sim: SimulatorServer) -> None:
+    config = _config(sim.url)
+    registry = CollectorRegistry()
+    service = Service(config, SystemClock(), registry, lambda: config)
+    service.cache = BrokenCache()
+    loop = threading.Thread(target=service.run)
+    loop.start()
+    try:
+        for _ in range(50):
+            if (registry.get_sample_value("uminfer_poll_errors_total",
+                                          {"stage": "publish"}) or 0) >= 2:
+                break
+            threading.Event().wait(0.1)
+        assert loop.is_alive()
+        assert service.healthy()
+    finally:
+        service.stop()
+        loop.join(5)
+    assert (registry.get_sample_value("uminfer_poll_errors_total", {"stage": "publish"}) or 0) >= 2
+    assert registry.get_sample_value("uminfer_poll_errors_total", {"stage": "poll"}) == 0
+    assert not service.ready.is_set()  # nothing was published, so not ready

@@ -381,7 +381,8 @@ class Sim:
             self.now += step
         assert self.ledger.settled_until() >= end, "the ledger did not settle after faults stopped"
         if self.sc.audit and self.sc.max_reads != 1:
-            assert not self.unaudited(end), f"closed time not audited: {self.unaudited(end)}"
+            gaps = self.unaudited(end)
+            assert not gaps, f"closed time not audited: {len(gaps)} stretches from {gaps[0]}"
 
     def unaudited(self, end: int) -> list[tuple[int, int]]:
         """Stretches closed in this lifetime up to ``end`` no audit read has covered."""

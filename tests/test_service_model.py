@@ -29,8 +29,6 @@ its origin where counting began by the API's clock.
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import json
 import random
 import re
@@ -45,106 +43,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter.apiclock import ApiClock
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
 from exporter.configtypes import DiscoveryConfig, ModelPrice, PricingConfig
-from exporter.errors import ApiError
-from exporter.keyapi import ApiKey, ApiModel
 from exporter.service import ApiStack, Service
-from exporter.usage import Totals
 from exporter.workers import WorkerPool
+from tests.fakeapi import DISCOVERED, FakeApi, SkewClock, Use
 
 INTERVAL = 60
 PROJECT = "org"
 STATIC = ("s1", "s2")
-DISCOVERED = ("d1", "d2", "d3")
 _SAMPLE = re.compile(r'^(uminfer_\w+)\{([^}]*)\} (\S+)$')
 _KEY = re.compile(r'key_id="([^"]*)"')
-
-
-class SkewClock:
-    """Monotonic time runs with the API's; the local wall clock is off by ``skew``, and steps."""
-
-    def __init__(self, api_start: float, skew: float) -> None:
-        self._mono = 1_000.0
-        self._api0 = api_start - self._mono
-        self.skew = skew
-
-    def time(self) -> float:
-        return self._mono + self._api0 + self.skew
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def sleep(self, seconds: float) -> None:
-        self._mono += max(0.0, seconds)
-
-    def api(self) -> float:
-        """The API's true time."""
-        return self._mono + self._api0
-
-    def advance(self, seconds: float) -> None:
-        self._mono += seconds
-
-
-@dataclass(frozen=True)
-class Use:
-    ts: int
-    visible_at: int
-    tokens: int
-
-
-class FakeApi:
-    """Usage per ident, visible from ``visible_at``; outages, failing or partial listings, and
-    ranges rejected for good. Every answer carries the API's Date."""
-
-    def __init__(self, clock: SkewClock) -> None:
-        self.clock = clock
-        self.uses: dict[str, list[Use]] = {}
-        self.down = False
-        self.listing = "ok"  # "ok" | "fail" | "partial"
-        self.hidden: set[str] = set()
-        self.reject_before = 0  # reads starting before this fail with a permanent RetCode
-        self.api_clock: ApiClock | None = None
-
-    def _answer(self) -> None:
-        if self.down:
-            raise ApiError("network", "API down", transient=True)
-        if self.api_clock is not None:
-            self.api_clock.observe(email.utils.formatdate(self.clock.api(), usegmt=True),
-                                   self.clock.monotonic())
-
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
-        self._answer()
-        assert 0 <= end - start < 86400
-        if start < self.reject_before:
-            raise ApiError("retcode", "RetCode 230: invalid parameter", retcode=230)
-        now = self.clock.api()
-        n = sum(u.tokens for u in self.uses.get(target.ident, ())
-                if start <= u.ts <= end and u.visible_at <= now)
-        return Totals(input_tokens=n, tokens=n)
-
-    def sync_clock(self, deadline: float) -> None:
-        with contextlib.suppress(ApiError):
-            self._answer()
-
-    def close(self) -> None:
-        pass
-
-    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
-        self._answer()
-        if self.listing == "fail":
-            raise ApiError("retcode", "RetCode 150: service unavailable", retcode=150,
-                           transient=True)
-        keys = [k for k in DISCOVERED if not (self.listing == "partial" and k in self.hidden)]
-        return [ApiKey(k, k, 1, False, ("m",)) for k in keys]
-
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
-        return []
-
-    def visible(self, ident: str) -> int:
-        now = self.clock.api()
-        return sum(u.tokens for u in self.uses.get(ident, ()) if u.visible_at <= now)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.client
+import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +20,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from exporter.clock import FakeClock
 from exporter.config import ConfigError
 from exporter.webconfig import (
     REALM,
@@ -26,6 +30,7 @@ from exporter.webconfig import (
     load_web_config,
     wrap_server,
 )
+from exporter.websecurity import CACHE_SECONDS
 from tests.certs import Pki, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
@@ -388,6 +393,11 @@ BAD = [
     ("non-bcrypt hash", "basic_auth_users:\n  alice: '$1$md5crypt$hunter2'\n",
      ["basic_auth_users.alice: not a bcrypt hash; make one with: htpasswd -nBC 10 \"\" | "
       "tr -d ':\\n'"]),
+    ("bcrypt cost above the cap", "basic_auth_users:\n  alice: '$2b$15$" + "a" * 53 + "'\n",
+     ["basic_auth_users.alice: bcrypt cost 15 is above 14, which would let wrong passwords tie "
+      "up the CPU; rehash with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"]),
+    ("a FIFO as the cert", "tls_server_config:\n  cert_file: {dir}/fifo\n  key_file: {key}\n",
+     ["tls_server_config.cert_file: file not readable: {dir}/fifo (not a regular file)"]),
     ("bad header", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n    Server: x\n",
      ["http_server_config.headers.Server: unknown key (expected one of: "
       "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, "
@@ -405,7 +415,9 @@ BAD = [
 def test_bad_configs(tmp_path: Path, pki: Pki, text: str, expected: list[str]) -> None:
     path = tmp_path / "web.yml"
     fields = {"tls": f"cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n",
-              "cert": pki.server_cert, "ca": pki.ca, "dir": tmp_path, "path": path}
+              "cert": pki.server_cert, "key": pki.server_key, "ca": pki.ca, "dir": tmp_path,
+              "path": path}
+    os.mkfifo(tmp_path / "fifo")  # opened by nothing but the FIFO case, which must not hang
     path.write_text(text.format(**fields))
     with pytest.raises(ConfigError) as caught:
         load_web_config(str(path))
@@ -432,3 +444,68 @@ def test_every_problem_at_once_and_no_secret_echoed(tmp_path: Path, pki: Pki) ->
 def test_missing_web_config_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yml"
     assert check_web_config(str(path)) == [f"{path}: file not readable (No such file or directory)"]
+
+
+def test_wrong_passwords_are_checked_in_parallel_not_one_at_a_time() -> None:
+    """No global lock: two slow checks at once take the time of one."""
+    def slow(_password: bytes, _stored: bytes) -> bool:
+        time.sleep(0.5)
+        return False
+
+    loaded = WebConfig(users=(("u", HASH),), checker=slow)
+    threads = [threading.Thread(target=loaded.authenticate, args=(basic("u", f"w{i}")[
+        "Authorization"],)) for i in range(2)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - began < 0.9
+
+
+def test_a_success_is_remembered_for_a_while_only() -> None:
+    clock = FakeClock()
+    calls: list[bytes] = []
+
+    def accept(password: bytes, _stored: bytes) -> bool:
+        calls.append(password)
+        return True
+
+    loaded = WebConfig(users=(("u", HASH),), checker=accept, clock=clock)
+    header = basic("u", "p")["Authorization"]
+    assert not loaded.recently_authenticated(header)
+    assert loaded.authenticate(header)
+    clock.advance(CACHE_SECONDS - 1)
+    assert loaded.recently_authenticated(header)
+    assert loaded.authenticate(header)
+    assert len(calls) == 1
+    clock.advance(2)
+    assert not loaded.recently_authenticated(header)
+    assert loaded.authenticate(header)
+    assert len(calls) == 2
+
+
+READ_ONLY_ROOT = """
+import sys, tempfile
+tempfile.tempdir = "/nonexistent/read-only-root"  # any temporary file would now fail
+from exporter.webconfig import load_web_config
+web = load_web_config(sys.argv[1])
+assert web.ssl_context() is not None
+print("loaded")
+"""
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["files", "inline"])
+def test_tls_loads_without_writing_a_temporary_file(tmp_path: Path, pki: Pki,
+                                                    inline: bool) -> None:
+    """A read-only root filesystem (the shipped manifests) is enough to start TLS."""
+    def block(path: Path) -> str:
+        return "|\n" + "".join(f"    {line}\n" for line in path.read_text().splitlines())
+
+    text = (f"tls_server_config:\n  cert: {block(pki.server_cert)}  key: {block(pki.server_key)}"
+            if inline else
+            f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
+    (tmp_path / "web.yml").write_text(text)
+    done = subprocess.run([sys.executable, "-c", READ_ONLY_ROOT, str(tmp_path / "web.yml")],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert (done.returncode, done.stdout) == (0, "loaded\n"), done.stderr

@@ -21,20 +21,12 @@ import yaml
 from exporter.clock import Clock, SystemClock
 from exporter.config import ConfigError
 from exporter.webreader import Problems
-from exporter.websecurity import (
-    MAX_BCRYPT_COST,
-    REALM,
-    BasicAuth,
-    Checker,
-    check_request,
-    wrap_server,
-)
+from exporter.websecurity import MAX_BCRYPT_COST, REALM, BasicAuth, Checker
 from exporter.webtls import parse_tls
 from exporter.yamlstrict import load_strict
 
 # The runtime half lives in websecurity; these names stay importable from here for callers.
-__all__ = ["REALM", "Checker", "WebConfig", "check_request", "check_web_config",
-           "load_web_config", "wrap_server"]
+__all__ = ["REALM", "Checker", "WebConfig", "check_web_config", "load_web_config"]
 
 _HEADERS: dict[str, tuple[str, ...]] = {  # the toolkit's fixed set; () means any value
     "Strict-Transport-Security": (), "X-Content-Type-Options": ("nosniff",),

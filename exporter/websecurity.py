@@ -20,13 +20,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # only for annotations: webconfig imports this module at run time
-    from exporter.webconfig import WebConfig
 
 REALM = "uminfer-exporter"
 Checker = Callable[[bytes, bytes], bool]  # (password, bcrypt hash) -> match, like bcrypt.checkpw
@@ -38,37 +32,6 @@ MAX_BCRYPT_COST = 14  # one check takes about a second on one core; 10 to 12 is 
 _BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores the rest and the library refuses longer ones
 _CACHE_SIZE = 100
 CACHE_SECONDS = 300.0  # a success is remembered this long (Prometheus scrapes far more often)
-
-
-def wrap_server(server: HTTPServer, web: WebConfig) -> None:
-    """Serve TLS on ``server``'s listening socket when ``web`` configures it."""
-    context = web.ssl_context()
-    if context is None:
-        return
-    # With the default do_handshake_on_connect=True, accept() would run the handshake inside
-    # the accept loop: one silent or plain-HTTP client would stall every other connection.
-    # Deferred, OpenSSL runs the handshake on the connection's first read, in its request
-    # thread, and a failed handshake ends only that connection.
-    server.socket = context.wrap_socket(server.socket, server_side=True,
-                                        do_handshake_on_connect=False)
-
-
-def check_request(handler: BaseHTTPRequestHandler, web: WebConfig) -> bool:
-    """True when the request may proceed; otherwise answer 401 and return False."""
-    if not web.auth_required or web.authenticate(handler.headers.get("Authorization")):
-        return True
-    body = b"Unauthorized\n"
-    handler.send_response(HTTPStatus.UNAUTHORIZED)
-    handler.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
-    for name, value in web.headers:
-        handler.send_header(name, value)
-    handler.send_header("Content-Type", "text/plain; charset=utf-8")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Connection", "close")  # an unread request body must not become a request
-    handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(body)
-    return False
 
 
 def tls_context(versions: tuple[str, str], ciphers: list[str], prefer: bool) -> ssl.SSLContext:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 
 import bcrypt
@@ -22,70 +22,48 @@ import pytest
 
 from exporter.clock import FakeClock
 from exporter.config import ConfigError
-from exporter.webconfig import (
-    REALM,
-    WebConfig,
-    check_request,
-    check_web_config,
-    load_web_config,
-    wrap_server,
-)
+from exporter.httpfront import HttpFront, Limits
+from exporter.httpwire import Request, Response
+from exporter.webconfig import REALM, WebConfig, check_web_config, load_web_config
 from exporter.websecurity import CACHE_SECONDS
 from tests.certs import Pki, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
 
 
-class _Server(ThreadingHTTPServer):
-    """A tiny server that guards every request with check_request, as the exporter does."""
-
-    daemon_threads = True
+class _Server:
+    """The exporter's own HTTP front, guarded by ``web``, answering ``ok`` on ``/``."""
 
     def __init__(self, web: WebConfig) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        self.front = HttpFront(socket.create_server(("127.0.0.1", 0)), self._answer,
+                               web.ssl_context, Limits(header_timeout=5), "test")
         self.web = web
-        self.errors: list[type[BaseException]] = []
-        wrap_server(self, web)
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        error = sys.exc_info()[1]
-        self.errors.append(type(error) if error else Exception)
+    @property
+    def port(self) -> int:
+        return self.front.port
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 5  # a silent client frees its thread
-
-    def do_GET(self) -> None:
-        assert isinstance(self.server, _Server)
-        if not check_request(self, self.server.web):
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    async def _answer(self, request: Request) -> Response:
+        if not self.web.auth_required or self.web.authenticate(request.header("authorization")):
+            return Response(HTTPStatus.OK, b"ok\n", headers=self.web.headers)
+        return Response(HTTPStatus.UNAUTHORIZED, b"no\n", headers=(
+            *self.web.headers, ("WWW-Authenticate", f'Basic realm="{REALM}"')))
 
 
 @contextmanager
 def serving(web: WebConfig) -> Iterator[_Server]:
     server = _Server(web)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
+    server.front.start()
     try:
         yield server
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.front.close()
 
 
 def get(server: _Server, context: ssl.SSLContext | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPResponse, str]:
     """Status, response and negotiated TLS version ("" for plain HTTP) of ``GET /``."""
-    port = server.server_address[1]
+    port = server.port
     conn = (http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
             if context else http.client.HTTPConnection("127.0.0.1", port, timeout=5))
     try:
@@ -161,7 +139,7 @@ def test_cipher_suites_are_honoured_for_tls12(tmp_path: Path, pki: Pki, suite: s
     extra = f"  max_version: TLS12\n  cipher_suites: [{suite}]\n"
     # A raw TLS socket, since http.client gives no access to the cipher after the request.
     with serving(web(tmp_path, pki, extra)) as server, socket.create_connection(
-            ("127.0.0.1", server.server_address[1]), timeout=5) as raw, client(pki).wrap_socket(
+            ("127.0.0.1", server.port), timeout=5) as raw, client(pki).wrap_socket(
             raw, server_hostname="127.0.0.1") as tls:
         cipher = tls.cipher()
     assert cipher is not None
@@ -211,13 +189,11 @@ def test_plain_http_to_tls_port_fails_fast_and_server_keeps_serving(tmp_path: Pa
         with pytest.raises((http.client.HTTPException, ConnectionError)):
             get(server)
         assert get(server, client(pki))[0] == 200
-    # The failed handshake ended in the request thread, not in the accept loop.
-    assert ssl.SSLError in server.errors
 
 
 def test_silent_client_does_not_block_the_accept_loop(tmp_path: Path, pki: Pki) -> None:
     with serving(web(tmp_path, pki)) as server, socket.create_connection(
-            ("127.0.0.1", server.server_address[1]), timeout=5):
+            ("127.0.0.1", server.port), timeout=5):
         # Connected and sending nothing: a handshake in accept() would stall this request.
         assert get(server, client(pki))[0] == 200
 

@@ -1,0 +1,219 @@
+"""Abusive HTTP clients, a concurrent scraper and a process monitor (loopback only).
+
+Shared by tests/test_abuse.py (which asserts the bounds) and the benchmark (which reports the
+numbers). Every loop is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import resource
+import select
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+PARTIAL_HEAD = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: abuse\r\n"
+
+
+def allow_sockets(count: int) -> None:
+    """Raise this process's open-file limit so ``count`` client sockets fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+
+@dataclass
+class Scrapes:
+    """Latencies (seconds) and failures of one phase of scraping."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies) if self.latencies else float("nan")
+
+    @property
+    def worst(self) -> float:
+        return max(self.latencies, default=float("nan"))
+
+
+class Scraper:
+    """GETs /metrics on a fresh connection every ``gap`` seconds, into the current phase."""
+
+    def __init__(self, port: int, gap: float = 0.05, timeout: float = 10.0) -> None:
+        self._port, self._gap, self._timeout = port, gap, timeout
+        self.phases: dict[str, Scrapes] = {}
+        self._phase = "before"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def phase(self, name: str) -> None:
+        """Record what follows under ``name``."""
+        self._phase = name
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self._timeout + 5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            scrapes = self.phases.setdefault(self._phase, Scrapes())
+            began = time.monotonic()
+            try:
+                status = self._scrape()
+                if status != 200:
+                    scrapes.failures.append(f"HTTP {status}")
+            except (OSError, http.client.HTTPException) as error:
+                scrapes.failures.append(f"{type(error).__name__}: {error}")
+            scrapes.latencies.append(time.monotonic() - began)
+            self._stop.wait(self._gap)
+
+    def _scrape(self) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=self._timeout)
+        try:
+            conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+
+@dataclass
+class Usage:
+    """The largest thread count and resident memory seen in a process."""
+
+    threads: int = 0
+    rss_kib: int = 0
+
+    def add(self, threads: int, rss_kib: int) -> None:
+        self.threads = max(self.threads, threads)
+        self.rss_kib = max(self.rss_kib, rss_kib)
+
+
+def process_status(pid: int) -> tuple[int, int]:
+    """(threads, VmRSS KiB) of ``pid`` from /proc."""
+    fields: dict[str, str] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return int(fields["Threads"]), int(fields["VmRSS"].split()[0])
+
+
+@contextmanager
+def monitoring(pid: int, every: float = 0.1) -> Iterator[Usage]:
+    """Sample ``pid``'s threads and memory until the block ends."""
+    usage, stop = Usage(), threading.Event()
+
+    def sample() -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                usage.add(*process_status(pid))
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=sample, name="monitor", daemon=True)
+    thread.start()
+    try:
+        yield usage
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def open_connections(port: int, count: int, first: bytes = PARTIAL_HEAD,
+                     within: float = 10.0) -> list[socket.socket]:
+    """``count`` non-blocking connections that sent ``first`` (by default a request head
+    that never ends) and nothing else."""
+    sockets: list[socket.socket] = []
+    poller = select.poll()
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sockets.append(sock)
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            poller.register(sock, select.POLLOUT)
+        by_fd = {sock.fileno(): sock for sock in sockets}
+        deadline = time.monotonic() + within
+        while by_fd and time.monotonic() < deadline:
+            for fd, _event in poller.poll(200):
+                with contextlib.suppress(OSError):
+                    by_fd[fd].send(first)
+                poller.unregister(fd)
+                del by_fd[fd]
+    except BaseException:
+        close_all(sockets)
+        raise
+    return sockets
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    """Hang up every socket at once."""
+    for sock in sockets:
+        sock.close()
+
+
+def trickle(sockets: list[socket.socket], seconds: float, gap: float = 1.0,
+            data: bytes = PARTIAL_HEAD + b"X-Slow: " + b"a" * 1000) -> int:
+    """Send each socket its next byte every ``gap`` seconds; how many the server closed."""
+    sent = [0] * len(sockets)
+    closed: set[int] = set()
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        for i, sock in enumerate(sockets):
+            if i in closed:
+                continue
+            try:
+                sock.send(data[sent[i]:sent[i] + 1])
+                sent[i] += 1
+                if sock.recv(1) == b"":
+                    closed.add(i)
+            except BlockingIOError:
+                continue
+            except OSError:
+                closed.add(i)
+        time.sleep(max(0.0, min(gap, until - time.monotonic())))
+    return len(closed)
+
+
+def slow_readers(port: int, count: int, seconds: float, path: str = "/metrics") -> int:
+    """``count`` clients that ask for ``path`` and read the answer a byte a second; the
+    number of bytes they got in total."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        sock.setblocking(False)
+        sockets.append(sock)
+    received = 0
+    until = time.monotonic() + seconds
+    try:
+        while time.monotonic() < until:
+            for sock in sockets:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    received += len(sock.recv(1))
+            time.sleep(1.0)
+    finally:
+        close_all(sockets)
+    return received
+
+def sleep(seconds: float) -> None:
+    """Wait (a named step, so a test reads as a timeline)."""
+    time.sleep(seconds)

@@ -24,7 +24,8 @@ from exporter.logs import FORMATS, LEVELS, configure
 from exporter.server import Endpoints, MetricsServer, parse_listen_address
 from exporter.service import Service
 from exporter.sharding import Shard, parse_shard
-from exporter.webconfig import WebConfig, check_web_config, load_web_config
+from exporter.webconfig import check_web_config
+from exporter.webstate import WebState, loading_both
 
 log = logging.getLogger("exporter.cli")
 
@@ -153,7 +154,7 @@ def _print_problems(error: ConfigError) -> None:
 def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config]) -> int:
     """Start the server and the poll loop; block until SIGTERM/SIGINT."""
     try:
-        web = load_web_config(args.web_config) if args.web_config else WebConfig()
+        web = WebState(args.web_config)
         host, port = parse_listen_address(args.listen)
     except (ConfigError, ValueError) as error:
         _print_problems(error if isinstance(error, ConfigError) else ConfigError([str(error)]))
@@ -163,10 +164,11 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
         log.info("shard %d/%d: polling %d of %d configured targets", shard.index, shard.count,
                  len(shard.select(config.targets)), len(config.targets))
     registry = CollectorRegistry()
-    service = Service(shard.apply(config), SystemClock(), registry,
-                      lambda: shard.apply(reload()), shard=shard)
+    load = loading_both(reload, web)
+    service = Service(shard.apply(config), SystemClock(), registry, lambda: shard.apply(load()),
+                      shard=shard, on_reload=web.commit)
     endpoints = Endpoints(cache=service.cache, registry=registry, ready=service.ready,
-                          reload=service.reload, web=lambda: web)
+                          reload=service.reload, web=web)
     limits = Limits(max_connections=args.max_connections)
     _raise_file_limit(limits.max_connections)
     try:

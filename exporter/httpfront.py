@@ -20,7 +20,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from exporter.httpwire import Request, RequestError, Response, head_end, parse_head, response_head
+from exporter.httpwire import (
+    Request,
+    RequestError,
+    Response,
+    head_end,
+    not_http,
+    parse_head,
+    response_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,8 @@ class _Wire:
             if self.buffer.startswith((b"\r\n", b"\n")):  # allowed before a request
                 del self.buffer[:1 + self.buffer.startswith(b"\r")]
                 continue
+            if not_http(self.buffer):
+                raise RequestError(HTTPStatus.BAD_REQUEST, "not an HTTP request")
             if len(self.buffer) > limit:
                 raise RequestError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large")
             if not await self.more():

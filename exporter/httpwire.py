@@ -69,6 +69,12 @@ class Response:
     close: bool = False  # end the connection after this answer
 
 
+def not_http(buffer: bytes | bytearray) -> bool:
+    """Whether the first byte already rules out a request line (e.g. a TLS ClientHello sent
+    to a plain-HTTP port): answer at once instead of waiting out the header deadline."""
+    return bool(buffer) and not _TOKEN.fullmatch(buffer[:1])
+
+
 def head_end(buffer: bytes | bytearray) -> int:
     """Index just past the blank line that ends a request head, or -1 if none yet."""
     crlf, lf = buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")

@@ -76,6 +76,14 @@ def test_ambiguous_framing_is_refused_and_the_connection_closed(
     assert reloads.calls == []
 
 
+def test_tls_to_the_plain_port_is_refused_at_once(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    began = time.monotonic()
+    answer = exchange(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # ClientHello
+    assert statuses(answer) == [400]
+    assert time.monotonic() - began < 0.5  # not the header deadline
+
+
 def test_keep_alive_and_pipelining_still_work(front: tuple[int, Reloads]) -> None:
     port, _ = front
     one = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from exporter.config import Target
 from exporter.exposition import ExpositionCache
 from exporter.httpfront import Limits
 from exporter.httpwire import Request
-from exporter.server import Endpoints, MetricsServer, parse_listen_address, probe_from_this_host
+from exporter.listen import parse_listen_address
+from exporter.server import Endpoints, MetricsServer, probe_from_this_host
 from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.webconfig import WebConfig
 
@@ -152,3 +154,27 @@ def test_bad_listen_address(address: str) -> None:
 ])
 def test_only_local_probes_skip_the_password(path: str, peer: str, exempt: bool) -> None:
     assert probe_from_this_host(Request("GET", path, "HTTP/1.1", peer=peer)) is exempt
+
+
+def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
+    """bcrypt runs on its own small pool; a known scraper is answered from the cache."""
+    def slow_checker(password: bytes, _stored: bytes) -> bool:
+        if password == b"right":
+            return True
+        time.sleep(0.5)
+        return False
+
+    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+    with serving(Reloads(), web=web) as (url, _):
+        assert requests.get(f"{url}/metrics", auth=("u", "right"), timeout=5).status_code == 200
+        wrong = [threading.Thread(target=requests.get, args=(f"{url}/metrics",),
+                                  kwargs={"auth": ("u", f"wrong{i}"), "timeout": 10})
+                 for i in range(8)]  # 4 s of bcrypt on 2 threads
+        for thread in wrong:
+            thread.start()
+        time.sleep(0.2)
+        began = time.monotonic()
+        assert requests.get(f"{url}/metrics", auth=("u", "right"), timeout=5).status_code == 200
+        assert time.monotonic() - began < 0.3
+        for thread in wrong:
+            thread.join()

@@ -20,8 +20,9 @@ from exporter import __version__
 from exporter.clock import SystemClock
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateConfig, load_config
 from exporter.httpfront import Limits
+from exporter.listen import parse_listen_address
 from exporter.logs import FORMATS, LEVELS, configure
-from exporter.server import Endpoints, MetricsServer, parse_listen_address
+from exporter.server import Endpoints, MetricsServer
 from exporter.service import Service
 from exporter.sharding import Shard, parse_shard
 from exporter.webconfig import check_web_config

@@ -175,12 +175,3 @@ def _loopback(peer: str) -> bool:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``:PORT`` means every interface, ``[::1]:PORT`` for IPv6)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--web.listen-address: expected HOST:PORT, got {address!r}")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 (listening everywhere is the default)
-    return host, int(port)

@@ -5,7 +5,8 @@ cipher_suites (TLS 1.2 and below; TLS 1.3 suites are fixed, as in Go), prefer_se
 http_server_config.headers, basic_auth_users. Checked but not honoured: curve_preferences
 (OpenSSL's default groups apply), http2 (this server speaks HTTP/1.1). Refused with a reason:
 RequireAnyClientCert, client_allowed_sans, rate_limit. Relative paths are taken from the file's
-directory. Unlike the toolkit, certificates are read once per load, not per connection.
+directory. Unlike the toolkit, certificates are read at start and on each reload (SIGHUP,
+POST /-/reload), not per connection. A bcrypt cost above 14 is refused.
 """
 
 from __future__ import annotations

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
+import os
 import resource
 import select
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import samples, simproc
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PARTIAL_HEAD = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: abuse\r\n"
 
@@ -217,3 +228,156 @@ def slow_readers(port: int, count: int, seconds: float, path: str = "/metrics") 
 def sleep(seconds: float) -> None:
     """Wait (a named step, so a test reads as a timeline)."""
     time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class AbuseSizes:
+    """How hard to push; the defaults are issue #16's."""
+
+    targets: int = 100
+    flood: int = 3000
+    slowloris: int = 500
+    slowloris_seconds: float = 12.0  # past the 10 s header deadline
+    slow_readers: int = 20
+    slow_read_seconds: float = 6.0
+    hold: float = 3.0  # seconds of scraping during the flood and after each abuse
+
+
+def exporter_config(url: str, targets: int) -> dict[str, object]:
+    """A config for the exporter against a bench simulator (``python -m bench.simproc``)."""
+    return {
+        "api": {"endpoint": url, "public_key": simproc.PUBLIC_KEY,
+                "private_key": simproc.PRIVATE_KEY, "rate_limit": 0, "max_concurrency": 4},
+        "poll": {"interval": "5s"},
+        "windows": ["1h", "24h"],
+        "targets": [{"project": t.project, "key": t.key, "model": t.model,
+                     "labels": dict(t.labels)} for t in samples.targets(targets)],
+    }
+
+
+@contextmanager
+def exporter_process(workdir: Path, targets: int) -> Iterator[tuple[int, int]]:
+    """The simulator and the real exporter (``python -m exporter``) in their own processes;
+    yields the exporter's (pid, port) once it is ready."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sim = subprocess.Popen([sys.executable, "-m", "bench.simproc", str(targets), "0"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        assert sim.stdout is not None
+        config = workdir / "config.yaml"
+        config.write_text(json.dumps(exporter_config(sim.stdout.readline().strip(), targets)))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with (workdir / "exporter.log").open("wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "exporter", f"--config.file={config}",
+                 f"--web.listen-address=127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=log, env=env)
+        _wait_ready(port, child)
+        yield child.pid, port
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait(10)
+        for pipe in (sim.stdin, sim.stdout):
+            if pipe is not None:
+                pipe.close()
+        sim.kill()
+        sim.wait(10)
+
+
+def _wait_ready(port: int, child: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until and child.poll() is None:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/-/ready")
+                if conn.getresponse().status == 200:
+                    return
+            finally:
+                conn.close()
+        time.sleep(0.2)
+    raise RuntimeError("the exporter did not become ready")
+
+
+def run_bench(sizes: AbuseSizes) -> dict[str, Any]:
+    """Every abuse against one exporter process, with a scraper throughout: latencies per
+    phase, and the peak threads and memory of the exporter."""
+    allow_sockets(sizes.flood + 100)
+    with tempfile.TemporaryDirectory() as workdir, exporter_process(
+            Path(workdir), sizes.targets) as (pid, port):
+        before = process_status(pid)
+        with monitoring(pid) as usage, Scraper(port) as scraper:
+            sleep(sizes.hold)
+            scraper.phase("during the flood")
+            with flood_elsewhere(port, sizes.flood):
+                sleep(sizes.hold)
+            scraper.phase("after the flood")
+            sleep(sizes.hold)
+            scraper.phase("during the slowloris")
+            cut = slowloris_elsewhere(port, sizes.slowloris, sizes.slowloris_seconds)
+            scraper.phase("after the slowloris")
+            sleep(sizes.hold)
+            scraper.phase("during the slow reads")
+            slow_readers(port, sizes.slow_readers, sizes.slow_read_seconds)
+            scraper.phase("after the slow reads")
+            sleep(sizes.hold)
+    return {"sizes": sizes, "threads_before": before[0], "rss_before_mib": before[1] / 1024,
+            "threads_peak": usage.threads, "rss_peak_mib": usage.rss_kib / 1024,
+            "slowloris_cut": cut, "phases": scraper.phases}
+
+
+@contextmanager
+def flood_elsewhere(port: int, count: int) -> Iterator[None]:
+    """``count`` half-open requests from another process (so the scraper here does not share
+    a GIL with the flood), held until the block ends, then all dropped at once."""
+    with _elsewhere("flood", port, count) as child:
+        assert child.stdout is not None
+        child.stdout.readline()  # "ready": every connection is open
+        yield
+
+
+def slowloris_elsewhere(port: int, count: int, seconds: float) -> int:
+    """``count`` slowloris clients in another process for ``seconds``; how many the server
+    closed by then."""
+    with _elsewhere("slowloris", port, count, seconds) as child:
+        assert child.stdout is not None
+        child.stdout.readline()
+        return int(child.stdout.readline())
+
+
+@contextmanager
+def _elsewhere(kind: str, *args: object) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-m", "bench.abuse", kind, *map(str, args)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        yield child
+    finally:
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()  # stdin's EOF: hang up
+        child.wait(30)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.abuse flood PORT COUNT`` or ``slowloris PORT COUNT SECONDS``."""
+    kind, port, count = argv[0], int(argv[1]), int(argv[2])
+    allow_sockets(count)
+    sockets = open_connections(port, count, first=PARTIAL_HEAD if kind == "flood" else b"")
+    print("ready", flush=True)
+    try:
+        if kind == "flood":
+            sys.stdin.read()
+        else:
+            print(trickle(sockets, float(argv[3])), flush=True)
+    finally:
+        close_all(sockets)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -11,6 +11,7 @@ listen backlog. Every wait on a client has a deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -58,20 +59,22 @@ class Limits:
 
 
 class _Conn:
-    """One connection: its socket, its task, and its transport once it has one."""
+    """One connection: its socket, its task once started, its transport once it has one."""
 
-    def __init__(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+    def __init__(self, sock: socket.socket, peer: str, accepted: float) -> None:
         self.sock = sock
-        self.task = task
-        self.started = False  # the task has run: from then on it closes the socket itself
+        self.peer = peer
+        self.accepted = accepted
+        self.task: asyncio.Task[None] | None = None  # from then on it closes the socket itself
         self.transport: asyncio.WriteTransport | None = None
 
     def evict(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-        if not self.started:
-            self.sock.close()  # a task cancelled before it ran has no finally to do it
-        self.task.cancel()
+        if self.task is None:
+            self.sock.close()
+        else:
+            self.task.cancel()
 
 
 class _Wire:
@@ -122,9 +125,9 @@ class HttpFront:
         self._tls = tls
         self._limits = limits
         self._server = server
-        self._conns: dict[asyncio.Task[None], _Conn] = {}
+        self._conns: set[_Conn] = set()
         # Those waiting on their client, longest-waiting first: the next to make room.
-        self._waiting: OrderedDict[asyncio.Task[None], _Conn] = OrderedDict()
+        self._waiting: OrderedDict[_Conn, None] = OrderedDict()
         self._told: set[str] = set()
         self._freed = asyncio.Event()
         self.loop = asyncio.new_event_loop()
@@ -153,38 +156,60 @@ class HttpFront:
             self.loop.run_forever()
         finally:
             accept.cancel()
-            for conn in list(self._conns.values()):
+            tasks = [conn.task for conn in self._conns if conn.task is not None]
+            for conn in list(self._conns):
                 conn.evict()
-            self.loop.run_until_complete(
-                asyncio.gather(accept, *self._conns, return_exceptions=True))
+            self.loop.run_until_complete(asyncio.gather(accept, *tasks, return_exceptions=True))
             self.loop.close()
 
     async def _accept_forever(self) -> None:
         self._sock.setblocking(False)
         while True:
             await self._readable()
-            await self._accept_batch()
+            # Drain a burst in one go: in a flood, connections admitted early in the batch are
+            # the ones later accepts close, before their tasks ever run; that keeps the cost
+            # per flooding connection to an accept and a close, and a scraper queued behind
+            # thousands of them is reached in a fraction of a second.
+            await self._accept_batch(4 * self._limits.max_connections + 1024)
 
-    async def _accept_batch(self, most: int = 256) -> None:
-        """Accept what is queued (up to ``most``), making room at the cap."""
-        for _ in range(most):
-            if len(self._conns) >= self._limits.max_connections and not self._make_room():
-                self._freed.clear()
-                await self._freed.wait()  # every connection is being answered: queue in backlog
-                return
-            try:
-                client, address = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as error:  # EMFILE and friends: the kernel keeps the queue meanwhile
-                self.once("accept", "accepting a connection failed (%s); retrying", error)
-                await asyncio.sleep(0.1)
-                return
-            task = self.loop.create_task(self._serve(client, _peer(address)))
-            self._conns[task] = self._waiting[task] = _Conn(client, task)
-            task.add_done_callback(self._forget)
+    async def _accept_batch(self, most: int) -> None:
+        """Accept what is queued (up to ``most``), making room at the cap; then start the
+        connections still admitted (a flood's are closed before costing a task)."""
+        admitted: list[_Conn] = []
+        failed = False
+        try:
+            for _ in range(most):
+                full = len(self._conns) >= self._limits.max_connections
+                if full and not self._waiting:
+                    self._freed.clear()
+                    return  # every connection is being answered: leave the rest queued
+                try:
+                    client, address = self._sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except ConnectionAbortedError:
+                    continue
+                except OSError as error:  # EMFILE and friends: the kernel keeps the queue
+                    self.once("accept", "accepting a connection failed (%s); retrying", error)
+                    failed = True
+                    return
+                client.setblocking(False)
+                if full:
+                    self._make_room()  # only now: there really is a new connection to admit
+                conn = _Conn(client, _peer(address), self.loop.time())
+                self._conns.add(conn)
+                if not _request_arrived(client):
+                    self._waiting[conn] = None
+                admitted.append(conn)
+        finally:
+            for conn in admitted:
+                if conn in self._conns:
+                    conn.task = self.loop.create_task(self._serve(conn))
+                    conn.task.add_done_callback(functools.partial(self._forget, conn))
+        if failed:
+            await asyncio.sleep(0.1)
+        elif len(self._conns) >= self._limits.max_connections and not self._waiting:
+            await self._freed.wait()
 
     async def _readable(self) -> None:
         ready: asyncio.Future[None] = self.loop.create_future()
@@ -195,43 +220,40 @@ class HttpFront:
         finally:
             self.loop.remove_reader(fd)
 
-    def _make_room(self) -> bool:
-        """Close the connection that has waited longest on its client; False if none waits."""
-        if not self._waiting:
-            return False
-        task, victim = self._waiting.popitem(last=False)
-        del self._conns[task]
-        victim.evict()
-        return True
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest on its client; but not one whose
+        request has arrived meanwhile (it is about to be answered)."""
+        while self._waiting:
+            victim, _ = self._waiting.popitem(last=False)
+            if victim.transport is None and _request_arrived(victim.sock):
+                continue
+            self._conns.discard(victim)
+            victim.evict()
+            return
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._conns.pop(task, None)
-        self._waiting.pop(task, None)
+    def _forget(self, conn: _Conn, _task: object = None) -> None:
+        self._conns.discard(conn)
+        self._waiting.pop(conn, None)
         self._freed.set()
 
-    def _waits(self, conn: _Conn | None, waiting: bool) -> None:
+    def _waits(self, conn: _Conn, waiting: bool) -> None:
         """Mark ``conn`` as waiting on its client (evictable) or being answered (not)."""
-        if conn is None or conn.task not in self._conns:
+        if conn not in self._conns:
             return
         if waiting:
-            self._waiting[conn.task] = conn
-            self._waiting.move_to_end(conn.task)
+            self._waiting[conn] = None
+            self._waiting.move_to_end(conn)
         else:
-            self._waiting.pop(conn.task, None)
+            self._waiting.pop(conn, None)
 
-    async def _serve(self, client: socket.socket, peer: str) -> None:
-        task = asyncio.current_task()
-        conn = self._conns.get(task) if task is not None else None
-        if conn is not None:
-            conn.started = True
-        deadline = self.loop.time() + self._limits.header_timeout
+    async def _serve(self, conn: _Conn) -> None:
+        deadline = conn.accepted + self._limits.header_timeout
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout_at(deadline):
-                reader, writer = await self._open(client)
-            if conn is not None:
-                conn.transport = writer.transport
-            await self._exchange(_Wire(reader), writer, conn, peer, deadline)
+                reader, writer = await self._open(conn.sock)
+            conn.transport = writer.transport
+            await self._exchange(_Wire(reader), writer, conn, deadline)
             writer.close()  # flushes what is queued (and TLS close_notify), then closes
             async with asyncio.timeout(self._limits.write_timeout):
                 await writer.wait_closed()
@@ -240,7 +262,7 @@ class HttpFront:
         finally:
             if writer is not None:
                 writer.transport.abort()
-            client.close()
+            conn.sock.close()
 
     async def _open(self, client: socket.socket
                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -253,13 +275,12 @@ class HttpFront:
             ssl_handshake_timeout=self._limits.header_timeout if context else None)
         return reader, asyncio.StreamWriter(transport, protocol, reader, self.loop)
 
-    async def _exchange(self, wire: _Wire, writer: asyncio.StreamWriter, conn: _Conn | None,
-                        peer: str, deadline: float) -> None:
+    async def _exchange(self, wire: _Wire, writer: asyncio.StreamWriter, conn: _Conn,
+                        deadline: float) -> None:
         """Requests one after another until either side closes."""
-        while True:
-            self._waits(conn, True)
+        while True:  # waiting on the client from here until its request is complete
             try:
-                request = await self._read(wire, peer, deadline)
+                request = await self._read(wire, conn.peer, deadline)
             except RequestError as bad:
                 answer = Response(bad.status, f"{bad.reason}\n".encode(), close=True)
                 await self._write(writer, answer, head_only=False, close=True)
@@ -272,6 +293,7 @@ class HttpFront:
             await self._write(writer, response, request.method == "HEAD", close)
             if close:
                 return
+            self._waits(conn, True)
             async with asyncio.timeout(self._limits.idle_timeout):
                 if not wire.buffer and not await wire.more():
                     return
@@ -320,6 +342,19 @@ class HttpFront:
             return
         self.once(f"loop:{type(error).__name__}", "HTTP front: %s (%r)",
                   context.get("message"), error)
+
+
+def _request_arrived(sock: socket.socket) -> bool:
+    """Whether a whole request head already waits in the kernel (a peek, nothing consumed).
+
+    Such a connection is never closed to make room: in a flood, the scraper queued behind
+    thousands of half-open requests is told from them by this alone. (Under TLS the bytes are
+    a handshake, so this is False; a TLS connection gets its chance in arrival order.)
+    """
+    try:
+        return head_end(sock.recv(4096, socket.MSG_PEEK)) >= 0
+    except OSError:  # BlockingIOError: nothing yet
+        return False
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -77,9 +77,8 @@ def test_a_flood_of_3000_half_open_requests_dropped_at_once(target: Target) -> N
     with abuse.monitoring(target.pid) as usage, abuse.Scraper(target.child.port) as scraper:
         abuse.sleep(1.0)
         scraper.phase("during the flood")
-        flood = abuse.open_connections(target.child.port, 3000)
-        abuse.sleep(3.0)
-        abuse.close_all(flood)
+        with abuse.flood_elsewhere(target.child.port, 3000):
+            abuse.sleep(3.0)
         scraper.phase("after the flood")
         abuse.sleep(3.0)
     check(target, scraper, usage, before)
@@ -89,11 +88,7 @@ def test_a_slowloris_of_500_clients_sending_a_header_byte_a_second(target: Targe
     before = lines(target)
     with abuse.monitoring(target.pid) as usage, abuse.Scraper(target.child.port) as scraper:
         scraper.phase("during the slowloris")
-        clients = abuse.open_connections(target.child.port, 500, first=b"")
-        try:
-            closed = abuse.trickle(clients, seconds=12.0)  # past the 10 s header deadline
-        finally:
-            abuse.close_all(clients)
+        closed = abuse.slowloris_elsewhere(target.child.port, 500, seconds=12.0)  # > 10 s deadline
         scraper.phase("after the slowloris")
         abuse.sleep(2.0)
     check(target, scraper, usage, before)

@@ -38,6 +38,8 @@ def read_all(sock: socket.socket, wait: float) -> bytes:
             got += chunk
     except TimeoutError:
         got += b"<still open>"
+    except ConnectionResetError:
+        pass  # closed too, just less politely
     return got
 
 
@@ -162,3 +164,24 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(front: tuple[int, 
 def test_parse_head_refuses_malformed_heads(head: bytes) -> None:
     with pytest.raises(RequestError):
         parse_head(head)
+
+
+def test_at_the_cap_an_idle_kept_alive_connection_makes_room(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5)
+            for _ in range(QUICK.max_connections)]
+    try:
+        for sock in idle:
+            sock.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"Healthy.\n"):
+                answer += sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")  # and kept alive
+        began = time.monotonic()
+        answer = exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n")
+        assert answer.endswith(b"Healthy.\n")
+        assert time.monotonic() - began < 0.5  # not after the 1 s idle deadline
+        assert read_all(idle[0], 0.5) == b""  # the longest idle one was closed
+    finally:
+        for sock in idle:
+            sock.close()

@@ -194,8 +194,9 @@ class HttpFront:
                     failed = True
                     return
                 client.setblocking(False)
-                if full:
-                    self._make_room()  # only now: there really is a new connection to admit
+                if full and not self._make_room():  # only now: a new connection is really there
+                    client.close()  # every other has its request in: over the cap, refused
+                    continue
                 conn = _Conn(client, _peer(address), self.loop.time())
                 self._conns.add(conn)
                 if not _request_arrived(client):
@@ -220,16 +221,17 @@ class HttpFront:
         finally:
             self.loop.remove_reader(fd)
 
-    def _make_room(self) -> None:
-        """Close the connection that has waited longest on its client; but not one whose
-        request has arrived meanwhile (it is about to be answered)."""
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest on its client, but not one whose
+        request has arrived meanwhile (it is about to be answered); False if none is left."""
         while self._waiting:
             victim, _ = self._waiting.popitem(last=False)
             if victim.transport is None and _request_arrived(victim.sock):
                 continue
             self._conns.discard(victim)
             victim.evict()
-            return
+            return True
+        return False
 
     def _forget(self, conn: _Conn, _task: object = None) -> None:
         self._conns.discard(conn)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -185,3 +187,36 @@ def test_at_the_cap_an_idle_kept_alive_connection_makes_room(front: tuple[int, R
     finally:
         for sock in idle:
             sock.close()
+
+
+@dataclass
+class HeldReloads(Reloads):
+    """A reload hook that does not return until released (a reload waits for a poll cycle)."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self) -> str | None:
+        self.release.wait(10)
+        return super().__call__()
+
+
+def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() -> None:
+    reloads = HeldReloads()
+    with serving(reloads, limits=QUICK) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        busy = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                for _ in range(QUICK.max_connections)]
+        try:
+            for sock in busy:
+                sock.sendall(b"POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+                late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+                assert read_all(late, 0.5) == b"<still open>"  # queued, neither served nor cut
+                reloads.release.set()
+                assert read_all(late, 3).endswith(b"Healthy.\n")
+        finally:
+            reloads.release.set()
+            for sock in busy:
+                sock.close()
+    assert len(reloads.calls) == QUICK.max_connections

@@ -307,6 +307,7 @@ def run_bench(sizes: AbuseSizes) -> dict[str, Any]:
     """Every abuse against one exporter process, with a scraper throughout: latencies per
     phase, and the peak threads and memory of the exporter."""
     allow_sockets(sizes.flood + 100)
+    load = os.getloadavg()[0]  # the cores may be shared: say how busy they were
     with tempfile.TemporaryDirectory() as workdir, exporter_process(
             Path(workdir), sizes.targets) as (pid, port):
         before = process_status(pid)
@@ -325,7 +326,8 @@ def run_bench(sizes: AbuseSizes) -> dict[str, Any]:
             slow_readers(port, sizes.slow_readers, sizes.slow_read_seconds)
             scraper.phase("after the slow reads")
             sleep(sizes.hold)
-    return {"sizes": sizes, "threads_before": before[0], "rss_before_mib": before[1] / 1024,
+    return {"sizes": sizes, "load": load, "threads_before": before[0],
+            "rss_before_mib": before[1] / 1024,
             "threads_peak": usage.threads, "rss_peak_mib": usage.rss_kib / 1024,
             "slowloris_cut": cut, "phases": scraper.phases}
 

@@ -9,6 +9,7 @@ request can take the threads another kind needs: bcrypt checks (AUTH_THREADS), r
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import html
 import ipaddress
@@ -34,8 +35,13 @@ AUTH_THREADS = 2
 RELOAD_THREADS = 1
 HTTP_THREADS = 1 + HANDLER_THREADS + AUTH_THREADS + RELOAD_THREADS  # with the event loop's
 PROBES = ("/-/healthy", "/-/ready")  # from loopback they need no password (the image's probe)
-_PLAIN = WebConfig()
 T = TypeVar("T")
+
+
+@functools.cache
+def _plain() -> WebConfig:
+    """No TLS, no auth (made on first use, not at import)."""
+    return WebConfig()
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class Endpoints:
     registry: CollectorRegistry
     ready: threading.Event
     reload: ReloadHook
-    web: Callable[[], WebConfig] = field(default=lambda: _PLAIN)  # read per connection/request
+    web: Callable[[], WebConfig] = field(default=_plain)  # read per connection/request
 
 
 class MetricsServer:

@@ -99,3 +99,22 @@ def test_probes_fail_when_nothing_answers() -> None:
         done = run_probe(command, 1)
         assert done.returncode == 1
         assert done.stderr.startswith("unhealthy: ")
+
+
+def test_with_client_certificates_required_the_probe_presents_one(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": {
+        "cert_file": str(pki.server_cert), "key_file": str(pki.server_key),
+        "client_ca_file": str(pki.ca), "client_auth_type": "RequireAndVerifyClientCert"}}))
+    probe = dockerfile_healthcheck()
+    with fleet.simulator() as sim, fleet.exporter(
+            tmp_path, fleet.fleet_config(sim.url, ["k-mtls"]), f"--web.config.file={web}",
+            ready=False) as child:
+        with_cert = [*probe, f"--tls.client-cert={pki.client_cert}",
+                     f"--tls.client-key={pki.client_key}"]
+        wait_for(lambda: run_probe(with_cert, child.port).returncode == 0, 20,
+                 lambda: f"the probe with a client certificate: {child.log()[-2000:]}")
+        without = run_probe(probe, child.port)
+        assert without.returncode == 1
+        assert without.stderr.startswith("unhealthy: ")

@@ -62,7 +62,11 @@ class MetricsServer:
                  limits: Limits | None = None) -> None:
         """Bind (raising OSError when the address is taken); :meth:`start` serves."""
         limits = limits or Limits()
-        sock = socket.create_server((host, port), family=_family(host), backlog=limits.backlog)
+        # "[::]" serves IPv4 too, as it did with http.server (create_server alone makes it
+        # IPv6-only).
+        dual = host == "::" and socket.has_dualstack_ipv6()
+        sock = socket.create_server((host, port), family=_family(host), backlog=limits.backlog,
+                                    dualstack_ipv6=dual)
         self._endpoints = endpoints
         self._pools = {name: ThreadPoolExecutor(size, thread_name_prefix=f"http-{name}")
                        for name, size in (("handler", HANDLER_THREADS), ("auth", AUTH_THREADS),

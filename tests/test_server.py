@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -178,3 +179,17 @@ def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
         assert time.monotonic() - began < 0.3
         for thread in wrong:
             thread.join()
+
+
+def test_listening_on_every_ipv6_address_serves_ipv4_too() -> None:
+    if not socket.has_dualstack_ipv6():
+        pytest.skip("no dual-stack IPv6 here")
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=Reloads())
+    server = MetricsServer("::", 0, endpoints)
+    server.start()
+    try:
+        for host in ("127.0.0.1", "[::1]"):
+            assert requests.get(f"http://{host}:{server.port}/-/healthy", timeout=5).ok
+    finally:
+        server.close()

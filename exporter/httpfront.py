@@ -324,11 +324,13 @@ class HttpFront:
     async def _write(self, writer: asyncio.StreamWriter, response: Response, head_only: bool,
                      close: bool) -> None:
         writer.write(response_head(response, close, self._server))
-        body = memoryview(b"" if head_only else response.body)
+        parts = () if head_only else (response.body, response.tail)
         async with asyncio.timeout(self._limits.write_timeout):
-            for start in range(0, len(body), _CHUNK):
-                writer.write(body[start:start + _CHUNK])
-                await writer.drain()  # waits while more than the high-water mark is queued
+            for part in parts:
+                view = memoryview(part)  # its slices share the bytes, never copy them
+                for start in range(0, len(view), _CHUNK):
+                    writer.write(view[start:start + _CHUNK])
+                    await writer.drain()  # waits while more than the high-water mark is queued
             await writer.drain()
 
     def once(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:

@@ -60,13 +60,21 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """What a route answers; ``body`` is sent as is (it may be shared, it is never copied)."""
+    """What a route answers. ``body`` and then ``tail`` are sent as they are: ``body`` may be
+    the shared cached exposition, and joining the two would copy it for every client (a slow
+    reader would hold that copy until the write deadline)."""
 
     status: HTTPStatus
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = field(default=())
     close: bool = False  # end the connection after this answer
+    tail: bytes = b""
+
+    @property
+    def length(self) -> int:
+        """Content-Length: body and tail."""
+        return len(self.body) + len(self.tail)
 
 
 def not_http(buffer: bytes | bytearray) -> bool:
@@ -138,7 +146,7 @@ def response_head(response: Response, close: bool, server: str) -> bytes:
     lines = [f"HTTP/1.1 {response.status.value} {response.status.phrase}",
              f"Server: {server}",
              f"Content-Type: {response.content_type}",
-             f"Content-Length: {len(response.body)}"]
+             f"Content-Length: {response.length}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
     if close:
         lines.append("Connection: close")

@@ -130,9 +130,9 @@ class MetricsServer:
         own = generate_latest(self._endpoints.registry)
         # A gzip stream may hold several members; the cached member is made once per cycle.
         tail = gzip.compress(own, 1, mtime=0) if gzipped else own
-        body = self._endpoints.cache.body(gzipped) + tail
         extra = (("Content-Encoding", "gzip"),) if gzipped else ()
-        return Response(HTTPStatus.OK, body, CONTENT_TYPE, extra)
+        return Response(HTTPStatus.OK, self._endpoints.cache.body(gzipped), CONTENT_TYPE, extra,
+                        tail=tail)
 
     def _ready(self) -> Response:
         if self._endpoints.ready.is_set():

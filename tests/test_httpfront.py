@@ -220,3 +220,31 @@ def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() 
             for sock in busy:
                 sock.close()
     assert len(reloads.calls) == QUICK.max_connections
+
+
+def resident_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        line = next(line for line in f if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_slow_readers_of_a_big_answer_share_it_not_copy_it() -> None:
+    """Twenty clients that never read a 20 MB /metrics must not cost twenty copies of it."""
+    body = b"x" * 20_000_000
+    with serving(Reloads(), limits=Limits(write_timeout=5.0), body=body) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        before = resident_mib()
+        readers = []
+        try:
+            for _ in range(20):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+                readers.append(sock)
+            time.sleep(1.0)  # every answer is being written, none is read
+            grown = resident_mib() - before
+        finally:
+            for sock in readers:
+                sock.close()
+    assert grown < 100, f"resident memory grew by {grown:.0f} MiB (a copy each: 400 MiB)"

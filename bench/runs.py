@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import procs, scrape
+from bench import abuse, procs, scrape
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,14 @@ class Sizes:
     rate_limit: float = 50.0
     rate_seconds: float = 8.0
     rate_repeat: int = 3
+    abuse: abuse.AbuseSizes = field(default_factory=abuse.AbuseSizes)
 
 
 QUICK = Sizes(compare=(20,), curve=(10, 30), single_cycle_from=30, repeat=2, cycle_targets=10,
               cycle_latency=0.01, cycle_repeat=1, concurrency=4, rate_targets=10,
-              rate_limit=20.0, rate_seconds=1.0, rate_repeat=1)
+              rate_limit=20.0, rate_seconds=1.0, rate_repeat=1,
+              abuse=abuse.AbuseSizes(targets=5, flood=200, slowloris=20, slowloris_seconds=1.0,
+                                     slow_readers=2, slow_read_seconds=1.0, hold=0.5))
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Results:
     rates: list[float] = field(default_factory=list)
     curve: dict[int, dict[str, Any]] = field(default_factory=dict)
     one_worker: dict[str, Any] = field(default_factory=dict)  # CPU of the work, no hand-offs
+    abuse: dict[str, Any] = field(default_factory=dict)  # the HTTP front under abuse
 
 
 def run_all(sizes: Sizes, log: Any = print) -> Results:
@@ -67,6 +71,10 @@ def run_all(sizes: Sizes, log: Any = print) -> Results:
         log(f"scaling: {count} targets, {cycles} cycle(s), no added latency")
         results.curve[count] = procs.run(count, 0.0, concurrency=sizes.concurrency, rate=0.0,
                                          cycles=cycles)
+    a = sizes.abuse
+    log(f"HTTP abuse: flood of {a.flood}, slowloris of {a.slowloris}, {a.slow_readers} slow "
+        f"readers, against {a.targets} targets")
+    results.abuse = abuse.run_bench(a)
     return results
 
 

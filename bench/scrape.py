@@ -75,16 +75,13 @@ def run(count: int, repeat: int, compare: bool = True) -> ScrapeResult:
     endpoints = Endpoints(cache=cache, registry=registry, ready=threading.Event(),
                           reload=lambda: None)
     server = MetricsServer("127.0.0.1", 0, endpoints)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server.start()
     try:
         _get(server.port, False)  # warm up: first connection, page cache
         plain = median_time(lambda: _get(server.port, False), repeat)
         gzipped = median_time(lambda: _get(server.port, True), repeat)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.close()
     client = samples.client_registry(snap)
     reference = median_time(lambda: generate_latest(client), repeat) if compare else float("nan")
     return ScrapeResult(count, len(cache.body(False)), len(cache.body(True)), publish, plain,

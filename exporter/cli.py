@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -18,17 +19,14 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from exporter import __version__
 from exporter.clock import SystemClock
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateConfig, load_config
+from exporter.httpfront import Limits
+from exporter.listen import parse_listen_address
 from exporter.logs import FORMATS, LEVELS, configure
-from exporter.server import Endpoints, MetricsServer, parse_listen_address
+from exporter.server import Endpoints, MetricsServer
 from exporter.service import Service
 from exporter.sharding import Shard, parse_shard
-from exporter.webconfig import (
-    WebConfig,
-    check_request,
-    check_web_config,
-    load_web_config,
-    wrap_server,
-)
+from exporter.webconfig import check_web_config
+from exporter.webstate import WebState, loading_both
 
 log = logging.getLogger("exporter.cli")
 
@@ -53,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
                    metavar="HOST:PORT", help="where /metrics is served (default: %(default)s)")
     p.add_argument("--web.config.file", dest="web_config", default=None, metavar="PATH",
                    help="exporter-toolkit web config: TLS and basic auth")
+    p.add_argument("--web.max-connections", dest="max_connections", type=_positive,
+                   default=Limits().max_connections, metavar="N",
+                   help="most simultaneous HTTP connections; at the cap the one waiting longest "
+                        "on its client is closed, or new ones wait (default: %(default)s)")
     p.add_argument("--state.path", dest="state_path", default=None, metavar="PATH",
                    help="state file; overrides state.path in the config")
     p.add_argument("--shard", type=_shard, default=Shard(0, 1), metavar="I/N",
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
     p.add_argument("--version", action="version", version=f"uminfer-exporter {__version__}")
     return p
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _shard(text: str) -> Shard:
@@ -147,7 +155,7 @@ def _print_problems(error: ConfigError) -> None:
 def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config]) -> int:
     """Start the server and the poll loop; block until SIGTERM/SIGINT."""
     try:
-        web: WebConfig | None = load_web_config(args.web_config) if args.web_config else None
+        web = WebState(args.web_config)
         host, port = parse_listen_address(args.listen)
     except (ConfigError, ValueError) as error:
         _print_problems(error if isinstance(error, ConfigError) else ConfigError([str(error)]))
@@ -157,23 +165,20 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
         log.info("shard %d/%d: polling %d of %d configured targets", shard.index, shard.count,
                  len(shard.select(config.targets)), len(config.targets))
     registry = CollectorRegistry()
-    service = Service(shard.apply(config), SystemClock(), registry,
-                      lambda: shard.apply(reload()), shard=shard)
-    endpoints = Endpoints(
-        cache=service.cache, registry=registry, ready=service.ready, reload=service.reload,
-        authorize=(lambda h: check_request(h, web)) if web else (lambda _h: True),
-        headers=web.headers if web else (), healthy=service.healthy)
+    load = loading_both(reload, web)
+    service = Service(shard.apply(config), SystemClock(), registry, lambda: shard.apply(load()),
+                      shard=shard, on_reload=web.commit)
+    endpoints = Endpoints(cache=service.cache, registry=registry, ready=service.ready,
+                          reload=service.reload, web=web, healthy=service.healthy)
+    limits = Limits(max_connections=args.max_connections)
+    _raise_file_limit(limits.max_connections)
     try:
-        server = MetricsServer(host, port, endpoints)
+        server = MetricsServer(host, port, endpoints, limits)
     except OSError as error:
         print(f"uminfer-exporter: cannot listen on {args.listen}: {error.strerror}",
               file=sys.stderr)
         return Exit.STARTUP
-    if web is not None:
-        wrap_server(server, web)
-    # A short poll interval: shutdown() waits for the loop to notice, and SIGTERM must be quick.
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http",
-                     daemon=True).start()
+    server.start()
     log.info("listening on %s:%d (version %s)", host, server.port, __version__)
     _install_signals(service)
     poller = threading.Thread(target=service.run, name="poll-loop", daemon=True)
@@ -181,14 +186,25 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     while not service.stopping.wait(0.5):
         pass
     saved = service.stop()
-    server.shutdown()
-    server.server_close()
+    server.close()
     path = service.config.state.path
     if path and saved:
         log.info("stopped; state written to %s", path)
     else:
         log.info("stopped")
     return Exit.OK
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets besides its own files, as Go does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256  # state, config, API connections, the listener, headroom
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < wanted:
+            log.warning("open files limited to %d (ulimit -n); --web.max-connections=%d "
+                        "needs about %d", raised, connections, wanted)
 
 
 def _install_signals(service: Service) -> None:

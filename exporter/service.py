@@ -46,10 +46,12 @@ class Service:
     def __init__(self, config: Config, clock: Clock, registry: CollectorRegistry,
                  load_config: ConfigLoader, *, rng: random.Random | None = None,
                  shard: Shard | None = None,
-                 connect: Callable[[ApiConfig], ApiStack] | None = None) -> None:
+                 connect: Callable[[ApiConfig], ApiStack] | None = None,
+                 on_reload: Callable[[], None] = lambda: None) -> None:
         """``config`` and ``load_config`` give static targets already cut to ``shard``; the
         shard is kept to cut discovered targets too. ``connect`` builds what talking to the
-        API takes (the real client by default; tests hand in a fake API)."""
+        API takes (the real client by default; tests hand in a fake API). ``on_reload`` runs
+        once a reloaded config is in force (the web config is swapped there)."""
         self.clock = clock
         self._shard = shard or Shard(0, 1)
         self.metrics = SelfMetrics(registry)
@@ -60,6 +62,7 @@ class Service:
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
         self._load_config = load_config
+        self._on_reload = on_reload
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
         self._cycle_lock = threading.Lock()  # a config swap never lands inside a cycle
         self._reload_lock = threading.Lock()  # SIGHUP and POST /-/reload may come together
@@ -169,6 +172,7 @@ class Service:
                                            "the config (traceback at debug level)")
             with self._cycle_lock:
                 self._apply(config)
+                self._on_reload()
                 if self.save_state():
                     self.cache.publish(self._priced(self._poller.snapshot()))
             self.metrics.reload_success.set(1)

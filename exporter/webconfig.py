@@ -5,7 +5,8 @@ cipher_suites (TLS 1.2 and below; TLS 1.3 suites are fixed, as in Go), prefer_se
 http_server_config.headers, basic_auth_users. Checked but not honoured: curve_preferences
 (OpenSSL's default groups apply), http2 (this server speaks HTTP/1.1). Refused with a reason:
 RequireAnyClientCert, client_allowed_sans, rate_limit. Relative paths are taken from the file's
-directory. Unlike the toolkit, certificates are read once per load, not per connection.
+directory. Unlike the toolkit, certificates are read at start and on each reload (SIGHUP,
+POST /-/reload), not per connection. A bcrypt cost above 14 is refused.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from pathlib import Path
 import bcrypt
 import yaml
 
+from exporter.clock import Clock, SystemClock
 from exporter.config import ConfigError
 from exporter.webreader import Problems
-from exporter.websecurity import REALM, BasicAuth, Checker, check_request, wrap_server
+from exporter.websecurity import MAX_BCRYPT_COST, REALM, BasicAuth, Checker
 from exporter.webtls import parse_tls
 from exporter.yamlstrict import load_file
 
 # The runtime half lives in websecurity; these names stay importable from here for callers.
-__all__ = ["REALM", "Checker", "WebConfig", "check_request", "check_web_config",
-           "load_web_config", "wrap_server"]
+__all__ = ["REALM", "Checker", "WebConfig", "check_web_config", "load_web_config"]
 
 _HEADERS: dict[str, tuple[str, ...]] = {  # the toolkit's fixed set; () means any value
     "Strict-Transport-Security": (), "X-Content-Type-Options": ("nosniff",),
@@ -46,10 +47,12 @@ class WebConfig:
     users: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (name, bcrypt hash)
     tls: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     checker: Checker = field(default=bcrypt.checkpw, repr=False, compare=False)
+    clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
     _auth: BasicAuth = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_auth", BasicAuth(self.users, self.checker))
+        auth = BasicAuth(self.users, self.checker, self.clock.monotonic)
+        object.__setattr__(self, "_auth", auth)
 
     @property
     def auth_required(self) -> bool:
@@ -61,8 +64,15 @@ class WebConfig:
         return self.tls
 
     def authenticate(self, authorization_header: str | None) -> bool:
-        """Whether an ``Authorization`` header holds a configured user's right password."""
+        """Whether an ``Authorization`` header holds a configured user's right password.
+
+        Slow (bcrypt) unless the same credentials passed lately: call it off the event loop.
+        """
         return self._auth.check(authorization_header)
+
+    def recently_authenticated(self, authorization_header: str | None) -> bool:
+        """Whether the same credentials passed :meth:`authenticate` lately (fast)."""
+        return self._auth.recent(authorization_header)
 
 
 def load_web_config(path: str) -> WebConfig:
@@ -125,9 +135,14 @@ def _users(problems: Problems, raw: object) -> tuple[tuple[str, str], ...]:
         path = f"basic_auth_users.{name}"
         if not isinstance(name, str) or not name or ":" in name:
             problems.fail(path, "a user name must be a non-empty string without ':'")
-        elif not isinstance(stored, str) or not _BCRYPT.fullmatch(stored):
+        elif not isinstance(stored, str) or not (match := _BCRYPT.fullmatch(stored)):
             # Never echo the value: it is a password hash, or worse, a plain password.
             problems.fail(path, f"not a bcrypt hash; make one with: {_HTPASSWD}")
+        elif int(match.group(1)) > MAX_BCRYPT_COST:
+            # Every request with a wrong password or an unknown user pays this cost too.
+            problems.fail(path, f"bcrypt cost {match.group(1)} is above {MAX_BCRYPT_COST}, which "
+                                f"would let wrong passwords tie up the CPU; rehash with: "
+                                f"{_HTPASSWD}")
         else:
             users.append((name, stored))
     return tuple(users)

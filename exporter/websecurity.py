@@ -1,8 +1,10 @@
 """The TLS and basic-auth machinery a validated web config runs with, per server and per request.
 
-Builds the server's SSL context, wraps the listening socket, and checks ``Authorization``
-headers against bcrypt hashes (with a dummy hash for unknown users and a small success cache).
-Reading and validating ``web-config.yml`` itself is :mod:`exporter.webconfig`'s job.
+Builds the server's SSL context without writing key material anywhere (files are handed to
+OpenSSL by path; inline PEM goes through an anonymous in-memory file), and checks
+``Authorization`` headers against bcrypt hashes, with a dummy hash for unknown users and a
+short-lived cache of successes. Reading and validating ``web-config.yml`` is
+:mod:`exporter.webconfig`'s job.
 """
 
 from __future__ import annotations
@@ -16,52 +18,20 @@ import tempfile
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # only for annotations: webconfig imports this module at run time
-    from exporter.webconfig import WebConfig
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 REALM = "uminfer-exporter"
 Checker = Callable[[bytes, bytes], bool]  # (password, bcrypt hash) -> match, like bcrypt.checkpw
+Pem = Path | bytes  # a PEM file's path, or inline PEM text
 
 TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
                 "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+MAX_BCRYPT_COST = 14  # one check takes about a second on one core; 10 to 12 is plenty
 _BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores the rest and the library refuses longer ones
 _CACHE_SIZE = 100
-
-
-def wrap_server(server: HTTPServer, web: WebConfig) -> None:
-    """Serve TLS on ``server``'s listening socket when ``web`` configures it."""
-    context = web.ssl_context()
-    if context is None:
-        return
-    # With the default do_handshake_on_connect=True, accept() would run the handshake inside
-    # the accept loop: one silent or plain-HTTP client would stall every other connection.
-    # Deferred, OpenSSL runs the handshake on the connection's first read, in its request
-    # thread, and a failed handshake ends only that connection.
-    server.socket = context.wrap_socket(server.socket, server_side=True,
-                                        do_handshake_on_connect=False)
-
-
-def check_request(handler: BaseHTTPRequestHandler, web: WebConfig) -> bool:
-    """True when the request may proceed; otherwise answer 401 and return False."""
-    if not web.auth_required or web.authenticate(handler.headers.get("Authorization")):
-        return True
-    body = b"Unauthorized\n"
-    handler.send_response(HTTPStatus.UNAUTHORIZED)
-    handler.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
-    for name, value in web.headers:
-        handler.send_header(name, value)
-    handler.send_header("Content-Type", "text/plain; charset=utf-8")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Connection", "close")  # an unread request body must not become a request
-    handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(body)
-    return False
+CACHE_SECONDS = 300.0  # a success is remembered this long (Prometheus scrapes far more often)
 
 
 def tls_context(versions: tuple[str, str], ciphers: list[str], prefer: bool) -> ssl.SSLContext:
@@ -80,33 +50,52 @@ def tls_context(versions: tuple[str, str], ciphers: list[str], prefer: bool) -> 
     return context
 
 
-def load_identity(context: ssl.SSLContext, cert: bytes | None, key: bytes | None,
-                  client_ca: bytes | None) -> tuple[str | None, str | None]:
+def load_identity(context: ssl.SSLContext, cert: Pem | None, key: Pem | None,
+                  client_ca: Pem | None) -> tuple[str | None, str | None]:
     """Load the server's PEM cert and key, and the client CA, into ``context``.
 
     Returns (problem with the cert/key pair, problem with the CA), None where loading worked.
+    Nothing is written to disk: a read-only root filesystem is enough.
     """
     pair_problem = ca_problem = None
-    with tempfile.TemporaryDirectory() as private:  # created 0700; the key lives there briefly
-        cert_file, key_file = _as_file(private, "cert", cert), _as_file(private, "key", key)
+    with _openssl_path(cert or b"") as cert_path, _openssl_path(key or b"") as key_path:
         try:
-            context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+            context.load_cert_chain(cert_path, key_path, password=_no_passphrase)
         except (ssl.SSLError, ValueError) as exc:
             pair_problem = f"cert and key are not a matching, unencrypted PEM pair ({exc})"
     if client_ca is not None:
         try:
-            context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
+            if isinstance(client_ca, Path):
+                context.load_verify_locations(cafile=str(client_ca))
+            else:
+                context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
         except ssl.SSLError as exc:
             ca_problem = f"no usable PEM certificate ({exc})"
     return pair_problem, ca_problem
 
 
-def _as_file(directory: str, name: str, data: bytes | None) -> str:
-    # load_cert_chain reads only files, so inline PEM goes through a private temporary one.
-    path = os.path.join(directory, name)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(data or b"")
-    return path
+@contextmanager
+def _openssl_path(pem: Pem) -> Iterator[str]:
+    """A path OpenSSL can read ``pem`` from: the file itself, or an in-memory file."""
+    if isinstance(pem, Path):
+        yield str(pem)
+        return
+    memfd = getattr(os, "memfd_create", None)
+    if memfd is not None and os.path.isdir("/proc/self/fd"):
+        fd = memfd("uminfer-pem", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            with os.fdopen(os.dup(fd), "wb") as f:
+                f.write(pem)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    # Elsewhere (not Linux): a private temporary directory, created 0700, removed at once.
+    with tempfile.TemporaryDirectory() as private:
+        path = os.path.join(private, "pem")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(pem)
+        yield path
 
 
 def _no_passphrase() -> str:
@@ -115,36 +104,62 @@ def _no_passphrase() -> str:
 
 
 class BasicAuth:
-    """Basic auth against bcrypt hashes; recent successes are remembered (bcrypt is slow)."""
+    """Basic auth against bcrypt hashes; successes are remembered for CACHE_SECONDS.
 
-    def __init__(self, users: tuple[tuple[str, str], ...], checker: Checker) -> None:
+    Checks are not serialised: the HTTP front runs them on its own small pool of threads
+    (bcrypt releases the GIL), so a flood of wrong passwords costs at most that many cores
+    and never a thread that answers scrapes. The cache holds keyed digests of
+    (user, password), never the password: useless to anyone who reads the process's memory.
+    """
+
+    def __init__(self, users: tuple[tuple[str, str], ...], checker: Checker,
+                 monotonic: Callable[[], float]) -> None:
         self._users = {name.encode(): stored.encode() for name, stored in users}
         self._checker = checker
+        self._monotonic = monotonic
         costs = [int(stored[4:6]) for _, stored in users]
         self._dummy = b"$2b$%02d$" % max(costs, default=10) + b"." * 53
-        self._key = os.urandom(32)  # the cache holds keyed digests, useless to a memory reader
-        self._ok: OrderedDict[bytes, None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()  # bad-password floods use one core, not all
+        self._key = os.urandom(32)
+        self._ok: OrderedDict[bytes, float] = OrderedDict()  # digest -> when it expires
+        self._lock = threading.Lock()  # guards the cache only, never a bcrypt run
+
+    def recent(self, header: str | None) -> bool:
+        """Whether ``header`` passed :meth:`check` lately (fast: no bcrypt)."""
+        digest = self._digest(header)
+        if digest is None:
+            return False
+        with self._lock:
+            expires = self._ok.get(digest)
+            if expires is None:
+                return False
+            if expires <= self._monotonic():
+                del self._ok[digest]
+                return False
+            self._ok.move_to_end(digest)
+            return True
 
     def check(self, header: str | None) -> bool:
-        """Whether ``header`` holds a configured user's right password."""
-        credentials = _parse_basic(header)
-        if credentials is None:
+        """Whether ``header`` holds a configured user's right password (slow: bcrypt)."""
+        credentials, digest = _parse_basic(header), self._digest(header)
+        if credentials is None or digest is None:
             return False
-        user, password = credentials
-        digest = hmac.digest(self._key, len(user).to_bytes(4, "big") + user + password, "sha256")
-        with self._lock:
-            if digest in self._ok:
-                self._ok.move_to_end(digest)
-                return True
-        if not self._verify(user, password):
+        if self.recent(header):
+            return True  # a scrape that raced the first check of the same credentials
+        if not self._verify(*credentials):
             return False
         with self._lock:
-            self._ok[digest] = None
+            self._ok[digest] = self._monotonic() + CACHE_SECONDS
+            self._ok.move_to_end(digest)
             if len(self._ok) > _CACHE_SIZE:
                 self._ok.popitem(last=False)
         return True
+
+    def _digest(self, header: str | None) -> bytes | None:
+        credentials = _parse_basic(header)
+        if credentials is None:
+            return None
+        user, password = credentials
+        return hmac.digest(self._key, len(user).to_bytes(4, "big") + user + password, "sha256")
 
     def _verify(self, user: bytes, password: bytes) -> bool:
         stored = self._users.get(user)
@@ -155,11 +170,10 @@ class BasicAuth:
         return self._bcrypt(password, stored)
 
     def _bcrypt(self, password: bytes, stored: bytes) -> bool:
-        with self._bcrypt_lock:
-            try:
-                return self._checker(password, stored)
-            except ValueError:
-                return False
+        try:
+            return self._checker(password, stored)
+        except ValueError:
+            return False
 
 
 def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:

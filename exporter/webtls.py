@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from pathlib import Path
 
-from exporter.smallfile import SETTING_CAP, read_capped
 from exporter.webreader import Problems
-from exporter.websecurity import TLS_VERSIONS, load_identity, tls_context
+from exporter.websecurity import TLS_VERSIONS, Pem, load_identity, tls_context
 
 _MODES = {"NoClientCert": ssl.CERT_NONE,
           # Python's ssl cannot ask for a certificate without verifying it. The toolkit never
@@ -71,8 +72,11 @@ def _ciphers(problems: Problems, d: dict[str, object]) -> list[str]:
     return [_SUITES[suite] for suite in suites if suite in _SUITES]
 
 
-def _pem(problems: Problems, d: dict[str, object], name: str, base: Path) -> bytes | None:
-    """PEM bytes from the inline ``name`` or from ``name_file``; at most one may be set."""
+def _pem(problems: Problems, d: dict[str, object], name: str, base: Path) -> Pem | None:
+    """Inline PEM bytes from ``name``, or the path of ``name_file``; at most one may be set.
+
+    A file is handed to OpenSSL by its path, never copied: the root filesystem may be read-only.
+    """
     section, file_key = "tls_server_config", f"{name}_file"
     if name in d and file_key in d:
         problems.fail(section, f"{name} and {file_key} are mutually exclusive")
@@ -86,11 +90,23 @@ def _pem(problems: Problems, d: dict[str, object], name: str, base: Path) -> byt
             problems.fail(section, f"missing one of {name} or {file_key}")
         return None
     full = base / filename
-    try:
-        return read_capped(full, SETTING_CAP)  # a regular file only: a FIFO must not hang
-    except OSError as exc:
-        problems.fail(f"{section}.{file_key}", f"file not readable: {full} ({exc.strerror})")
+    problem = _unreadable(full)
+    if problem is None:
+        return full
+    problems.fail(f"{section}.{file_key}", f"file not readable: {full} ({problem})")
     return None
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why OpenSSL could not read ``path`` as a file, or None; never blocks (a FIFO would)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        return None if stat.S_ISREG(os.fstat(fd).st_mode) else "not a regular file"
+    finally:
+        os.close(fd)
 
 
 def _client_auth(problems: Problems, d: dict[str, object], has_ca: bool) -> ssl.VerifyMode | None:
@@ -105,7 +121,7 @@ def _client_auth(problems: Problems, d: dict[str, object], has_ca: bool) -> ssl.
 
 
 def _load_identity(problems: Problems, context: ssl.SSLContext,
-                   pem: dict[str, bytes | None], d: dict[str, object]) -> None:
+                   pem: dict[str, Pem | None], d: dict[str, object]) -> None:
     """Load the server's cert and key, and the client CA, into ``context``."""
     pair, ca = load_identity(context, pem["cert"], pem["key"], pem["client_ca"])
     if pair is not None:

@@ -36,7 +36,9 @@ def test_quick_run_produces_every_section() -> None:
     assert first["calls"] == 3 * sizes.cycle_targets  # counters plus two windows
     assert results.rates and all(rate > 0 for rate in results.rates)
     text = report.render(results, "scripts/bench --quick", 1.0)
-    for heading in ("## Goals (issue #6)", "## How each figure is measured", "## Scaling curve"):
+    assert results.abuse["phases"]["after the flood"].latencies
+    for heading in ("## Goals (issue #6)", "## How each figure is measured", "## Scaling curve",
+                    "## The HTTP front under abuse"):
         assert heading in text
     assert text.count("≤ 0.05") == 2 * len(sizes.compare)
     assert f"| {sizes.curve[-1]:,} |" in text

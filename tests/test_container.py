@@ -18,9 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import pytest
+import requests
 
-from tests.container.engine import Engine, default_root, run
+from tests.certs import make_pki
+from tests.container.engine import ULIMITS, Engine, default_root, run
 from tests.tools import in_ci, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -205,15 +208,52 @@ def test_process_is_not_root(engine: Engine, running: Running) -> None:
     assert set(uids.group(1).split()) == {str(UID)}
 
 
-def test_healthcheck_command_succeeds(engine: Engine, image: str, running: Running) -> None:
-    """The image's own HEALTHCHECK command, run inside the container, exits 0."""
+def healthcheck(engine: Engine, image: str, port: int) -> list[str]:
+    """The image's own HEALTHCHECK command, pointed at ``port`` (the tests move it)."""
     test = engine.inspect_image(image)["Healthcheck"]["Test"]
     assert test[0] == "CMD"
-    # The image checks the default port; this test listens elsewhere, so the port is swapped.
-    command = [part.replace(":9866/", f":{running.port}/") for part in test[1:]]
-    engine.podman("exec", running.name, *command)
-    broken = [part.replace(":9866/", ":1/") for part in test[1:]]
+    return [*test[1:], f"--web.listen-address=127.0.0.1:{port}"]
+
+
+def test_healthcheck_command_succeeds(engine: Engine, image: str, running: Running) -> None:
+    """The image's own HEALTHCHECK command, run inside the container, exits 0."""
+    engine.podman("exec", running.name, *healthcheck(engine, image, running.port))
+    broken = healthcheck(engine, image, 1)
     assert engine.podman("exec", running.name, *broken, check=False).returncode != 0
+
+
+def test_tls_and_basic_auth_on_a_read_only_root(engine: Engine, image: str,
+                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With TLS and basic auth on a read-only root filesystem the exporter starts, refuses a
+    scrape without the password, and the image's HEALTHCHECK still passes (issue #17)."""
+    state_dir = tmp_path_factory.mktemp("tls-state")
+    pki = make_pki(state_dir)
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    (state_dir / "web.yml").write_text(
+        f"tls_server_config: {{cert_file: server.pem, key_file: server.key}}\n"
+        f"basic_auth_users: {{prometheus: '{hashed}'}}\n", encoding="utf-8")
+    for path in (state_dir, *state_dir.iterdir()):
+        os.chown(path, UID, UID)
+    name, port = f"uminfer-test-tls-{os.getpid()}", free_port()
+    engine.remove(name)
+    try:
+        engine.podman("run", "--detach", "--name", name, "--runtime", "runc", "--network", "host",
+                      "--no-healthcheck", "--read-only", *ULIMITS, "--volume",
+                      f"{state_dir}:{STATE_DIR}", image, "--demo",
+                      f"--web.config.file={STATE_DIR}/web.yml",
+                      f"--web.listen-address=127.0.0.1:{port}")
+        command = healthcheck(engine, image, port)
+        deadline = time.monotonic() + 90
+        while engine.podman("exec", name, *command, check=False).returncode != 0:
+            logs = engine.podman("logs", name, check=False)
+            assert time.monotonic() < deadline, f"never healthy:\n{logs.stdout}{logs.stderr}"
+            time.sleep(1)
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert requests.get(url, timeout=5, verify=str(pki.ca)).status_code == 401
+        assert requests.get(url, timeout=5, verify=str(pki.ca),
+                            auth=("prometheus", "pw")).status_code == 200
+    finally:
+        engine.remove(name)
 
 
 def test_sigterm_stops_cleanly_and_flushes_state(engine: Engine, running: Running) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -15,8 +16,12 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config import Target
 from exporter.exposition import ExpositionCache
-from exporter.server import Endpoints, MetricsServer, parse_listen_address
+from exporter.httpfront import Limits
+from exporter.httpwire import Request
+from exporter.listen import parse_listen_address
+from exporter.server import Endpoints, MetricsServer, probe_from_this_host
 from exporter.snapshot import Snapshot, TargetSnapshot
+from exporter.webconfig import WebConfig
 
 
 @dataclass
@@ -31,33 +36,38 @@ class Reloads:
         return self.answer
 
 
+class FixedBody(ExpositionCache):
+    """An exposition cache whose body is given bytes (to make a big answer cheaply)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self._fixed = body
+
+    def body(self, compressed: bool) -> bytes:
+        return self._fixed
+
+
 @contextmanager
-def serving(reloads: Reloads, ready: bool = True,
-            authorize: bool = True) -> Iterator[tuple[str, Endpoints]]:
+def serving(reloads: Reloads, ready: bool = True, web: WebConfig | None = None,
+            limits: Limits | None = None, body: bytes | None = None
+            ) -> Iterator[tuple[str, Endpoints]]:
     registry = CollectorRegistry()
     Gauge("own_metric", "A self-metric.", registry=registry).set(7)
-    cache = ExpositionCache()
+    cache = ExpositionCache() if body is None else FixedBody(body)
     cache.publish(Snapshot((TargetSnapshot(Target("k", "m", "p"), up=True),)))
     event = threading.Event()
     if ready:
         event.set()
 
-    def allow(handler: BaseHTTPRequestHandler) -> bool:
-        if not authorize:
-            handler.send_error(401)
-        return authorize
-
+    chosen = web or WebConfig(headers=(("X-Frame-Options", "deny"),))
     endpoints = Endpoints(cache=cache, registry=registry, ready=event, reload=reloads,
-                          authorize=allow, headers=(("X-Frame-Options", "deny"),))
-    server = MetricsServer("127.0.0.1", 0, endpoints)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
+                          web=lambda: chosen)
+    server = MetricsServer("127.0.0.1", 0, endpoints, limits)
+    server.start()
     try:
         yield f"http://127.0.0.1:{server.port}", endpoints
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.close()
 
 
 def test_metrics_joins_the_cached_body_and_the_registry() -> None:
@@ -108,7 +118,8 @@ def test_reload_reports_success_and_failure(method: str) -> None:
 
 def test_unauthorized_requests_reach_nothing() -> None:
     reloads = Reloads()
-    with serving(reloads, authorize=False) as (url, _):
+    locked = WebConfig(users=(("u", "$2b$04$" + "." * 53),))
+    with serving(reloads, web=locked) as (url, _):
         assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
         assert requests.post(f"{url}/-/reload", timeout=5).status_code == 401
     assert reloads.calls == []
@@ -134,3 +145,51 @@ def test_listen_address(address: str, expected: tuple[str, int]) -> None:
 def test_bad_listen_address(address: str) -> None:
     with pytest.raises(ValueError, match="expected HOST:PORT"):
         parse_listen_address(address)
+
+
+@pytest.mark.parametrize(("path", "peer", "exempt"), [
+    ("/-/healthy", "127.0.0.1", True), ("/-/ready", "::1", True),
+    ("/-/ready", "::ffff:127.0.0.1", True), ("/-/healthy", "127.3.4.5", True),
+    ("/-/healthy", "192.0.2.7", False), ("/-/ready", "::ffff:192.0.2.7", False),
+    ("/metrics", "127.0.0.1", False), ("/", "127.0.0.1", False), ("/-/healthy", "", False),
+])
+def test_only_local_probes_skip_the_password(path: str, peer: str, exempt: bool) -> None:
+    assert probe_from_this_host(Request("GET", path, "HTTP/1.1", peer=peer)) is exempt
+
+
+def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
+    """bcrypt runs on its own small pool; a known scraper is answered from the cache."""
+    def slow_checker(password: bytes, _stored: bytes) -> bool:
+        if password == b"right":
+            return True
+        time.sleep(0.5)
+        return False
+
+    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+    with serving(Reloads(), web=web) as (url, _):
+        assert requests.get(f"{url}/metrics", auth=("u", "right"), timeout=5).status_code == 200
+        wrong = [threading.Thread(target=requests.get, args=(f"{url}/metrics",),
+                                  kwargs={"auth": ("u", f"wrong{i}"), "timeout": 10})
+                 for i in range(8)]  # 4 s of bcrypt on 2 threads
+        for thread in wrong:
+            thread.start()
+        time.sleep(0.2)
+        began = time.monotonic()
+        assert requests.get(f"{url}/metrics", auth=("u", "right"), timeout=5).status_code == 200
+        assert time.monotonic() - began < 0.3
+        for thread in wrong:
+            thread.join()
+
+
+def test_listening_on_every_ipv6_address_serves_ipv4_too() -> None:
+    if not socket.has_dualstack_ipv6():
+        pytest.skip("no dual-stack IPv6 here")
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=Reloads())
+    server = MetricsServer("::", 0, endpoints)
+    server.start()
+    try:
+        for host in ("127.0.0.1", "[::1]"):
+            assert requests.get(f"http://{host}:{server.port}/-/healthy", timeout=5).ok
+    finally:
+        server.close()

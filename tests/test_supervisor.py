@@ -70,14 +70,11 @@ def test_healthy_endpoint_follows_the_heartbeat(healthy: bool, status: int) -> N
                           ready=threading.Event(), reload=lambda: None,
                           healthy=lambda: healthy)
     server = MetricsServer("127.0.0.1", 0, endpoints)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
+    server.start()
     try:
         answer = requests.get(f"http://127.0.0.1:{server.port}/-/healthy", timeout=5)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.close()
     assert answer.status_code == status
 
 

@@ -81,13 +81,22 @@ def test_metrics_over_mtls_with_basic_auth(served: Served) -> None:
 
 @pytest.mark.parametrize("auth", [None, (USER, "wrong"), ("nobody", PASSWORD), (USER, "")],
                          ids=["none", "wrong-password", "unknown-user", "empty-password"])
-@pytest.mark.parametrize("path", ["/metrics", "/", "/-/healthy"])
+@pytest.mark.parametrize("path", ["/metrics", "/", "/-/reload"])
 def test_wrong_credentials_get_401(served: Served, auth: tuple[str, str] | None,
                                    path: str) -> None:
     response = served.get(path, auth=auth)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="uminfer-exporter"'
     assert "uminfer_" not in response.text  # nothing of the exposition leaks into a 401
+
+
+def test_probes_from_loopback_need_no_password_but_tls_still(served: Served) -> None:
+    """What lets the image's HEALTHCHECK and exec probes work with auth on (see README)."""
+    for path in ("/-/healthy", "/-/ready"):
+        assert served.get(path, auth=None).status_code == 200
+        assert served.get(path, auth=(USER, "wrong")).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{served.child.port}/-/healthy", timeout=5)
 
 
 def test_reload_needs_credentials_too(served: Served) -> None:

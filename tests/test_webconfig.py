@@ -5,82 +5,65 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.client
+import os
 import socket
 import ssl
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 
 import bcrypt
 import pytest
 
+from exporter.clock import FakeClock
 from exporter.config import ConfigError
-from exporter.webconfig import (
-    REALM,
-    WebConfig,
-    check_request,
-    check_web_config,
-    load_web_config,
-    wrap_server,
-)
+from exporter.httpfront import HttpFront, Limits
+from exporter.httpwire import Request, Response
+from exporter.webconfig import REALM, WebConfig, check_web_config, load_web_config
+from exporter.websecurity import CACHE_SECONDS
 from tests.certs import Pki, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
 
 
-class _Server(ThreadingHTTPServer):
-    """A tiny server that guards every request with check_request, as the exporter does."""
-
-    daemon_threads = True
+class _Server:
+    """The exporter's own HTTP front, guarded by ``web``, answering ``ok`` on ``/``."""
 
     def __init__(self, web: WebConfig) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        self.front = HttpFront(socket.create_server(("127.0.0.1", 0)), self._answer,
+                               web.ssl_context, Limits(header_timeout=5), "test")
         self.web = web
-        self.errors: list[type[BaseException]] = []
-        wrap_server(self, web)
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        error = sys.exc_info()[1]
-        self.errors.append(type(error) if error else Exception)
+    @property
+    def port(self) -> int:
+        return self.front.port
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 5  # a silent client frees its thread
-
-    def do_GET(self) -> None:
-        assert isinstance(self.server, _Server)
-        if not check_request(self, self.server.web):
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    async def _answer(self, request: Request) -> Response:
+        if not self.web.auth_required or self.web.authenticate(request.header("authorization")):
+            return Response(HTTPStatus.OK, b"ok\n", headers=self.web.headers)
+        return Response(HTTPStatus.UNAUTHORIZED, b"no\n", headers=(
+            *self.web.headers, ("WWW-Authenticate", f'Basic realm="{REALM}"')))
 
 
 @contextmanager
 def serving(web: WebConfig) -> Iterator[_Server]:
     server = _Server(web)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
+    server.front.start()
     try:
         yield server
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        server.front.close()
 
 
 def get(server: _Server, context: ssl.SSLContext | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPResponse, str]:
     """Status, response and negotiated TLS version ("" for plain HTTP) of ``GET /``."""
-    port = server.server_address[1]
+    port = server.port
     conn = (http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
             if context else http.client.HTTPConnection("127.0.0.1", port, timeout=5))
     try:
@@ -156,7 +139,7 @@ def test_cipher_suites_are_honoured_for_tls12(tmp_path: Path, pki: Pki, suite: s
     extra = f"  max_version: TLS12\n  cipher_suites: [{suite}]\n"
     # A raw TLS socket, since http.client gives no access to the cipher after the request.
     with serving(web(tmp_path, pki, extra)) as server, socket.create_connection(
-            ("127.0.0.1", server.server_address[1]), timeout=5) as raw, client(pki).wrap_socket(
+            ("127.0.0.1", server.port), timeout=5) as raw, client(pki).wrap_socket(
             raw, server_hostname="127.0.0.1") as tls:
         cipher = tls.cipher()
     assert cipher is not None
@@ -206,13 +189,11 @@ def test_plain_http_to_tls_port_fails_fast_and_server_keeps_serving(tmp_path: Pa
         with pytest.raises((http.client.HTTPException, ConnectionError)):
             get(server)
         assert get(server, client(pki))[0] == 200
-    # The failed handshake ended in the request thread, not in the accept loop.
-    assert ssl.SSLError in server.errors
 
 
 def test_silent_client_does_not_block_the_accept_loop(tmp_path: Path, pki: Pki) -> None:
     with serving(web(tmp_path, pki)) as server, socket.create_connection(
-            ("127.0.0.1", server.server_address[1]), timeout=5):
+            ("127.0.0.1", server.port), timeout=5):
         # Connected and sending nothing: a handshake in accept() would stall this request.
         assert get(server, client(pki))[0] == 200
 
@@ -388,6 +369,11 @@ BAD = [
     ("non-bcrypt hash", "basic_auth_users:\n  alice: '$1$md5crypt$hunter2'\n",
      ["basic_auth_users.alice: not a bcrypt hash; make one with: htpasswd -nBC 10 \"\" | "
       "tr -d ':\\n'"]),
+    ("bcrypt cost above the cap", "basic_auth_users:\n  alice: '$2b$15$" + "a" * 53 + "'\n",
+     ["basic_auth_users.alice: bcrypt cost 15 is above 14, which would let wrong passwords tie "
+      "up the CPU; rehash with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"]),
+    ("a FIFO as the cert", "tls_server_config:\n  cert_file: {dir}/fifo\n  key_file: {key}\n",
+     ["tls_server_config.cert_file: file not readable: {dir}/fifo (not a regular file)"]),
     ("bad header", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n    Server: x\n",
      ["http_server_config.headers.Server: unknown key (expected one of: "
       "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, "
@@ -405,7 +391,9 @@ BAD = [
 def test_bad_configs(tmp_path: Path, pki: Pki, text: str, expected: list[str]) -> None:
     path = tmp_path / "web.yml"
     fields = {"tls": f"cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n",
-              "cert": pki.server_cert, "ca": pki.ca, "dir": tmp_path, "path": path}
+              "cert": pki.server_cert, "key": pki.server_key, "ca": pki.ca, "dir": tmp_path,
+              "path": path}
+    os.mkfifo(tmp_path / "fifo")  # opened by nothing but the FIFO case, which must not hang
     path.write_text(text.format(**fields))
     with pytest.raises(ConfigError) as caught:
         load_web_config(str(path))
@@ -432,3 +420,68 @@ def test_every_problem_at_once_and_no_secret_echoed(tmp_path: Path, pki: Pki) ->
 def test_missing_web_config_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yml"
     assert check_web_config(str(path)) == [f"{path}: file not readable (No such file or directory)"]
+
+
+def test_wrong_passwords_are_checked_in_parallel_not_one_at_a_time() -> None:
+    """No global lock: two slow checks at once take the time of one."""
+    def slow(_password: bytes, _stored: bytes) -> bool:
+        time.sleep(0.5)
+        return False
+
+    loaded = WebConfig(users=(("u", HASH),), checker=slow)
+    threads = [threading.Thread(target=loaded.authenticate, args=(basic("u", f"w{i}")[
+        "Authorization"],)) for i in range(2)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - began < 0.9
+
+
+def test_a_success_is_remembered_for_a_while_only() -> None:
+    clock = FakeClock()
+    calls: list[bytes] = []
+
+    def accept(password: bytes, _stored: bytes) -> bool:
+        calls.append(password)
+        return True
+
+    loaded = WebConfig(users=(("u", HASH),), checker=accept, clock=clock)
+    header = basic("u", "p")["Authorization"]
+    assert not loaded.recently_authenticated(header)
+    assert loaded.authenticate(header)
+    clock.advance(CACHE_SECONDS - 1)
+    assert loaded.recently_authenticated(header)
+    assert loaded.authenticate(header)
+    assert len(calls) == 1
+    clock.advance(2)
+    assert not loaded.recently_authenticated(header)
+    assert loaded.authenticate(header)
+    assert len(calls) == 2
+
+
+READ_ONLY_ROOT = """
+import sys, tempfile
+tempfile.tempdir = "/nonexistent/read-only-root"  # any temporary file would now fail
+from exporter.webconfig import load_web_config
+web = load_web_config(sys.argv[1])
+assert web.ssl_context() is not None
+print("loaded")
+"""
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["files", "inline"])
+def test_tls_loads_without_writing_a_temporary_file(tmp_path: Path, pki: Pki,
+                                                    inline: bool) -> None:
+    """A read-only root filesystem (the shipped manifests) is enough to start TLS."""
+    def block(path: Path) -> str:
+        return "|\n" + "".join(f"    {line}\n" for line in path.read_text().splitlines())
+
+    text = (f"tls_server_config:\n  cert: {block(pki.server_cert)}  key: {block(pki.server_key)}"
+            if inline else
+            f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n")
+    (tmp_path / "web.yml").write_text(text)
+    done = subprocess.run([sys.executable, "-c", READ_ONLY_ROOT, str(tmp_path / "web.yml")],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert (done.returncode, done.stdout) == (0, "loaded\n"), done.stderr

@@ -1,0 +1,250 @@
+"""The HTTP front in process, over raw loopback sockets: framing, deadlines and the cap."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from exporter.httpfront import Limits
+from exporter.httpwire import RequestError, parse_head
+from tests.test_server import Reloads, serving
+
+QUICK = Limits(max_connections=8, header_timeout=1.0, idle_timeout=1.0, write_timeout=1.0)
+
+
+@pytest.fixture
+def front() -> Iterator[tuple[int, Reloads]]:
+    reloads = Reloads()
+    with serving(reloads, limits=QUICK) as (url, _):
+        yield int(url.rsplit(":", 1)[1]), reloads
+
+
+def exchange(port: int, raw: bytes, wait: float = 3.0) -> bytes:
+    """Send ``raw`` and read until the server closes (or ``wait`` passes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(raw)
+        return read_all(sock, wait)
+
+
+def read_all(sock: socket.socket, wait: float) -> bytes:
+    sock.settimeout(wait)
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except TimeoutError:
+        got += b"<still open>"
+    except ConnectionResetError:
+        pass  # closed too, just less politely
+    return got
+
+
+def statuses(answer: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+
+
+def test_a_body_is_dropped_never_read_as_a_request(front: tuple[int, Reloads]) -> None:
+    port, reloads = front
+    smuggled = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    raw = (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+           + smuggled + b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = exchange(port, raw)
+    assert statuses(answer) == [200, 200]
+    assert answer.endswith(b"Healthy.\n")
+    assert reloads.calls == []
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+    (b"GET / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
+    (b"GET http://x/ HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+])
+def test_ambiguous_framing_is_refused_and_the_connection_closed(
+        front: tuple[int, Reloads], head: bytes, status: int) -> None:
+    port, reloads = front
+    chunks = b"1a\r\nPOST /-/reload HTTP/1.1\r\n\r\n0\r\n\r\n"
+    answer = exchange(port, head + chunks)
+    assert statuses(answer) == [status]
+    assert not answer.endswith(b"<still open>")
+    assert reloads.calls == []
+
+
+def test_tls_to_the_plain_port_is_refused_at_once(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    began = time.monotonic()
+    answer = exchange(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # ClientHello
+    assert statuses(answer) == [400]
+    assert time.monotonic() - began < 0.5  # not the header deadline
+
+
+def test_keep_alive_and_pipelining_still_work(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    one = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = exchange(port, one + one + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert statuses(answer) == [200, 200, 200]
+
+
+def test_a_head_sent_a_byte_at_a_time_is_cut_at_the_header_deadline(
+        front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        closed_at = None
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+            try:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+                sock.setblocking(False)
+                if sock.recv(1) == b"":
+                    closed_at = time.monotonic()
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_at = time.monotonic()
+                break
+            finally:
+                sock.setblocking(True)
+    assert closed_at is not None
+    assert 0.9 <= closed_at - began <= 2.0
+
+
+def test_an_idle_kept_alive_connection_is_closed(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
+        began = time.monotonic()
+        answer = read_all(sock, 3)
+    assert statuses(answer) == [200]
+    assert not answer.endswith(b"<still open>")
+    assert 0.9 <= time.monotonic() - began <= 2.0
+
+
+def test_a_reader_that_does_not_read_is_cut_at_the_write_deadline() -> None:
+    big = Limits(write_timeout=1.0)
+    with serving(Reloads(), limits=big, body=b"x" * 20_000_000) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with sock:
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+            time.sleep(2.0)  # read nothing past the deadline
+            received = len(read_all(sock, 3))
+        assert received < 20_000_000  # cut, not delivered in full
+        assert exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n").endswith(b"Healthy.\n")
+
+
+def test_at_the_cap_the_longest_waiting_connection_makes_room(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5)
+              for _ in range(QUICK.max_connections)]
+    try:
+        time.sleep(0.2)
+        answer = exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n")
+        assert answer.endswith(b"Healthy.\n")
+        assert read_all(silent[0], 0.5) == b""  # the oldest was closed
+        assert read_all(silent[-1], 0.2) == b"<still open>"
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.1\r\nX: a\rb\r\n", b"GET  / HTTP/1.1",
+                                  b"G\x00T / HTTP/1.1", b""])
+def test_parse_head_refuses_malformed_heads(head: bytes) -> None:
+    with pytest.raises(RequestError):
+        parse_head(head)
+
+
+def test_at_the_cap_an_idle_kept_alive_connection_makes_room(front: tuple[int, Reloads]) -> None:
+    port, _ = front
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5)
+            for _ in range(QUICK.max_connections)]
+    try:
+        for sock in idle:
+            sock.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"Healthy.\n"):
+                answer += sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")  # and kept alive
+        began = time.monotonic()
+        answer = exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n")
+        assert answer.endswith(b"Healthy.\n")
+        assert time.monotonic() - began < 0.5  # not after the 1 s idle deadline
+        assert read_all(idle[0], 0.5) == b""  # the longest idle one was closed
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+@dataclass
+class HeldReloads(Reloads):
+    """A reload hook that does not return until released (a reload waits for a poll cycle)."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self) -> str | None:
+        self.release.wait(10)
+        return super().__call__()
+
+
+def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() -> None:
+    reloads = HeldReloads()
+    with serving(reloads, limits=QUICK) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        busy = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                for _ in range(QUICK.max_connections)]
+        try:
+            for sock in busy:
+                sock.sendall(b"POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+                late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+                assert read_all(late, 0.5) == b"<still open>"  # queued, neither served nor cut
+                reloads.release.set()
+                assert read_all(late, 3).endswith(b"Healthy.\n")
+        finally:
+            reloads.release.set()
+            for sock in busy:
+                sock.close()
+    assert len(reloads.calls) == QUICK.max_connections
+
+
+def resident_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        line = next(line for line in f if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_slow_readers_of_a_big_answer_share_it_not_copy_it() -> None:
+    """Twenty clients that never read a 20 MB /metrics must not cost twenty copies of it."""
+    body = b"x" * 20_000_000
+    with serving(Reloads(), limits=Limits(write_timeout=5.0), body=body) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        before = resident_mib()
+        readers = []
+        try:
+            for _ in range(20):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+                readers.append(sock)
+            time.sleep(1.0)  # every answer is being written, none is read
+            grown = resident_mib() - before
+        finally:
+            for sock in readers:
+                sock.close()
+    assert grown < 100, f"resident memory grew by {grown:.0f} MiB (a copy each: 400 MiB)"

@@ -74,12 +74,16 @@ class ApiClock:
         return self.at(self._clock.monotonic())
 
     def offset(self) -> float | None:
-        """API time minus local wall time, seconds; None while unknown."""
+        """API time minus local wall time, seconds; None while unknown.
+
+        For people, not for closing periods: centred in the Date header's one-second
+        resolution (the lower bound ``at`` uses reads half a second low with clocks in sync).
+        """
         with self._lock:
             base = self._base
         if base is None:
             return None
-        return self._clock.monotonic() + base - self._clock.time()
+        return self._clock.monotonic() + base + 0.5 - self._clock.time()
 
 
 def _parse(value: str | None) -> float | None:

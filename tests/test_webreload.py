@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,19 @@ def status(child: Exporter, auth: tuple[str, str], url: str | None = None,
                         verify=verify).status_code
 
 
-def test_reload_revokes_and_adds_users(tmp_path: Path) -> None:
-    web = tmp_path / "web.yml"
+@contextmanager
+def with_web_config(tmp_path: Path, web: Path) -> Iterator[Exporter]:
+    """The exporter against a simulator, started with ``web`` holding the OLD user."""
     web.write_text(yaml.safe_dump(users(OLD)))
     with fleet.simulator() as sim, fleet.exporter(
             tmp_path, fleet.fleet_config(sim.url, ["k-web"]), f"--web.config.file={web}"
     ) as child:
+        yield child
+
+
+def test_reload_revokes_and_adds_users(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    with with_web_config(tmp_path, web) as child:
         assert (status(child, OLD), status(child, NEW)) == (200, 401)
 
         web.write_text(yaml.safe_dump(users(NEW)))
@@ -54,10 +63,7 @@ def test_reload_revokes_and_adds_users(tmp_path: Path) -> None:
 
 def test_a_bad_web_config_rejects_the_reload_and_the_old_one_stays(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
-    web.write_text(yaml.safe_dump(users(OLD)))
-    with fleet.simulator() as sim, fleet.exporter(
-            tmp_path, fleet.fleet_config(sim.url, ["k-web"]), f"--web.config.file={web}"
-    ) as child:
+    with with_web_config(tmp_path, web) as child:
         web.write_text("basic_auth_users:\n  new: not-a-hash\n")
         answer = requests.post(f"{child.url}/-/reload", auth=OLD, timeout=10)
         assert answer.status_code == 500

@@ -1,0 +1,92 @@
+"""The API's clock from Date headers: a lower bound, robust to strays, deaf to wall-clock steps."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.apiclock import ApiClock
+from exporter.clock import FakeClock
+
+API = 1_700_000_000.0
+
+
+class SteppingClock(FakeClock):
+    """A fake clock whose wall time can step on its own, as NTP does."""
+
+    def step(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+def date(when: float) -> str:
+    return email.utils.formatdate(when, usegmt=True)
+
+
+def test_unknown_until_an_answer_and_the_wall_clock_stands_in() -> None:
+    clock = FakeClock(API + 900)  # the host is 15 min ahead
+    api = ApiClock(clock)
+    assert (api.known, api.offset()) == (False, None)
+    assert api.now() == API + 900
+    api.observe(date(API), clock.monotonic())
+    assert api.known
+    assert api.now() == API  # whole seconds: the Date's second is the lower bound
+    assert api.offset() == pytest.approx(-899.5)  # centred for people
+
+
+def test_an_answer_never_puts_the_api_ahead_of_itself() -> None:
+    """Date is rounded down and stamped before the answer arrives: the estimate is a lower
+    bound, so no period is closed before the API has reached its end."""
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    clock.advance(0.7)  # the server stamped the answer at API + 0.7, "Date: ...:00"
+    clock.advance(0.2)  # and it arrived 0.2 s later
+    api.observe(date(API + 0.7), clock.monotonic())
+    assert api.now() <= API + 0.9
+    assert api.now() == pytest.approx(API)
+
+
+def test_a_stray_server_with_a_wrong_clock_is_outvoted() -> None:
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    for i in range(9):
+        clock.advance(1)
+        stray = 3600 if i % 3 == 0 else 0  # one answer in three from a server an hour ahead
+        api.observe(date(API + i + 1 + stray), clock.monotonic())
+    assert api.now() == pytest.approx(API + 9)
+
+
+def test_a_wall_clock_step_changes_nothing() -> None:
+    clock = SteppingClock(API)
+    api = ApiClock(clock)
+    api.observe(date(API), clock.monotonic())
+    clock.advance(30)
+    before = api.now()
+    clock.step(-7200)  # NTP steps the host two hours back ...
+    assert api.now() == before
+    clock.step(+14400)  # ... then four forward
+    assert api.now() == before
+    assert api.offset() == pytest.approx(-7200 + 0.5)
+
+
+@pytest.mark.parametrize("value", [None, "", "yesterday", "Thu, 31 Feb 2026 25:00:00 GMT",
+                                   "x" * 10_000, "Mon, 01 Jan 99999 00:00:00 GMT"])
+def test_unusable_dates_are_ignored(value: str | None) -> None:
+    api = ApiClock(FakeClock(API))
+    api.observe(value, 0.0)
+    assert not api.known
+
+
+@given(st.text(max_size=80))
+def test_any_header_is_read_or_ignored_never_raised(value: str) -> None:
+    ApiClock(FakeClock(API)).observe(value, 0.0)
+
+
+def test_trusting_agrees_with_the_clock_from_the_start() -> None:
+    clock = FakeClock(API)
+    api = ApiClock.trusting(clock)
+    clock.advance(42)
+    assert (api.known, api.now()) == (True, API + 42)

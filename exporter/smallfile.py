@@ -25,15 +25,27 @@ class FileRefusedError(OSError):
 
 def read_capped(path: str | os.PathLike[str], cap: int) -> bytes:
     """The bytes of the regular file ``path``: FileRefusedError past ``cap`` bytes, else OSError."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags)
+    fd = _open_regular(path)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise FileRefusedError(errno.EINVAL, f"not a regular file ({_kind(mode)})")
         return _read_up_to(fd, cap)
     finally:
         os.close(fd)
+
+
+def check_regular(path: str | os.PathLike[str]) -> None:
+    """OSError (FileRefusedError for a special file) unless ``path`` is a readable regular
+    file; never blocks, so another reader (OpenSSL) can be handed the path safely."""
+    os.close(_open_regular(path))
+
+
+def _open_regular(path: str | os.PathLike[str]) -> int:
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise FileRefusedError(errno.EINVAL, f"not a regular file ({_kind(mode)})")
+    return fd
 
 
 def _read_up_to(fd: int, cap: int) -> bytes:

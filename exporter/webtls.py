@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import ssl
-import stat
 from pathlib import Path
 
+from exporter.smallfile import check_regular
 from exporter.webreader import Problems
 from exporter.websecurity import TLS_VERSIONS, Pem, load_identity, tls_context
 
@@ -100,13 +99,10 @@ def _pem(problems: Problems, d: dict[str, object], name: str, base: Path) -> Pem
 def _unreadable(path: Path) -> str | None:
     """Why OpenSSL could not read ``path`` as a file, or None; never blocks (a FIFO would)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        check_regular(path)
     except OSError as exc:
         return exc.strerror or str(exc)
-    try:
-        return None if stat.S_ISREG(os.fstat(fd).st_mode) else "not a regular file"
-    finally:
-        os.close(fd)
+    return None
 
 
 def _client_auth(problems: Problems, d: dict[str, object], has_ca: bool) -> ssl.VerifyMode | None:

@@ -295,7 +295,8 @@ def assert_on_api_time(child: Exporter) -> None:
     samples = child.metrics()
     assert fleet.value(samples, "uminfer_revisions_total", KEY) == 0
     window_end = fleet.value(samples, "uminfer_window_timestamp_seconds", KEY)
-    assert window_end is not None and abs(window_end - time.time()) < 5
+    # Read every second; 15 s of slack for a loaded machine is still far from a 1-2 h offset.
+    assert window_end is not None and abs(window_end - time.time()) < 15
 
 
 @pytest.mark.parametrize("skew", [3600, -3600])
@@ -317,14 +318,16 @@ def test_local_clock_an_hour_off_counts_exactly(tmp_path: Path, skew: int) -> No
 
 
 def test_local_clock_stepped_two_hours_and_back_counts_exactly(tmp_path: Path) -> None:
-    """The wall clock steps +2 h mid-run (``FAKETIME_TIMESTAMP_FILE``, re-read on every call)
+    """The wall clock steps +2 h mid-run (``FAKETIME_TIMESTAMP_FILE``, re-read every second)
     and back: periods keep closing by the API's clock and every token is counted once.
 
     ``FAKETIME`` is left unset: it would win over the file.
     """
     offset = tmp_path / "faketime-offset"
     offset.write_text("+0s\n")
-    env = {"FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1"}
+    # Re-read at most once a second: with FAKETIME_NO_CACHE every clock call opens the file,
+    # which slows the whole process enough to miss the harness's 2 s deadlines under load.
+    env = {"FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_CACHE_DURATION": "1"}
     with fleet.simulator() as sim, skewed_exporter(tmp_path, clocked_config(sim.url),
                                                    env) as child:
         origin = origin_of(child, KEY)

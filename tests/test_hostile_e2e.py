@@ -104,12 +104,12 @@ def test_crafted_answers_never_stop_counting(tmp_path: Path, sim: SimulatorServe
         assert all(fleet.value(child.metrics(), "uminfer_up", k) == 0 for k in CRAFTED)
         assert _poll_errors(child) == dict.fromkeys(STAGES, 0.0)
         assert child.status("/-/healthy") == 200
-        _raw_request(child, b"GET /\x1b[2J\r HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _raw_request(child, b"GET /\x1b[2J\r HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 ")  # refused; the front keeps no access log
         peak = _peak_kib(child)
         print(f"peak RSS with 200 MiB, nested and Retry-After answers: {peak} KiB")
         assert peak < LIMIT_KIB
-    _clean_log(child)
-    assert "GET /\\x1b[2J" in child.log()  # the access log shows it, escaped
+    _clean_log(child)  # so no escape sequence from the request line reached the log
 
 
 def _failed_twice(child: Exporter, key: str, reason: str) -> bool:
@@ -123,10 +123,10 @@ def _refused_twice(child: Exporter, key: str) -> bool:
                for reason in ("invalid_response", "timeout")) >= 2
 
 
-def _raw_request(child: Exporter, request: bytes) -> None:
+def _raw_request(child: Exporter, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", child.port), timeout=5) as conn:
         conn.sendall(request)
-        conn.recv(4096)
+        return conn.recv(4096)
 
 
 def test_a_list_price_beyond_any_decimal_is_refused(tmp_path: Path,

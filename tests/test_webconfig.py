@@ -373,7 +373,7 @@ BAD = [
      ["basic_auth_users.alice: bcrypt cost 15 is above 14, which would let wrong passwords tie "
       "up the CPU; rehash with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"]),
     ("a FIFO as the cert", "tls_server_config:\n  cert_file: {dir}/fifo\n  key_file: {key}\n",
-     ["tls_server_config.cert_file: file not readable: {dir}/fifo (not a regular file)"]),
+     ["tls_server_config.cert_file: file not readable: {dir}/fifo (not a regular file (a FIFO))"]),
     ("bad header", "http_server_config:\n  headers:\n    X-Frame-Options: allow\n    Server: x\n",
      ["http_server_config.headers.Server: unknown key (expected one of: "
       "Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection, "

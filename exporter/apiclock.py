@@ -13,13 +13,16 @@ estimate is the median of the last samples: robust to a stray server with a wron
 below the true base (by about half a second plus half a round trip) when most servers are
 right. Erring low is the safe side: a period then closes a moment later, never earlier.
 
-Until the first answer, the local wall clock stands in (``known`` is False).
+Until the first answer, the local wall clock stands in (``known`` is False). If answers come
+but none carries a usable ``Date`` (a proxy that strips it), the local clock is trusted after
+``UNDATED`` of them, said once in the log; ``offset`` then stays unknown.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import logging
 import statistics
 import threading
 from collections import deque
@@ -28,6 +31,10 @@ from exporter.clock import Clock
 
 #: Answers the estimate is the median of.
 SAMPLES = 15
+#: Answers without a usable Date after which, with none dated yet, the local clock is trusted.
+UNDATED = 3
+
+log = logging.getLogger(__name__)
 
 
 class ApiClock:
@@ -37,11 +44,12 @@ class ApiClock:
         self._clock = clock
         self._samples: deque[float] = deque(maxlen=samples)
         self._base: float | None = None
+        self._undated = 0  # answers without a usable Date while no dated one has come
         self._lock = threading.Lock()
 
     @classmethod
     def trusting(cls, clock: Clock) -> ApiClock:
-        """An API clock that equals ``clock``'s wall time from the start (tests, simulator)."""
+        """An API clock that equals ``clock``'s wall time from the start (for tests)."""
         api = cls(clock)
         api._base = clock.time() - clock.monotonic()
         return api
@@ -55,11 +63,19 @@ class ApiClock:
     def observe(self, date: str | None, received: float) -> None:
         """One answer's ``Date`` header, received at monotonic ``received``."""
         when = _parse(date)
-        if when is None:
-            return
         with self._lock:
-            self._samples.append(when - received)
-            self._base = statistics.median(self._samples)
+            if when is not None:
+                self._samples.append(when - received)
+                self._base = statistics.median(self._samples)
+                return
+            if self._samples or self._base is not None:
+                return
+            self._undated += 1
+            if self._undated < UNDATED:
+                return
+            self._base = self._clock.time() - self._clock.monotonic()
+        log.warning("the API's answers carry no usable Date header (a proxy may strip it): "
+                    "periods close by this host's clock; keep it in sync")
 
     def at(self, monotonic: float) -> float:
         """API time at a monotonic instant (the local wall clock while unknown)."""
@@ -74,13 +90,13 @@ class ApiClock:
         return self.at(self._clock.monotonic())
 
     def offset(self) -> float | None:
-        """API time minus local wall time, seconds; None while unknown.
+        """API time minus local wall time, seconds; None while unknown (or never told).
 
         For people, not for closing periods: centred in the Date header's one-second
         resolution (the lower bound ``at`` uses reads half a second low with clocks in sync).
         """
         with self._lock:
-            base = self._base
+            base = self._base if self._samples else None
         if base is None:
             return None
         return self._clock.monotonic() + base + 0.5 - self._clock.time()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.apiclock import ApiClock
+from exporter.apiclock import UNDATED, ApiClock
 from exporter.clock import FakeClock
 
 API = 1_700_000_000.0
@@ -90,3 +90,20 @@ def test_trusting_agrees_with_the_clock_from_the_start() -> None:
     api = ApiClock.trusting(clock)
     clock.advance(42)
     assert (api.known, api.now()) == (True, API + 42)
+
+
+def test_answers_without_a_date_fall_back_to_the_host_clock_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy that strips Date must not keep new targets from ever being counted."""
+    clock = FakeClock(API + 5)
+    api = ApiClock(clock)
+    for _ in range(UNDATED - 1):
+        api.observe(None, clock.monotonic())
+    assert not api.known
+    for _ in range(3):
+        api.observe(None, clock.monotonic())
+    assert (api.known, api.now(), api.offset()) == (True, API + 5, None)
+    assert len([r for r in caplog.records if "no usable Date" in r.getMessage()]) == 1
+    api.observe(date(API), clock.monotonic())  # a dated answer after all: it is believed
+    assert api.now() == API
+    assert api.offset() == pytest.approx(-4.5)

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.store import ROW_TYPES, Event, EventStore
 from exporter.usage import Totals
 
@@ -61,7 +62,7 @@ def test_rows_are_bucketed_and_consistent_with_totals() -> None:
     store = EventStore()
     store.add_many([ev(T0 + 5, usage(10, 1)), ev(T0 + 65, usage(20, 2, images=1))])
     store.add(ev(T0 + 70, usage(40, 4), visible=T0 + 10_000))
-    rows = store.rows("p", "k", "m", T0, T0 + 119, T0 + 100, 60)
+    rows = store.rows("p", "k", "m", T0, T0 + 119, T0 + 100, BucketPolicy(60))
     first, second = T0 - T0 % 60, T0 + 65 - (T0 + 65) % 60
     assert ("in", 10, first, "m") in rows
     assert ("total", 22, second, "m") in rows
@@ -78,9 +79,61 @@ def test_targets_are_separate_and_models_listed() -> None:
     assert store.query("p", "k", "a", T0, T0, T0).input_tokens == 1
     assert store.query("p", "other", "a", T0, T0, T0) == Totals()
     assert store.models("p", "k") == ["a", "b"]
-    assert store.rows("x", "k", "a", T0, T0, T0, 60) == []
+    assert store.rows("x", "k", "a", T0, T0, T0, BucketPolicy(60)) == []
 
 
 def test_counts_beyond_int64_are_refused() -> None:
     with pytest.raises(OverflowError):
         EventStore().add(ev(T0, Totals(2**63, 0, 2**63, 1, 0)))
+
+
+# Hand-computed: T0 = 1_700_000_000 is 2023-11-14 22:13:20 UTC, so the hour began at
+# 1_699_999_200 and the UTC+8 day (16:00 UTC) at 1_699_977_600.
+HOUR = 1_699_999_200
+DAY_UTC8 = 1_699_977_600
+
+
+def hourly_store() -> EventStore:
+    store = EventStore()
+    for ts in (HOUR + 10, HOUR + 600, HOUR + 1800, HOUR + 3600 + 5):
+        store.add(ev(ts, usage(1, 0)))
+    return store
+
+
+@pytest.mark.parametrize(("mode", "window", "want"), [
+    # exact: the events inside the window, whatever the buckets
+    ("exact", (HOUR + 500, HOUR + 1799), 1),
+    ("exact", (HOUR + 500, HOUR + 3605), 3),
+    # buckets: whole buckets whose label lies inside; HOUR + 500 does not hold a label
+    ("buckets", (HOUR + 500, HOUR + 1799), 0),
+    ("buckets", (HOUR, HOUR + 59), 3),
+    ("buckets", (HOUR + 500, HOUR + 3600), 1),
+    # outward: every bucket the window touches
+    ("outward", (HOUR + 500, HOUR + 559), 3),
+    ("outward", (HOUR + 3599, HOUR + 3600), 4),
+])
+def test_window_modes_count_hand_computed_events(mode: str, window: tuple[int, int],
+                                                 want: int) -> None:
+    policy = BucketPolicy(3600, 0, mode)  # type: ignore[arg-type]
+    store = hourly_store()
+    got = store.query("p", "k", "m", *window, float("inf"), policy)
+    assert got.requests == want
+    rows = store.rows("p", "k", "m", *window, float("inf"), policy)
+    assert sum(c for kind, c, _, _ in rows if kind == "request_count") == want
+    assert {ts for _, _, ts, _ in rows} <= {HOUR, HOUR + 3600}
+
+
+def test_daily_buckets_start_at_local_midnight() -> None:
+    policy = BucketPolicy(86400, 8 * 3600, "outward")
+    assert policy.label(T0) == DAY_UTC8
+    assert policy.label(DAY_UTC8 - 1) == DAY_UTC8 - 86400
+    assert policy.event_range(T0, T0) == (DAY_UTC8, DAY_UTC8 + 86399)
+
+
+def test_bad_policies_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1 second"):
+        BucketPolicy(0)
+    with pytest.raises(ValueError, match="within a day"):
+        BucketPolicy(60, 86400)
+    with pytest.raises(ValueError, match="window mode"):
+        BucketPolicy(60, 0, "inward")  # type: ignore[arg-type]

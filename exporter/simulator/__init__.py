@@ -1,5 +1,6 @@
 """The API simulator: event store, seeded traffic, injected faults, loopback HTTP server."""
 
+from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.build import build_simulator, demo_targets
 from exporter.simulator.catalog import Catalog, SimKey, SimModel
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan
@@ -9,6 +10,7 @@ from exporter.simulator.store import Event, EventStore
 from exporter.simulator.traffic import TargetSpec, TrafficGenerator
 
 __all__ = [
+    "BucketPolicy",
     "Catalog",
     "Event",
     "EventStore",

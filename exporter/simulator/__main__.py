@@ -11,6 +11,7 @@ from types import FrameType
 
 from exporter.clock import SystemClock
 from exporter.durations import parse_duration
+from exporter.simulator.buckets import MODES, BucketPolicy
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY, build_simulator
 from exporter.simulator.traffic import TargetSpec
 
@@ -42,6 +43,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     parser.add_argument("--late-fraction", type=float, default=0.1)
     parser.add_argument("--tick", type=float, default=5.0, help="seconds per traffic tick")
+    parser.add_argument("--bucket", type=_duration, default=60.0,
+                        help="time bucket of the Usages rows, e.g. 1m, 1h, 1d")
+    parser.add_argument("--bucket-utc-offset", type=_duration, default=0.0,
+                        help="buckets start at multiples of --bucket in this zone, e.g. 8h")
+    parser.add_argument("--windows", choices=MODES, default="exact",
+                        help="which usage a window counts: exact timestamps, whole buckets "
+                        "labelled inside it, or every bucket it touches (outward)")
+    parser.add_argument("--no-usages", action="store_true",
+                        help="answer without Usages rows (the field is optional)")
     return parser.parse_args(argv)
 
 
@@ -64,11 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     host, port = args.listen
     try:
+        buckets = BucketPolicy(int(args.bucket), int(args.bucket_utc_offset), args.windows,
+                               rows=not args.no_usages)
         sim = build_simulator(
             args.seed, args.keys, args.models, SystemClock(),
             public_key=args.public_key, private_key=args.private_key, backfill=args.backfill,
             tick=args.tick, late_fraction=args.late_fraction, latency=args.latency,
-            host=host, port=port,
+            host=host, port=port, buckets=buckets,
         )
     except ValueError as exc:
         print(f"simulator: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from exporter.signing import flatten, signature
+from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.catalog import MAX_LIMIT, Catalog
 from exporter.simulator.faults import retcode_message
 from exporter.simulator.store import EventStore
@@ -103,15 +104,19 @@ def parse_usage(params: Mapping[str, str], max_window: int) -> UsageQuery:
     return UsageQuery(params.get("ProjectId", ""), params["KeyId"], model, start, end)
 
 
-def usage_data(store: EventStore, query: UsageQuery, at: float, bucket: int) -> dict[str, Any]:
-    """The ``Data`` object: totals visible at ``at`` plus per-bucket ``Usages`` rows."""
+def usage_data(store: EventStore, query: UsageQuery, at: float, policy: BucketPolicy
+               ) -> dict[str, Any]:
+    """The ``Data`` object: totals visible at ``at`` plus per-bucket ``Usages`` rows, the window
+    counted as ``policy`` says (``exact`` by default)."""
     models = [query.model] if query.model else store.models(query.project, query.key)
     totals, rows = Totals(), []
     for model in models:
         args = (query.project, query.key, model, query.start, query.end, at)
-        totals += store.query(*args)
-        rows += store.rows(*args, bucket)
+        totals += store.query(*args, policy)
+        rows += store.rows(*args, policy)
     data: dict[str, Any] = {api: getattr(totals, name) for name, api in API_FIELDS.items()}
+    if not policy.rows:
+        return data
     data["Usages"] = [
         {"Type": kind, "Count": count, "Timestamp": ts, "Model": model}
         for kind, count, ts, model in rows

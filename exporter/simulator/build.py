@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exporter.clock import Clock
+from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.faults import FaultPlan
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.store import EventStore
@@ -48,6 +49,7 @@ def build_simulator(
     latency: float = 0.0,
     host: str = "127.0.0.1",
     port: int = 0,
+    buckets: BucketPolicy | None = None,
 ) -> SimulatorServer:
     """A simulator with seeded traffic for the demo targets and ``backfill`` seconds of history.
 
@@ -63,5 +65,6 @@ def build_simulator(
     faults = FaultPlan(seed)
     faults.set_latency(latency, latency / 2)
     return SimulatorServer(
-        store, {public_key: private_key}, clock, faults, traffic, host=host, port=port
+        store, {public_key: private_key}, clock, faults, traffic, host=host, port=port,
+        buckets=buckets,
     )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from exporter.clock import Clock
 from exporter.simulator import api, mangle
 from exporter.simulator.admin import Admin
+from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.catalog import Catalog
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan, retcode_message
 from exporter.simulator.outcome import Outcome, transport_outcome
@@ -37,7 +38,7 @@ class SimulatorServer:
         faults: FaultPlan | None = None,
         traffic: TrafficGenerator | None = None,
         *,
-        bucket: int = 60,
+        buckets: BucketPolicy | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         max_window: int = 86400 * 10,
@@ -46,7 +47,8 @@ class SimulatorServer:
         self.store, self.clock, self.traffic = store, clock, traffic
         self.catalog = catalog if catalog is not None else Catalog()
         self.faults = faults if faults is not None else FaultPlan()
-        self._keys, self._bucket, self._max_window = dict(keys), bucket, max_window
+        self._keys, self._max_window = dict(keys), max_window
+        self.buckets = buckets if buckets is not None else BucketPolicy()
         self._address = (host, port)
         self._stats = CallStats()
         self.admin = Admin(store, self.faults, self._stats, clock, traffic,
@@ -136,7 +138,7 @@ class SimulatorServer:
         if self.traffic is not None:
             self.traffic.advance(now)
         self._stats.usage((query.start, query.end, query.key, query.model or ""))
-        return api.reply(action, data=api.usage_data(self.store, query, now, self._bucket))
+        return api.reply(action, data=api.usage_data(self.store, query, now, self.buckets))
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -180,6 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
     # would hold every body back 40 ms.
     disable_nagle_algorithm = True
     timeout = 30  # idle keep-alive connections must not pin threads forever
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header by the simulator's clock: the API's time is the simulator's."""
+        if timestamp is None:
+            timestamp = cast(_HTTPServer, self.server).sim.clock.time()
+        return super().date_time_string(timestamp)
 
     def do_GET(self) -> None:
         """API call with a query string, or an admin read."""

@@ -8,6 +8,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exporter.simulator.buckets import BucketPolicy
 from exporter.usage import Totals
 
 #: ``Usages[].Type`` for each Totals field, in field order (``total`` repeats in + out).
@@ -67,12 +68,11 @@ class _Series:
         chosen = list(indexes)
         return Totals(*(sum(column[i] for i in chosen) for column in self.counts))
 
-    def buckets(self, indexes: Iterable[int], bucket: int) -> dict[int, list[int]]:
+    def buckets(self, indexes: Iterable[int], policy: BucketPolicy) -> dict[int, list[int]]:
         """Per-bucket sums of the five quantities, keyed by the bucket's first second."""
         sums: dict[int, list[int]] = {}
         for i in indexes:
-            ts = self.ts[i]
-            row = sums.setdefault(ts - ts % bucket, [0] * len(ROW_TYPES))
+            row = sums.setdefault(policy.label(self.ts[i]), [0] * len(ROW_TYPES))
             for field, column in enumerate(self.counts):
                 row[field] += column[i]
         return sums
@@ -102,9 +102,13 @@ class EventStore:
                 self._count += 1
 
     def query(  # noqa: PLR0917 -- the API's own parameters, in the API's order
-        self, project: str, key: str, model: str, start: int, end: int, at: float
+        self, project: str, key: str, model: str, start: int, end: int, at: float,
+        policy: BucketPolicy | None = None,
     ) -> Totals:
-        """Sum of events with start <= ts <= end that are visible at ``at``."""
+        """Sum of the events the window ``[start, end]`` counts under ``policy`` (by default:
+        start <= ts <= end) that are visible at ``at``."""
+        if policy is not None:
+            start, end = policy.event_range(start, end)
         with self._lock:
             series = self._series.get((project, key, model))
             if series is None:
@@ -112,14 +116,17 @@ class EventStore:
             return series.total(series.indexes(start, end, at))
 
     def rows(  # noqa: PLR0917 -- the API's own parameters, in the API's order
-        self, project: str, key: str, model: str, start: int, end: int, at: float, bucket: int
+        self, project: str, key: str, model: str, start: int, end: int, at: float,
+        policy: BucketPolicy,
     ) -> list[Row]:
-        """The ``Usages`` list: one row per non-zero (bucket, type), buckets ascending."""
+        """The ``Usages`` list of what the window counts under ``policy``: one row per non-zero
+        (bucket, type), buckets ascending."""
+        start, end = policy.event_range(start, end)
         with self._lock:
             series = self._series.get((project, key, model))
             if series is None:
                 return []
-            sums = series.buckets(series.indexes(start, end, at), bucket)
+            sums = series.buckets(series.indexes(start, end, at), policy)
         return [
             (kind, count, ts, model)
             for ts in sorted(sums)

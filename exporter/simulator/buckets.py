@@ -1,0 +1,55 @@
+"""How the simulated API aggregates usage in time: the bucket its ``Usages`` rows are labelled
+with, and which usage a window ``[StartTime, EndTime]`` counts.
+
+The real service documents neither, so the simulator can play each plausible API:
+
+- ``exact``: a window counts the usage whose own timestamp lies inside it; buckets only label
+  the rows (what the simulator always did: minute labels, second-exact totals).
+- ``buckets``: usage is aggregated into buckets first; a window counts the buckets whose label
+  (first second) lies inside it.
+- ``outward``: a window is rounded outward to whole buckets: it counts every bucket it touches.
+
+Buckets start at multiples of ``seconds`` in a time zone ``utc_offset`` seconds east of UTC
+(daily buckets at UTC+8 start at 16:00 UTC). With ``rows`` off the answers carry no ``Usages``
+(the field is optional), so only the exporter's additivity audit can tell the modes apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+WindowMode = Literal["exact", "buckets", "outward"]
+MODES: tuple[WindowMode, ...] = ("exact", "buckets", "outward")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPolicy:
+    """The simulated API's time aggregation (see the module docstring)."""
+
+    seconds: int = 60
+    utc_offset: int = 0
+    mode: WindowMode = "exact"
+    rows: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seconds < 1:
+            raise ValueError(f"bucket must be at least 1 second, got {self.seconds}")
+        if not -86400 < self.utc_offset < 86400:
+            raise ValueError(f"bucket UTC offset must be within a day, got {self.utc_offset}")
+        if self.mode not in MODES:
+            raise ValueError(f"window mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    def label(self, ts: int) -> int:
+        """The first second of the bucket holding ``ts``."""
+        return ts - (ts + self.utc_offset) % self.seconds
+
+    def event_range(self, start: int, end: int) -> tuple[int, int]:
+        """The event timestamps a window ``[start, end]`` counts (empty when first > last)."""
+        if self.mode == "exact":
+            return start, end
+        last = self.label(end) + self.seconds - 1  # every bucket labelled at or before ``end``
+        if self.mode == "outward":
+            return self.label(start), last
+        first = self.label(start)
+        return (first if first == start else first + self.seconds), last

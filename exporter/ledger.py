@@ -63,10 +63,12 @@ def _clip(t: Totals) -> Totals:
     return Totals(*(max(0, v) for v in t.values()))
 
 
-def _check(period: int, settle: int) -> None:
+def _check(period: int, settle: int, offset: int) -> None:
     """Reject a grid the accounting cannot work with."""
     if period <= 0 or DAY % period:
         raise ValueError(f"period must divide 86400 seconds (one day), got {period}")
+    if not 0 <= offset < period:
+        raise ValueError(f"grid offset must be in [0, period), got {offset}")
     if settle < 0:
         raise ValueError(f"settle must not be negative, got {settle}")
 
@@ -74,23 +76,46 @@ def _check(period: int, settle: int) -> None:
 class Ledger:
     """Accounting for one target: open stretches are re-read until settled, then folded."""
 
-    def __init__(self, origin: int, period: int, settle: int, *, audit: bool = False) -> None:
-        _check(period, settle)
+    def __init__(self, origin: int, period: int, settle: int, *, audit: bool = False,
+                 offset: int = 0) -> None:
+        """Periods are the cells between grid lines at ``offset + k * period`` (``offset`` is
+        not 0 only to follow API buckets that start elsewhere, see apibuckets)."""
+        _check(period, settle, offset)
         self.origin, self.period, self.settle, self.audit = origin, period, settle, audit
+        self.offset = offset
         self.revisions = 0  # readings lower than an earlier one (the higher one is kept)
         self.revised_away = ZERO  # how much those readings were lower, summed
         self.late_after_settle = ZERO  # usage audits found after its stretch closed (not counted)
         self.skipped_seconds = 0  # seconds a restart's max_backfill gave up on (never counted)
         self.given_up: dict[str, int] = {}  # seconds given up because the API rejected them
+        self.additivity_errors = 0  # audits whose one read came out below its parts' sum
+        self.additivity_excess = ZERO  # by how much, summed
         self._cursor = origin  # first second not closed yet
         self._closed = ZERO
         self._open: dict[int, _Stretch] = {}  # open stretches read at least once, by start
         self._audits: list[_Stretch] = []  # closed stretches awaiting their audit, oldest first
 
-    def retune(self, period: int, settle: int) -> None:
-        """Use a new grid and horizon; stretches already read keep their bounds, nothing shifts."""
-        _check(period, settle)
-        self.period, self.settle = period, settle
+    def retune(self, period: int, settle: int, offset: int = 0) -> None:
+        """Use a new grid and horizon; stretches already read keep their bounds, nothing shifts,
+        except that an open stretch starting on a line of a new grid widens to its cell: a wider
+        read never counts less, and the rest of the cell may not be readable apart from it."""
+        _check(period, settle, offset)
+        regrid = (period, offset) != (self.period, self.offset)
+        self.period, self.settle, self.offset = period, settle, offset
+        if regrid:
+            self._widen()
+
+    def _widen(self) -> None:
+        starts = sorted(self._open)
+        for i, start in enumerate(starts):
+            stretch = self._open[start]
+            if stretch.final or (start - self.offset) % self.period:
+                continue
+            end = self._grid_end(start)
+            if i + 1 < len(starts):
+                end = min(end, starts[i + 1] - 1)
+            if end > stretch.end:
+                self._open[start] = replace(stretch, end=end)
 
     def counters(self) -> Totals:
         """Everything counted so far: closed sum plus the latest reading of each open stretch."""
@@ -187,7 +212,7 @@ class Ledger:
         return skipped
 
     def _grid_end(self, pos: int) -> int:
-        return (pos // self.period + 1) * self.period - 1
+        return pos + self.period - 1 - (pos - self.offset) % self.period
 
     def _walk(self, until: int) -> Iterator[_Stretch]:
         """Open stretches from the cursor starting at or before ``until``; unread ones at zero."""
@@ -234,7 +259,7 @@ class Ledger:
     def _newest_read(self, now: int) -> Read | None:
         """The read of the stretch holding ``now``, if it is open and not yet closing."""
         starts = sorted(s for s in self._open if s <= now)
-        start = max(self._cursor, now - now % self.period)
+        start = max(self._cursor, now - (now - self.offset) % self.period)
         if starts and self._open[starts[-1]].end >= start:
             start = starts[-1]  # ``now`` lies in a stretch already read (maybe an older grid)
         elif starts:
@@ -270,14 +295,18 @@ class Ledger:
                 self._queue_audit(stretch, read_at)
 
     def _queue_audit(self, stretch: _Stretch, now: int) -> None:
-        """Queue a closed stretch; one already due joins a due neighbour (up to a day), so a
-        catch-up of many stretches costs a few audit reads, and the queue stays short: at most
+        """Queue a closed stretch; one already due joins a due neighbour (a run of up to
+        max(settle, period)), and due runs gather into one read (see _due_audit), so a catch-up
+        of many stretches costs a few audit reads, and the queue stays short: at most
         ``settle / period + 2`` stretches wait to become due."""
         last = self._audits[-1] if self._audits else None
         due = self._is_due(stretch, now)
-        # A run that is ready to be audited takes no more: it would never stop growing.
+        # A run that is ready to be audited takes no more, and a run spans at most
+        # max(settle, period): while a catch-up closes a stretch every poll, a run that took
+        # them all would push its own readiness ahead of it and never be audited.
         if (last is not None and due and self._is_due(last, now) and not self._ready(last, now)
-                and last.end + 1 == stretch.start and stretch.end - last.start < DAY):
+                and last.end + 1 == stretch.start
+                and stretch.end - last.start < max(self.settle, self.period)):
             self._audits[-1] = replace(last, end=stretch.end, totals=last.totals + stretch.totals,
                                        read_to=stretch.end)
             return
@@ -315,16 +344,22 @@ class Ledger:
         del self._audits[:len(queued)]
         final = sum((s.totals for s in queued), ZERO)
         self.late_after_settle += _clip(totals - final)
+        if not totals.dominates(final):  # the whole below its parts: see apibuckets
+            self.additivity_errors += 1
+            self.additivity_excess += _clip(final - totals)
         return True
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form: numbers only."""
         return {
-            "origin": self.origin, "period": self.period, "settle": self.settle,
-            "audit": self.audit, "cursor": self._cursor, "closed": self._closed.as_dict(),
+            "origin": self.origin, "period": self.period, "offset": self.offset,
+            "settle": self.settle, "audit": self.audit, "cursor": self._cursor,
+            "closed": self._closed.as_dict(),
             "revisions": self.revisions, "revised_away": self.revised_away.as_dict(),
             "late_after_settle": self.late_after_settle.as_dict(),
             "skipped_seconds": self.skipped_seconds, "given_up": dict(self.given_up),
+            "additivity_errors": self.additivity_errors,
+            "additivity_excess": self.additivity_excess.as_dict(),
             "open": [_stretch_dict(s) for s in sorted(self._open.values(), key=lambda s: s.start)],
             "audits": [_stretch_dict(s) for s in self._audits],
         }
@@ -333,7 +368,7 @@ class Ledger:
     def from_dict(cls, data: dict[str, Any]) -> Ledger:
         """Inverse of :meth:`to_dict`; ValueError/KeyError/TypeError on anything inconsistent."""
         led = cls(_int(data["origin"]), _int(data["period"]), _int(data["settle"]),
-                  audit=bool(data["audit"]))
+                  audit=bool(data["audit"]), offset=_int(data.get("offset", 0)))
         led._cursor = _int(data["cursor"])
         if led._cursor < led.origin:
             raise ValueError("cursor before origin")
@@ -342,6 +377,8 @@ class Ledger:
         led.revised_away = _totals(data["revised_away"])
         led.late_after_settle = _totals(data["late_after_settle"])
         led.skipped_seconds = _int(data["skipped_seconds"])
+        led.additivity_errors = _int(data.get("additivity_errors", 0))
+        led.additivity_excess = _totals(data.get("additivity_excess", {}))
         given_up = data.get("given_up", {})
         if not isinstance(given_up, dict):
             raise TypeError("given_up must be an object")

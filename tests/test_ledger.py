@@ -166,14 +166,50 @@ def test_rebase_keeps_a_straddling_read_period_whole() -> None:
     assert led.plan(T0 + 1800 + DAY)[0].start == T0
 
 
-def test_retune_keeps_read_stretches_and_uses_new_grid_after_them() -> None:
+def test_retune_widens_an_open_stretch_on_a_new_grid_line_and_uses_the_grid_after_it() -> None:
     led = Ledger(T0, H, 0)
     led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
-    led.retune(2 * H, 0)
+    led.retune(2 * H, 0)  # T0 is a line of the 2 h grid: its stretch becomes that cell
     reads = led.plan(T0 + 5 * H)
     assert [(r.start, r.end) for r in reads] == [
-        (T0, T0 + H - 1), (T0 + H, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
-    assert reads[1].stretches == (T0 + H, T0 + 2 * H)
+        (T0, T0 + 2 * H - 1), (T0 + 2 * H, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
+    assert reads[1].stretches == (T0 + 2 * H,)
+    led.record(reads[0], tok(5), T0 + 5 * H)  # the wider read counts the whole cell once
+    assert led.counters() == tok(5)
+
+
+def test_retune_keeps_a_read_stretch_off_the_new_grid_lines() -> None:
+    led = Ledger(T0, H, 0)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(1), T0 + H)  # hour 0, closed
+    led.record(Read(T0 + H, T0 + H + 100, (T0 + H,)), tok(2), T0 + H + 100)
+    led.retune(2 * H, 0)  # T0 + H is inside a 2 h cell: kept as it was read
+    reads = led.plan(T0 + 5 * H)
+    assert [(r.start, r.end) for r in reads] == [
+        (T0 + H, T0 + 2 * H - 1), (T0 + 2 * H, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
+
+
+def test_a_grid_offset_cuts_periods_at_the_apis_bucket_starts() -> None:
+    # Daily buckets in UTC+8 start at 16:00 UTC: T0 (a UTC midnight) is 8 h into one.
+    led = Ledger(T0, DAY, 0, offset=16 * H)
+    assert [(r.start, r.end) for r in led.plan(T0 + DAY)] == [
+        (T0, T0 + 16 * H - 1), (T0 + 16 * H, T0 + DAY)]
+    restored = Ledger.from_dict(led.to_dict())
+    assert restored.offset == 16 * H
+    with pytest.raises(ValueError, match="offset"):
+        Ledger(T0, H, 0, offset=H)
+
+
+def test_an_audit_below_the_sum_of_its_parts_is_an_additivity_error() -> None:
+    led = Ledger(T0, H, 0, audit=True)
+    for i in range(2):
+        led.record(Read(T0 + i * H, T0 + (i + 1) * H - 1, (T0 + i * H,)), tok(10),
+                   T0 + (i + 1) * H)
+    audit = next(r for r in led.plan(T0 + 4 * H) if r.kind == "audit")
+    assert (audit.start, audit.end) == (T0, T0 + 2 * H - 1)
+    led.record(audit, tok(12), T0 + 4 * H)  # the parts said 20: 8 counted too many
+    assert (led.additivity_errors, led.additivity_excess.tokens) == (1, 8)
+    assert led.counters() == tok(20)  # an audit never changes what was counted
+    assert Ledger.from_dict(led.to_dict()).additivity_excess == led.additivity_excess
 
 
 def test_retune_never_lets_an_unread_period_overlap_a_read_one() -> None:

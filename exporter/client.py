@@ -16,7 +16,7 @@ from exporter.clock import Clock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
-from exporter.response import parse_usage
+from exporter.response import parse_reading
 from exporter.signing import sign
 from exporter.transport import (
     FormPoster,
@@ -25,7 +25,7 @@ from exporter.transport import (
     host_of,
     with_action,
 )
-from exporter.usage import Totals
+from exporter.usage import Reading
 
 ACTION = "GetUMInferTokenUsage"
 T = TypeVar("T")
@@ -75,12 +75,13 @@ class ApiClient:
         self._answers = AnswerReader(self._host)
         self._log = logging.getLogger(__name__)
 
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
-        """Totals for ``[start, end]`` (inclusive Unix seconds); retry transient errors until
-        ``deadline`` (monotonic), then raise the last ApiError."""
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        """Totals for ``[start, end]`` (inclusive Unix seconds) and the bucket labels they came
+        in; retry transient errors until ``deadline`` (monotonic), then raise the last
+        ApiError."""
         if not 0 <= end - start < MAX_SPAN:
             raise ValueError(f"need start <= end < start + {MAX_SPAN}, got [{start}, {end}]")
-        return self.call(_params(target, start, end), parse_usage, deadline, target.ident)
+        return self.call(_params(target, start, end), parse_reading, deadline, target.ident)
 
     def call(self, params: dict[str, object], parse: Callable[[object], T], deadline: float,
              subject: str = "") -> T:

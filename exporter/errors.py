@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal"]
+Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal",
+                   "window_semantics"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 THROTTLED_RETCODE = 153

@@ -6,17 +6,25 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol
 
+from exporter.apibuckets import (
+    DAY,
+    PROBE_ATTEMPTS,
+    PROBE_TARGETS,
+    BucketMeter,
+    Grid,
+    Refusal,
+)
 from exporter.apiclock import ApiClock
 from exporter.clock import Clock
 from exporter.config import Config, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger, Read
 from exporter.snapshot import Snapshot, TargetSnapshot
-from exporter.usage import ZERO, Totals
+from exporter.usage import ZERO, Reading, Totals
 from exporter.windows import window_slices
 from exporter.workers import WorkerPool
 
@@ -29,6 +37,18 @@ MAX_STRIKES = 5
 #: Share of poll.interval over which target starts are spread when pacing applies; the rest is
 #: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
 SPREAD = 0.5
+
+
+def _held(read: Read) -> ApiError:
+    return ApiError("window_semantics", f"the answer for [{read.start}, {read.end}] reports "
+                    "usage outside that window; not counted until the API's bucket is measured",
+                    transient=True)
+
+
+def _first_stretch(read: Read) -> Read:
+    """The part of a (possibly merged) count read that covers only its first stretch."""
+    end = read.stretches[1] - 1 if len(read.stretches) > 1 else read.end
+    return replace(read, end=end, stretches=read.stretches[:1])
 
 
 def start_gap(targets: int, interval: float, rate: float) -> float:
@@ -49,8 +69,8 @@ def start_gap(targets: int, interval: float, rate: float) -> float:
 class UsageSource(Protocol):
     """What the poller needs from the API client."""
 
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
-        """Totals over the inclusive interval; raises ApiError."""
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        """Totals over the inclusive interval and their bucket labels; raises ApiError."""
         ...
 
 
@@ -81,14 +101,18 @@ class Poller:
     # The collaborators are the agreed seam; keywords would not make the call clearer.
     def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
                  pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
-                 pending: Mapping[str, float] | None = None) -> None:
+                 pending: Mapping[str, float] | None = None,
+                 buckets: BucketMeter | None = None) -> None:
         """``pending``: targets without a ledger yet, by the monotonic instant their counting
         began; each gets one, starting at the API's time of that instant, once the API's clock
-        is known. Targets with neither are new: their counting begins now."""
+        is known and its buckets measured (or looked for). Targets with neither are new: their
+        counting begins now. ``buckets`` is shared by the pollers of a process."""
         self._config = config
         self._source = source
         self._clock = clock
         self._api_clock = api_clock
+        self._buckets = buckets if buckets is not None else BucketMeter()
+        self._grid: Grid | Refusal = self._buckets.grid(config.poll.period)
         self._pool = pool
         self._lock = threading.Lock()  # guards every ledger
         self._ledgers = dict(ledgers)
@@ -126,6 +150,11 @@ class Poller:
         """The live ledgers (callers must not mutate them)."""
         return dict(self._ledgers)
 
+    @property
+    def grid(self) -> Grid | Refusal:
+        """The period grid of the last cycle (see apibuckets)."""
+        return self._grid
+
     def pending(self) -> dict[str, float]:
         """Targets still waiting for the API's clock, by the monotonic instant counting began."""
         with self._lock:
@@ -135,9 +164,52 @@ class Poller:
         """Poll every target once, concurrently, and return the resulting snapshot."""
         budget = max(self._config.poll.interval, self._config.api.timeout)
         deadline = self._clock.monotonic() + budget
+        if self._buckets.needs_probe:
+            self._probe(deadline)
+        self._regrid()
         tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
         self._pool.run_all(tasks, self._gap(), self._clock)
         return self.snapshot()
+
+    def _probe(self, deadline: float) -> None:
+        """Before counting begins: read the last day of up to PROBE_TARGETS targets that answer
+        (trying at most PROBE_ATTEMPTS), then the day before of those (a daily bucket counted
+        where labelled shows one label a day), so the API's bucket is measured before any period
+        is cut. Stops as soon as it is measured. When no target answers, counting waits a cycle,
+        up to PROBE_CYCLES cycles (keys the API refuses must not keep the others from
+        counting)."""
+        if not self._api_clock.known:
+            return  # the API has not answered at all yet (the service asks at start)
+        now = int(self._api_clock.now())
+        answered: list[Target] = []
+        for back, targets in enumerate((self._config.targets[:PROBE_ATTEMPTS], answered)):
+            end = now - back * DAY
+            for target in list(targets):
+                if back == 0 and len(answered) >= PROBE_TARGETS:
+                    break
+                try:
+                    reading = self._source.get_usage(target, end - DAY + 1, end,
+                                                     self._for_call(deadline))
+                except ApiError:
+                    continue
+                if back == 0:
+                    answered.append(target)
+                self._buckets.answered(end - DAY + 1, end, reading.labels)
+                if self._buckets.bucket is not None:
+                    self._buckets.probe_done(answered=True)
+                    return
+        self._buckets.probe_done(answered=bool(answered))
+
+    def _regrid(self) -> None:
+        """Put every ledger on the grid the API's buckets allow (see apibuckets)."""
+        grid = self._grid = self._buckets.grid(self._config.poll.period)
+        if isinstance(grid, Refusal):
+            return
+        settle = self._config.poll.settle
+        with self._lock:
+            for ledger in self._ledgers.values():
+                if (ledger.period, ledger.offset) != (grid.period, grid.offset):
+                    ledger.retune(grid.period, settle, grid.offset)
 
     def _gap(self) -> float:
         """Pace only steady cycles: the first poll of a target (start, reload) is not delayed."""
@@ -191,12 +263,16 @@ class Poller:
         that fails in ``MAX_STRIKES`` cycles in which another read of the target succeeded is a
         range the API rejects: it is given up and counted as such, never retried for ever.
         """
+        grid = self._grid
+        if isinstance(grid, Refusal):
+            return ApiError("window_semantics", grid.reason, transient=False)
         with self._lock:
-            ledger = self._ledger(target.ident)
+            ledger = self._ledger(target.ident, grid)
             if ledger is None:
                 return ApiError("network", "the API has not answered yet: counting begins, "
                                 "from the moment it was to begin, once it does", transient=True)
             reads = ledger.plan(int(self._api_clock.now()), max_reads=MAX_READS_PER_CYCLE)
+            reads = self._cut_at_buckets(target, ledger, grid, reads)
         newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
         failed: list[tuple[Read, ApiError]] = []
         succeeded = False
@@ -207,27 +283,82 @@ class Poller:
                 continue
             sent = self._clock.monotonic()
             try:
-                totals = self._source.get_usage(target, read.start, read.end,
-                                                self._for_call(deadline))
+                reading = self._source.get_usage(target, read.start, read.end,
+                                                 self._for_call(deadline))
             except ApiError as error:
                 failed.append((read, error))
                 continue
             # Taken at sending, by the API's clock as best known after this very answer.
             read_at = int(self._api_clock.at(sent))
-            with self._lock:
-                ledger.record(read, totals, read_at)
+            labels = self._buckets.answered(read.start, read.end, reading.labels)
+            if read.kind == "count" and self._buckets.hold(
+                    read.start, read.end, labels, self._checked_grid(self._config.poll.period)):
+                self._held(target, ledger, read, read_at)
+                failed.append((read, _held(read)))
+                continue
+            self._record(target, ledger, read, reading.totals, read_at)
             health.strikes.pop(read.start, None)
             succeeded = True
         self._strike(target, ledger, health, failed, succeeded)
         return failed[0][1] if failed else None
+
+    def _held(self, target: Target, ledger: Ledger, read: Read, read_at: int) -> None:
+        """A held answer for the stretch where a target's counting began (inside a bucket,
+        its labels say) is given up once that stretch has settled: it cannot be told from the
+        part of the bucket before the start, so it is never counted, as once the bucket is
+        measured (see _cut_at_buckets). Other held stretches wait for the measurement."""
+        first = _first_stretch(read)
+        if read.start != ledger.origin or first.end + self._config.poll.settle > read_at:
+            return
+        with self._lock:
+            seconds = ledger.give_up(first, "window_semantics")
+        if seconds:
+            log.info("target %s: [%d, %d], where counting began, holds usage of an API bucket "
+                     "that began before it: %d seconds given up", target.ident, read.start,
+                     first.end, seconds)
+
+    def _checked_grid(self, period: int) -> Grid:
+        grid = self._buckets.grid(period)
+        # A refusal found by this very answer: hold it like an answer for an unknown bucket.
+        return Grid(period) if isinstance(grid, Refusal) else grid
+
+    def _record(self, target: Target, ledger: Ledger, read: Read, totals: Totals,
+                read_at: int) -> None:
+        with self._lock:
+            errors, excess = ledger.additivity_errors, ledger.additivity_excess
+            ledger.record(read, totals, read_at)
+            found = ledger.additivity_errors > errors
+            excess = ledger.additivity_excess - excess
+        if found:
+            self._buckets.additivity_error(target.ident, excess)
+
+    def _cut_at_buckets(self, target: Target, ledger: Ledger, grid: Grid,
+                        reads: list[Read]) -> list[Read]:
+        """Give up, unread, the part of a bucket a count read would start inside (counting that
+        began before the bucket was measured, or a grid that was widened to the buckets): no
+        window the API answers can tell it from the rest of its bucket. Call under the lock."""
+        if grid.bucket is None:
+            return reads
+        kept = []
+        for read in reads:
+            if read.kind != "count" or grid.on_boundary(read.start):
+                kept.append(read)
+                continue
+            first = _first_stretch(read)
+            seconds = ledger.give_up(first, "window_semantics")
+            if seconds:
+                log.info("target %s: [%d, %d] starts inside one of the API's %d s buckets and "
+                         "cannot be read apart from it: %d seconds given up", target.ident,
+                         read.start, first.end, grid.bucket, seconds)
+        return kept
 
     def _strike(self, target: Target, ledger: Ledger, health: _Health,
                 failed: list[tuple[Read, ApiError]], succeeded: bool) -> None:
         if not succeeded:
             return  # the target as a whole failed: an outage, not a range the API rejects
         for read, error in failed:
-            if read.kind != "count":
-                continue
+            if read.kind != "count" or error.category == "window_semantics":
+                continue  # held until the bucket is measured: waiting, not rejected
             strikes = health.strikes[read.start] = health.strikes.get(read.start, 0) + 1
             if strikes < MAX_STRIKES:
                 continue
@@ -239,17 +370,18 @@ class Poller:
                           "of usage are not counted", target.ident, read.start, read.end,
                           strikes, error.message, seconds)
 
-    def _ledger(self, ident: str) -> Ledger | None:
-        """The target's ledger; a pending one gets its ledger once the API's time is known,
-        starting at the API's time of the instant its counting began. Call under the lock."""
+    def _ledger(self, ident: str, grid: Grid) -> Ledger | None:
+        """The target's ledger; a pending one gets its ledger once the API's time is known and
+        its buckets were looked for, starting at the API's time of the instant its counting
+        began (once the bucket is measured: the next bucket start). Call under the lock."""
         ledger = self._ledgers.get(ident)
-        if ledger is None and self._api_clock.known:
+        if ledger is None and self._api_clock.known and not self._buckets.needs_probe:
             began = self._pending.pop(ident)
-            poll = self._config.poll
             # The estimate errs early by up to a second (see apiclock): the next whole second
             # keeps usage from before the start out.
-            origin = int(self._api_clock.at(began)) + 1
-            ledger = self._ledgers[ident] = Ledger(origin, poll.period, poll.settle, audit=True)
+            origin = grid.first_boundary(int(self._api_clock.at(began)) + 1)
+            ledger = self._ledgers[ident] = Ledger(origin, grid.period, self._config.poll.settle,
+                                                   audit=True, offset=grid.offset)
         return ledger
 
     def _poll_windows(self, target: Target, health: _Health, deadline: float) -> None:
@@ -277,7 +409,9 @@ class Poller:
         for window in self._config.windows:
             totals = ZERO
             for start, stop in window_slices(end, window.seconds):
-                totals += self._source.get_usage(target, start, stop, self._for_call(deadline))
+                reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
+                self._buckets.answered(start, stop, reading.labels)
+                totals += reading.totals
             results.append((window, totals))
         health.windows, health.windows_at = tuple(results), float(end)
         health.next_window_read = started + self._config.poll.window_interval

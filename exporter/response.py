@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.errors import ApiError, retcode_error
-from exporter.usage import API_FIELDS, Totals
+from exporter.usage import API_FIELDS, Reading, Totals
 
 MAX_COUNT = 2**63 - 1
 ROW_TYPES = frozenset({"in", "out", "total", "request_count", "image_generation"})
@@ -28,11 +28,17 @@ class UsageRow:
 
 
 def parse_usage(body: object) -> Totals:
-    """The totals in a decoded JSON body; raise ApiError for errors and for garbage."""
+    """The totals in a decoded JSON body; raise ApiError for errors and for garbage (rows are
+    not counted, but garbage in them says the whole answer is not to be trusted)."""
+    return parse_reading(body).totals
+
+
+def parse_reading(body: object) -> Reading:
+    """The totals and the distinct bucket labels (``Usages[].Timestamp``) of a decoded body."""
     data = _data(body)
-    # Rows are not counted, but garbage in them says the whole answer is not to be trusted.
-    _rows(data)
-    return Totals(**{name: _count(data, api, f"Data.{api}") for name, api in API_FIELDS.items()})
+    rows = _rows(data)
+    totals = Totals(**{name: _count(data, api, f"Data.{api}") for name, api in API_FIELDS.items()})
+    return Reading(totals, tuple(sorted({row.timestamp for row in rows})))
 
 
 def parse_usage_rows(body: object) -> list[UsageRow]:

@@ -48,6 +48,34 @@ class SelfMetrics:
             "The API's clock (from the Date header of its answers) minus the local clock, in "
             "seconds; NaN until the first answer. Periods close by the API's clock.",
             registry=registry)
+        self.api_bucket = Gauge(
+            "uminfer_api_bucket_seconds",
+            "The API's time bucket in seconds, measured from the Usages timestamps of its answers "
+            "(a multiple of the true one); NaN until two different ones were seen.",
+            registry=registry)
+        self.accounting_period = Gauge(
+            "uminfer_accounting_period_seconds",
+            "The period counting runs on, in seconds: poll.period, or a multiple of the API's "
+            "bucket when the buckets are coarser (docs/accounting.md); NaN while refused.",
+            registry=registry)
+        self.accounting_refused = Gauge(
+            "uminfer_accounting_refused",
+            "Whether counting is refused (1): no period grid can keep counters exact under the "
+            "API's measured buckets, so nothing is counted (the log says why).",
+            registry=registry)
+        self.additivity_errors = Counter(
+            "uminfer_api_additivity_errors",
+            "Number of audit reads over settled periods that came out below the sum of the "
+            "periods' final readings (windows rounded outward, or usage lowered after settling).",
+            registry=registry)
+        self.additivity_excess = Counter(
+            "uminfer_api_additivity_excess_tokens",
+            "Tokens by which the periods' final readings exceeded one read over them, summed over "
+            "additivity errors: how far the counters may be too high.", registry=registry)
+        self.answers_held = Counter(
+            "uminfer_api_answers_held",
+            "Number of count answers not counted because they reported usage outside the window "
+            "asked for while the API's bucket was not measured.", registry=registry)
         self.state_writes = Counter(
             "uminfer_state_writes", "Number of state file writes, by outcome.", ["outcome"],
             registry=registry)
@@ -62,6 +90,15 @@ class SelfMetrics:
             "uminfer_exporter_build_info", "Build information; the value is always 1.",
             ["version", "python_version"], registry=registry)
         build.labels(__version__, platform.python_version()).set(1)
+
+    def additivity_error(self, excess_tokens: int) -> None:
+        """An audit found the whole below its parts (apibuckets' MismatchObserver)."""
+        self.additivity_errors.inc()
+        self.additivity_excess.inc(excess_tokens)
+
+    def held(self) -> None:
+        """A count answer was held back (apibuckets' MismatchObserver)."""
+        self.answers_held.inc()
 
     def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:
         """Record one API call attempt (the client's CallObserver)."""

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from exporter.apibuckets import BucketMeter, Grid, Refusal
 from exporter.apiclock import ApiClock
 from exporter.client import ApiClient
 from exporter.clock import Clock
@@ -71,6 +72,9 @@ class Service:
         self._config = config
         self.api_clock = ApiClock(clock)
         self.metrics.api_clock_offset.set_function(self._clock_offset)
+        self.buckets = BucketMeter(self.metrics)
+        self.metrics.api_bucket.set_function(
+            lambda: float(self.buckets.bucket or "nan"))
         self._connect = connect or self._api_stack
         self._api = self._connect(config.api)
         # Ledgers of targets not polled now, and since when (API seconds): kept in the state so
@@ -79,9 +83,12 @@ class Service:
         self._parked_at: dict[str, int] = {}
         self._discovery = DiscoveryRunner(clock)
         doc = self._load_state()
+        self._restore_buckets(doc)
         self._spend = Spend(config, doc.meters, doc.budgets)
-        ledgers = retarget(doc.ledgers, [t.ident for t in config.targets], self._api_now(),
-                           config.poll.period, config.poll.settle, audit=True)
+        grid = self._grid(config)
+        ledgers = retarget(doc.ledgers, [t.ident for t in config.targets],
+                           self._counting_start(grid), grid.period, config.poll.settle,
+                           audit=True, offset=grid.offset)
         now = int(self.api_clock.now())
         for ident, led in doc.ledgers.items():
             if ident not in ledgers:
@@ -92,7 +99,10 @@ class Service:
         self._loaded: dict[str, Ledger] | None = doc.ledgers
         self._started = clock.monotonic()
         self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
-                              self.api_clock)
+                              self.api_clock, buckets=self.buckets)
+        self.metrics.accounting_period.set_function(self._period)
+        self.metrics.accounting_refused.set_function(
+            lambda: float(isinstance(self._poller.grid, Refusal)))
         self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(clock.time())
@@ -200,7 +210,7 @@ class Service:
                 # One document: ledgers (polled and parked), cost and budgets move together.
                 store.save(StateDocument({**self._parked, **self._poller.ledgers()},
                                          dict(self._parked_at), self._spend.meters(),
-                                         self._spend.budget_use()))
+                                         self._spend.budget_use(), self.buckets.to_dict()))
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
             if not self._state_failing:
@@ -234,18 +244,43 @@ class Service:
             return  # the API is not answering: nothing can be read, and time is not known yet
         loaded, self._loaded = self._loaded or {}, None
         config = self._config
+        grid = self._grid(config)
         with self._poller.locked():
             # At the API's time of the start: an outage after it is caught up like any other.
-            result = restart(loaded, int(self.api_clock.at(self._started)), config.poll.period,
-                             config.poll.settle, config.state.max_backfill, audit=True)
+            result = restart(loaded, int(self.api_clock.at(self._started)), grid.period,
+                             config.poll.settle, config.state.max_backfill, audit=True,
+                             offset=grid.offset)
         if result.skipped_seconds:
             self.metrics.backfill_skipped.inc(result.skipped_seconds)
             log.warning("state is older than state.max_backfill: %d seconds of usage skipped",
                         result.skipped_seconds)
 
-    def _api_now(self) -> int | None:
-        """The API's time now; None until it is known (new targets then wait for it)."""
-        return int(self.api_clock.now()) if self.api_clock.known else None
+    def _counting_start(self, grid: Grid) -> int | None:
+        """Where a new target's counting starts: the API's time now (once the API's bucket is
+        measured, the next bucket start); None until that time is known and the API's buckets
+        were looked for (new targets then wait, see Poller)."""
+        if not self.api_clock.known or self.buckets.needs_probe:
+            return None
+        return grid.first_boundary(int(self.api_clock.now()))
+
+    def _grid(self, config: Config) -> Grid:
+        """The period grid for ``config`` (poll.period's own while counting is refused: the
+        poller then reads nothing anyway)."""
+        grid = self.buckets.grid(config.poll.period)
+        return Grid(config.poll.period) if isinstance(grid, Refusal) else grid
+
+    def _period(self) -> float:
+        grid = self._poller.grid
+        return float("nan") if isinstance(grid, Refusal) else float(grid.period)
+
+    def _restore_buckets(self, doc: StateDocument) -> None:
+        if not doc.buckets:
+            return
+        try:
+            self.buckets.restore(doc.buckets)
+        except (TypeError, ValueError) as error:
+            log.warning("state: the API's measured buckets are unreadable (%s); measured "
+                        "again", error)
 
     def _expire_parked(self) -> None:
         """Forget parked ledgers older than PARKED_RETENTION (said once per batch)."""
@@ -300,9 +335,10 @@ class Service:
         known = {**self._parked, **self._poller.ledgers()}
         pending = self._poller.pending()  # the new poller starts them at their own instant
         now = int(self.api_clock.now())
+        grid = self._grid(effective)
         ledgers = retarget(known, [t.ident for t in effective.targets if t.ident not in pending],
-                           self._api_now(), effective.poll.period, effective.poll.settle,
-                           audit=True)
+                           self._counting_start(grid), grid.period, effective.poll.settle,
+                           audit=True, offset=grid.offset)
         for ident, led in known.items():
             if ident in ledgers:
                 self._parked.pop(ident, None)
@@ -311,7 +347,7 @@ class Service:
                 self._parked[ident], self._parked_at[ident] = led, now
         self._spend.sync({**self._parked, **ledgers})
         poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers,
-                        self.api_clock, pending)
+                        self.api_clock, pending, self.buckets)
         poller.carry_health(self._poller, lift_pauses=reloaded)
         self._poller = poller
         self.metrics.targets.set(len(effective.targets))

@@ -50,6 +50,7 @@ class StateDocument:
     parked: dict[str, int] = field(default_factory=dict)
     meters: dict[str, CostMeter] = field(default_factory=dict)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    buckets: dict[str, Any] = field(default_factory=dict)
 
 
 class StateStore:
@@ -73,6 +74,7 @@ class StateStore:
             "targets": {ident: _target_dict(ident, led, doc)
                         for ident, led in doc.ledgers.items()},
             "budgets": doc.budgets,
+            "api_buckets": doc.buckets,
         }
         try:
             write_json(self.path, data)
@@ -138,6 +140,10 @@ def _parse(data: Any) -> StateDocument:
     if not isinstance(targets, dict):
         raise TypeError("targets must be an object")
     doc = StateDocument(budgets=budget_use(data.get("budgets", {})))
+    buckets = data.get("api_buckets", {})
+    if not isinstance(buckets, dict):
+        raise TypeError("api_buckets must be an object")
+    doc.buckets = buckets
     for ident, entry in targets.items():
         if not isinstance(entry, dict):
             raise TypeError(f"target {ident!r} must be an object")
@@ -168,6 +174,7 @@ def restart(
     max_backfill: int,
     *,
     audit: bool = False,
+    offset: int = 0,
 ) -> Reconciled:
     """Loaded ledgers, retuned and rebased: the one place ``state.max_backfill`` applies.
 
@@ -177,7 +184,7 @@ def restart(
     skipped = 0
     ledgers: dict[str, Ledger] = {}
     for ident, led in loaded.items():
-        led.retune(period, settle)
+        led.retune(period, settle, offset)
         led.audit = audit
         skipped += led.rebase(now, max_backfill)
         ledgers[ident] = led
@@ -192,19 +199,20 @@ def retarget(
     settle: int,
     *,
     audit: bool = False,
+    offset: int = 0,
 ) -> dict[str, Ledger]:
     """Ledgers for ``idents``: known ones retuned (never rebased), new ones start at ``now``,
     the API's time; with ``now`` None (the API's time not known yet) new ones are left out.
-    A changed period applies to time not yet read."""
+    A changed period (or grid ``offset``) applies to time not yet read."""
     ledgers: dict[str, Ledger] = {}
     for ident in idents:
         led = known.get(ident)
         if led is None:
             if now is None:
                 continue
-            led = Ledger(now, period, settle, audit=audit)
+            led = Ledger(now, period, settle, audit=audit, offset=offset)
         else:
-            led.retune(period, settle)
+            led.retune(period, settle, offset)
             led.audit = audit
         ledgers[ident] = led
     return ledgers

@@ -71,3 +71,12 @@ class Totals:
 
 
 ZERO = Totals()
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One answer of the usage API: its totals, and the distinct ``Usages[].Timestamp`` values
+    (ascending) it reported them under, which say how the API buckets time (see apibuckets)."""
+
+    totals: Totals
+    labels: tuple[int, ...] = ()

@@ -12,7 +12,8 @@ from exporter.apiclock import ApiClock
 from exporter.config import Target
 from exporter.errors import ApiError
 from exporter.keyapi import ApiKey, ApiModel
-from exporter.usage import Totals
+from exporter.simulator.buckets import BucketPolicy
+from exporter.usage import Reading, Totals
 
 DISCOVERED = ("d1", "d2", "d3")
 
@@ -60,6 +61,8 @@ class FakeApi:
         self.listing = "ok"  # "ok" | "fail" | "partial"
         self.hidden: set[str] = set()
         self.reject_before = 0  # reads starting before this fail with a permanent RetCode
+        # How the API buckets time (None: exact timestamps, no Usages rows at all).
+        self.buckets: BucketPolicy | None = None
         self.api_clock: ApiClock | None = None
 
     def _answer(self) -> None:
@@ -69,15 +72,20 @@ class FakeApi:
             self.api_clock.observe(email.utils.formatdate(self.clock.api(), usegmt=True),
                                    self.clock.monotonic())
 
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self._answer()
         assert 0 <= end - start < 86400
         if start < self.reject_before:
             raise ApiError("retcode", "RetCode 230: invalid parameter", retcode=230)
         now = self.clock.api()
-        n = sum(u.tokens for u in self.uses.get(target.ident, ())
-                if start <= u.ts <= end and u.visible_at <= now)
-        return Totals(input_tokens=n, tokens=n)
+        policy = self.buckets
+        first, last = (start, end) if policy is None else policy.event_range(start, end)
+        counted = [u for u in self.uses.get(target.ident, ())
+                   if first <= u.ts <= last and u.visible_at <= now]
+        n = sum(u.tokens for u in counted)
+        labels = () if policy is None or not policy.rows else tuple(
+            sorted({policy.label(u.ts) for u in counted}))
+        return Reading(Totals(input_tokens=n, tokens=n), labels)
 
     def sync_clock(self, deadline: float) -> None:
         with contextlib.suppress(ApiError):

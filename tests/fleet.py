@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.clock import SystemClock
-from exporter.simulator import Event, EventStore, SimulatorServer
+from exporter.simulator import BucketPolicy, Event, EventStore, SimulatorServer
 from exporter.usage import Totals
 from tests.harness import Exporter, Series
 
@@ -68,10 +68,16 @@ def add_usage(sim: SimulatorServer, key: str, totals: Totals, ts: int | None = N
     return at
 
 
+#: An API that labels usage by the second: the tests here run 10 s periods, which minute buckets
+#: would rightly widen to 60 s (tests/test_window_semantics.py covers that).
+SECOND_BUCKETS = BucketPolicy(1)
+
+
 @contextmanager
 def simulator() -> Iterator[SimulatorServer]:
     """An empty simulator on loopback that knows the fleet's key pair."""
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock()) as sim:
+    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(),
+                         buckets=SECOND_BUCKETS) as sim:
         yield sim
 
 

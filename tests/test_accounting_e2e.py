@@ -355,7 +355,7 @@ def keyed_simulator(*keys: str) -> Iterator[SimulatorServer]:
     for key in keys:
         catalog.add_key(SimKey(PROJECT, key, name_of(key), f"sk-secret-{key}"))
     with SimulatorServer(EventStore(), {fleet.PUBLIC: fleet.PRIVATE}, SystemClock(),
-                         catalog=catalog) as sim:
+                         catalog=catalog, buckets=fleet.SECOND_BUCKETS) as sim:
         yield sim
 
 

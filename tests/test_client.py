@@ -70,7 +70,7 @@ class Rig:
         self.rsps.add(responses.POST, URL, json=body, status=status, headers=headers)
 
     def get(self, deadline: float = 120.0, target: Target = TARGET) -> Totals:
-        return self.client.get_usage(target, START, END, deadline)
+        return self.client.get_usage(target, START, END, deadline).totals
 
     def form(self, call: int = 0) -> dict[str, str]:
         body = self.rsps.calls[call].request.body

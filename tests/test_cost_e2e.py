@@ -17,6 +17,7 @@ from exporter.config import ModelPrice
 from exporter.pricing import cost_of
 from exporter.simulator import Catalog, Event, EventStore, SimKey, SimulatorServer
 from exporter.usage import Totals
+from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +52,8 @@ def sim() -> Iterator[SimulatorServer]:
     catalog = Catalog()
     for key, name in (("key-alpha", "alpha"), ("key-beta", "beta")):
         catalog.add_key(SimKey(PROJECT, key, name, f"{SECRET}-{name}"))
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(), catalog=catalog) as s:
+    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(), catalog=catalog,
+                         buckets=SECOND_BUCKETS) as s:
         yield s
 
 

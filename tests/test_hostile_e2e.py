@@ -72,7 +72,7 @@ def sim() -> Iterator[SimulatorServer]:
     catalog.add_key(SimKey(HOSTILE_PROJECT, "k-evil", EVIL_NAME, "secret-evil",
                            granted_models=(fleet.MODEL,)))
     with SimulatorServer(EventStore(), {fleet.PUBLIC: fleet.PRIVATE}, SystemClock(),
-                         catalog=catalog) as server:
+                         catalog=catalog, buckets=fleet.SECOND_BUCKETS) as server:
         yield server
 
 

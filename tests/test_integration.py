@@ -18,6 +18,7 @@ import requests
 from exporter.clock import SystemClock
 from exporter.simulator import Event, EventStore, Fault, FaultKind, SimulatorServer
 from exporter.usage import Totals
+from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -65,7 +66,8 @@ _running: list[Exporter] = []
 @pytest.fixture
 def simulator() -> Iterator[SimulatorServer]:
     """An empty simulator (no random traffic): the tests decide every event."""
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock()) as sim:
+    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(),
+                         buckets=SECOND_BUCKETS) as sim:
         yield sim
 
 

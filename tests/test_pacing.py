@@ -7,19 +7,24 @@ from collections.abc import Mapping
 
 import pytest
 
+from exporter.apibuckets import BucketMeter
 from exporter.apiclock import ApiClock
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target
 from exporter.ledger import Ledger
 from exporter.poller import SPREAD, Poller, UsageSource, start_gap
-from exporter.usage import Totals
+from exporter.usage import Reading, Totals
 from exporter.workers import WorkerPool
 
 
 def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
                 ledgers: Mapping[str, Ledger]) -> Poller:
-    """A poller whose API clock is the fake clock (the API's Date agrees with it)."""
-    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock))
+    """A poller whose API clock is the fake clock (the API's Date agrees with it), past its
+    start probe for the API's buckets (tests/test_apibuckets.py covers it)."""
+    buckets = BucketMeter()
+    buckets.probed = True
+    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock),
+                  buckets=buckets)
 
 
 @pytest.mark.parametrize(("targets", "interval", "rate", "gap"), [
@@ -63,10 +68,10 @@ class _Recorder:
         self.clock, self._lock = clock, threading.Lock()
         self.calls: list[float] = []
 
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         with self._lock:
             self.calls.append(self.clock.monotonic())
-        return Totals(1, 1, 2, 1, 0)
+        return Reading(Totals(1, 1, 2, 1, 0))
 
 
 def _poller(clock: FakeClock, source: _Recorder, count: int, rate: float) -> Poller:

@@ -6,20 +6,25 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from exporter.apibuckets import BucketMeter
 from exporter.apiclock import ApiClock
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger
 from exporter.poller import Poller, UsageSource
-from exporter.usage import Totals
+from exporter.usage import Reading, Totals
 from exporter.workers import WorkerPool
 
 
 def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
                 ledgers: Mapping[str, Ledger]) -> Poller:
-    """A poller whose API clock is the fake clock (the API's Date agrees with it)."""
-    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock))
+    """A poller whose API clock is the fake clock (the API's Date agrees with it), past its
+    start probe for the API's buckets (tests/test_apibuckets.py covers it)."""
+    buckets = BucketMeter()
+    buckets.probed = True
+    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock),
+                  buckets=buckets)
 
 START = 1_700_006_400  # a period boundary for 1h periods
 A = Target("uminferapikey-a", "m")
@@ -35,13 +40,13 @@ class FakeApi:
         self.calls: list[tuple[str, int, int, float]] = []
         self.failing: dict[str, ApiError] = {}
 
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self.calls.append((target.key, start, end, deadline))
         self.clock.advance(self.seconds_per_call)
         if target.key in self.failing:
             raise self.failing[target.key]
         seconds = end - start + 1
-        return Totals(seconds, 0, seconds, 0, 0)
+        return Reading(Totals(seconds, 0, seconds, 0, 0))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.clock import SystemClock
 from exporter.simulator import EventStore, SimulatorServer
 from exporter.usage import Totals
+from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 from tests.prom import Prometheus, Result, values
 from tests.tools import require_tool
@@ -87,7 +88,8 @@ def exporter_config(endpoint: str, state: Path) -> dict[str, Any]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One shared stack for the module: starting Prometheus is the slow part."""
     workdir = tmp_path_factory.mktemp("prometheus-e2e")
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock()) as simulator:
+    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(),
+                         buckets=SECOND_BUCKETS) as simulator:
         # IAM denies the third key: a permanent RetCode, so it is down from the first poll.
         admin(simulator, "POST", "faults", {"kind": "retcode", "retcode": 299,
                                             "key": BROKEN["key"]})

@@ -33,7 +33,8 @@ def _global(samples: dict[Series, float], name: str) -> float | None:
 def test_post_reload_applies_before_answering_and_keeps_what_stays(tmp_path: Path) -> None:
     with fleet.simulator() as sim:
         # One permanent failure before the first success: a failure counter to carry over.
-        sim.faults.add(Fault(FaultKind.RETCODE, retcode=299), key=KEEP, times=1)
+        # Two: the start probe (reading KEEP's last day for the API's buckets) meets the first.
+        sim.faults.add(Fault(FaultKind.RETCODE, retcode=299), key=KEEP, times=2)
         with fleet.exporter(tmp_path, fleet.fleet_config(sim.url, [KEEP, GONE])) as child:
             for key in (KEEP, GONE):
                 fleet.add_usage(sim, key, USAGE)

@@ -11,7 +11,9 @@ seam, and draws what only the service can get wrong:
   change period and settle;
 - restarts (with the state, with it corrupt, without it), while listing fails or the API is down;
 - ranges the API rejects for good while newer reads succeed;
-- a price that changes by reload.
+- a price that changes by reload;
+- APIs that bucket time: minute labels with exact windows, hourly or UTC+8 daily buckets counted
+  whole or with windows rounded outward, with or without a day of history for the start probe.
 
 Checked after every cycle, from what ``/metrics`` shows:
 
@@ -46,10 +48,12 @@ from prometheus_client import CollectorRegistry
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
 from exporter.configtypes import DiscoveryConfig, ModelPrice, PricingConfig
 from exporter.service import ApiStack, Service
+from exporter.simulator.buckets import BucketPolicy
 from exporter.workers import WorkerPool
 from tests.fakeapi import DISCOVERED, FakeApi, SkewClock, Use
 
 INTERVAL = 60
+HISTORY_STEP = 1800  # one use per half hour in the day before the start
 PROJECT = "org"
 STATIC = ("s1", "s2")
 _SAMPLE = re.compile(r'^(uminfer_\w+)\{([^}]*)\} (\S+)$')
@@ -71,6 +75,8 @@ class Scenario:
     p_price: float
     max_backfill: int
     seed: int
+    buckets: BucketPolicy | None = None
+    history: bool = False  # a day of usage before the start (what the start probe reads)
 
 
 @dataclass
@@ -98,12 +104,19 @@ class World:
     min_settle: int = 0
     first_cycle: bool = True  # since a start: the one time backfill may be skipped
     any_skip: bool = False  # a restart gave old time up: exactness is then an upper bound
+    widest_bucket: int = 0  # the coarsest API bucket the service measured
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.sc.seed)
         start = 1_700_000_000 + self.rng.randrange(86400)
         self.clock = SkewClock(start, self.sc.skew)
         self.api = FakeApi(self.clock)
+        self.api.buckets = self.sc.buckets
+        if self.sc.history:
+            for key in (*STATIC, *DISCOVERED):
+                self.api.uses[f"{PROJECT}/{key}/m"] = [
+                    Use(ts, ts, self.rng.randint(1, 100))
+                    for ts in range(start - 86400, start - INTERVAL, HISTORY_STEP)]
         self.min_settle = self.sc.settle
         self.config = Config(
             api=ApiConfig(endpoint="http://127.0.0.1:9", timeout=5, rate_limit=0),
@@ -188,6 +201,11 @@ class World:
                 out[f"{PROJECT}/{key.group(1)}/m"] = value
         return out
 
+    def given_up_by_reason(self, reason: str) -> float:
+        return sum(value for metric, labels, value in self.samples()
+                   if metric == "uminfer_given_up_seconds_by_reason_total"
+                   and labels == f'reason="{reason}"')
+
     def skipped_seconds(self) -> float:
         assert self.service is not None
         value = self.service.metrics.backfill_skipped._value.get()
@@ -230,6 +248,7 @@ class World:
         skipped = self.skipped_seconds()
         cycle_api_time = self.clock.api()
         self.service.run_cycle()
+        self.widest_bucket = max(self.widest_bucket, self.service.buckets.bucket or 0)
         if not self.first_cycle:
             assert self.skipped_seconds() == skipped, "backfill skipped outside a restart"
         self.any_skip = self.any_skip or self.skipped_seconds() > 0
@@ -260,33 +279,70 @@ class World:
             assert self.service.reload() is None
         last_use = int(self.clock.api())
         poll = self.config.poll
-        for _ in range((poll.period + poll.settle) // INTERVAL + 3 * 24 + 10):
+        # Answers held while the API's bucket is unknown wait for the next bucket to begin
+        # (an hour here; a day is not waited for, see below).
+        wait = min(self.sc.buckets.seconds, 3600) if self.sc.buckets else 0
+        for _ in range((poll.period + poll.settle + wait) // INTERVAL + 3 * 24 + 10):
             self.cycle()
             self.clock.advance(INTERVAL)
-            settled = self.per_key("uminfer_settled_timestamp_seconds")
-            if len(settled) == len(STATIC) + len(DISCOVERED) and min(settled.values()) >= last_use:
+            if self.settled(last_use):
                 break
         settled = self.per_key("uminfer_settled_timestamp_seconds")
         assert len(settled) == len(STATIC) + len(DISCOVERED), f"not all polled: {settled}"
-        assert min(settled.values()) >= last_use, "a target did not settle after faults stopped"
+        assert self.service is not None
+        if self.service.buckets.bucket is None and self.service.buckets.held_answers:
+            # Nothing told the bucket yet (one daily bucket seen): answers are held, not
+            # counted, and nothing counted exceeds the truth.
+            self.exact(upper_bound=True)
+            return
+        period = self.service.metrics.registry.get_sample_value(
+            "uminfer_accounting_period_seconds") or 0.0
+        if not self.settled(last_use) and period > 3600:
+            # Periods widened to the API's daily buckets: the day settles after the drain.
+            self.exact(upper_bound=True)
+            return
+        assert self.settled(last_use), "a target did not settle after faults stopped"
         self.exact()
 
-    def exact(self) -> None:
+    def settled(self, last_use: int) -> bool:
+        """Every target settled past its last usage, or begins counting after it (a measured
+        bucket moves the start of counting to the next bucket start)."""
+        settled = self.per_key("uminfer_settled_timestamp_seconds")
+        # Begins counting after it: nothing is settled, and origin - 1 >= last_use.
+        return len(settled) == len(STATIC) + len(DISCOVERED) and all(
+            value >= last_use for value in settled.values())
+
+    def exact(self, *, upper_bound: bool = False) -> None:
         assert self.service is not None
         self.service.save_state()
         doc = json.loads(Path(str(self.config.state.path)).read_text())
         tokens = self.per_key("uminfer_tokens_total")
         given_up = self.per_key("uminfer_given_up_seconds_total")
+        if self.sc.history and not self.sc.p_reject and not self.sc.p_outage:
+            # Measured before counting began (unless the API refused the probe's old ranges, or
+            # was down for the probe's 3 cycles): every target begins at a bucket start, so no
+            # part of a bucket is ever given up.
+            assert self.given_up_by_reason("window_semantics") == 0
         for ident, value in tokens.items():
             origin = doc["targets"][ident]["ledger"]["origin"]
             seen = self.seen[ident]
             # Counting began where the harness first saw the target, by the API's clock
             # (within the one cycle in which a discovered target is added).
             assert seen.origin is not None
-            assert seen.origin - INTERVAL - 2 <= origin <= seen.origin + 2, (
+            # Once the API's bucket is measured, counting begins at the next bucket start (of
+            # the bucket as measured then: sparse labels can make it look coarser for a while).
+            bucket = max(self.widest_bucket, self.sc.buckets.seconds if self.sc.buckets else 0,
+                         HISTORY_STEP if self.sc.history else 0)
+            assert seen.origin - INTERVAL - 2 <= origin <= seen.origin + 2 + bucket, (
                 f"{ident}: origin {origin}, counting began at {seen.origin}")
             truth = sum(u.tokens for u in self.api.uses.get(ident, ()) if u.ts >= origin)
-            if given_up.get(ident, 0) or self.any_skip:
+            # Whole buckets counted where their label lies, with nothing measured at start (no
+            # history, or the probe refused or not answered): the first bucket's later usage
+            # lands in periods already closed (late, as documented).
+            unmeasured = not self.sc.history or self.sc.p_reject or self.sc.p_outage
+            late_by_design = (self.sc.buckets is not None and self.sc.buckets.mode == "buckets"
+                              and self.sc.buckets.seconds > 60 and bool(unmeasured))
+            if given_up.get(ident, 0) or self.any_skip or late_by_design or upper_bound:
                 assert value <= truth
             else:
                 assert value == truth, f"{ident}: counted {value}, truth {truth}"
@@ -304,7 +360,15 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         p_reload=draw(p), p_restart=draw(p), p_reject=draw(st.sampled_from([0.0, 0.0, 0.02])),
         p_price=draw(st.sampled_from([0.0, 0.5])),
         max_backfill=draw(st.sampled_from([300, 86400])),
-        seed=draw(st.integers(0, 2**32 - 1)))
+        seed=draw(st.integers(0, 2**32 - 1)),
+        buckets=draw(st.sampled_from(BUCKETS)), history=draw(st.booleans()))
+
+
+#: The APIs drawn: exact timestamps without labels (the oracle's own), minute labels, hourly
+#: and UTC+8 daily buckets counted whole where labelled or rounded outward.
+BUCKETS: tuple[BucketPolicy | None, ...] = (
+    None, BucketPolicy(60), BucketPolicy(3600, 0, "buckets"), BucketPolicy(3600, 0, "outward"),
+    BucketPolicy(86400, 8 * 3600, "outward"), BucketPolicy(86400, 8 * 3600, "buckets"))
 
 
 def run(sc: Scenario) -> None:

@@ -15,6 +15,7 @@ from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
 from exporter.service import Service
 from exporter.simulator import Event, EventStore, SimulatorServer
 from exporter.usage import Totals
+from tests.fleet import SECOND_BUCKETS
 from tests.harness import parse_metrics
 
 TARGET = Target("uminferapikey-a", "m", "org")
@@ -29,7 +30,7 @@ def test_unwritable_state_holds_metrics_then_resumes(tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     state = tmp_path / "not-yet" / "state.json"  # its directory does not exist yet
     store = EventStore()
-    with SimulatorServer(store, {"pub": "priv"}, SystemClock()) as sim:
+    with SimulatorServer(store, {"pub": "priv"}, SystemClock(), buckets=SECOND_BUCKETS) as sim:
         config = Config(
             api=ApiConfig(endpoint=sim.url, public_key="pub", private_key="priv", timeout=5,
                           rate_limit=0),

@@ -19,6 +19,7 @@ from exporter.service import Service
 from exporter.simulator import EventStore, SimulatorServer
 from exporter.snapshot import Snapshot
 from exporter.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard
+from tests.fleet import SECOND_BUCKETS
 
 
 def _counter() -> tuple[CollectorRegistry, Counter]:
@@ -87,7 +88,8 @@ class BrokenCache(ExpositionCache):
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(EventStore(), {"pub": "private-key-123"}, SystemClock()) as server:
+    with SimulatorServer(EventStore(), {"pub": "private-key-123"}, SystemClock(),
+                         buckets=SECOND_BUCKETS) as server:
         yield server
 
 

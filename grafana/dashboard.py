@@ -212,6 +212,21 @@ def health_rows() -> Iterator[db.Row | Any]:
                           EXPORTER))),
                  query(f"min(uminfer_config_last_reload_successful{{{EXPORTER}}})",
                        "config reload ok", instant=True), width=8, height=8)
+    yield single("API time buckets", "The API's time bucket as measured from its answers, "
+                 "and the period counting runs on: poll.period, or a multiple of the bucket when "
+                 "the buckets are coarser (docs/accounting.md, 'What the API must do'). Answers "
+                 "held back and audits whose whole came out below its parts, over the range; "
+                 "refused is 1 when no period can keep the counters exact.", "short",
+                 query(f"max(uminfer_api_bucket_seconds{{{EXPORTER}}})", "API bucket (s)",
+                       instant=True),
+                 query(f"max(uminfer_accounting_period_seconds{{{EXPORTER}}})", "period (s)",
+                       instant=True),
+                 *(query(f"sum(increase({metric}{{{EXPORTER}}}[$__range]))", title, instant=True)
+                   for title, metric in (("held answers", "uminfer_api_answers_held_total"),
+                                         ("additivity errors",
+                                          "uminfer_api_additivity_errors_total"))),
+                 query(f"max(uminfer_accounting_refused{{{EXPORTER}}})", "refused",
+                       instant=True), width=8, height=8)
     yield ranking("Exporters (value: targets polled)", "Version of each exporter and how "
                   "many targets it polls.",
                   f"max by (instance, version, python_version) "

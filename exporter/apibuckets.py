@@ -39,13 +39,17 @@ from exporter.usage import Totals
 log = logging.getLogger(__name__)
 
 DAY = 86400
-#: Distinct labels before a measured bucket that divides no day is believed (sparse usage can
-#: make the gcd of a few minute labels look like 7 minutes; eight all sharing a factor cannot).
+#: Distinct labels before a measured bucket is believed: the gcd of a few sparse minute labels
+#: can look like 3 or 7 minutes; of eight, hardly. A label before the start of a window it was
+#: returned for also proves the bucket longer than that gap: more than half the measured width
+#: settles it (the true bucket divides the measured one).
 CONFIDENT = 8
 #: The start probe reads the last day of up to PROBE_TARGETS targets that answer, trying at
-#: most PROBE_ATTEMPTS, then the day before of those: at most 9 calls a cycle, once.
+#: most PROBE_ATTEMPTS, then earlier days of those, up to PROBE_DAYS (a daily bucket shows one
+#: label a day), until the bucket is believed: usually one call, at most 27, once.
 PROBE_TARGETS = 3
 PROBE_ATTEMPTS = 6
+PROBE_DAYS = 8
 #: Cycles in which no probed target answers before counting begins without the probe (the
 #: bucket is then measured from the regular answers).
 PROBE_CYCLES = 3
@@ -108,6 +112,7 @@ class BucketMeter:
         self._step = 0  # gcd of the differences from the anchor; 0 until two labels differ
         self._distinct = 0  # distinct labels seen (counted up to CONFIDENT)
         self._recent: set[int] = set()  # labels seen, until CONFIDENT of them
+        self._floor = 0  # the bucket is longer than this: a label this far before a window
         self.probed = False  # the start probe is over (answered, or tried PROBE_CYCLES times)
         self._probe_failures = 0
         self.additivity_errors = 0
@@ -117,15 +122,21 @@ class BucketMeter:
 
     @property
     def bucket(self) -> int | None:
-        """The measured bucket in seconds (a multiple of the true one), or None."""
+        """The measured bucket in seconds once believed (see CONFIDENT), or None."""
         with self._lock:
-            return self._step or None
+            return self._believed()
+
+    def _believed(self) -> int | None:
+        step = self._step
+        if not step or (self._distinct < CONFIDENT and 2 * self._floor <= step):
+            return None
+        return step
 
     @property
     def needs_probe(self) -> bool:
         """Whether counting should wait for a read of the last day (nothing measured yet)."""
         with self._lock:
-            return not self._step and not self.probed
+            return self._believed() is None and not self.probed
 
     def probe_done(self, *, answered: bool) -> None:
         """One try of the start probe is over: ``answered`` if any probed target answered."""
@@ -143,6 +154,9 @@ class BucketMeter:
         of it. A label after the window, or a day or more before it, cannot (milliseconds, say):
         such labels are left out of the measurement, said once."""
         plausible = tuple(t for t in labels if start - DAY < t <= end)
+        if plausible and plausible[0] < start:
+            with self._lock:
+                self._floor = max(self._floor, start - plausible[0])
         if len(plausible) < len(labels):
             odd = next(t for t in labels if not start - DAY < t <= end)
             self._say_once("implausible", "an answer for [%d, %d] labels usage %d, which is no "
@@ -176,10 +190,10 @@ class BucketMeter:
         return result
 
     def _grid(self, period: int) -> Grid | Refusal:
-        step, anchor = self._step, self._anchor
+        step, anchor = self._believed(), self._anchor
         if not step or anchor is None:
             return Grid(period)
-        if DAY % step and self._distinct >= CONFIDENT:
+        if DAY % step:
             return Refusal(
                 f"the API reports usage in buckets of {step} s, and no multiple of that up to a "
                 "day divides a day: no period grid can keep counters exact, so nothing is "
@@ -231,7 +245,7 @@ class BucketMeter:
         than the sum of their final readings."""
         with self._lock:
             self.additivity_errors += 1
-            bucket = self._step
+            bucket = self._believed()
         if self._observer is not None:
             self._observer.additivity_error(excess.tokens)
         cause = (f"windows rounded outward to the API's {bucket} s buckets"
@@ -251,14 +265,16 @@ class BucketMeter:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form for the state document."""
         with self._lock:
-            return {"anchor": self._anchor, "step": self._step, "distinct": self._distinct}
+            return {"anchor": self._anchor, "step": self._step, "distinct": self._distinct,
+                    "floor": self._floor}
 
     def restore(self, data: Any) -> None:
         """Take what a saved :meth:`to_dict` measured; TypeError/ValueError when malformed."""
         if not isinstance(data, dict):
             raise TypeError("api buckets must be an object")
         anchor, step, distinct = data.get("anchor"), data.get("step", 0), data.get("distinct", 0)
-        for name, value in (("step", step), ("distinct", distinct)):
+        floor = data.get("floor", 0)
+        for name, value in (("step", step), ("distinct", distinct), ("floor", floor)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**40:
                 raise ValueError(f"api buckets: {name} must be a small non-negative integer")
         if anchor is not None and (isinstance(anchor, bool) or not isinstance(anchor, int)
@@ -269,3 +285,4 @@ class BucketMeter:
             # Below CONFIDENT the labels themselves are not kept: count them afresh.
             self._distinct = CONFIDENT if anchor is not None and distinct >= CONFIDENT else 0
             self._recent = set()
+            self._floor = floor if anchor is not None else 0

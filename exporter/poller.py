@@ -13,6 +13,7 @@ from typing import Protocol
 from exporter.apibuckets import (
     DAY,
     PROBE_ATTEMPTS,
+    PROBE_DAYS,
     PROBE_TARGETS,
     BucketMeter,
     Grid,
@@ -173,32 +174,38 @@ class Poller:
 
     def _probe(self, deadline: float) -> None:
         """Before counting begins: read the last day of up to PROBE_TARGETS targets that answer
-        (trying at most PROBE_ATTEMPTS), then the day before of those (a daily bucket counted
-        where labelled shows one label a day), so the API's bucket is measured before any period
-        is cut. Stops as soon as it is measured. When no target answers, counting waits a cycle,
-        up to PROBE_CYCLES cycles (keys the API refuses must not keep the others from
-        counting)."""
+        (trying at most PROBE_ATTEMPTS), then earlier days of those, up to PROBE_DAYS, until
+        the API's bucket is believed, so it is known before any period is cut. When no target
+        answers, counting waits a cycle, up to PROBE_CYCLES cycles (keys the API refuses must
+        not keep the others from counting)."""
         if not self._api_clock.known:
             return  # the API has not answered at all yet (the service asks at start)
         now = int(self._api_clock.now())
         answered: list[Target] = []
-        for back, targets in enumerate((self._config.targets[:PROBE_ATTEMPTS], answered)):
-            end = now - back * DAY
-            for target in list(targets):
-                if back == 0 and len(answered) >= PROBE_TARGETS:
-                    break
-                try:
-                    reading = self._source.get_usage(target, end - DAY + 1, end,
-                                                     self._for_call(deadline))
-                except ApiError:
-                    continue
-                if back == 0:
-                    answered.append(target)
-                self._buckets.answered(end - DAY + 1, end, reading.labels)
+        for target in self._config.targets[:PROBE_ATTEMPTS]:
+            if len(answered) >= PROBE_TARGETS:
+                break
+            if self._probe_day(target, now, deadline):
+                answered.append(target)
                 if self._buckets.bucket is not None:
-                    self._buckets.probe_done(answered=True)
-                    return
+                    break
+        for back in range(1, PROBE_DAYS):
+            if self._buckets.bucket is not None:
+                break
+            for target in answered:
+                if self._probe_day(target, now - back * DAY, deadline) and \
+                        self._buckets.bucket is not None:
+                    break
         self._buckets.probe_done(answered=bool(answered))
+
+    def _probe_day(self, target: Target, end: int, deadline: float) -> bool:
+        """Read the day ending at ``end`` for the bucket's labels; whether it answered."""
+        try:
+            reading = self._source.get_usage(target, end - DAY + 1, end, self._for_call(deadline))
+        except ApiError:
+            return False
+        self._buckets.answered(end - DAY + 1, end, reading.labels)
+        return True
 
     def _regrid(self) -> None:
         """Put every ledger on the grid the API's buckets allow (see apibuckets)."""

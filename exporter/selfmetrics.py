@@ -51,7 +51,7 @@ class SelfMetrics:
         self.api_bucket = Gauge(
             "uminfer_api_bucket_seconds",
             "The API's time bucket in seconds, measured from the Usages timestamps of its answers "
-            "(a multiple of the true one); NaN until two different ones were seen.",
+            "(a multiple of the true one); NaN until the measurement is believed.",
             registry=registry)
         self.accounting_period = Gauge(
             "uminfer_accounting_period_seconds",

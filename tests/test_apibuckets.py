@@ -35,6 +35,11 @@ class Observer:
         self.holds += 1
 
 
+def every(step: int, first: int = T0, n: int = CONFIDENT) -> list[int]:
+    """``n`` labels ``step`` apart: enough for a measurement to be believed."""
+    return [first + i * step for i in range(n)]
+
+
 def test_nothing_measured_keeps_the_configured_grid() -> None:
     meter = BucketMeter()
     assert meter.bucket is None and meter.needs_probe
@@ -45,33 +50,56 @@ def test_nothing_measured_keeps_the_configured_grid() -> None:
 
 @pytest.mark.parametrize(("labels", "period", "want"), [
     # minute labels under a 1 h period: the hour is a multiple, nothing changes
-    ((T0, T0 + 60, T0 + 300), 3600, Grid(3600, 0, 60)),
+    (every(60), 3600, Grid(3600, 0, 60)),
     # hourly labels under a 60 s period: periods become the hour
-    ((T0, T0 + H, T0 + 5 * H), 60, Grid(H, 0, H, adapted=True)),
+    (every(H), 60, Grid(H, 0, H, adapted=True)),
     # hourly labels under a 7200 s period: already a multiple
-    ((T0, T0 + H, T0 + 3 * H), 7200, Grid(7200, 0, H)),
-    # labels 3 h apart (all that is known) under 7200 s: 10800 s, which divides a day
-    ((T0, T0 + 3 * H), 7200, Grid(10800, 0, 10800, adapted=True)),
+    (every(H), 7200, Grid(7200, 0, H)),
+    # labels 3 h apart under 7200 s: 10800 s, which divides a day
+    (every(3 * H), 7200, Grid(10800, 0, 10800, adapted=True)),
     # daily labels at 16:00 UTC (UTC+8 days) under 1 h: a day, cut at 16:00 (57600 s)
-    ((UTC8, UTC8 + DAY), 3600, Grid(DAY, 16 * H, DAY, adapted=True)),
+    (every(DAY, UTC8), 3600, Grid(DAY, 16 * H, DAY, adapted=True)),
     # 15-minute buckets under a 10-minute period: 15 minutes divide a day (96 of them)
-    ((T0, T0 + 900, T0 + 2700), 600, Grid(900, 0, 900, adapted=True)),
+    (every(900), 600, Grid(900, 0, 900, adapted=True)),
     # 15-minute buckets under a 20-minute period: 30 minutes is the first multiple dividing a day
-    ((T0, T0 + 900, T0 + 2700), 1200, Grid(1800, 0, 900, adapted=True)),
+    (every(900), 1200, Grid(1800, 0, 900, adapted=True)),
     # minute labels at :30 s under 60 s periods: same width, cut half a minute later
-    ((T0 + 30, T0 + 90), 60, Grid(60, 30, 60, adapted=True)),
+    (every(60, T0 + 30), 60, Grid(60, 30, 60, adapted=True)),
 ])
-def test_the_grid_follows_the_measured_bucket(labels: tuple[int, ...], period: int,
+def test_the_grid_follows_the_measured_bucket(labels: list[int], period: int,
                                               want: Grid) -> None:
     meter = BucketMeter()
     meter.observe(labels)
     assert meter.grid(period) == want
 
 
+def test_a_few_sparse_labels_are_not_believed() -> None:
+    meter = BucketMeter()
+    meter.observe([T0 + 7 * 60, T0 + 10 * 60, T0 + 16 * 60])  # gcd 180 s: sparse minutes?
+    assert meter.bucket is None and meter.grid(3600) == Grid(3600)
+    meter.observe(every(60, T0 + 20 * 60, 5))
+    assert meter.bucket == 60
+
+
+def test_a_label_far_before_its_window_proves_a_coarse_bucket() -> None:
+    meter = BucketMeter()
+    # Two daily labels, and the last day's window began 13 h into the first bucket: the true
+    # bucket divides 86400 and exceeds 46800 s (more than half a day), so it is the day.
+    meter.answered(UTC8 + 13 * H, UTC8 + 13 * H + DAY - 1, (UTC8, UTC8 + DAY))
+    assert meter.bucket == DAY
+    eight = BucketMeter()  # 8 h in: a 12 h bucket would fit too
+    eight.answered(UTC8 + 8 * H, UTC8 + 8 * H + DAY - 1, (UTC8, UTC8 + DAY))
+    assert eight.bucket is None
+    few = BucketMeter()
+    few.answered(T0 + 30, T0 + 89, (T0, T0 + 60))  # 30 s before: the bucket could be 60 or 120
+    few.observe([T0 + 240])
+    assert few.bucket is None  # gcd 60, floor 30: not more than half
+
+
 def test_the_bucket_is_the_gcd_of_label_distances_and_only_shrinks() -> None:
     meter = BucketMeter()
-    meter.observe([T0, T0 + 7200])
-    assert meter.bucket == 7200  # two labels two hours apart: all we know
+    meter.observe(every(7200))
+    assert meter.bucket == 7200  # labels two hours apart: all we know
     meter.observe([T0 + 3 * H])
     assert meter.bucket == H
     meter.observe([T0 + H + 120])
@@ -81,8 +109,7 @@ def test_the_bucket_is_the_gcd_of_label_distances_and_only_shrinks() -> None:
 def test_a_bucket_dividing_no_day_is_refused_once_believed() -> None:
     meter = BucketMeter()
     meter.observe([T0, T0 + 420])  # 7 minutes: 86400 / 420 is not whole
-    # Two labels may be sparse minutes: the gcd with a day (60) is used meanwhile.
-    assert meter.grid(60) == Grid(60, 0, 60)
+    assert meter.grid(60) == Grid(60)  # two labels may be sparse minutes: not believed yet
     meter.observe(T0 + 420 * i for i in range(2, CONFIDENT))
     grid = meter.grid(60)
     assert isinstance(grid, Refusal)
@@ -128,7 +155,7 @@ def test_holds_an_answer_with_labels_outside_its_window_until_the_bucket_is_know
 def test_an_additivity_error_is_counted_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
     observer = Observer()
     meter = BucketMeter(observer)
-    meter.observe([T0, T0 + H])
+    meter.observe(every(H))
     with caplog.at_level(logging.WARNING):
         meter.additivity_error("p/k/m", Totals(tokens=40))
         meter.additivity_error("p/k/m", Totals(tokens=2))
@@ -155,7 +182,7 @@ def test_the_probe_is_tried_a_few_times_then_counting_goes_on(
 
 def test_measurement_survives_a_restart_and_bad_saved_values_are_refused() -> None:
     meter = BucketMeter()
-    meter.observe([UTC8, UTC8 + DAY])
+    meter.observe(every(DAY, UTC8))
     again = BucketMeter()
     again.restore(meter.to_dict())
     assert again.bucket == DAY and not again.needs_probe
@@ -168,7 +195,7 @@ def test_measurement_survives_a_restart_and_bad_saved_values_are_refused() -> No
 
 def test_a_grid_change_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
     meter = BucketMeter()
-    meter.observe([T0, T0 + H])
+    meter.observe(every(H))
     with caplog.at_level(logging.INFO):
         for _ in range(3):
             meter.grid(60)
@@ -239,7 +266,7 @@ def test_answers_outside_their_window_are_held_then_the_partial_bucket_given_up(
     # The stretch counting began in (off the grid, inside the bucket of T0) is given up once
     # settled; the others wait: being held is not being rejected, no strikes.
     assert dict(snapshot.targets[0].given_up) == {"window_semantics": 60}
-    meter.observe([T0 - H])  # a second label: hourly
+    meter.observe(every(H, T0 - 8 * H))  # a day's labels: hourly
     clock.advance(H)
     calls = len(api.calls)
     snapshot = poller.cycle()

@@ -53,7 +53,7 @@ from exporter.workers import WorkerPool
 from tests.fakeapi import DISCOVERED, FakeApi, SkewClock, Use
 
 INTERVAL = 60
-HISTORY_STEP = 1800  # one use per half hour in the day before the start
+HISTORY_STEP = 1800  # one use per half hour in the days before the start
 PROJECT = "org"
 STATIC = ("s1", "s2")
 _SAMPLE = re.compile(r'^(uminfer_\w+)\{([^}]*)\} (\S+)$')
@@ -76,7 +76,7 @@ class Scenario:
     max_backfill: int
     seed: int
     buckets: BucketPolicy | None = None
-    history: bool = False  # a day of usage before the start (what the start probe reads)
+    history: bool = False  # nine days of usage before the start (what the start probe reads)
 
 
 @dataclass
@@ -116,7 +116,7 @@ class World:
             for key in (*STATIC, *DISCOVERED):
                 self.api.uses[f"{PROJECT}/{key}/m"] = [
                     Use(ts, ts, self.rng.randint(1, 100))
-                    for ts in range(start - 86400, start - INTERVAL, HISTORY_STEP)]
+                    for ts in range(start - 9 * 86400, start - INTERVAL, HISTORY_STEP)]
         self.min_settle = self.sc.settle
         self.config = Config(
             api=ApiConfig(endpoint="http://127.0.0.1:9", timeout=5, rate_limit=0),

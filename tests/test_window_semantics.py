@@ -4,8 +4,8 @@ stand behind.
 
 The simulator's clock is set a little before an hour (or a UTC+8 midnight) by the API's time;
 its ``Date`` header tells the exporter, which plans by the API's clock, so the tests see a bucket
-boundary pass within seconds. Two days of history let the start probe measure the bucket before
-counting begins.
+boundary pass within seconds. Nine days of history let the start probe measure the bucket
+before counting begins.
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ def one(samples: dict[Series, float], name: str) -> float | None:
 @contextmanager
 def api(policy: BucketPolicy, lead: float) -> Iterator[tuple[SimulatorServer, ShiftedClock]]:
     """A simulator bucketing as ``policy`` says, ``lead`` seconds before a bucket starts, with
-    a use every 67 s over the two days before (so minute labels show minute steps)."""
+    a use every 67 s over the nine days before (minute labels show minute steps; daily buckets
+    need 8 labels, days, to be believed)."""
     clock = ShiftedClock(policy, lead)
     store = EventStore()
     now = int(clock.time())
-    for ts in range(now - 2 * DAY, now - 60, 67):
+    for ts in range(now - 9 * DAY, now - 60, 67):
         store.add(Event(ts, ts, fleet.PROJECT, KEY, fleet.MODEL, USE))
     with SimulatorServer(store, {fleet.PUBLIC: fleet.PRIVATE}, clock, buckets=policy) as sim:
         yield sim, clock

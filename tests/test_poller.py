@@ -33,10 +33,12 @@ class FakeApi:
         self.clock = clock
         self.seconds_per_call = seconds_per_call
         self.calls: list[tuple[str, int, int, float]] = []
+        self.sent: list[float] = []  # the monotonic time each call was made at
         self.failing: dict[str, ApiError] = {}
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
         self.calls.append((target.key, start, end, deadline))
+        self.sent.append(self.clock.monotonic())
         self.clock.advance(self.seconds_per_call)
         if target.key in self.failing:
             raise self.failing[target.key]
@@ -78,16 +80,35 @@ def test_counts_exactly_from_origin(clock: FakeClock, pool: WorkerPool) -> None:
 
 def test_slow_answers_do_not_starve_the_newest_period(clock: FakeClock, pool: WorkerPool) -> None:
     # Two open periods (just after a boundary) and answers that take 60% of the timeout: the
-    # second call starts after the cycle's budget would have left it 40%, yet gets a full one.
+    # second call starts when the cycle's budget has 24 s left, yet gets a full 60 s.
     clock.advance(3600.0)
+    began = clock.monotonic()
     api = FakeApi(clock, seconds_per_call=0.6 * 60)
     poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
     snapshot = poller.cycle()
     assert [(s, e) for _, s, e, _ in api.calls] == [(START, START + 3599),
                                                    (START + 3600, START + 3700)]
-    second_deadline = api.calls[1][3]
-    assert second_deadline >= 0.6 * 60 + 60.0  # its own full timeout from when it started
+    assert api.sent == [began, began + 36.0]
+    # The first call may retry until the cycle's budget (60 s) ends; the second, started late,
+    # until its own full timeout from when it was sent: 36 + 60, not the cycle's 60.
+    assert [deadline for *_, deadline in api.calls] == [began + 60.0, began + 96.0]
     assert snapshot.targets[0].up
+
+
+def test_a_read_sent_before_settling_and_answered_after_is_not_final(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    # The first hour [START, START + 3599] settles at START + 4199 (end + settle 600). A read
+    # sent one second before that may have missed usage that arrives in that second, so its
+    # answer, however late it comes, must not close the hour.
+    clock.advance(4098.0)  # wall time START + 4198
+    api = FakeApi(clock, seconds_per_call=5.0)
+    poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    [target] = poller.cycle().targets
+    assert (api.calls[0][1], api.calls[0][2]) == (START, START + 3599)
+    assert target.settled_until == START - 1  # nothing closed: the hour is read again
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert target.settled_until == START + 3599  # a read sent after START + 4199 closes it
 
 
 def test_out_of_budget_reads_wait_for_the_next_cycle(clock: FakeClock, pool: WorkerPool) -> None:

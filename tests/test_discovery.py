@@ -11,11 +11,18 @@ import pytest
 import requests
 
 from exporter.client import ApiClient
-from exporter.clock import SystemClock
-from exporter.config import ApiConfig, DiscoveryConfig, Target
-from exporter.discovery import discover, key_targets, list_prices, selected
+from exporter.clock import FakeClock, SystemClock
+from exporter.config import ApiConfig, Config, DiscoveryConfig, ModelPrice, Target
+from exporter.discovery import (
+    ABSENT_LISTINGS,
+    DiscoveryRunner,
+    discover,
+    key_targets,
+    list_prices,
+    selected,
+)
 from exporter.errors import ApiError
-from exporter.keyapi import ApiKey, KeyClient, parse_keys, parse_models
+from exporter.keyapi import ApiKey, ApiModel, KeyClient, parse_keys, parse_models
 from exporter.ratelimit import RateLimiter
 from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
 
@@ -125,3 +132,53 @@ def test_selected_and_key_targets() -> None:
     assert not selected(key, DiscoveryConfig(exclude=("name",)))
     assert [t.model for t in key_targets("p", key, DiscoveryConfig())] == ["g1", "g2"]
     assert [t.model for t in key_targets("p", key, DiscoveryConfig(models=("x",)))] == ["x"]
+
+
+class Keys:
+    """An in-memory KeySource: keys per project, models per key, and an outage switch."""
+
+    def __init__(self, keys: dict[str, list[ApiKey]], models: dict[str, list[ApiModel]]) -> None:
+        self.keys, self.models = keys, models
+        self.asked: list[str] = []  # key ids list_models was called for
+        self.down = False
+
+    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
+        if self.down:
+            raise ApiError("http", "HTTP 503", http_status=503, transient=True)
+        return self.keys[project]
+
+    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+        self.asked.append(key_id)
+        return self.models[key_id]
+
+
+def price(model: str) -> ModelPrice:
+    return ModelPrice(model, input=Decimal(1))
+
+
+def test_a_key_granting_a_model_no_earlier_key_priced_is_asked_too() -> None:
+    # k1 prices only "a"; k2 polls "a" and "b": "a" is known, but "b" is not, so k2 is asked.
+    source = Keys({}, {"k1": [ApiModel("a", price("a"))],
+                       "k2": [ApiModel("a", price("a")), ApiModel("b", price("b"))],
+                       "k3": [ApiModel("b", price("b"))]})
+    targets = [Target("k1", "a"), Target("k2", "a"), Target("k2", "b"), Target("k3", "b")]
+    prices = list_prices(source, targets, 0.0)
+    assert [p.model for p in prices] == ["a", "b"]
+    assert source.asked == ["k1", "k2"]  # k3 polls only "b", which k2 already priced
+
+
+def test_a_failed_refresh_keeps_the_last_good_targets() -> None:
+    clock = FakeClock()
+    source = Keys({"org": [ApiKey("k1", "one", 1, False, ("m",))]}, {})
+    config = Config(discovery=DiscoveryConfig(projects=("org",), refresh=60.0))
+    runner = DiscoveryRunner(clock)
+    assert runner.refresh_if_due(source, config, 10.0)
+    found = runner.result.targets
+    assert [t.ident for t in found] == ["org/k1/m"]
+    source.down = True
+    for failures in range(1, ABSENT_LISTINGS + 2):  # longer than a missing key is kept for
+        clock.advance(60.0)
+        assert not runner.refresh_if_due(source, config, clock.monotonic() + 10)
+        assert runner.result.targets == found
+        snapshot = runner.snapshot(config)
+        assert snapshot is not None and (snapshot.targets, snapshot.failures) == (1, failures)

@@ -188,3 +188,20 @@ def test_retarget_with_a_new_period_keeps_counters_and_read_bounds() -> None:
     # The hour read under the old grid stays whole; new time follows the half-hour grid.
     assert [(r.start, r.end) for r in reads] == [
         (T0 + H, T0 + 2 * H - 1), (T0 + 2 * H, T0 + 2 * H + 700)]
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_the_audit_setting_applies_to_saved_ledgers_on_restart_and_retarget(audit: bool) -> None:
+    # ``reconcile`` became restart (a new process) and retarget (a reload or discovery change):
+    # both must turn audits on or off for ledgers that already exist, not only for new ones.
+    restarted = restart({"a": Ledger(T0, H, 600, audit=not audit)}, T0 + H, H, 600, 86400,
+                        audit=audit).ledgers["a"]
+    retargeted = retarget({"a": Ledger(T0, H, 600, audit=not audit)}, ["a"], T0 + H, H, 600,
+                          audit=audit)["a"]
+    for led in (restarted, retargeted):
+        assert led.audit is audit
+        assert led.to_dict()["audit"] is audit  # and saved so
+        # An hour closed from now on is audited (re-read after 2 * settle) only with audits on.
+        led.record(Read(T0, T0 + H - 1, (T0,)), Totals(tokens=3), T0 + H + 600)
+        kinds = [r.kind for r in led.plan(T0 + 2 * H + 1200 + H)]
+        assert ("audit" in kinds) is audit

@@ -106,3 +106,30 @@ def test_bad_pricing_is_reported(pricing: object, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _config(pricing)
     assert caught.value.problems == [message]
+
+
+def test_a_partly_lower_reading_never_makes_cost_go_down() -> None:
+    # Requests fell while tokens grew: the counters were reset (not every field "grew"), so the
+    # whole reading is new. Pricing only the difference would price -2 requests.
+    meter = CostMeter()
+    meter.charge(usage(1000, 0, requests=5), OLD)
+    before = meter.cost["USD"]
+    delta, amount = meter.charge(usage(1200, 0, requests=3), OLD)
+    assert delta == usage(1200, 0, requests=3)
+    assert amount == Decimal("0.00027") * Decimal("1.2") + Decimal("0.0003")
+    assert amount is not None and amount > 0 and meter.cost["USD"] > before
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"seen": {"tokens": 1}, "cost": {"USD": "-0.5"}}, "not a finite amount >= 0"),
+    ({"seen": {"tokens": 1}, "cost": {"USD": -1}}, "not a finite amount >= 0"),
+    ({"seen": {"tokens": -1}, "cost": {}}, "must not be negative"),
+])
+def test_negative_amounts_in_saved_cost_are_refused(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CostMeter.from_dict(data)
+
+
+def test_saved_cost_round_trips_exactly() -> None:
+    meter = CostMeter(usage(7, 3), {"USD": Decimal("0.000000001234567890123456789")})
+    assert CostMeter.from_dict(meter.to_dict()) == meter

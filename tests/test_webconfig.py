@@ -282,6 +282,23 @@ def test_unknown_user_still_runs_bcrypt_at_the_same_cost(tmp_path: Path) -> None
     assert all(h != HASH.encode() and h[:7] == HASH.encode()[:7] for h in checker.hashes)
 
 
+@pytest.mark.parametrize("scheme", ["Basic", "basic", "BASIC", "bAsIc"])
+def test_the_basic_scheme_is_case_insensitive(tmp_path: Path, scheme: str) -> None:
+    token = base64.b64encode(b"alice:s3cret").decode()
+    assert auth_web(tmp_path).authenticate(f"{scheme} {token}")  # RFC 7235: case-insensitive
+
+
+def test_a_72_byte_password_is_checked_and_a_73_byte_one_refused() -> None:
+    # bcrypt reads 72 bytes; a longer password is refused outright (its tail would be ignored).
+    password = "p" * 71 + "é"  # 73 bytes in UTF-8: one character too many
+    at_limit = "p" * 72
+    users = (("u", bcrypt.hashpw(at_limit.encode(), bcrypt.gensalt(rounds=4)).decode()),
+             ("v", bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(rounds=4)).decode()))
+    loaded = WebConfig(users=users)
+    assert loaded.authenticate(basic("u", at_limit)["Authorization"])
+    assert not loaded.authenticate(basic("v", password)["Authorization"])
+
+
 def test_successes_are_cached_and_failures_are_not(tmp_path: Path) -> None:
     loaded, checker = counted(tmp_path)
     for _ in range(3):
@@ -382,6 +399,8 @@ BAD = [
       "got 'allow'"]),
     ("rate_limit", "rate_limit:\n  interval: 1s\n",
      ["rate_limit: not supported by uminfer-exporter; rate-limit in a reverse proxy"]),
+    ("user name with a colon", "basic_auth_users:\n  'al:ice': '$2b$04$" + "a" * 53 + "'\n",
+     ["basic_auth_users.al:ice: a user name must be a non-empty string without ':'"]),
     ("invalid YAML", "tls_server_config: [\n",
      ["{path}:2:1: invalid YAML: expected the node content, but found '<stream end>'"]),
 ]

@@ -246,3 +246,17 @@ def test_counters_are_monotonic_under_any_readings(steps: list[tuple[int, int, b
                 led.record(read, tok(value), now)
         assert led.counters().dominates(last)
         last = led.counters()
+
+
+@pytest.mark.parametrize(("length", "ok"), [(DAY - 1, True), (DAY, True), (DAY + 1, False)])
+def test_a_saved_stretch_may_hold_a_day_and_no_more(length: int, ok: bool) -> None:
+    # No API call spans more than a day, so a saved stretch longer than that is damage.
+    led = Ledger(T0, H, 600)
+    data = led.to_dict()
+    data["open"] = [{"start": T0, "end": T0 + length - 1, "totals": {"tokens": 1},
+                     "final": False, "read_to": T0 - 1}]
+    if ok:
+        assert Ledger.from_dict(data).counters() == Totals(tokens=1)
+    else:
+        with pytest.raises(ValueError, match=r"is empty or longer than a day"):
+            Ledger.from_dict(data)

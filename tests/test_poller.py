@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -11,7 +12,7 @@ from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger
-from exporter.poller import Poller, UsageSource
+from exporter.poller import MAX_STRIKES, Poller, UsageSource
 from exporter.usage import Totals
 from exporter.workers import WorkerPool
 
@@ -176,3 +177,148 @@ def test_carried_health_keeps_failures_and_lifts_pauses_only_on_reload(
     [target] = successor.cycle().targets
     assert len(api.calls) == calls_after
     assert dict(target.failures)["retcode"] == calls_after  # never reset within a process
+
+
+class Scripted(FakeApi):
+    """A FakeApi whose answers a test scripts per read: an error to raise, or None to answer."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.script: list[Callable[[int, int], BaseException | None]] = []
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Totals:
+        for rule in self.script:
+            error = rule(start, end)
+            if error is not None:
+                self.calls.append((target.key, start, end, deadline))
+                raise error
+        return super().get_usage(target, start, end, deadline)
+
+
+def busy(_start: int, _end: int) -> ApiError:
+    return ApiError("retcode", "RetCode 150 (service unavailable)", retcode=150, transient=True)
+
+
+def records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "exporter.poller"]
+
+
+def test_a_failure_is_logged_once_and_the_recovery_once(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = Scripted(clock)
+    api.script.append(busy)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    caplog.set_level(logging.INFO, "exporter.poller")
+    for _ in range(3):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.up, target.last_success, dict(target.failures)) == (False, None, {"retcode": 3})
+    api.script.clear()
+    [target] = poller.cycle().targets
+    assert (target.up, target.last_success) == (True, START + 100 + 180)
+    assert poller.snapshot().generated_at == START + 100 + 180
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m failing: RetCode 150 (service unavailable)"),
+        ("INFO", "target /uminferapikey-a/m recovered")]
+
+
+def test_a_bug_costs_one_cycle_is_logged_and_retried_at_once(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = Scripted(clock)
+    api.script.append(lambda s, e: RuntimeError("boom"))
+    poller = make_poller(config(A, B), api, clock, pool, ledgers(A, B))
+    [a, b] = poller.cycle().targets
+    assert (a.up, dict(a.failures), b.up, dict(b.failures)) == (False, {"internal": 1}, False,
+                                                                {"internal": 1})
+    assert records(caplog)[:2] == [
+        ("ERROR", "internal error polling target /uminferapikey-a/m"),
+        ("WARNING", "target /uminferapikey-a/m failing: internal error (see log)")]
+    api.script.clear()
+    clock.advance(1.0)  # a bug is transient: no pause for permanent errors
+    assert poller.cycle().targets[0].up
+
+
+def test_a_range_the_api_keeps_rejecting_is_given_up_after_max_strikes(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    # A settled hour was never read (the exporter was down); the API rejects reading it
+    # (transiently, every time) while the newer hours read fine.
+    clock.advance(7200.0)  # wall time START + 7300
+    api = Scripted(clock)
+    api.script.append(lambda s, e: busy(s, e) if s == START else None)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    for _ in range(MAX_STRIKES - 1):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.given_up, target.settled_until, target.up) == ((), START - 1, False)
+    [target] = poller.cycle().targets
+    assert target.given_up == (("retcode", 3600),)
+    assert target.settled_until == START + 3599  # the rest is counted from there on
+    assert [c[1:3] for c in api.calls].count((START, START + 3599)) == MAX_STRIKES
+    assert ("ERROR", f"target /uminferapikey-a/m: gave up [{START}, {START + 3599}] after 5 "
+            "failed reads (RetCode 150 (service unavailable)); 3600 seconds of usage are not "
+            "counted") in records(caplog)
+    clock.advance(60.0)
+    api.calls.clear()
+    assert poller.cycle().targets[0].up
+    assert all(start > START + 3599 for _, start, _, _ in api.calls)  # never read again
+
+
+def test_failed_window_reads_leave_the_target_up_and_are_logged_once(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    w = Window("1h", 3600)
+    api = Scripted(clock)
+    timeout = ApiError("timeout", "no answer within 10.0s", transient=True)
+    api.script.append(lambda s, e: timeout if e - s == 3599 else None)
+    poller = make_poller(config(A, windows=(w,), window_interval=60.0), api, clock, pool,
+                         ledgers(A))
+    for _ in range(2):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.up, dict(target.failures), target.windows) == (True, {"timeout": 2}, ())
+    api.script[0] = lambda s, e: RuntimeError("bug") if e - s == 3599 else None
+    [target] = poller.cycle().targets
+    assert dict(target.failures) == {"timeout": 2, "internal": 1}
+    api.script.clear()
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert target.windows == ((w, Totals(3600, 0, 3600, 0, 0)),)
+    api.script.append(lambda s, e: timeout if e - s == 3599 else None)
+    clock.advance(60.0)
+    poller.cycle()  # after a success, the same failure is news again
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m: window gauges not read: no answer within 10.0s"),
+        ("ERROR", "internal error reading windows of target /uminferapikey-a/m"),
+        ("WARNING", "target /uminferapikey-a/m: window gauges not read: no answer within 10.0s")]
+
+
+def test_a_pending_target_starts_counting_the_second_after_it_began(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    poller = Poller(config(A), FakeApi(clock), clock, pool, {}, ApiClock.trusting(clock),
+                    {A.ident: -30.0})  # began 30 s before this poller was made
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    ledger = poller.ledgers()[A.ident]
+    # The API's time of the instant counting began (START + 70), plus one whole second.
+    assert (ledger.origin, ledger.audit) == (START + 71, True)
+    assert target.counters.tokens == START + 160 - (START + 71) + 1
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_window_gauges_are_carried_only_when_the_windows_did_not_change(
+        clock: FakeClock, pool: WorkerPool, same: bool) -> None:
+    w = Window("1h", 3600)
+    api = FakeApi(clock)
+    first = make_poller(config(A, windows=(w,)), api, clock, pool, ledgers(A))
+    first.cycle()
+    windows = (w,) if same else (Window("2h", 7200),)
+    successor = make_poller(config(A, windows=windows), api, clock, pool, first.ledgers())
+    successor.carry_health(first, lift_pauses=True)
+    [target] = successor.snapshot().targets
+    if same:
+        assert (target.windows, target.windows_at) == (((w, Totals(3600, 0, 3600, 0, 0)),),
+                                                       START + 100)
+    else:
+        assert (target.windows, target.windows_at) == ((), None)
+        calls = len(api.calls)
+        successor.cycle()  # and the new windows are read at once, not a window_interval later
+        assert any(e - s == 7199 for _, s, e, _ in api.calls[calls:])

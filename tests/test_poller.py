@@ -13,6 +13,7 @@ from exporter.config import ApiConfig, Config, PollConfig, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger
 from exporter.poller import MAX_STRIKES, Poller, UsageSource
+from exporter.snapshot import TargetSnapshot
 from exporter.usage import Totals
 from exporter.workers import WorkerPool
 
@@ -322,3 +323,21 @@ def test_window_gauges_are_carried_only_when_the_windows_did_not_change(
         calls = len(api.calls)
         successor.cycle()  # and the new windows are read at once, not a window_interval later
         assert any(e - s == 7199 for _, s, e, _ in api.calls[calls:])
+
+
+def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeApi(clock)
+    api_clock = ApiClock(clock)  # no answer has carried a Date yet
+    poller = Poller(config(A), api, clock, pool, {}, api_clock)
+    [target] = poller.cycle().targets
+    assert target == TargetSnapshot(target=A, failures=(("network", 1),))
+    assert api.calls == [] and poller.ledgers() == {}
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m failing: the API has not answered yet: counting "
+         "begins, from the moment it was to begin, once it does")]
+    clock.advance(1.0)  # transient: tried again next cycle, no pause
+    api_clock.observe("Tue, 14 Nov 2023 22:13:20 GMT", clock.monotonic())  # 1_700_000_000
+    [target] = poller.cycle().targets
+    # Counting began when the poller was made, a second before that Date: its next second.
+    assert target.up and poller.ledgers()[A.ident].origin == 1_700_000_000

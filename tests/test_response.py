@@ -195,3 +195,26 @@ def test_parse_returns_sane_totals_or_raises_api_error(body: object) -> None:
 def test_valid_counts_round_trip_through_json(data: dict[str, int]) -> None:
     totals = parse_usage(json.loads(json.dumps(ok(data))))
     assert totals.as_dict() == {name: data.get(api, 0) for name, api in API_FIELDS.items()}
+
+
+def test_a_redacted_copy_keeps_everything_but_the_secret() -> None:
+    cause = ValueError("underlying")
+    err = ApiError("http", "HTTP 503 for key s3cr3t and s3cr3t", retcode=7, http_status=503,
+                   transient=True, throttled=True, retry_after=2.5)
+    err.__cause__ = cause
+    copy = err.redacted(("", "s3cr3t"))
+    assert copy.message == str(copy) == "HTTP 503 for key [redacted] and [redacted]"
+    assert (copy.category, copy.retcode, copy.http_status, copy.transient, copy.throttled,
+            copy.retry_after, copy.__cause__) == ("http", 7, 503, True, True, 2.5, cause)
+    assert err.redacted(("absent",)) is err
+
+
+@pytest.mark.parametrize(("message", "shown"), [
+    ("a\x07b\tc", "a b c"),
+    ("x" * 200, "x" * 200),
+    ("x" * 201, "x" * 200 + "…"),
+])
+def test_the_api_message_is_quoted_printable_and_cut_at_200(message: str, shown: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage({"RetCode": 171, "Message": message})
+    assert info.value.message == f"RetCode 171 (signature wrong: check api.private_key): {shown}"

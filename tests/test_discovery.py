@@ -12,9 +12,17 @@ import requests
 
 from exporter.client import ApiClient
 from exporter.clock import FakeClock, SystemClock
-from exporter.config import ApiConfig, Config, DiscoveryConfig, ModelPrice, Target
+from exporter.config import (
+    ApiConfig,
+    Config,
+    DiscoveryConfig,
+    ModelPrice,
+    PricingConfig,
+    Target,
+)
 from exporter.discovery import (
     ABSENT_LISTINGS,
+    PRICE_REFRESH,
     DiscoveryRunner,
     discover,
     key_targets,
@@ -25,6 +33,7 @@ from exporter.errors import ApiError
 from exporter.keyapi import ApiKey, ApiModel, KeyClient, parse_keys, parse_models
 from exporter.ratelimit import RateLimiter
 from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
+from exporter.snapshot import DiscoverySnapshot
 
 PUBLIC, PRIVATE = "d-public", "d-private-0123456789"
 SECRET = "sk-THIS-IS-THE-SECRET-KEY-0001"
@@ -182,3 +191,54 @@ def test_a_failed_refresh_keeps_the_last_good_targets() -> None:
         assert runner.result.targets == found
         snapshot = runner.snapshot(config)
         assert snapshot is not None and (snapshot.targets, snapshot.failures) == (1, failures)
+
+
+def test_the_runner_refreshes_on_its_interval_caps_logs_changes_once_and_keeps_absent_keys(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    keys = [ApiKey(f"k{i}", f"n{i}", 1, False, ("m",)) for i in range(4)]
+    source = Keys({"org": keys[:3], "other": keys[3:]},
+                  {k.key_id: [ApiModel("m", price("m"))] for k in keys})
+    config = Config(discovery=DiscoveryConfig(projects=("org", "other"), refresh=60.0,
+                                              max_targets=2),
+                    pricing=PricingConfig(from_api=True))
+    runner = DiscoveryRunner(clock)
+    caplog.set_level(logging.INFO, "exporter.discovery")
+    assert runner.snapshot(config) == DiscoverySnapshot(0, 0, 0, 0, None, 0)
+    assert runner.refresh_if_due(source, config, 10.0)
+    assert [t.key for t in runner.result.targets] == ["k0", "k1"]
+    assert runner.snapshot(config) == DiscoverySnapshot(2, 4, 4, 2, clock.time(), 0)
+    assert runner.prices == (price("m"),) and source.asked == ["k0"]
+    clock.advance(59.0)
+    assert not runner.refresh_if_due(source, config, 10.0)  # not due for another second
+    clock.advance(1.0)
+    source.down = True
+    assert not runner.refresh_if_due(source, config, 10.0)
+    clock.advance(60.0)
+    assert not runner.refresh_if_due(source, config, 10.0)
+    source.down = False
+    source.keys["org"] = keys[1:3]  # k0 is missing from the listings from now on
+    for missed in range(1, ABSENT_LISTINGS + 1):
+        clock.advance(60.0)
+        assert runner.refresh_if_due(source, config, 10.0)
+        still = missed < ABSENT_LISTINGS
+        assert [t.key for t in runner.result.targets] == ["k1", "k2"] + ["k0"] * still, missed
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "discovery.max_targets reached: 2 discovered targets not polled"),
+        ("WARNING", "discovery failed, keeping the 2 targets found before: HTTP 503"),
+        ("WARNING", "discovery.max_targets reached: 1 discovered targets not polled"),
+        ("INFO", "discovery recovered")]
+
+
+def test_list_prices_only_are_refreshed_every_price_refresh() -> None:
+    clock = FakeClock()
+    source = Keys({}, {"k": [ApiModel("m", price("m")), ApiModel("x", None)]})
+    config = Config(targets=(Target("k", "m"),), pricing=PricingConfig(from_api=True))
+    runner = DiscoveryRunner(clock)
+    assert runner.refresh_if_due(source, config, 10.0)
+    assert (runner.prices, runner.snapshot(config)) == ((price("m"),), None)
+    clock.advance(PRICE_REFRESH - 1)
+    assert not runner.refresh_if_due(source, config, 10.0)
+    clock.advance(1.0)
+    assert runner.refresh_if_due(source, config, 10.0)
+    assert not DiscoveryRunner(clock).refresh_if_due(source, Config(), 10.0)  # nothing wanted

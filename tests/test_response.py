@@ -218,3 +218,19 @@ def test_the_api_message_is_quoted_printable_and_cut_at_200(message: str, shown:
     with pytest.raises(ApiError) as info:
         parse_usage({"RetCode": 171, "Message": message})
     assert info.value.message == f"RetCode 171 (signature wrong: check api.private_key): {shown}"
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("x", "Data.Usages[1] is a JSON string, not an object"),
+    ([1], "Data.Usages[1] is a JSON array, not an object"),
+    (True, "Data.Usages[1] is a JSON boolean, not an object"),
+    (None, "Data.Usages[1] is a JSON null, not an object"),
+    (1.5, "Data.Usages[1] is a JSON number, not an object"),
+    ({"Type": "in", "Count": 1, "Model": 5}, "Data.Usages[1].Model is not a string: 5"),
+    ({"Type": "in", "Count": 1, "Model": ["m"]}, "Data.Usages[1].Model is not a string: ['m']"),
+])
+def test_a_bad_usage_row_is_named_by_place_and_json_type(item: object, message: str) -> None:
+    usages = [{"Type": "in", "Count": 1}, item]
+    with pytest.raises(ApiError) as info:
+        parse_usage_rows(ok({"Usages": usages}))
+    assert info.value.message == f"invalid response: {message}"

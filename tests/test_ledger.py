@@ -260,3 +260,53 @@ def test_a_saved_stretch_may_hold_a_day_and_no_more(length: int, ok: bool) -> No
     else:
         with pytest.raises(ValueError, match=r"is empty or longer than a day"):
             Ledger.from_dict(data)
+
+
+def test_give_up_keeps_what_was_read_and_counts_seconds_per_reason() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 1000, (T0,)), tok(5), T0 + 1000)  # read in part, then rejected
+    closing = led.plan(T0 + 2 * H + 600)[0]
+    assert closing == Read(T0, T0 + H - 1, (T0,))
+    assert led.give_up(Read(T0 + H, T0 + 2 * H - 1, (T0 + 5,)), "http") == 0  # not planned
+    assert led.give_up(closing, "retcode") == H
+    assert (led.counters(), led.settled_until()) == (tok(5), T0 + H - 1)  # kept, closed
+    nxt = led.plan(T0 + 2 * H + 600)[0]
+    assert led.give_up(nxt, "retcode") == H
+    assert led.given_up == {"retcode": 2 * H}
+
+
+def test_give_up_refuses_audit_reads() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    audit = led.plan(T0 + 3 * H + 1200)[-1]
+    assert audit.kind == "audit"
+    assert led.give_up(audit, "retcode") == 0
+    assert led.given_up == {}
+
+
+def test_rebase_counts_settled_stretches_it_folds_as_settled_not_skipped() -> None:
+    # The first hour was never read; the second was read and settled but waits for the first.
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0 + H, T0 + 2 * H - 1, (T0 + H,)), tok(3), T0 + 2 * H + 600)
+    led.record(Read(T0 + 2 * H, T0 + 2 * H + 10, (T0 + 2 * H,)), tok(1), T0 + 2 * H + 10)
+    assert led.settled_until() == T0 - 1
+    now = T0 + 3 * H + DAY
+    # Keeping from T0 + 3H: the read third hour ends before it and is folded unsettled.
+    assert led.rebase(now, DAY) == 2 * H  # the first and third hours; the second was settled
+    assert (led.settled_until(), led.counters(), led.skipped_seconds) == (
+        T0 + 3 * H - 1, tok(4), 2 * H)
+
+
+def test_rebase_at_the_limit_changes_nothing_and_keeps_audits() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    now = T0 + H + DAY  # the cursor stands exactly at now - max_backfill
+    assert led.rebase(now, DAY) == 0
+    assert led.plan(now)[-1].kind == "audit"  # the closed hour is still audited
+
+
+def test_rebase_keeps_a_stretch_that_ends_at_the_limit() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H)  # read, not settled
+    assert led.rebase(T0 + H - 1 + DAY, DAY) == 0  # keeps from T0 + H - 1: inside the hour
+    assert led.settled_until() == T0 - 1 and led.counters() == tok(5)

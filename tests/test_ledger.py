@@ -248,7 +248,8 @@ def test_counters_are_monotonic_under_any_readings(steps: list[tuple[int, int, b
         last = led.counters()
 
 
-@pytest.mark.parametrize(("length", "ok"), [(DAY - 1, True), (DAY, True), (DAY + 1, False)])
+@pytest.mark.parametrize(("length", "ok"), [(1, True), (DAY - 1, True), (DAY, True),
+                                            (DAY + 1, False), (0, False)])
 def test_a_saved_stretch_may_hold_a_day_and_no_more(length: int, ok: bool) -> None:
     # No API call spans more than a day, so a saved stretch longer than that is damage.
     led = Ledger(T0, H, 600)
@@ -310,3 +311,13 @@ def test_rebase_keeps_a_stretch_that_ends_at_the_limit() -> None:
     led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H)  # read, not settled
     assert led.rebase(T0 + H - 1 + DAY, DAY) == 0  # keeps from T0 + H - 1: inside the hour
     assert led.settled_until() == T0 - 1 and led.counters() == tok(5)
+
+
+def test_a_saved_stretch_keeps_its_final_flag_and_a_version_1_one_has_no_read_bound() -> None:
+    data = Ledger(T0, H, 600).to_dict()
+    data["open"] = [{"start": T0, "end": T0 + H - 1, "totals": {"tokens": 1}, "final": False},
+                    {"start": T0 + H, "end": T0 + 2 * H - 1, "totals": {"tokens": 2},
+                     "final": True, "read_to": T0 + 2 * H - 1}]
+    led = Ledger.from_dict(data)
+    assert [(s["final"], s["read_to"]) for s in led.to_dict()["open"]] == [
+        (False, T0 - 1), (True, T0 + 2 * H - 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -321,3 +322,71 @@ def test_a_saved_stretch_keeps_its_final_flag_and_a_version_1_one_has_no_read_bo
     led = Ledger.from_dict(data)
     assert [(s["final"], s["read_to"]) for s in led.to_dict()["open"]] == [
         (False, T0 - 1), (True, T0 + 2 * H - 1)]
+
+
+def test_a_read_sent_exactly_at_end_plus_settle_is_final() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H - 1 + 599)
+    assert led.settled_until() == T0 - 1
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H - 1 + 600)
+    assert led.settled_until() == T0 + H - 1
+
+
+def test_revisions_add_up() -> None:
+    led = Ledger(T0, H, 600)
+    for reading in (10, 7, 4):
+        led.record(Read(T0, T0 + 100, (T0,)), tok(reading), T0 + 100)
+    # Lowered by 10 - 7, then by 10 - 4: the highest reading is kept.
+    assert (led.revisions, led.revised_away, led.counters()) == (2, tok(3 + 6), tok(10))
+
+
+def test_a_one_second_period_is_allowed() -> None:
+    assert Ledger(T0, 1, 0).plan(T0 + 1) == [Read(T0, T0 + 1, (T0, T0 + 1))]
+
+
+def test_given_up_seconds_survive_a_round_trip_and_old_files_have_none() -> None:
+    led = Ledger(T0, H, 600)
+    led.given_up = {"retcode": 3600}
+    assert Ledger.from_dict(led.to_dict()).given_up == {"retcode": 3600}
+    data = led.to_dict()
+    del data["given_up"]
+    assert Ledger.from_dict(data).given_up == {}
+
+
+def saved(**changes: object) -> dict[str, object]:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    return {**led.to_dict(), **changes}
+
+
+@pytest.mark.parametrize(("data", "error", "message"), [
+    (saved(cursor=T0 - 1), ValueError, "cursor before origin"),
+    (saved(given_up=[1]), TypeError, "given_up must be an object"),
+    (saved(given_up={"x": "1"}), TypeError, "expected an integer, got str"),
+    (saved(origin=True), TypeError, "expected an integer, got bool"),
+    (saved(origin=2**62), ValueError, f"integer out of range: {2**62}"),
+    (saved(origin=-(2**62)), ValueError, f"integer out of range: {-(2**62)}"),
+    (saved(closed=[]), TypeError, "totals must be an object, got list"),
+    (saved(closed={"tokens": -1}), ValueError, "totals must not be negative: {'tokens': -1}"),
+    (saved(audits=[{"start": T0, "end": T0 + H, "totals": {}, "final": True}]), ValueError,
+     f"audit stretch at {T0} is not closed time in order"),
+    (saved(audits=[{"start": T0, "end": T0 + 9, "totals": {}, "final": True},
+                   {"start": T0 + 9, "end": T0 + 19, "totals": {}, "final": True}]),
+     ValueError, f"audit stretch at {T0 + 9} is not closed time in order"),
+    (saved(open=[{"start": T0 + H, "end": T0 + H + 9, "totals": {}, "final": False,
+                  "read_to": T0 + H - 2}]), ValueError,
+     f"stretch at {T0 + H}: read_to {T0 + H - 2} before its start"),
+    (saved(open=[{"start": T0 + H, "end": T0 + H + 9, "totals": {}, "final": False},
+                 {"start": T0 + H + 9, "end": T0 + H + 19, "totals": {}, "final": False}]),
+     ValueError, f"open stretch at {T0 + H + 9} overlaps closed or open time"),
+])
+def test_a_damaged_saved_ledger_says_what_is_wrong(data: dict[str, Any], error: type[Exception],
+                                                   message: str) -> None:
+    with pytest.raises(error) as caught:
+        Ledger.from_dict(data)
+    assert str(caught.value) == message
+
+
+def test_the_widest_sane_integers_load() -> None:
+    led = Ledger.from_dict(saved(closed={"tokens": 2**62 - 1}))
+    assert led.settled_totals().tokens == 2**62 - 1

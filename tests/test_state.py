@@ -229,3 +229,11 @@ def test_a_bad_file_says_what_is_wrong_and_where_it_went(tmp_path: Path, content
 
 def test_a_document_without_budgets_has_none() -> None:
     assert _parse({"version": 2, "targets": {}}).budgets == {}
+
+
+def test_retarget_before_the_api_time_is_known_keeps_known_ledgers_and_waits_with_new_ones(
+        ) -> None:
+    old = ledger(4)
+    assert retarget({"kept": old}, ["new", "kept", "other"], None, H, 600) == {"kept": old}
+    fresh = retarget({}, ["new"], T0, H, 600, audit=True)["new"]
+    assert (fresh.origin, fresh.audit) == (T0, True)

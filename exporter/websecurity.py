@@ -69,7 +69,7 @@ def load_identity(context: ssl.SSLContext, cert: Pem | None, key: Pem | None,
                 context.load_verify_locations(cafile=str(client_ca))
             else:
                 context.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
-        except ssl.SSLError as exc:
+        except (ssl.SSLError, TypeError) as exc:  # TypeError: non-ASCII inline PEM
             ca_problem = f"no usable PEM certificate ({exc})"
     return pair_problem, ca_problem
 

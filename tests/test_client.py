@@ -12,12 +12,11 @@ import pytest
 import requests
 import responses
 
-from exporter.client import BACKOFF_BASE, BACKOFF_CAP, ApiClient
+from exporter.client import BACKOFF_BASE, BACKOFF_CAP, MIN_ATTEMPT_SECONDS, ApiClient
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Target
 from exporter.errors import ApiError
 from exporter.ratelimit import RateLimiter
-from exporter.signing import signature
 from exporter.transport import pooled_session
 from exporter.usage import Totals
 
@@ -95,12 +94,16 @@ def test_success_returns_parsed_totals(rig: Rig) -> None:
 def test_form_is_signed_and_complete(rig: Rig) -> None:
     rig.reply()
     rig.get()
-    form = rig.form()
-    assert form.pop("Signature") == signature(form, PRIVATE)
-    assert form == {
+    # The whole form, written out; the signature is the SHA-1 of the sorted name+value pairs
+    # plus the private key, computed once with sha1sum (and the vendor SDK agrees):
+    # printf %s "ActionGetUMInferTokenUsageEndTime1700003599KeyIduminferapikey-1Model\
+    # deepseek-ai/DeepSeek-V3ProjectIdorg-1PublicKeypubStartTime1700000000\
+    # private-key-do-not-leak" | sha1sum
+    assert rig.form() == {
         "Action": "GetUMInferTokenUsage", "PublicKey": "pub", "ProjectId": "org-1",
         "KeyId": "uminferapikey-1", "Model": "deepseek-ai/DeepSeek-V3",
-        "StartTime": str(START), "EndTime": str(END),
+        "StartTime": "1700000000", "EndTime": "1700003599",
+        "Signature": "067569c4c750c463c74d3b48f00b5b039b3a6b1d",
     }
     request = rig.rsps.calls[0].request
     assert request.url == URL
@@ -259,6 +262,36 @@ def test_backoff_ceiling_doubles_up_to_the_cap(rig: Rig) -> None:
     rig.reply()
     client.get_usage(TARGET, START, END, 10_000.0)
     assert rig.clock.sleeps == [0.5, 1, 2, 4, 8, 16, BACKOFF_CAP, BACKOFF_CAP]
+
+
+class Floor(random.Random):
+    """An rng whose uniform() always draws the bottom of the range: no backoff pause at all."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+@pytest.mark.parametrize(("left", "calls"), [(0.4, 1), (0.5, 2), (0.6, 2)])
+def test_no_retry_with_less_than_the_minimum_attempt_time_left(
+        rig: Rig, left: float, calls: int) -> None:
+    assert MIN_ATTEMPT_SECONDS == 0.5
+    deadline, answered = 10.0, []
+
+    def slow_busy(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        answered.append(request)
+        if len(answered) > 1:
+            return 200, {}, json.dumps(OK)
+        rig.clock.advance(deadline - left)  # the first answer, busy, leaves ``left`` seconds
+        return 200, {}, json.dumps({"RetCode": 150})
+
+    rig.rsps.add_callback(responses.POST, URL, callback=slow_busy)
+    client = ApiClient(API, rig.session, rig.clock, Floor(), rig.limiter, rig.observer)
+    if calls == 1:  # a retry could not finish: the real failure, at once
+        with pytest.raises(ApiError, match="RetCode 150"):
+            client.get_usage(TARGET, START, END, deadline)
+    else:
+        assert client.get_usage(TARGET, START, END, deadline).totals == EXPECTED
+    assert len(rig.rsps.calls) == calls
 
 
 def test_throttled_backoff_starts_higher(rig: Rig) -> None:

@@ -24,7 +24,7 @@ import requests
 
 from tests.certs import make_pki
 from tests.container.engine import ULIMITS, Engine, default_root, run
-from tests.tools import in_ci, require_tool
+from tests.tools import require_root, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -97,18 +97,9 @@ def record(**values: object) -> None:
     REPORT.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def require_root() -> None:
-    """buildah/podman here run as root (vfs storage, chroot isolation, no user namespaces)."""
-    if os.geteuid() != 0:
-        message = "container tests need root (buildah vfs + podman with runc)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    """The tools, checked up front: a missing one fails in CI and skips elsewhere."""
+    """The tools, checked up front: a missing one fails (skips only when asked to)."""
     for tool in ("buildah", "podman", "runc", "debootstrap"):
         require_tool(tool)
     require_root()

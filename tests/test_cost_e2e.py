@@ -21,6 +21,7 @@ from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 
 pytestmark = pytest.mark.e2e
+DAY = 86400
 
 PUBLIC, PRIVATE = "c-public", "c-private-0123456789"
 PROJECT, MODEL = "org-cost", "deepseek-ai/DeepSeek-V3"
@@ -81,7 +82,34 @@ def admin(sim: SimulatorServer, method: str, path: str, **kwargs: Any) -> None:
         response.raise_for_status()
 
 
+#: Far more than this test takes (about 10 s), far less than the per-test timeout (300 s).
+RUN_BOUND = 120
+
+
+def within_one_utc_day(seconds: int, now: float | None = None) -> float:
+    """Seconds to wait so that the next ``seconds`` lie within one UTC day (0 when they do).
+
+    The daily budget restarts at UTC midnight: a test that straddled it would see the day's use
+    drop to what came after midnight and fail for a reason that is not a bug.
+    """
+    now = time.time() if now is None else now
+    left = DAY - now % DAY  # until the next UTC midnight
+    return 0.0 if left > seconds else left + 1
+
+
+@pytest.mark.parametrize(("now", "wait"), [
+    (1_700_006_400.0, 0.0),  # a UTC midnight: a whole day ahead
+    (1_700_006_400.0 - 121, 0.0),
+    (1_700_006_400.0 - 120, 121.0),  # 120 s to midnight: wait until one second past it
+    (1_700_006_400.0 - 0.5, 1.5),
+])
+def test_the_run_is_kept_within_one_utc_day(now: float, wait: float) -> None:
+    assert 1_700_006_400 % DAY == 0
+    assert within_one_utc_day(RUN_BOUND, now) == wait
+
+
 def test_cost_discovery_budgets_and_secrecy(tmp_path: Path, sim: SimulatorServer) -> None:
+    time.sleep(within_one_utc_day(RUN_BOUND))  # "alpha-day" is a UTC day: never straddle one
     state = tmp_path / "state.json"
     exporter = Exporter(tmp_path, config(sim.url, state, OLD))
     with exporter:

@@ -11,13 +11,29 @@ import pytest
 import requests
 
 from exporter.client import ApiClient
-from exporter.clock import SystemClock
-from exporter.config import ApiConfig, DiscoveryConfig, Target
-from exporter.discovery import discover, key_targets, list_prices, selected
+from exporter.clock import FakeClock, SystemClock
+from exporter.config import (
+    ApiConfig,
+    Config,
+    DiscoveryConfig,
+    ModelPrice,
+    PricingConfig,
+    Target,
+)
+from exporter.discovery import (
+    ABSENT_LISTINGS,
+    PRICE_REFRESH,
+    DiscoveryRunner,
+    discover,
+    key_targets,
+    list_prices,
+    selected,
+)
 from exporter.errors import ApiError
-from exporter.keyapi import ApiKey, KeyClient, parse_keys, parse_models
+from exporter.keyapi import ApiKey, ApiModel, KeyClient, parse_keys, parse_models
 from exporter.ratelimit import RateLimiter
 from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
+from exporter.snapshot import DiscoverySnapshot
 
 PUBLIC, PRIVATE = "d-public", "d-private-0123456789"
 SECRET = "sk-THIS-IS-THE-SECRET-KEY-0001"
@@ -125,3 +141,104 @@ def test_selected_and_key_targets() -> None:
     assert not selected(key, DiscoveryConfig(exclude=("name",)))
     assert [t.model for t in key_targets("p", key, DiscoveryConfig())] == ["g1", "g2"]
     assert [t.model for t in key_targets("p", key, DiscoveryConfig(models=("x",)))] == ["x"]
+
+
+class Keys:
+    """An in-memory KeySource: keys per project, models per key, and an outage switch."""
+
+    def __init__(self, keys: dict[str, list[ApiKey]], models: dict[str, list[ApiModel]]) -> None:
+        self.keys, self.models = keys, models
+        self.asked: list[str] = []  # key ids list_models was called for
+        self.down = False
+
+    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
+        if self.down:
+            raise ApiError("http", "HTTP 503", http_status=503, transient=True)
+        return self.keys[project]
+
+    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+        self.asked.append(key_id)
+        return self.models[key_id]
+
+
+def price(model: str) -> ModelPrice:
+    return ModelPrice(model, input=Decimal(1))
+
+
+def test_a_key_granting_a_model_no_earlier_key_priced_is_asked_too() -> None:
+    # k1 prices only "a"; k2 polls "a" and "b": "a" is known, but "b" is not, so k2 is asked.
+    source = Keys({}, {"k1": [ApiModel("a", price("a"))],
+                       "k2": [ApiModel("a", price("a")), ApiModel("b", price("b"))],
+                       "k3": [ApiModel("b", price("b"))]})
+    targets = [Target("k1", "a"), Target("k2", "a"), Target("k2", "b"), Target("k3", "b")]
+    prices = list_prices(source, targets, 0.0)
+    assert [p.model for p in prices] == ["a", "b"]
+    assert source.asked == ["k1", "k2"]  # k3 polls only "b", which k2 already priced
+
+
+def test_a_failed_refresh_keeps_the_last_good_targets() -> None:
+    clock = FakeClock()
+    source = Keys({"org": [ApiKey("k1", "one", 1, False, ("m",))]}, {})
+    config = Config(discovery=DiscoveryConfig(projects=("org",), refresh=60.0))
+    runner = DiscoveryRunner(clock)
+    assert runner.refresh_if_due(source, config, 10.0)
+    found = runner.result.targets
+    assert [t.ident for t in found] == ["org/k1/m"]
+    source.down = True
+    for failures in range(1, ABSENT_LISTINGS + 2):  # longer than a missing key is kept for
+        clock.advance(60.0)
+        assert not runner.refresh_if_due(source, config, clock.monotonic() + 10)
+        assert runner.result.targets == found
+        snapshot = runner.snapshot(config)
+        assert snapshot is not None and (snapshot.targets, snapshot.failures) == (1, failures)
+
+
+def test_the_runner_refreshes_on_its_interval_caps_logs_changes_once_and_keeps_absent_keys(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    keys = [ApiKey(f"k{i}", f"n{i}", 1, False, ("m",)) for i in range(4)]
+    source = Keys({"org": keys[:3], "other": keys[3:]},
+                  {k.key_id: [ApiModel("m", price("m"))] for k in keys})
+    config = Config(discovery=DiscoveryConfig(projects=("org", "other"), refresh=60.0,
+                                              max_targets=2),
+                    pricing=PricingConfig(from_api=True))
+    runner = DiscoveryRunner(clock)
+    caplog.set_level(logging.INFO, "exporter.discovery")
+    assert runner.snapshot(config) == DiscoverySnapshot(0, 0, 0, 0, None, 0)
+    assert runner.refresh_if_due(source, config, 10.0)
+    assert [t.key for t in runner.result.targets] == ["k0", "k1"]
+    assert runner.snapshot(config) == DiscoverySnapshot(2, 4, 4, 2, clock.time(), 0)
+    assert runner.prices == (price("m"),) and source.asked == ["k0"]
+    clock.advance(59.0)
+    assert not runner.refresh_if_due(source, config, 10.0)  # not due for another second
+    clock.advance(1.0)
+    source.down = True
+    assert not runner.refresh_if_due(source, config, 10.0)
+    clock.advance(60.0)
+    assert not runner.refresh_if_due(source, config, 10.0)
+    source.down = False
+    source.keys["org"] = keys[1:3]  # k0 is missing from the listings from now on
+    for missed in range(1, ABSENT_LISTINGS + 1):
+        clock.advance(60.0)
+        assert runner.refresh_if_due(source, config, 10.0)
+        still = missed < ABSENT_LISTINGS
+        assert [t.key for t in runner.result.targets] == ["k1", "k2"] + ["k0"] * still, missed
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "discovery.max_targets reached: 2 discovered targets not polled"),
+        ("WARNING", "discovery failed, keeping the 2 targets found before: HTTP 503"),
+        ("WARNING", "discovery.max_targets reached: 1 discovered targets not polled"),
+        ("INFO", "discovery recovered")]
+
+
+def test_list_prices_only_are_refreshed_every_price_refresh() -> None:
+    clock = FakeClock()
+    source = Keys({}, {"k": [ApiModel("m", price("m")), ApiModel("x", None)]})
+    config = Config(targets=(Target("k", "m"),), pricing=PricingConfig(from_api=True))
+    runner = DiscoveryRunner(clock)
+    assert runner.refresh_if_due(source, config, 10.0)
+    assert (runner.prices, runner.snapshot(config)) == ((price("m"),), None)
+    clock.advance(PRICE_REFRESH - 1)
+    assert not runner.refresh_if_due(source, config, 10.0)
+    clock.advance(1.0)
+    assert runner.refresh_if_due(source, config, 10.0)
+    assert not DiscoveryRunner(clock).refresh_if_due(source, Config(), 10.0)  # nothing wanted

@@ -184,18 +184,28 @@ def test_transient_outage_holds_counters_then_catches_up(tmp_path: Path,
 
 def test_permanent_error_is_not_hammered_and_recovers(tmp_path: Path,
                                                       simulator: SimulatorServer) -> None:
+    # Counted in cycles, not seconds: with a pause of an hour, a denied target gets no call at
+    # all however many cycles pass, on a fast machine or a slow one.
     rule = simulator.faults.add(Fault(FaultKind.RETCODE, retcode=299), key=DENIED[0])
-    exporter = start_exporter(tmp_path, simulator)
+    cfg = config(simulator.url)
+    cfg["poll"]["permanent_error_retry"] = "1h"
+    exporter = Exporter(tmp_path, cfg, env={"IT_PRIVATE_KEY": PRIVATE})
+    _running.append(exporter.start())
+    exporter.wait_ready()
     wait_for(lambda: gauge(exporter, "uminfer_up", DENIED) == 0, 10, "DENIED down")
     simulator.reset_stats()
-    time.sleep(1.5)  # a window shorter than permanent_error_retry (2 s): at most one retry
-    denied_calls = [c for c in simulator.stats().usage_calls if c[2] == DENIED[0]]
-    assert simulator.stats().by_retcode.get(299, 0) <= 1
-    assert denied_calls == []
-    assert "RetCode 299" in exporter.log()
+    cycles = exporter.value("uminfer_poll_duration_seconds_count") or 0
+    wait_for(lambda: (exporter.value("uminfer_poll_duration_seconds_count") or 0) >= cycles + 5,
+             30, "five more poll cycles")
+    stats = simulator.stats()
+    assert [c for c in stats.usage_calls if c[2] == DENIED[0]] == []
+    assert stats.by_retcode.get(299, 0) == 0
+    assert any(c[2] == CHAT[0] for c in stats.usage_calls)  # the others are still polled
     assert exporter.log().count("RetCode 299") == 1  # logged once, not every cycle
 
     simulator.faults.remove(rule)
+    # An operator who fixed the key reloads: that lifts the pause at once.
+    assert requests.post(f"{exporter.url}/-/reload", timeout=5).status_code == 200
     wait_for(lambda: gauge(exporter, "uminfer_up", DENIED) == 1, 10, "DENIED recovers")
     assert exporter.stop() == 0
 
@@ -224,14 +234,32 @@ def end_minus_start(call: tuple[int, int, str, str]) -> int:
 def test_sigterm_flushes_state_and_exits_fast(tmp_path: Path, simulator: SimulatorServer) -> None:
     state = tmp_path / "state.json"
     exporter = start_exporter(tmp_path, simulator, state=state)
-    add(simulator, CHAT, Totals(3, 4, 7, 1, 0), ts=int(time.time()))
-    wait_counters(exporter, CHAT, Totals(3, 4, 7, 1, 0))
+    first = int(time.time())
+    add(simulator, CHAT, Totals(3, 4, 7, 1, 0), ts=first)
+    # Once that has settled (a closed period), usage in a period still open: both are saved.
+    wait_for(lambda: (gauge(exporter, "uminfer_settled_timestamp_seconds", CHAT) or 0) >= first,
+             PERIOD + SETTLE + 10, "the first usage settled")
+    add(simulator, CHAT, Totals(20, 0, 20, 2, 0), ts=int(time.time()))
+    wait_counters(exporter, CHAT, Totals(23, 4, 27, 3, 0))
     began = time.monotonic()
     assert exporter.stop() == 0
     assert time.monotonic() - began < 1.5
     doc = json.loads(state.read_text())
     assert set(doc["targets"]) == {f"{PROJECT}/{k}/{m}" for k, m in (CHAT, FLAKY, DENIED)}
+    # The saved numbers, summed from the JSON by hand: what was counted, for each target.
+    chat = {"input_tokens": 23, "output_tokens": 4, "tokens": 27, "requests": 3}
+    for (key, model), expected in [(CHAT, chat), (FLAKY, {}), (DENIED, {})]:
+        assert saved_counters(doc["targets"][f"{PROJECT}/{key}/{model}"]["ledger"]) == expected, key
     assert PRIVATE not in state.read_text()
+
+
+def saved_counters(ledger: dict[str, Any]) -> dict[str, int]:
+    """A saved ledger's counters: its closed sum plus each open stretch, non-zero fields only."""
+    total: dict[str, int] = {}
+    for part in [ledger["closed"], *(stretch["totals"] for stretch in ledger["open"])]:
+        for name, value in part.items():
+            total[name] = total.get(name, 0) + value
+    return {name: value for name, value in total.items() if value}
 
 
 def test_endpoints(tmp_path: Path, simulator: SimulatorServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -282,3 +283,146 @@ def test_counters_are_monotonic_under_any_readings(steps: list[tuple[int, int, b
                 led.record(read, tok(value), now)
         assert led.counters().dominates(last)
         last = led.counters()
+
+
+@pytest.mark.parametrize(("length", "ok"), [(1, True), (DAY - 1, True), (DAY, True),
+                                            (DAY + 1, False), (0, False)])
+def test_a_saved_stretch_may_hold_a_day_and_no_more(length: int, ok: bool) -> None:
+    # No API call spans more than a day, so a saved stretch longer than that is damage.
+    led = Ledger(T0, H, 600)
+    data = led.to_dict()
+    data["open"] = [{"start": T0, "end": T0 + length - 1, "totals": {"tokens": 1},
+                     "final": False, "read_to": T0 - 1}]
+    if ok:
+        assert Ledger.from_dict(data).counters() == Totals(tokens=1)
+    else:
+        with pytest.raises(ValueError, match=r"is empty or longer than a day"):
+            Ledger.from_dict(data)
+
+
+def test_give_up_keeps_what_was_read_and_counts_seconds_per_reason() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 1000, (T0,)), tok(5), T0 + 1000)  # read in part, then rejected
+    closing = led.plan(T0 + 2 * H + 600)[0]
+    assert closing == Read(T0, T0 + H - 1, (T0,))
+    assert led.give_up(Read(T0 + H, T0 + 2 * H - 1, (T0 + 5,)), "http") == 0  # not planned
+    assert led.give_up(closing, "retcode") == H
+    assert (led.counters(), led.settled_until()) == (tok(5), T0 + H - 1)  # kept, closed
+    nxt = led.plan(T0 + 2 * H + 600)[0]
+    assert led.give_up(nxt, "retcode") == H
+    assert led.given_up == {"retcode": 2 * H}
+
+
+def test_give_up_refuses_audit_reads() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    audit = led.plan(T0 + 3 * H + 1200)[-1]
+    assert audit.kind == "audit"
+    assert led.give_up(audit, "retcode") == 0
+    assert led.given_up == {}
+
+
+def test_rebase_counts_settled_stretches_it_folds_as_settled_not_skipped() -> None:
+    # The first hour was never read; the second was read and settled but waits for the first.
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0 + H, T0 + 2 * H - 1, (T0 + H,)), tok(3), T0 + 2 * H + 600)
+    led.record(Read(T0 + 2 * H, T0 + 2 * H + 10, (T0 + 2 * H,)), tok(1), T0 + 2 * H + 10)
+    assert led.settled_until() == T0 - 1
+    now = T0 + 3 * H + DAY
+    # Keeping from T0 + 3H: the read third hour ends before it and is folded unsettled.
+    assert led.rebase(now, DAY) == 2 * H  # the first and third hours; the second was settled
+    assert (led.settled_until(), led.counters(), led.skipped_seconds) == (
+        T0 + 3 * H - 1, tok(4), 2 * H)
+
+
+def test_rebase_at_the_limit_changes_nothing_and_keeps_audits() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    now = T0 + H + DAY  # the cursor stands exactly at now - max_backfill
+    assert led.rebase(now, DAY) == 0
+    assert led.plan(now)[-1].kind == "audit"  # the closed hour is still audited
+
+
+def test_rebase_keeps_a_stretch_that_ends_at_the_limit() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H)  # read, not settled
+    assert led.rebase(T0 + H - 1 + DAY, DAY) == 0  # keeps from T0 + H - 1: inside the hour
+    assert led.settled_until() == T0 - 1 and led.counters() == tok(5)
+
+
+def test_a_saved_stretch_keeps_its_final_flag_and_a_version_1_one_has_no_read_bound() -> None:
+    data = Ledger(T0, H, 600).to_dict()
+    data["open"] = [{"start": T0, "end": T0 + H - 1, "totals": {"tokens": 1}, "final": False},
+                    {"start": T0 + H, "end": T0 + 2 * H - 1, "totals": {"tokens": 2},
+                     "final": True, "read_to": T0 + 2 * H - 1}]
+    led = Ledger.from_dict(data)
+    assert [(s["final"], s["read_to"]) for s in led.to_dict()["open"]] == [
+        (False, T0 - 1), (True, T0 + 2 * H - 1)]
+
+
+def test_a_read_sent_exactly_at_end_plus_settle_is_final() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H - 1 + 599)
+    assert led.settled_until() == T0 - 1
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H - 1 + 600)
+    assert led.settled_until() == T0 + H - 1
+
+
+def test_revisions_add_up() -> None:
+    led = Ledger(T0, H, 600)
+    for reading in (10, 7, 4):
+        led.record(Read(T0, T0 + 100, (T0,)), tok(reading), T0 + 100)
+    # Lowered by 10 - 7, then by 10 - 4: the highest reading is kept.
+    assert (led.revisions, led.revised_away, led.counters()) == (2, tok(3 + 6), tok(10))
+
+
+def test_a_one_second_period_is_allowed() -> None:
+    assert Ledger(T0, 1, 0).plan(T0 + 1) == [Read(T0, T0 + 1, (T0, T0 + 1))]
+
+
+def test_given_up_seconds_survive_a_round_trip_and_old_files_have_none() -> None:
+    led = Ledger(T0, H, 600)
+    led.given_up = {"retcode": 3600}
+    assert Ledger.from_dict(led.to_dict()).given_up == {"retcode": 3600}
+    data = led.to_dict()
+    del data["given_up"]
+    assert Ledger.from_dict(data).given_up == {}
+
+
+def saved(**changes: object) -> dict[str, object]:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    return {**led.to_dict(), **changes}
+
+
+@pytest.mark.parametrize(("data", "error", "message"), [
+    (saved(cursor=T0 - 1), ValueError, "cursor before origin"),
+    (saved(given_up=[1]), TypeError, "given_up must be an object"),
+    (saved(given_up={"x": "1"}), TypeError, "expected an integer, got str"),
+    (saved(origin=True), TypeError, "expected an integer, got bool"),
+    (saved(origin=2**62), ValueError, f"integer out of range: {2**62}"),
+    (saved(origin=-(2**62)), ValueError, f"integer out of range: {-(2**62)}"),
+    (saved(closed=[]), TypeError, "totals must be an object, got list"),
+    (saved(closed={"tokens": -1}), ValueError, "totals must not be negative: {'tokens': -1}"),
+    (saved(audits=[{"start": T0, "end": T0 + H, "totals": {}, "final": True}]), ValueError,
+     f"audit stretch at {T0} is not closed time in order"),
+    (saved(audits=[{"start": T0, "end": T0 + 9, "totals": {}, "final": True},
+                   {"start": T0 + 9, "end": T0 + 19, "totals": {}, "final": True}]),
+     ValueError, f"audit stretch at {T0 + 9} is not closed time in order"),
+    (saved(open=[{"start": T0 + H, "end": T0 + H + 9, "totals": {}, "final": False,
+                  "read_to": T0 + H - 2}]), ValueError,
+     f"stretch at {T0 + H}: read_to {T0 + H - 2} before its start"),
+    (saved(open=[{"start": T0 + H, "end": T0 + H + 9, "totals": {}, "final": False},
+                 {"start": T0 + H + 9, "end": T0 + H + 19, "totals": {}, "final": False}]),
+     ValueError, f"open stretch at {T0 + H + 9} overlaps closed or open time"),
+])
+def test_a_damaged_saved_ledger_says_what_is_wrong(data: dict[str, Any], error: type[Exception],
+                                                   message: str) -> None:
+    with pytest.raises(error) as caught:
+        Ledger.from_dict(data)
+    assert str(caught.value) == message
+
+
+def test_the_widest_sane_integers_load() -> None:
+    led = Ledger.from_dict(saved(closed={"tokens": 2**62 - 1}))
+    assert led.settled_totals().tokens == 2**62 - 1

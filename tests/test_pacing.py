@@ -34,6 +34,9 @@ def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: Wor
     (1000, 60.0, 10.0, 0.0),
     (20, 60.0, 0.0, 0.0),  # no rate limit: the operator opted out of pacing
     (1, 60.0, 10.0, 0.0),
+    (2, 60.0, 10.0, 15.0),  # the fewest targets that are spread
+    (2, 60.0, 1.0, 15.0),  # 2 calls fit in 30 s at 1/s
+    (30, 60.0, 1.0, 0.0),  # 30 calls fill 30 s at 1/s exactly
 ])
 def test_start_gap(targets: int, interval: float, rate: float, gap: float) -> None:
     assert start_gap(targets, interval, rate) == pytest.approx(gap)

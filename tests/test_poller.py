@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -12,7 +13,8 @@ from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger
-from exporter.poller import Poller, UsageSource
+from exporter.poller import MAX_STRIKES, Poller, UsageSource
+from exporter.snapshot import TargetSnapshot
 from exporter.usage import Reading, Totals
 from exporter.workers import WorkerPool
 
@@ -38,10 +40,12 @@ class FakeApi:
         self.clock = clock
         self.seconds_per_call = seconds_per_call
         self.calls: list[tuple[str, int, int, float]] = []
+        self.sent: list[float] = []  # the monotonic time each call was made at
         self.failing: dict[str, ApiError] = {}
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self.calls.append((target.key, start, end, deadline))
+        self.sent.append(self.clock.monotonic())
         self.clock.advance(self.seconds_per_call)
         if target.key in self.failing:
             raise self.failing[target.key]
@@ -83,16 +87,35 @@ def test_counts_exactly_from_origin(clock: FakeClock, pool: WorkerPool) -> None:
 
 def test_slow_answers_do_not_starve_the_newest_period(clock: FakeClock, pool: WorkerPool) -> None:
     # Two open periods (just after a boundary) and answers that take 60% of the timeout: the
-    # second call starts after the cycle's budget would have left it 40%, yet gets a full one.
+    # second call starts when the cycle's budget has 24 s left, yet gets a full 60 s.
     clock.advance(3600.0)
+    began = clock.monotonic()
     api = FakeApi(clock, seconds_per_call=0.6 * 60)
     poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
     snapshot = poller.cycle()
     assert [(s, e) for _, s, e, _ in api.calls] == [(START, START + 3599),
                                                    (START + 3600, START + 3700)]
-    second_deadline = api.calls[1][3]
-    assert second_deadline >= 0.6 * 60 + 60.0  # its own full timeout from when it started
+    assert api.sent == [began, began + 36.0]
+    # The first call may retry until the cycle's budget (60 s) ends; the second, started late,
+    # until its own full timeout from when it was sent: 36 + 60, not the cycle's 60.
+    assert [deadline for *_, deadline in api.calls] == [began + 60.0, began + 96.0]
     assert snapshot.targets[0].up
+
+
+def test_a_read_sent_before_settling_and_answered_after_is_not_final(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    # The first hour [START, START + 3599] settles at START + 4199 (end + settle 600). A read
+    # sent one second before that may have missed usage that arrives in that second, so its
+    # answer, however late it comes, must not close the hour.
+    clock.advance(4098.0)  # wall time START + 4198
+    api = FakeApi(clock, seconds_per_call=5.0)
+    poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    [target] = poller.cycle().targets
+    assert (api.calls[0][1], api.calls[0][2]) == (START, START + 3599)
+    assert target.settled_until == START - 1  # nothing closed: the hour is read again
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert target.settled_until == START + 3599  # a read sent after START + 4199 closes it
 
 
 def test_out_of_budget_reads_wait_for_the_next_cycle(clock: FakeClock, pool: WorkerPool) -> None:
@@ -160,3 +183,166 @@ def test_carried_health_keeps_failures_and_lifts_pauses_only_on_reload(
     [target] = successor.cycle().targets
     assert len(api.calls) == calls_after
     assert dict(target.failures)["retcode"] == calls_after  # never reset within a process
+
+
+class Scripted(FakeApi):
+    """A FakeApi whose answers a test scripts per read: an error to raise, or None to answer."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.script: list[Callable[[int, int], BaseException | None]] = []
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        for rule in self.script:
+            error = rule(start, end)
+            if error is not None:
+                self.calls.append((target.key, start, end, deadline))
+                raise error
+        return super().get_usage(target, start, end, deadline)
+
+
+def busy(_start: int, _end: int) -> ApiError:
+    return ApiError("retcode", "RetCode 150 (service unavailable)", retcode=150, transient=True)
+
+
+def records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "exporter.poller"]
+
+
+def test_a_failure_is_logged_once_and_the_recovery_once(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = Scripted(clock)
+    api.script.append(busy)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    caplog.set_level(logging.INFO, "exporter.poller")
+    for _ in range(3):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.up, target.last_success, dict(target.failures)) == (False, None, {"retcode": 3})
+    api.script.clear()
+    [target] = poller.cycle().targets
+    assert (target.up, target.last_success) == (True, START + 100 + 180)
+    assert poller.snapshot().generated_at == START + 100 + 180
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m failing: RetCode 150 (service unavailable)"),
+        ("INFO", "target /uminferapikey-a/m recovered")]
+
+
+def test_a_bug_costs_one_cycle_is_logged_and_retried_at_once(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = Scripted(clock)
+    api.script.append(lambda s, e: RuntimeError("boom"))
+    poller = make_poller(config(A, B), api, clock, pool, ledgers(A, B))
+    [a, b] = poller.cycle().targets
+    assert (a.up, dict(a.failures), b.up, dict(b.failures)) == (False, {"internal": 1}, False,
+                                                                {"internal": 1})
+    assert records(caplog)[:2] == [
+        ("ERROR", "internal error polling target /uminferapikey-a/m"),
+        ("WARNING", "target /uminferapikey-a/m failing: internal error (see log)")]
+    api.script.clear()
+    clock.advance(1.0)  # a bug is transient: no pause for permanent errors
+    assert poller.cycle().targets[0].up
+
+
+def test_a_range_the_api_keeps_rejecting_is_given_up_after_max_strikes(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    # A settled hour was never read (the exporter was down); the API rejects reading it
+    # (transiently, every time) while the newer hours read fine.
+    clock.advance(7200.0)  # wall time START + 7300
+    api = Scripted(clock)
+    api.script.append(lambda s, e: busy(s, e) if s == START else None)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    for _ in range(MAX_STRIKES - 1):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.given_up, target.settled_until, target.up) == ((), START - 1, False)
+    [target] = poller.cycle().targets
+    assert target.given_up == (("retcode", 3600),)
+    assert target.settled_until == START + 3599  # the rest is counted from there on
+    assert [c[1:3] for c in api.calls].count((START, START + 3599)) == MAX_STRIKES
+    assert ("ERROR", f"target /uminferapikey-a/m: gave up [{START}, {START + 3599}] after 5 "
+            "failed reads (RetCode 150 (service unavailable)); 3600 seconds of usage are not "
+            "counted") in records(caplog)
+    clock.advance(60.0)
+    api.calls.clear()
+    assert poller.cycle().targets[0].up
+    assert all(start > START + 3599 for _, start, _, _ in api.calls)  # never read again
+
+
+def test_failed_window_reads_leave_the_target_up_and_are_logged_once(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    w = Window("1h", 3600)
+    api = Scripted(clock)
+    timeout = ApiError("timeout", "no answer within 10.0s", transient=True)
+    api.script.append(lambda s, e: timeout if e - s == 3599 else None)
+    poller = make_poller(config(A, windows=(w,), window_interval=60.0), api, clock, pool,
+                         ledgers(A))
+    for _ in range(2):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.up, dict(target.failures), target.windows) == (True, {"timeout": 2}, ())
+    api.script[0] = lambda s, e: RuntimeError("bug") if e - s == 3599 else None
+    [target] = poller.cycle().targets
+    assert dict(target.failures) == {"timeout": 2, "internal": 1}
+    api.script.clear()
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert target.windows == ((w, Totals(3600, 0, 3600, 0, 0)),)
+    api.script.append(lambda s, e: timeout if e - s == 3599 else None)
+    clock.advance(60.0)
+    poller.cycle()  # after a success, the same failure is news again
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m: window gauges not read: no answer within 10.0s"),
+        ("ERROR", "internal error reading windows of target /uminferapikey-a/m"),
+        ("WARNING", "target /uminferapikey-a/m: window gauges not read: no answer within 10.0s")]
+
+
+def test_a_pending_target_starts_counting_the_second_after_it_began(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    poller = Poller(config(A), FakeApi(clock), clock, pool, {}, ApiClock.trusting(clock),
+                    {A.ident: -30.0})  # began 30 s before this poller was made
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    ledger = poller.ledgers()[A.ident]
+    # The API's time of the instant counting began (START + 70), plus one whole second.
+    assert (ledger.origin, ledger.audit) == (START + 71, True)
+    assert target.counters.tokens == START + 160 - (START + 71) + 1
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_window_gauges_are_carried_only_when_the_windows_did_not_change(
+        clock: FakeClock, pool: WorkerPool, same: bool) -> None:
+    w = Window("1h", 3600)
+    api = FakeApi(clock)
+    first = make_poller(config(A, windows=(w,)), api, clock, pool, ledgers(A))
+    first.cycle()
+    windows = (w,) if same else (Window("2h", 7200),)
+    successor = make_poller(config(A, windows=windows), api, clock, pool, first.ledgers())
+    successor.carry_health(first, lift_pauses=True)
+    [target] = successor.snapshot().targets
+    if same:
+        assert (target.windows, target.windows_at) == (((w, Totals(3600, 0, 3600, 0, 0)),),
+                                                       START + 100)
+    else:
+        assert (target.windows, target.windows_at) == ((), None)
+        calls = len(api.calls)
+        successor.cycle()  # and the new windows are read at once, not a window_interval later
+        assert any(e - s == 7199 for _, s, e, _ in api.calls[calls:])
+
+
+def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeApi(clock)
+    api_clock = ApiClock(clock)  # no answer has carried a Date yet
+    poller = Poller(config(A), api, clock, pool, {}, api_clock)
+    [target] = poller.cycle().targets
+    assert target == TargetSnapshot(target=A, failures=(("network", 1),))
+    assert api.calls == [] and poller.ledgers() == {}
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m failing: the API has not answered yet: counting "
+         "begins, from the moment it was to begin, once it does")]
+    clock.advance(1.0)  # transient: tried again next cycle, no pause
+    api_clock.observe("Tue, 14 Nov 2023 22:13:20 GMT", clock.monotonic())  # 1_700_000_000
+    [target] = poller.cycle().targets
+    # Counting began when the poller was made, a second before that Date: its next second.
+    assert target.up and poller.ledgers()[A.ident].origin == 1_700_000_000

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
-from exporter.costs import CostMeter
+from exporter.costs import CostMeter, budget_use
 from exporter.pricing import PriceBook, cost_of
 from exporter.usage import Totals
 
@@ -106,3 +106,54 @@ def test_bad_pricing_is_reported(pricing: object, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _config(pricing)
     assert caught.value.problems == [message]
+
+
+def test_a_partly_lower_reading_never_makes_cost_go_down() -> None:
+    # Requests fell while tokens grew: the counters were reset (not every field "grew"), so the
+    # whole reading is new. Pricing only the difference would price -2 requests.
+    meter = CostMeter()
+    meter.charge(usage(1000, 0, requests=5), OLD)
+    before = meter.cost["USD"]
+    delta, amount = meter.charge(usage(1200, 0, requests=3), OLD)
+    assert delta == usage(1200, 0, requests=3)
+    assert amount == Decimal("0.00027") * Decimal("1.2") + Decimal("0.0003")
+    assert amount is not None and amount > 0 and meter.cost["USD"] > before
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"seen": {"tokens": 1}, "cost": {"USD": "-0.5"}}, "not a finite amount >= 0"),
+    ({"seen": {"tokens": 1}, "cost": {"USD": -1}}, "not a finite amount >= 0"),
+    ({"seen": {"tokens": -1}, "cost": {}}, "must not be negative"),
+])
+def test_negative_amounts_in_saved_cost_are_refused(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CostMeter.from_dict(data)
+
+
+def test_saved_cost_round_trips_exactly() -> None:
+    meter = CostMeter(usage(7, 3), {"USD": Decimal("0.000000001234567890123456789")})
+    assert CostMeter.from_dict(meter.to_dict()) == meter
+
+
+def test_saved_budget_use_is_read_exactly() -> None:
+    raw = {"day": {"start": 86400, "amount": "0." + "0" * 29 + "1"},
+           "month": {"start": 0, "amount": "9" * 39}}
+    use = budget_use(raw)
+    assert {n: (u["start"], Decimal(u["amount"])) for n, u in use.items()} == {
+        "day": (86400, Decimal("1e-30")), "month": (0, Decimal("9" * 39))}
+
+
+@pytest.mark.parametrize(("raw", "error", "message"), [
+    ([], TypeError, "budgets must be an object"),
+    ({"b": 1}, TypeError, "budget use 'b' must be an object with an integer start and an amount"),
+    ({"b": {"start": True, "amount": "1"}}, TypeError, "budget use 'b' must be an object"),
+    ({"b": {"start": "0", "amount": "1"}}, TypeError, "budget use 'b' must be an object"),
+    ({"n" * 100: {"amount": "1"}}, TypeError, f"budget use '{'n' * 64}' must be an object"),
+    ({"b": {"start": 0, "amount": "-1"}}, ValueError, "not a finite amount >= 0"),
+    ({"b": {"start": 0, "amount": "1" + "0" * 40}}, ValueError, "must be below 1e40"),
+])
+def test_bad_saved_budget_use_is_refused(raw: object, error: type[Exception],
+                                         message: str) -> None:
+    with pytest.raises(error) as caught:
+        budget_use(raw)
+    assert str(caught.value).startswith(message)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.errors import ApiError, classify_retcode, describe
+from exporter.errors import ApiError
 from exporter.response import MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
 from exporter.usage import API_FIELDS, Totals
 
@@ -87,17 +87,35 @@ def test_missing_retcode_or_bad_data_is_invalid(body: object) -> None:
     assert info.value.category == "invalid_response"
 
 
-@pytest.mark.parametrize("code", [110, 130, 150, 153, 161, 171, 299, 2001, 1999, -1])
+# Written out from the RetCode table in the API reference, not derived from errors.py.
+RETCODES = [  # code, transient, throttled, hint in the message, metric label
+    (110, True, False, "gateway timeout: the API gave up after 60 s", "110"),
+    (130, True, False, "gateway or auth service failure", "130"),
+    (150, True, False, "service unavailable", "150"),
+    (153, True, True, "throttled: the exporter lowers its request rate", "153"),
+    (161, False, False, "this cloud does not serve GetUMInferTokenUsage", "161"),
+    (171, False, False, "signature wrong: check api.private_key", "171"),
+    (299, False, False, "IAM permission denied for this project/key", "299"),
+    (1999, False, False, "unknown RetCode, not retried", "1999"),
+    (2000, False, False, "unknown RetCode, not retried", "2000"),  # "> 2000" is transient
+    (2001, True, False, "service-specific error, retried", "2001"),
+    (99_999, True, False, "service-specific error, retried", "99999"),
+    (100_000, True, False, "service-specific error, retried", "other"),
+    (-1, False, False, "unknown RetCode, not retried", "other"),
+]
+
+
+@pytest.mark.parametrize(("code", "transient", "throttled", "hint", "label"), RETCODES)
 @pytest.mark.parametrize("spelling", [int, str])
-def test_nonzero_retcode_raises_classified(code: int, spelling: type) -> None:
+def test_nonzero_retcode_raises_classified(code: int, transient: bool, throttled: bool,
+                                           hint: str, label: str, spelling: type) -> None:
     with pytest.raises(ApiError) as info:
         parse_usage({"RetCode": spelling(code), "Message": "upstream says no", "Data": FULL})
     err = info.value
     assert (err.category, err.retcode) == ("retcode", code)
-    assert (err.transient, err.throttled) == classify_retcode(code)
-    assert f"RetCode {code}" in err.message
-    assert describe(code) in err.message
-    assert "upstream says no" in err.message
+    assert (err.transient, err.throttled) == (transient, throttled)
+    assert err.message == f"RetCode {code} ({hint}): upstream says no"
+    assert err.label == label
 
 
 def test_api_message_is_one_bounded_line() -> None:
@@ -177,3 +195,42 @@ def test_parse_returns_sane_totals_or_raises_api_error(body: object) -> None:
 def test_valid_counts_round_trip_through_json(data: dict[str, int]) -> None:
     totals = parse_usage(json.loads(json.dumps(ok(data))))
     assert totals.as_dict() == {name: data.get(api, 0) for name, api in API_FIELDS.items()}
+
+
+def test_a_redacted_copy_keeps_everything_but_the_secret() -> None:
+    cause = ValueError("underlying")
+    err = ApiError("http", "HTTP 503 for key s3cr3t and s3cr3t", retcode=7, http_status=503,
+                   transient=True, throttled=True, retry_after=2.5)
+    err.__cause__ = cause
+    copy = err.redacted(("", "s3cr3t"))
+    assert copy.message == str(copy) == "HTTP 503 for key [redacted] and [redacted]"
+    assert (copy.category, copy.retcode, copy.http_status, copy.transient, copy.throttled,
+            copy.retry_after, copy.__cause__) == ("http", 7, 503, True, True, 2.5, cause)
+    assert err.redacted(("absent",)) is err
+
+
+@pytest.mark.parametrize(("message", "shown"), [
+    ("a\x07b\tc", "a b c"),
+    ("x" * 200, "x" * 200),
+    ("x" * 201, "x" * 200 + "…"),
+])
+def test_the_api_message_is_quoted_printable_and_cut_at_200(message: str, shown: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_usage({"RetCode": 171, "Message": message})
+    assert info.value.message == f"RetCode 171 (signature wrong: check api.private_key): {shown}"
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("x", "Data.Usages[1] is a JSON string, not an object"),
+    ([1], "Data.Usages[1] is a JSON array, not an object"),
+    (True, "Data.Usages[1] is a JSON boolean, not an object"),
+    (None, "Data.Usages[1] is a JSON null, not an object"),
+    (1.5, "Data.Usages[1] is a JSON number, not an object"),
+    ({"Type": "in", "Count": 1, "Model": 5}, "Data.Usages[1].Model is not a string: 5"),
+    ({"Type": "in", "Count": 1, "Model": ["m"]}, "Data.Usages[1].Model is not a string: ['m']"),
+])
+def test_a_bad_usage_row_is_named_by_place_and_json_type(item: object, message: str) -> None:
+    usages = [{"Type": "in", "Count": 1}, item]
+    with pytest.raises(ApiError) as info:
+        parse_usage_rows(ok({"Usages": usages}))
+    assert info.value.message == f"invalid response: {message}"

@@ -15,6 +15,9 @@ from exporter.sharding import Shard, parse_shard, shard_of
 from exporter.simulator import Catalog, EventStore, SimKey, SimulatorServer
 from tests.harness import parse_metrics
 
+#: Which of org/uminferapikey-00/m ... -29/m shard 1 of 3 owns (sha256sum and bc, as VECTORS).
+SHARD_1_OF_3 = (4, 6, 10, 17, 20, 22, 24)
+
 
 def many_targets(count: int) -> tuple[Target, ...]:
     return tuple(Target(f"uminferapikey-{i:05d}", f"model-{i % 4}", f"org-{i % 3}")
@@ -37,19 +40,39 @@ def test_shards_are_roughly_even(count: int) -> None:
     assert all(0.8 * expected < size < 1.2 * expected for size in sizes), sizes
 
 
+# Computed once outside Python: the first 8 bytes of `printf %s IDENT | sha256sum`, read as a
+# big-endian number, modulo N (with bc). Changing any of these moves targets between shards
+# on upgrade, which double-counts or drops them while replicas run different versions.
+VECTORS = [  # ident, shard of 3, of 7, of 16, of 1000
+    ("org-1/k/m", 0, 0, 2, 194),
+    ("org/uminferapikey-00/m", 0, 3, 3, 251),
+    ("p/uminferapikey-xyz/deepseek-ai/DeepSeek-V3", 0, 3, 13, 301),
+    ("/uminferapikey-a/m", 1, 3, 5, 589),
+]
+
+
+@pytest.mark.parametrize(("ident", "of3", "of7", "of16", "of1000"), VECTORS)
+def test_shards_match_fixed_vectors(ident: str, of3: int, of7: int, of16: int,
+                                    of1000: int) -> None:
+    assert [shard_of(ident, n) for n in (3, 7, 16, 1000)] == [of3, of7, of16, of1000]
+    assert shard_of(ident, 1) == 0
+
+
 def test_hash_is_stable_across_processes() -> None:
     # Python's hash() of a str changes per process (PYTHONHASHSEED); sha256 must not.
     code = "from exporter.sharding import shard_of; print(shard_of('org-1/k/m', 7))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, env={"PYTHONHASHSEED": "12345"})
-    assert int(other.stdout) == shard_of("org-1/k/m", 7)
+    assert int(other.stdout) == 0  # VECTORS
+    assert shard_of("org-1/k/m", 7) == 0
 
 
 def test_apply_keeps_order_and_one_of_one_keeps_everything() -> None:
-    config = Config(targets=many_targets(50))
+    targets = tuple(Target(f"uminferapikey-{i:02d}", "m", "org") for i in range(30))
+    config = Config(targets=targets)
     assert Shard(0, 1).apply(config) is config
     kept = Shard(1, 3).apply(config).targets
-    assert list(kept) == [t for t in config.targets if shard_of(t.ident, 3) == 1]
+    assert [t.key for t in kept] == [f"uminferapikey-{i:02d}" for i in SHARD_1_OF_3]
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -96,7 +119,4 @@ def test_discovered_targets_are_cut_to_the_shard_too() -> None:
         service.stop()
     polled = {f"{dict(labels)['project_id']}/{dict(labels)['key_id']}/{dict(labels)['model']}"
               for name, labels in parse_metrics(body) if name == "uminfer_up"}
-    expected = {f"org/uminferapikey-{i:02d}/m" for i in range(30)
-                if shard_of(f"org/uminferapikey-{i:02d}/m", 3) == 1}
-    assert polled == expected
-    assert 0 < len(expected) < 30
+    assert polled == {f"org/uminferapikey-{i:02d}/m" for i in SHARD_1_OF_3}

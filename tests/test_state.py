@@ -13,7 +13,7 @@ import pytest
 from exporter.clock import FakeClock
 from exporter.costs import CostMeter
 from exporter.ledger import Ledger, Read
-from exporter.state import StateDocument, StateError, StateStore, restart, retarget
+from exporter.state import StateDocument, StateError, StateStore, _parse, restart, retarget
 from exporter.usage import Totals
 
 H = 3600
@@ -188,3 +188,52 @@ def test_retarget_with_a_new_period_keeps_counters_and_read_bounds() -> None:
     # The hour read under the old grid stays whole; new time follows the half-hour grid.
     assert [(r.start, r.end) for r in reads] == [
         (T0 + H, T0 + 2 * H - 1), (T0 + 2 * H, T0 + 2 * H + 700)]
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_the_audit_setting_applies_to_saved_ledgers_on_restart_and_retarget(audit: bool) -> None:
+    # ``reconcile`` became restart (a new process) and retarget (a reload or discovery change):
+    # both must turn audits on or off for ledgers that already exist, not only for new ones.
+    restarted = restart({"a": Ledger(T0, H, 600, audit=not audit)}, T0 + H, H, 600, 86400,
+                        audit=audit).ledgers["a"]
+    retargeted = retarget({"a": Ledger(T0, H, 600, audit=not audit)}, ["a"], T0 + H, H, 600,
+                          audit=audit)["a"]
+    for led in (restarted, retargeted):
+        assert led.audit is audit
+        assert led.to_dict()["audit"] is audit  # and saved so
+        # An hour closed from now on is audited (re-read after 2 * settle) only with audits on.
+        led.record(Read(T0, T0 + H - 1, (T0,)), Totals(tokens=3), T0 + H + 600)
+        kinds = [r.kind for r in led.plan(T0 + 2 * H + 1200 + H)]
+        assert ("audit" in kinds) is audit
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    ('{"version": 3, "targets": {}}', "ValueError('version 3, expected 2')"),
+    ("[]", "ValueError('version None, expected 2')"),
+    ('{"version": 2, "targets": []}', "TypeError('targets must be an object')"),
+    ('{"version": 1, "targets": []}', "TypeError('targets must be an object')"),
+    ('{"version": 2, "targets": {"a": 1}}', "TypeError(\"target 'a' must be an object\")"),
+    (json.dumps({"version": 2, "targets": {"a": {**GOOD, "parked_at": 1.5}}}),
+     "TypeError(\"target 'a': parked_at must be an integer\")"),
+])
+def test_a_bad_file_says_what_is_wrong_and_where_it_went(tmp_path: Path, content: str,
+                                                        why: str) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(StateError) as caught:
+        StateStore(str(path), FakeClock(1_700_000_000)).load()
+    assert str(caught.value) == (
+        f"state file {path} is not a valid state ({why}); moved to {path}.corrupt-1700000000; "
+        "counters and cost start afresh")
+
+
+def test_a_document_without_budgets_has_none() -> None:
+    assert _parse({"version": 2, "targets": {}}).budgets == {}
+
+
+def test_retarget_before_the_api_time_is_known_keeps_known_ledgers_and_waits_with_new_ones(
+        ) -> None:
+    old = ledger(4)
+    assert retarget({"kept": old}, ["new", "kept", "other"], None, H, 600) == {"kept": old}
+    fresh = retarget({}, ["new"], T0, H, 600, audit=True)["new"]
+    assert (fresh.origin, fresh.audit) == (T0, True)

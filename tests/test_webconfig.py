@@ -25,7 +25,7 @@ from exporter.config import ConfigError
 from exporter.httpfront import HttpFront, Limits
 from exporter.httpwire import Request, Response
 from exporter.webconfig import REALM, WebConfig, check_web_config, load_web_config
-from exporter.websecurity import CACHE_SECONDS
+from exporter.websecurity import CACHE_SECONDS, BasicAuth, load_identity, tls_context
 from tests.certs import Pki, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
@@ -282,6 +282,23 @@ def test_unknown_user_still_runs_bcrypt_at_the_same_cost(tmp_path: Path) -> None
     assert all(h != HASH.encode() and h[:7] == HASH.encode()[:7] for h in checker.hashes)
 
 
+@pytest.mark.parametrize("scheme", ["Basic", "basic", "BASIC", "bAsIc"])
+def test_the_basic_scheme_is_case_insensitive(tmp_path: Path, scheme: str) -> None:
+    token = base64.b64encode(b"alice:s3cret").decode()
+    assert auth_web(tmp_path).authenticate(f"{scheme} {token}")  # RFC 7235: case-insensitive
+
+
+def test_a_72_byte_password_is_checked_and_a_73_byte_one_refused() -> None:
+    # bcrypt reads 72 bytes; a longer password is refused outright (its tail would be ignored).
+    password = "p" * 71 + "é"  # 73 bytes in UTF-8: one character too many
+    at_limit = "p" * 72
+    users = (("u", bcrypt.hashpw(at_limit.encode(), bcrypt.gensalt(rounds=4)).decode()),
+             ("v", bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(rounds=4)).decode()))
+    loaded = WebConfig(users=users)
+    assert loaded.authenticate(basic("u", at_limit)["Authorization"])
+    assert not loaded.authenticate(basic("v", password)["Authorization"])
+
+
 def test_successes_are_cached_and_failures_are_not(tmp_path: Path) -> None:
     loaded, checker = counted(tmp_path)
     for _ in range(3):
@@ -382,6 +399,8 @@ BAD = [
       "got 'allow'"]),
     ("rate_limit", "rate_limit:\n  interval: 1s\n",
      ["rate_limit: not supported by uminfer-exporter; rate-limit in a reverse proxy"]),
+    ("user name with a colon", "basic_auth_users:\n  'al:ice': '$2b$04$" + "a" * 53 + "'\n",
+     ["basic_auth_users.al:ice: a user name must be a non-empty string without ':'"]),
     ("invalid YAML", "tls_server_config: [\n",
      ["{path}:2:1: invalid YAML: expected the node content, but found '<stream end>'"]),
 ]
@@ -485,3 +504,85 @@ def test_tls_loads_without_writing_a_temporary_file(tmp_path: Path, pki: Pki,
     done = subprocess.run([sys.executable, "-c", READ_ONLY_ROOT, str(tmp_path / "web.yml")],
                           capture_output=True, text=True, timeout=30, check=False)
     assert (done.returncode, done.stdout) == (0, "loaded\n"), done.stderr
+
+
+# --- BasicAuth and the TLS context, unit by unit ---
+
+
+class Recording:
+    """A bcrypt checker that records what it was asked and answers as told."""
+
+    def __init__(self, answer: bool | None = True) -> None:
+        self.answer = answer  # None: raise ValueError, as bcrypt does for a malformed hash
+        self.asked: list[tuple[bytes, bytes]] = []
+
+    def __call__(self, password: bytes, stored: bytes) -> bool:
+        self.asked.append((password, stored))
+        if self.answer is None:
+            raise ValueError("Invalid salt")
+        return self.answer
+
+
+def header(raw: bytes, scheme: str = "Basic") -> str:
+    return f"{scheme} {base64.b64encode(raw).decode()}"
+
+
+def test_the_cache_holds_exactly_100_successes_until_they_expire() -> None:
+    now = [0.0]
+    checker = Recording()
+    auth = BasicAuth((("u", HASH),), checker, lambda: now[0])
+    for i in range(100):
+        assert auth.check(header(b"u:p%d" % i))
+    assert auth.recent(header(b"u:p0"))  # 100 held: the first is still there
+    now[0] = CACHE_SECONDS - 0.001
+    assert auth.recent(header(b"u:p1"))
+    now[0] = CACHE_SECONDS
+    assert not auth.recent(header(b"u:p1"))  # expired at CACHE_SECONDS exactly
+    assert not auth.recent(None) and not auth.recent("Bearer x")
+
+
+def test_credentials_are_split_at_the_first_colon_and_need_one() -> None:
+    checker = Recording()
+    auth = BasicAuth((("u", HASH),), checker, lambda: 0.0)
+    assert auth.check(header(b"u:pa:ss"))
+    assert checker.asked == [(b"pa:ss", HASH.encode())]
+    assert not auth.check(header(b"u"))  # no colon: no credentials, no bcrypt run
+    assert auth.check("Basic  " + base64.b64encode(b"u:x").decode())  # extra blanks are fine
+    token = base64.b64encode(b"u:secret").decode()
+    assert not auth.check(f"Basic {token[:4]}!{token[4:]}")  # not strictly base64
+    assert len(checker.asked) == 2
+
+
+def test_a_malformed_stored_hash_fails_closed() -> None:
+    auth = BasicAuth((("u", HASH),), Recording(answer=None), lambda: 0.0)
+    assert not auth.check(header(b"u:p"))
+
+
+@pytest.mark.parametrize(("users", "dummy_cost"), [
+    ((), b"$2b$10$"),  # without users the dummy costs bcrypt's usual 10
+    ((("a", "$2b$04$" + "a" * 53), ("b", "$2b$12$" + "b" * 53)), b"$2b$12$"),
+])
+def test_unknown_users_cost_the_dearest_configured_hash(users: tuple[tuple[str, str], ...],
+                                                       dummy_cost: bytes) -> None:
+    checker = Recording(answer=False)
+    assert not BasicAuth(users, checker, lambda: 0.0).check(header(b"nobody:p"))
+    [(password, dummy)] = checker.asked
+    assert (password, dummy[:7], len(dummy)) == (b"p", dummy_cost, 60)
+
+
+def test_the_tls_context_keeps_its_defaults_and_takes_every_cipher() -> None:
+    context = tls_context(("TLS12", "TLS13"), ["ECDHE-RSA-AES128-GCM-SHA256",
+                                               "ECDHE-RSA-AES256-GCM-SHA384"], True)
+    assert context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+    assert context.options & ssl.OP_NO_COMPRESSION  # a default, not replaced
+    tls12 = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert tls12 == {"ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384"}
+    assert not tls_context(("TLS12", "TLS13"), [], False).options & (
+        ssl.OP_CIPHER_SERVER_PREFERENCE)
+
+
+def test_a_client_ca_that_is_not_pem_is_a_problem_not_a_crash(pki: Pki) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pair, ca = load_identity(context, pki.server_cert, pki.server_key, b"\xff\xfe not a PEM")
+    assert pair is None
+    assert ca is not None and ca.startswith("no usable PEM certificate (")

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 
 import pytest
 
-from exporter.apibuckets import BucketMeter
-from exporter.apiclock import ApiClock
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target
 from exporter.ledger import Ledger
-from exporter.poller import SPREAD, Poller, UsageSource, start_gap
+from exporter.poller import SPREAD, Poller, start_gap
 from exporter.usage import Reading, Totals
 from exporter.workers import WorkerPool
-
-
-def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
-                ledgers: Mapping[str, Ledger]) -> Poller:
-    """A poller whose API clock is the fake clock (the API's Date agrees with it), past its
-    start probe for the API's buckets (tests/test_apibuckets.py covers it)."""
-    buckets = BucketMeter()
-    buckets.probed = True
-    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock),
-                  buckets=buckets)
+from tests.pollers import make_poller
 
 
 @pytest.mark.parametrize(("targets", "interval", "rate", "gap"), [

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.apibuckets import BucketMeter
 from exporter.apiclock import ApiClock
 from exporter.clock import FakeClock
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
 from exporter.errors import ApiError
 from exporter.ledger import Ledger
-from exporter.poller import MAX_STRIKES, Poller, UsageSource
+from exporter.poller import MAX_STRIKES, Poller
 from exporter.snapshot import TargetSnapshot
 from exporter.usage import Reading, Totals
 from exporter.workers import WorkerPool
-
-
-def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
-                ledgers: Mapping[str, Ledger]) -> Poller:
-    """A poller whose API clock is the fake clock (the API's Date agrees with it), past its
-    start probe for the API's buckets (tests/test_apibuckets.py covers it)."""
-    buckets = BucketMeter()
-    buckets.probed = True
-    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock),
-                  buckets=buckets)
+from tests.pollers import make_poller
 
 START = 1_700_006_400  # a period boundary for 1h periods
 A = Target("uminferapikey-a", "m")

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from bench import samples
 from bench.simproc import PRIVATE_KEY, PUBLIC_KEY
-from exporter.clock import SystemClock
 from exporter.config import ApiConfig, Config, PollConfig
+from exporter.core.clock import SystemClock
 from exporter.service import Service
 
 

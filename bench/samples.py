@@ -9,10 +9,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target, Window
-from exporter.families import FAMILIES, GLOBAL_FAMILIES
-from exporter.snapshot import Snapshot, TargetSnapshot
-from exporter.usage import Totals
+from exporter.core.usage import Totals
+from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
 
 MODELS = ("deepseek-ai/DeepSeek-V3", "Qwen/Qwen2.5-72B-Instruct", "moonshotai/Kimi-K2-Instruct")
 WINDOWS = (Window("1h", 3600), Window("24h", 86400))

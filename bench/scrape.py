@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bench import samples
-from exporter.exposition import ExpositionCache
-from exporter.selfmetrics import SelfMetrics
-from exporter.server import Endpoints, MetricsServer
+from exporter.metrics.exposition import ExpositionCache
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.web.server import Endpoints, MetricsServer
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import resource
 import sys
 
 from bench import samples
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.simulator.faults import FaultPlan
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.store import Event, EventStore
-from exporter.usage import Totals
 
 PUBLIC_KEY = "bench-public"
 PRIVATE_KEY = "bench-private"  # a throwaway credential for loopback only

@@ -17,16 +17,16 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from exporter import __version__
-from exporter.clock import SystemClock
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateConfig, load_config
-from exporter.httpfront import Limits
-from exporter.listen import parse_listen_address
-from exporter.logs import FORMATS, LEVELS, configure
-from exporter.server import Endpoints, MetricsServer
+from exporter.core.clock import SystemClock
+from exporter.core.logs import FORMATS, LEVELS, configure
+from exporter.polling.sharding import Shard, parse_shard
 from exporter.service import Service
-from exporter.sharding import Shard, parse_shard
-from exporter.webconfig import check_web_config
-from exporter.webstate import WebState, loading_both
+from exporter.web.config import check_web_config
+from exporter.web.httpfront import Limits
+from exporter.web.listen import parse_listen_address
+from exporter.web.server import Endpoints, MetricsServer
+from exporter.web.state import WebState, loading_both
 
 log = logging.getLogger("exporter.cli")
 

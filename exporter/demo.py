@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal
 
-from exporter.clock import SystemClock
 from exporter.config import (
     ApiConfig,
     BudgetConfig,
@@ -19,6 +18,7 @@ from exporter.config import (
     Target,
     Window,
 )
+from exporter.core.clock import SystemClock
 from exporter.simulator import build_simulator, demo_targets
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY
 

@@ -15,8 +15,8 @@ import ssl
 import sys
 from collections.abc import Sequence
 
-from exporter.configtypes import DEFAULT_LISTEN_ADDRESS
-from exporter.listen import parse_listen_address
+from exporter.config.types import DEFAULT_LISTEN_ADDRESS
+from exporter.web.listen import parse_listen_address
 
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 (names, not binds)
 

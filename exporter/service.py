@@ -12,25 +12,25 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from exporter.apibuckets import BucketMeter, Grid, Refusal
-from exporter.apiclock import ApiClock
-from exporter.client import ApiClient
-from exporter.clock import Clock
+from exporter.accounting.ledger import Ledger
+from exporter.accounting.snapshot import Snapshot
+from exporter.accounting.spend import Spend
+from exporter.accounting.state import StateDocument, StateError, StateStore, restart, retarget
+from exporter.api.buckets import BucketMeter, Grid, Refusal
+from exporter.api.client import ApiClient
+from exporter.api.clock import ApiClock
+from exporter.api.keys import KeyClient
+from exporter.api.ratelimit import RateLimiter
+from exporter.api.transport import pooled_session
 from exporter.config import ApiConfig, Config, ConfigError
-from exporter.discovery import DiscoveryRunner, KeySource
-from exporter.exposition import ExpositionCache
-from exporter.keyapi import KeyClient
-from exporter.ledger import Ledger
-from exporter.poller import Poller, UsageSource
-from exporter.ratelimit import RateLimiter
-from exporter.selfmetrics import SelfMetrics
-from exporter.sharding import Shard
-from exporter.snapshot import Snapshot
-from exporter.spend import Spend
-from exporter.state import StateDocument, StateError, StateStore, restart, retarget
-from exporter.supervisor import Heartbeat, StageGuard
-from exporter.transport import pooled_session
-from exporter.workers import WorkerPool
+from exporter.core.clock import Clock
+from exporter.metrics.exposition import ExpositionCache
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.discovery import DiscoveryRunner, KeySource
+from exporter.polling.poller import Poller, UsageSource
+from exporter.polling.sharding import Shard
+from exporter.polling.supervisor import Heartbeat, StageGuard
+from exporter.polling.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ import contextlib
 import email.utils
 from dataclasses import dataclass
 
-from exporter.apiclock import ApiClock
+from exporter.api.clock import ApiClock
+from exporter.api.errors import ApiError
+from exporter.api.keys import ApiKey, ApiModel
 from exporter.config import Target
-from exporter.errors import ApiError
-from exporter.keyapi import ApiKey, ApiModel
+from exporter.core.usage import Reading, Totals
 from exporter.simulator.buckets import BucketPolicy
-from exporter.usage import Reading, Totals
 
 DISCOVERED = ("d1", "d2", "d3")
 

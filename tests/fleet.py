@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.simulator import BucketPolicy, Event, EventStore, SimulatorServer
-from exporter.usage import Totals
 from tests.harness import Exporter, Series
 
 PUBLIC = "fleet-public-key"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from exporter.apibuckets import BucketMeter
-from exporter.apiclock import ApiClock
-from exporter.clock import FakeClock
+from exporter.accounting.ledger import Ledger
+from exporter.api.buckets import BucketMeter
+from exporter.api.clock import ApiClock
 from exporter.config import Config
-from exporter.ledger import Ledger
-from exporter.poller import Poller, UsageSource
-from exporter.workers import WorkerPool
+from exporter.core.clock import FakeClock
+from exporter.polling.poller import Poller, UsageSource
+from exporter.polling.workers import WorkerPool
 
 
 def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,

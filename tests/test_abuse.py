@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench import abuse
-from exporter.server import HTTP_THREADS
+from exporter.web.server import HTTP_THREADS
 from tests import fleet
 from tests.harness import Exporter
 

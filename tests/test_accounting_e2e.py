@@ -34,10 +34,11 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.clock import SystemClock
+from exporter.accounting.ledger import Ledger
 from exporter.config import ModelPrice
-from exporter.ledger import Ledger
-from exporter.pricing import cost_of
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
+from exporter.cost.pricing import cost_of
 from exporter.simulator import (
     Catalog,
     Event,
@@ -47,7 +48,6 @@ from exporter.simulator import (
     SimKey,
     SimulatorServer,
 )
-from exporter.usage import Totals
 from tests import fleet
 from tests.harness import Exporter, Series, wait_for
 

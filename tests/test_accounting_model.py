@@ -35,12 +35,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.configtypes import ModelPrice
-from exporter.costs import CostMeter
-from exporter.ledger import DAY, Ledger, Read
-from exporter.pricing import cost_of
-from exporter.state import restart, retarget
-from exporter.usage import ZERO, Totals
+from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.accounting.state import restart, retarget
+from exporter.config.types import ModelPrice
+from exporter.core.usage import ZERO, Totals
+from exporter.cost.meters import CostMeter
+from exporter.cost.pricing import cost_of
 
 FAR = 2**62
 NEVER = 2**63  # later than any query, FAR included

@@ -19,12 +19,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from exporter.accounting.ledger import Ledger
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target, Window
-from exporter.configtypes import DiscoveryConfig, ModelPrice, PricingConfig
-from exporter.ledger import Ledger
+from exporter.config.types import DiscoveryConfig, ModelPrice, PricingConfig
+from exporter.core.usage import Totals
+from exporter.polling.workers import WorkerPool
 from exporter.service import ApiStack, Service
-from exporter.usage import Totals
-from exporter.workers import WorkerPool
 from tests.fakeapi import FakeApi, SkewClock, Use
 
 T0 = 1_700_006_400  # on the hour

@@ -9,14 +9,14 @@ import logging
 
 import pytest
 
-from exporter.apibuckets import CONFIDENT, BucketMeter, Grid, Refusal
-from exporter.apiclock import ApiClock
-from exporter.clock import FakeClock
+from exporter.accounting.ledger import Ledger
+from exporter.api.buckets import CONFIDENT, BucketMeter, Grid, Refusal
+from exporter.api.clock import ApiClock
 from exporter.config import ApiConfig, Config, PollConfig, Target
-from exporter.ledger import Ledger
-from exporter.poller import Poller
-from exporter.usage import Reading, Totals
-from exporter.workers import WorkerPool
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Reading, Totals
+from exporter.polling.poller import Poller
+from exporter.polling.workers import WorkerPool
 
 H, DAY = 3600, 86400
 T0 = 1_700_006_400  # a UTC midnight (1_700_006_400 / 86400 = 19676.0)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.apiclock import UNDATED, ApiClock
-from exporter.clock import FakeClock
+from exporter.api.clock import UNDATED, ApiClock
+from exporter.core.clock import FakeClock
 
 API = 1_700_000_000.0
 

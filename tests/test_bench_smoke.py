@@ -6,7 +6,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report, runs, samples
-from exporter.exposition import render
+from exporter.metrics.exposition import render
 
 
 def _samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:

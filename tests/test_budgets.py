@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from exporter.budgets import BudgetTracker, period_bounds
 from exporter.config import BudgetConfig, ConfigError, Target, parse_config
+from exporter.cost.budgets import BudgetTracker, period_bounds
 
 T = datetime.datetime(2026, 3, 31, 23, 59, 30, tzinfo=datetime.UTC).timestamp()
 A = Target(key="k1", model="m", project="p")

@@ -12,13 +12,13 @@ import pytest
 import requests
 import responses
 
-from exporter.client import BACKOFF_BASE, BACKOFF_CAP, MIN_ATTEMPT_SECONDS, ApiClient
-from exporter.clock import FakeClock
+from exporter.api.client import BACKOFF_BASE, BACKOFF_CAP, MIN_ATTEMPT_SECONDS, ApiClient
+from exporter.api.errors import ApiError
+from exporter.api.ratelimit import RateLimiter
+from exporter.api.transport import pooled_session
 from exporter.config import ApiConfig, Target
-from exporter.errors import ApiError
-from exporter.ratelimit import RateLimiter
-from exporter.transport import pooled_session
-from exporter.usage import Totals
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Totals
 
 ENDPOINT = "https://api.example.test/"
 URL = ENDPOINT + "?Action=GetUMInferTokenUsage"

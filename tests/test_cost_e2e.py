@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.clock import SystemClock
 from exporter.config import ModelPrice
-from exporter.pricing import cost_of
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
+from exporter.cost.pricing import cost_of
 from exporter.simulator import Catalog, Event, EventStore, SimKey, SimulatorServer
-from exporter.usage import Totals
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 

@@ -10,8 +10,11 @@ from decimal import Decimal
 import pytest
 import requests
 
-from exporter.client import ApiClient
-from exporter.clock import FakeClock, SystemClock
+from exporter.accounting.snapshot import DiscoverySnapshot
+from exporter.api.client import ApiClient
+from exporter.api.errors import ApiError
+from exporter.api.keys import ApiKey, ApiModel, KeyClient, parse_keys, parse_models
+from exporter.api.ratelimit import RateLimiter
 from exporter.config import (
     ApiConfig,
     Config,
@@ -20,7 +23,8 @@ from exporter.config import (
     PricingConfig,
     Target,
 )
-from exporter.discovery import (
+from exporter.core.clock import FakeClock, SystemClock
+from exporter.polling.discovery import (
     ABSENT_LISTINGS,
     PRICE_REFRESH,
     DiscoveryRunner,
@@ -29,11 +33,7 @@ from exporter.discovery import (
     list_prices,
     selected,
 )
-from exporter.errors import ApiError
-from exporter.keyapi import ApiKey, ApiModel, KeyClient, parse_keys, parse_models
-from exporter.ratelimit import RateLimiter
 from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
-from exporter.snapshot import DiscoverySnapshot
 
 PUBLIC, PRIVATE = "d-public", "d-private-0123456789"
 SECRET = "sk-THIS-IS-THE-SECRET-KEY-0001"
@@ -100,7 +100,7 @@ def test_client_pages_until_a_short_page(client: KeyClient, sim: SimulatorServer
 
 
 def test_simulator_refuses_limits_over_100(sim: SimulatorServer) -> None:
-    from exporter.signing import sign
+    from exporter.api.signing import sign
     form = sign({"Action": "ListUMInferAPIKey", "Limit": 101}, PUBLIC, PRIVATE)
     with requests.post(sim.url, data=form, timeout=5) as response:
         assert response.json()["RetCode"] == 230
@@ -203,7 +203,7 @@ def test_the_runner_refreshes_on_its_interval_caps_logs_changes_once_and_keeps_a
                                               max_targets=2),
                     pricing=PricingConfig(from_api=True))
     runner = DiscoveryRunner(clock)
-    caplog.set_level(logging.INFO, "exporter.discovery")
+    caplog.set_level(logging.INFO, "exporter.polling.discovery")
     assert runner.snapshot(config) == DiscoverySnapshot(0, 0, 0, 0, None, 0)
     assert runner.refresh_if_due(source, config, 10.0)
     assert [t.key for t in runner.result.targets] == ["k0", "k1"]

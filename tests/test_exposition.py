@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target, Window
-from exporter.exposition import ExpositionCache, render
-from exporter.families import escape
-from exporter.snapshot import Snapshot, TargetSnapshot
-from exporter.usage import Totals
+from exporter.core.usage import Totals
+from exporter.metrics.exposition import ExpositionCache, render
+from exporter.metrics.families import escape
 from tests.harness import parse_metrics, target_labels
 from tests.tools import require_tool
 

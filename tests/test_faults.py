@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+from exporter.core.usage import Totals
 from exporter.simulator import Fault, FaultKind
-from exporter.usage import Totals
 from tests import fleet
 from tests.harness import Series, parse_metrics
 

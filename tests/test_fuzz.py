@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, load_config, parse_config
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.web.config import WebConfig, load_web_config
 
 EXAMPLES = 300
 _SETTINGS = settings(max_examples=EXAMPLES, deadline=None,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ucloud.core.auth import Credential
 from ucloud.core.typesystem import encoder
 
-from exporter.signing import sign
+from exporter.api.signing import sign
 from exporter.simulator.api import GatewayError, check_signature
 from exporter.simulator.gatewaysig import flatten, signature, spell
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, load_config, parse_config
-from exporter.yamlstrict import StrictLoader, load_strict
+from exporter.config.yamlstrict import StrictLoader, load_strict
 
 PRIVATE = "hostile-PRIVATE-0123456789abcdef0123456789ab"  # 44 characters
 ENV = {"HOSTILE_PRIVATE_KEY": PRIVATE}

@@ -21,8 +21,10 @@ import pytest
 import requests
 import yaml
 
-from exporter.clock import SystemClock
-from exporter.safejson import API_ANSWER
+from exporter.core.clock import SystemClock
+from exporter.core.safejson import API_ANSWER
+from exporter.core.usage import Totals
+from exporter.polling.supervisor import STAGES
 from exporter.simulator import (
     Catalog,
     EventStore,
@@ -32,8 +34,6 @@ from exporter.simulator import (
     SimModel,
     SimulatorServer,
 )
-from exporter.supervisor import STAGES
-from exporter.usage import Totals
 from tests import fleet
 from tests.harness import Exporter, wait_for
 

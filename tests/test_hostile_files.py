@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.clock import FakeClock
-from exporter.ledger import Ledger
-from exporter.state import StateError, StateStore
+from exporter.accounting.ledger import Ledger
+from exporter.accounting.state import StateError, StateStore
+from exporter.core.clock import FakeClock
 
 NOW = 1_700_000_000
 GOOD_LEDGER = Ledger(NOW - 3600, 3600, 600).to_dict()

@@ -23,20 +23,20 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.amounts import bounded
-from exporter.answers import SMALL as SMALL_ANSWER
-from exporter.answers import AnswerReader
-from exporter.client import ApiClient
-from exporter.clock import FakeClock
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.api.answers import SMALL as SMALL_ANSWER
+from exporter.api.answers import AnswerReader
+from exporter.api.client import ApiClient
+from exporter.api.errors import ApiError
+from exporter.api.keys import parse_keys
+from exporter.api.ratelimit import RateLimiter
+from exporter.api.transport import _retry_after
 from exporter.config import ApiConfig, Target
-from exporter.errors import ApiError
-from exporter.exposition import render
-from exporter.keyapi import parse_keys
-from exporter.ratelimit import RateLimiter
-from exporter.safejson import API_ANSWER, STATE_FILE, Limits, UnsafeJsonError, loads
-from exporter.smallfile import FileRefusedError, read_capped
-from exporter.snapshot import Snapshot, TargetSnapshot
-from exporter.transport import _retry_after
+from exporter.core.amounts import bounded
+from exporter.core.clock import FakeClock
+from exporter.core.safejson import API_ANSWER, STATE_FILE, Limits, UnsafeJsonError, loads
+from exporter.core.smallfile import FileRefusedError, read_capped
+from exporter.metrics.exposition import render
 
 ENDPOINT = "https://api.example.test/"
 URL = ENDPOINT + "?Action=GetUMInferTokenUsage"

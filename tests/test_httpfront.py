@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from exporter.httpfront import Limits
-from exporter.httpwire import RequestError, parse_head
+from exporter.web.httpfront import Limits
+from exporter.web.httpwire import RequestError, parse_head
 from tests.test_server import Reloads, serving
 
 QUICK = Limits(max_connections=8, header_timeout=1.0, idle_timeout=1.0, write_timeout=1.0)

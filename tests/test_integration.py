@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.simulator import Event, EventStore, Fault, FaultKind, SimulatorServer
-from exporter.usage import Totals
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.ledger import DAY, Ledger, Read
-from exporter.usage import ZERO, Totals
+from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.core.usage import ZERO, Totals
 
 H = 3600
 T0 = 1_700_000_000 // DAY * DAY  # a UTC midnight, so hour boundaries are easy to read

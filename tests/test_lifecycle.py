@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.usage import Totals
+from exporter.core.usage import Totals
 from tests import fleet
 from tests.certs import make_pki
 from tests.harness import wait_for

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.usage import Totals
+from exporter.core.usage import Totals
 from tests import fleet
 from tests.harness import Exporter, wait_for
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.logs import configure
+from exporter.core.logs import configure
 
 
 @pytest.fixture
@@ -21,10 +21,11 @@ def stream() -> Iterator[io.StringIO]:
 
 def test_logfmt_quotes_only_what_needs_it(stream: io.StringIO) -> None:
     configure("info", "logfmt", stream)
-    logging.getLogger("exporter.poller").warning('target %s failing: "%s"', "org/k/m", "a\nb")
+    poller = logging.getLogger("exporter.polling.poller")
+    poller.warning('target %s failing: "%s"', "org/k/m", "a\nb")
     line = stream.getvalue()
     assert line.count("\n") == 1  # one record, one line, even with a newline in the message
-    assert " level=warn source=exporter.poller " in line
+    assert " level=warn source=exporter.polling.poller " in line
     assert line.rstrip().endswith('msg="target org/k/m failing: \\"a\\nb\\""')
 
 
@@ -55,7 +56,7 @@ def test_level_filters(stream: io.StringIO) -> None:
 def test_logfmt_escapes_control_characters_from_the_api(stream: io.StringIO, value: str,
                                                          shown: str) -> None:
     configure("info", "logfmt", stream)
-    logging.getLogger("exporter.poller").warning("key %s", value)
+    logging.getLogger("exporter.x").warning("key %s", value)
     line = stream.getvalue()
     assert line.endswith(f'msg="key {shown}"\n')
     assert line.isprintable() or line[:-1].isprintable()

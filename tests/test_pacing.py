@@ -6,12 +6,12 @@ import threading
 
 import pytest
 
-from exporter.clock import FakeClock
+from exporter.accounting.ledger import Ledger
 from exporter.config import ApiConfig, Config, PollConfig, Target
-from exporter.ledger import Ledger
-from exporter.poller import SPREAD, Poller, start_gap
-from exporter.usage import Reading, Totals
-from exporter.workers import WorkerPool
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Reading, Totals
+from exporter.polling.poller import SPREAD, Poller, start_gap
+from exporter.polling.workers import WorkerPool
 from tests.pollers import make_poller
 
 

@@ -7,15 +7,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.apiclock import ApiClock
-from exporter.clock import FakeClock
+from exporter.accounting.ledger import Ledger
+from exporter.accounting.snapshot import TargetSnapshot
+from exporter.api.clock import ApiClock
+from exporter.api.errors import ApiError
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
-from exporter.errors import ApiError
-from exporter.ledger import Ledger
-from exporter.poller import MAX_STRIKES, Poller
-from exporter.snapshot import TargetSnapshot
-from exporter.usage import Reading, Totals
-from exporter.workers import WorkerPool
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Reading, Totals
+from exporter.polling.poller import MAX_STRIKES, Poller
+from exporter.polling.workers import WorkerPool
 from tests.pollers import make_poller
 
 START = 1_700_006_400  # a period boundary for 1h periods
@@ -196,7 +196,8 @@ def busy(_start: int, _end: int) -> ApiError:
 
 
 def records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
-    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "exporter.poller"]
+    return [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "exporter.polling.poller"]
 
 
 def test_a_failure_is_logged_once_and_the_recovery_once(
@@ -204,7 +205,7 @@ def test_a_failure_is_logged_once_and_the_recovery_once(
     api = Scripted(clock)
     api.script.append(busy)
     poller = make_poller(config(A), api, clock, pool, ledgers(A))
-    caplog.set_level(logging.INFO, "exporter.poller")
+    caplog.set_level(logging.INFO, "exporter.polling.poller")
     for _ in range(3):
         [target] = poller.cycle().targets
         clock.advance(60.0)

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
-from exporter.costs import CostMeter, budget_use
-from exporter.pricing import PriceBook, cost_of
-from exporter.usage import Totals
+from exporter.core.usage import Totals
+from exporter.cost.meters import CostMeter, budget_use
+from exporter.cost.pricing import PriceBook, cost_of
 
 OLD = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), image=Decimal("0.003"),
                  request=Decimal("0.0001"))

@@ -13,9 +13,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.simulator import EventStore, SimulatorServer
-from exporter.usage import Totals
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 from tests.prom import Prometheus, Result, values

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from exporter.clock import FakeClock, SystemClock
-from exporter.ratelimit import DECREASE_COOLDOWN, RateLimiter
+from exporter.api.ratelimit import DECREASE_COOLDOWN, RateLimiter
+from exporter.core.clock import FakeClock, SystemClock
 
 FAR = 1e9
 

@@ -10,11 +10,11 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from exporter.clock import SystemClock
 from exporter.config import Config, parse_config
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.service import Service
 from exporter.simulator import Fault, FaultKind
-from exporter.usage import Totals
 from tests import fleet
 from tests.harness import Series, wait_for
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.errors import ApiError
-from exporter.response import MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
-from exporter.usage import API_FIELDS, Totals
+from exporter.api.errors import ApiError
+from exporter.api.response import MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
+from exporter.core.usage import API_FIELDS, Totals
 
 
 def ok(data: object, **extra: object) -> dict[str, object]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter.core.usage import Totals
 from exporter.simulator import SimulatorServer
-from exporter.usage import Totals
 from tests.harness import Exporter, wait_for
 from tests.test_integration import (
     CHAT,

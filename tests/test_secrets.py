@@ -10,10 +10,10 @@ import pytest
 import requests
 import yaml
 
-from exporter.clock import SystemClock
 from exporter.config import ConfigError, load_config, parse_config, redacted
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.simulator import EventStore, Fault, FaultKind, SimulatorServer
-from exporter.usage import Totals
 from tests import fleet
 from tests.harness import Exporter, wait_for
 

@@ -14,14 +14,14 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, Gauge
 
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target
-from exporter.exposition import ExpositionCache
-from exporter.httpfront import Limits
-from exporter.httpwire import Request
-from exporter.listen import parse_listen_address
-from exporter.server import Endpoints, MetricsServer, probe_from_this_host
-from exporter.snapshot import Snapshot, TargetSnapshot
-from exporter.webconfig import WebConfig
+from exporter.metrics.exposition import ExpositionCache
+from exporter.web.config import WebConfig
+from exporter.web.httpfront import Limits
+from exporter.web.httpwire import Request
+from exporter.web.listen import parse_listen_address
+from exporter.web.server import Endpoints, MetricsServer, probe_from_this_host
 
 
 @dataclass

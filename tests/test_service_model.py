@@ -46,10 +46,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
-from exporter.configtypes import DiscoveryConfig, ModelPrice, PricingConfig
+from exporter.config.types import DiscoveryConfig, ModelPrice, PricingConfig
+from exporter.polling.workers import WorkerPool
 from exporter.service import ApiStack, Service
 from exporter.simulator.buckets import BucketPolicy
-from exporter.workers import WorkerPool
 from tests.fakeapi import DISCOVERED, FakeApi, SkewClock, Use
 
 INTERVAL = 60

@@ -8,10 +8,10 @@ import sys
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.clock import SystemClock
 from exporter.config import ApiConfig, Config, DiscoveryConfig, Target
+from exporter.core.clock import SystemClock
+from exporter.polling.sharding import Shard, parse_shard, shard_of
 from exporter.service import Service
-from exporter.sharding import Shard, parse_shard, shard_of
 from exporter.simulator import Catalog, EventStore, SimKey, SimulatorServer
 from tests.harness import parse_metrics
 
@@ -60,7 +60,7 @@ def test_shards_match_fixed_vectors(ident: str, of3: int, of7: int, of16: int,
 
 def test_hash_is_stable_across_processes() -> None:
     # Python's hash() of a str changes per process (PYTHONHASHSEED); sha256 must not.
-    code = "from exporter.sharding import shard_of; print(shard_of('org-1/k/m', 7))"
+    code = "from exporter.polling.sharding import shard_of; print(shard_of('org-1/k/m', 7))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, env={"PYTHONHASHSEED": "12345"})
     assert int(other.stdout) == 0  # VECTORS

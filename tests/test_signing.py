@@ -2,7 +2,7 @@
 
 import pytest
 
-from exporter.signing import flatten, sign, signature
+from exporter.api.signing import flatten, sign, signature
 
 VENDOR_PUBLIC = "ucloudsomeone@example.com1296235120854146120"
 VENDOR_PRIVATE = "46f09bb9fab4f12dfc160dae12273d5332b5debe"

@@ -11,12 +11,12 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
-from exporter.clock import FakeClock
-from exporter.signing import sign
+from exporter.api.signing import sign
+from exporter.core.clock import FakeClock
+from exporter.core.usage import API_FIELDS, Totals
 from exporter.simulator import EventStore, Fault, FaultKind, FaultPlan, SimulatorServer
 from exporter.simulator.faults import RETCODE_MESSAGES
 from exporter.simulator.store import Event
-from exporter.usage import API_FIELDS, Totals
 
 PUBLIC, PRIVATE = "pub-key", "priv-key"
 NOW = 1_700_003_600

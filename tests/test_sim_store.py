@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from exporter.core.usage import Totals
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.store import ROW_TYPES, Event, EventStore
-from exporter.usage import Totals
 
 T0 = 1_700_000_000
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from exporter.clock import FakeClock
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Totals
 from exporter.simulator.build import demo_targets
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TargetSpec, TrafficGenerator
-from exporter.usage import Totals
 
 T0 = 1_700_000_000.0
 TARGETS = [

@@ -8,13 +8,13 @@ import pytest
 import requests
 import yaml
 
-from exporter.clock import FakeClock
-from exporter.signing import sign
+from exporter.api.signing import sign
+from exporter.core.clock import FakeClock
+from exporter.core.usage import API_FIELDS, Totals
 from exporter.simulator import EventStore, SimulatorServer, build_simulator
 from exporter.simulator.__main__ import config_snippet, parse_args
 from exporter.simulator.build import DEMO_MODELS, demo_targets
 from exporter.simulator.store import Event
-from exporter.usage import API_FIELDS, Totals
 
 PUBLIC, PRIVATE = "pub-key", "priv-key"
 NOW = 1_700_003_600

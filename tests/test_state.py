@@ -10,11 +10,18 @@ from typing import Any
 
 import pytest
 
-from exporter.clock import FakeClock
-from exporter.costs import CostMeter
-from exporter.ledger import Ledger, Read
-from exporter.state import StateDocument, StateError, StateStore, _parse, restart, retarget
-from exporter.usage import Totals
+from exporter.accounting.ledger import Ledger, Read
+from exporter.accounting.state import (
+    StateDocument,
+    StateError,
+    StateStore,
+    _parse,
+    restart,
+    retarget,
+)
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Totals
+from exporter.cost.meters import CostMeter
 
 H = 3600
 T0 = 1_700_000_000 // H * H

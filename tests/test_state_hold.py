@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.clock import SystemClock
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.service import Service
 from exporter.simulator import Event, EventStore, SimulatorServer
-from exporter.usage import Totals
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import parse_metrics
 

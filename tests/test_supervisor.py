@@ -11,14 +11,14 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, Counter
 
-from exporter.clock import FakeClock, SystemClock
+from exporter.accounting.snapshot import Snapshot
 from exporter.config import Config, parse_config
-from exporter.exposition import ExpositionCache
-from exporter.server import Endpoints, MetricsServer
+from exporter.core.clock import FakeClock, SystemClock
+from exporter.metrics.exposition import ExpositionCache
+from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard
 from exporter.service import Service
 from exporter.simulator import EventStore, SimulatorServer
-from exporter.snapshot import Snapshot
-from exporter.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard
+from exporter.web.server import Endpoints, MetricsServer
 from tests.fleet import SECOND_BUCKETS
 
 

@@ -5,7 +5,7 @@ from dataclasses import fields
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.usage import API_FIELDS, ZERO, Totals
+from exporter.core.usage import API_FIELDS, ZERO, Totals
 
 counts = st.integers(min_value=0, max_value=2**53)
 totals = st.builds(Totals, counts, counts, counts, counts, counts)

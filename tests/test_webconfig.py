@@ -20,12 +20,12 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter.clock import FakeClock
 from exporter.config import ConfigError
-from exporter.httpfront import HttpFront, Limits
-from exporter.httpwire import Request, Response
-from exporter.webconfig import REALM, WebConfig, check_web_config, load_web_config
-from exporter.websecurity import CACHE_SECONDS, BasicAuth, load_identity, tls_context
+from exporter.core.clock import FakeClock
+from exporter.web.config import REALM, WebConfig, check_web_config, load_web_config
+from exporter.web.httpfront import HttpFront, Limits
+from exporter.web.httpwire import Request, Response
+from exporter.web.security import CACHE_SECONDS, BasicAuth, load_identity, tls_context
 from tests.certs import Pki, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
@@ -483,7 +483,7 @@ def test_a_success_is_remembered_for_a_while_only() -> None:
 READ_ONLY_ROOT = """
 import sys, tempfile
 tempfile.tempdir = "/nonexistent/read-only-root"  # any temporary file would now fail
-from exporter.webconfig import load_web_config
+from exporter.web.config import load_web_config
 web = load_web_config(sys.argv[1])
 assert web.ssl_context() is not None
 print("loaded")

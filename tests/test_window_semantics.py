@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
 from exporter.simulator import BucketPolicy, Event, EventStore, SimulatorServer
-from exporter.usage import Totals
 from tests import fleet
 from tests.harness import Exporter, Series, wait_for
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import ConfigError, load_config
-from exporter.webconfig import check_web_config
-from exporter.yamlstrict import DuplicateKeyError, load_strict
+from exporter.config.yamlstrict import DuplicateKeyError, load_strict
+from exporter.web.config import check_web_config
 
 CONFIG = """\
 api:

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from exporter.clock import SystemClock
-from exporter.durations import parse_duration
+from exporter.core.clock import SystemClock
+from exporter.core.durations import parse_duration
 from exporter.simulator.buckets import MODES, BucketPolicy
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY, build_simulator
 from exporter.simulator.traffic import TargetSpec

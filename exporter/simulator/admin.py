@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from exporter.clock import Clock
+from exporter.core.clock import Clock
+from exporter.core.usage import Totals
 from exporter.simulator.catalog import Catalog, SimKey, SimModel
 from exporter.simulator.faults import FaultPlan, rule_from_json
 from exporter.simulator.stats import CallStats
 from exporter.simulator.store import Event, EventStore
 from exporter.simulator.traffic import TrafficGenerator
-from exporter.usage import Totals
 
 Reply = tuple[int, dict[str, Any]]
 _MAX_COUNT = 2**63 - 1

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from exporter.core.usage import API_FIELDS, Totals
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.catalog import MAX_LIMIT, Catalog
 from exporter.simulator.faults import retcode_message
 from exporter.simulator.gatewaysig import flatten, signature
 from exporter.simulator.store import EventStore
-from exporter.usage import API_FIELDS, Totals
 
 USAGE_ACTION = "GetUMInferTokenUsage"
 LIST_KEYS_ACTION = "ListUMInferAPIKey"

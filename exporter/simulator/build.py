@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.clock import Clock
+from exporter.core.clock import Clock
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.faults import FaultPlan
 from exporter.simulator.server import SimulatorServer

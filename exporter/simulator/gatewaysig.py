@@ -1,6 +1,6 @@
 """The gateway's own signature check, written from the API reference and not from the client.
 
-The simulator must not verify signatures with ``exporter.signing``: a bug there would then sign
+The simulator must not verify signatures with ``exporter.api.signing``: a bug there would then sign
 and check alike, and no end-to-end test could see it. This is a second, independent reading
 of the algorithm (docs: reference ``api.md``, "Signature"); tests hold both to the vendor's
 published vectors and to the vendor SDK's signer.

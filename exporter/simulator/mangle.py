@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from exporter.core.usage import API_FIELDS
 from exporter.simulator.faults import Fault, FaultKind
-from exporter.usage import API_FIELDS
 
 Body = dict[str, Any]
 _ABSURD = 2**64  # beyond int64 and uint64 alike: no exporter may export it

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from exporter.clock import Clock
+from exporter.core.clock import Clock
 from exporter.simulator import api, mangle
 from exporter.simulator.admin import Admin
 from exporter.simulator.buckets import BucketPolicy

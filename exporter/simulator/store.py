@@ -8,8 +8,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from exporter.core.usage import Totals
 from exporter.simulator.buckets import BucketPolicy
-from exporter.usage import Totals
 
 #: ``Usages[].Type`` for each Totals field, in field order (``total`` repeats in + out).
 ROW_TYPES = ("in", "out", "total", "request_count", "image_generation")

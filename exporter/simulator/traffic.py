@@ -8,9 +8,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.clock import Clock
+from exporter.core.clock import Clock
+from exporter.core.usage import Totals
 from exporter.simulator.store import Event, EventStore
-from exporter.usage import Totals
 
 _DAY = 86400
 _IMAGE_HINTS = ("image", "flux", "diffusion", "sdxl", "kolors", "dall")

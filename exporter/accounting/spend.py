@@ -1,0 +1,67 @@
+"""Turns each cycle's exact counters into exact cost and budget use (saved in the state)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from exporter.accounting.ledger import Ledger
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.config.types import Config, ModelPrice, Window
+from exporter.cost.budgets import BudgetTracker
+from exporter.cost.meters import CostMeter
+from exporter.cost.pricing import PriceBook, cost_of
+
+log = logging.getLogger(__name__)
+
+
+class Spend:
+    """Cost meters per target, the price book in force, and the budgets' use this period."""
+
+    def __init__(self, config: Config, meters: Mapping[str, CostMeter] | None = None,
+                 budgets: Mapping[str, Mapping[str, object]] | None = None) -> None:
+        self._meters = dict(meters or {})
+        self._book = PriceBook(config.pricing)
+        self._budgets = BudgetTracker(config.budgets, budgets)
+
+    def configure(self, config: Config, listed: Iterable[ModelPrice] = ()) -> None:
+        """Use ``config``'s prices and budgets from now on; cost already counted stays."""
+        self._book = PriceBook(config.pricing).with_listed(listed)
+        self._budgets = BudgetTracker(config.budgets, self._budgets.to_dict())
+
+    def sync(self, ledgers: Mapping[str, Ledger]) -> None:
+        """Meters for exactly these targets (polled and parked). A new meter for a ledger that
+        already counted starts at its counters, so usage counted before pricing existed (e.g.
+        a version 1 state without its cost file) is never priced."""
+        self._meters = {ident: self._meters.get(ident) or CostMeter(seen=led.counters())
+                        for ident, led in ledgers.items()}
+
+    def apply(self, snapshot: Snapshot, now: float) -> Snapshot:
+        """Price this cycle's increments; ``snapshot`` with cost and budgets filled in."""
+        targets = tuple(self._target(t, now) for t in snapshot.targets)
+        return dataclasses.replace(snapshot, targets=targets, budgets=self._budgets.snapshot(now))
+
+    def _target(self, t: TargetSnapshot, now: float) -> TargetSnapshot:
+        # A target first seen here began counting in this process: all it counted is new.
+        meter = self._meters.setdefault(t.target.ident, CostMeter())
+        price = self._book.price(t.target.model)
+        delta, amount = meter.charge(t.counters, price)
+        currency = price.currency if price is not None else ""
+        if delta.tokens or delta.requests or delta.image_generations:
+            self._budgets.add(t.target, delta.tokens, amount, currency, now)
+        window_cost: tuple[tuple[Window, str, Decimal], ...] = ()
+        if price is not None:
+            window_cost = tuple((w, price.currency, cost_of(totals, price))
+                                for w, totals in t.windows)
+        return dataclasses.replace(t, cost=tuple(sorted(meter.cost.items())),
+                                   window_cost=window_cost)
+
+    def meters(self) -> dict[str, CostMeter]:
+        """The cost meters by target ident, for the state document."""
+        return dict(self._meters)
+
+    def budget_use(self) -> dict[str, dict[str, object]]:
+        """Each budget's use in its current period, for the state document."""
+        return self._budgets.to_dict()

@@ -1,0 +1,168 @@
+"""ListUMInferAPIKey and GetUMInferAPIModel: signed calls and strict parsing.
+
+The secret ``Key`` of each API key is never copied out of the decoded body: parsing reads a
+fixed set of other fields, so no object built here can carry, log or export it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from exporter.api.client import ApiClient
+from exporter.api.response import as_int, envelope, invalid
+from exporter.config.types import ModelPrice
+from exporter.core.amounts import bounded
+from exporter.core.safejson import has_surrogate
+
+LIST_KEYS = "ListUMInferAPIKey"
+GET_MODELS = "GetUMInferAPIModel"
+PAGE = 100  # the API's largest Limit
+MAX_PAGES = 1000  # a server that never sends a short page must not loop us forever
+MODEL_TYPES = (1, 2)  # text, image
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's public facts (deliberately no field for the secret)."""
+
+    key_id: str
+    name: str
+    status: int
+    disabled: bool
+    granted_models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiModel:
+    """A model a key may call, with its list price when the API gave one."""
+
+    name: str
+    price: ModelPrice | None
+
+
+def parse_keys(body: object) -> list[ApiKey]:
+    """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage."""
+    rows = _rows(envelope(body), ("Data", "KeySet", "Keys"))
+    return [_key(row, f"Data[{i}]") for i, row in enumerate(rows)]
+
+
+def parse_models(body: object) -> list[ApiModel]:
+    """The models in a GetUMInferAPIModel answer (either known shape)."""
+    rows = _rows(envelope(body), ("Models", "ModelList", "Data"))
+    return [m for i, row in enumerate(rows) if (m := _model(row, f"Data[{i}]")) is not None]
+
+
+def _rows(data: object, names: tuple[str, ...]) -> list[object]:
+    """A list of rows: ``Data`` itself, or the one list inside it (the older shape)."""
+    if data is None:
+        return []
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), list):
+                return list(data[name])
+    raise invalid("Data is neither a list nor an object holding one")
+
+
+def _key(row: object, where: str) -> ApiKey:
+    if not isinstance(row, dict):
+        raise invalid(f"{where} is not an object")
+    # Only named fields are read; messages give a field's type, never a value.
+    return ApiKey(
+        key_id=_text(row, "KeyId", where, required=True), name=_text(row, "Name", where),
+        status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
+        granted_models=_granted(row.get("GrantedModels"), where))
+
+
+def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = False) -> str:
+    value = row.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise invalid(f"{where}.{name} is not a non-empty string ({type(value).__name__})")
+    if required and has_surrogate(value):  # it is sent back to the API: it must encode
+        raise invalid(f"{where}.{name} holds a lone surrogate")
+    return value
+
+
+def _int(row: Mapping[str, object], name: str, where: str) -> int:
+    value = row.get(name, 0)
+    if isinstance(value, bool):
+        return int(value)  # flags such as ModelverseDisabled may come as booleans
+    number = as_int(value)
+    if number is None:
+        raise invalid(f"{where}.{name} is not an integer ({type(value).__name__})")
+    return number
+
+
+def _granted(value: object, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    names: list[str] = []
+    for item in items:
+        name = item.get("ServedModelName") or item.get("Name") if isinstance(item, dict) else item
+        if not isinstance(name, str) or has_surrogate(name):
+            raise invalid(f"{where}.GrantedModels holds a {type(name).__name__} that is not a "
+                          "model name")
+        names.extend(n.strip() for n in name.split(",") if n.strip())
+    return tuple(names)
+
+
+def _model(row: object, where: str) -> ApiModel | None:
+    if not isinstance(row, dict):
+        raise invalid(f"{where} is not an object")
+    name = row.get("ServedModelName") or row.get("Name")
+    if not isinstance(name, str) or not name:
+        return None  # a model without a name cannot be matched to a target
+    pricing = row.get("Pricing")
+    return ApiModel(name, _price(name, pricing, where) if isinstance(pricing, dict) else None)
+
+
+def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice:
+    """Prompt and Completion are read as per million tokens, Image as per image (an assumption:
+    the vendor documents no unit; override in ``pricing.models`` when yours differs)."""
+    fields = (("input", "Prompt"), ("output", "Completion"), ("image", "Image"))
+    amounts = {field: _amount(pricing.get(api), f"{where}.Pricing.{api}") for field, api in fields}
+    currency = pricing.get("Currency")
+    return ModelPrice(model, currency=currency if isinstance(currency, str) and currency
+                      else "USD", **amounts)
+
+
+def _amount(value: object, where: str) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    try:  # bounded, so pricing with it can never overflow (a list price of "1e999999999")
+        return bounded(value)
+    except ValueError as exc:
+        raise invalid(f"{where} is not a price: {exc}") from None
+
+
+class KeyClient:
+    """Lists keys and their models through the shared ApiClient (its retries, rate limit and
+    metrics apply)."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+
+    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
+        """Every key of ``project`` ("" = default), paging until a short page."""
+        keys: list[ApiKey] = []
+        for page in range(MAX_PAGES):
+            params: dict[str, object] = {"Action": LIST_KEYS, "Offset": page * PAGE, "Limit": PAGE}
+            if project:
+                params["ProjectId"] = project
+            batch = self._client.call(params, parse_keys, deadline, project or "default project")
+            keys.extend(batch)
+            if len(batch) < PAGE:
+                return keys
+        raise invalid(f"{LIST_KEYS} returned more than {MAX_PAGES} full pages")
+
+    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+        """The text and image models ``key_id`` may call, with list prices."""
+        return [m for kind in MODEL_TYPES for m in self._client.call(
+            {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}, parse_models, deadline,
+            key_id)]

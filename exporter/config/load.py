@@ -1,0 +1,125 @@
+"""Loads the exporter's config file: parsed once, at the edge, into frozen dataclasses.
+
+The work is split by job: ``types`` (the dataclasses), ``reader`` (reading raw values and
+collecting problems), ``sections``, ``cost`` and ``discovery`` (one parser per section).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from decimal import Decimal
+
+import yaml
+
+from exporter.config.cost import budgets_section, pricing_section
+from exporter.config.discovery import discovery_section
+from exporter.config.reader import REDACTED, Reader, build, got, scrub
+from exporter.config.sections import (
+    POLL_KEYS,
+    api_section,
+    poll_section,
+    state_section,
+    targets_section,
+    windows_section,
+)
+from exporter.config.types import (
+    Config,
+    ConfigError,
+    DiscoveryConfig,
+    PricingConfig,
+)
+from exporter.config.yamlstrict import DuplicateKeyError, load_file
+from exporter.core.durations import format_duration
+
+#: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
+CONFIG_CAP = 4 << 20
+_ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery")
+
+
+def load_config(path: str, environ: Mapping[str, str]) -> Config:
+    """Read and validate the YAML file at ``path``; raise ConfigError listing every problem."""
+    try:
+        data = load_file(path, CONFIG_CAP)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not valid UTF-8 text"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(path, exc)]) from None
+    return parse_config(data, environ, os.path.dirname(os.path.abspath(path)))
+
+
+def parse_config(
+    data: object, environ: Mapping[str, str], base_dir: str, *, require_targets: bool = True
+) -> Config:
+    """Validate already-loaded YAML ``data``; relative file paths resolve against ``base_dir``."""
+    if data is not None and not isinstance(data, dict):
+        # Everything else would be reported missing too: one line says it better.
+        raise ConfigError(scrub([f"(top level): expected a mapping of sections, got {got(data)}"],
+                                []))
+    reader = Reader(environ)
+    root = reader.section("", data, _ROOT_KEYS)
+    discovery = discovery_section(reader, root.get("discovery"))
+    pricing = pricing_section(reader, root.get("pricing"))
+    config = build(
+        Config,
+        api=api_section(reader, root.get("api"), base_dir),
+        poll=poll_section(reader, root.get("poll")),
+        state=state_section(reader, root.get("state"), base_dir),
+        windows=windows_section(reader, root.get("windows")),
+        # With discovery, static targets are optional: the keys found are the targets.
+        targets=targets_section(reader, root.get("targets"), require_targets and not discovery),
+        pricing=pricing,
+        budgets=budgets_section(reader, root.get("budgets"), pricing.currency),
+        discovery=discovery,
+    )
+    if reader.problems:
+        raise ConfigError(scrub(reader.problems, reader.secrets))
+    return config
+
+
+def redacted(config: Config) -> dict[str, object]:
+    """The effective config as JSON-able data, durations spelled out, secrets replaced."""
+    api, poll, state = config.api, config.poll, config.state
+    return {
+        "api": {"endpoint": api.endpoint, "public_key": api.public_key, "private_key": REDACTED,
+                "timeout": format_duration(api.timeout), "max_concurrency": api.max_concurrency,
+                "rate_limit": api.rate_limit},
+        "poll": {name: format_duration(getattr(poll, name)) for name in POLL_KEYS},
+        "state": {"path": state.path, "max_backfill": format_duration(state.max_backfill)},
+        "windows": [window.name for window in config.windows],
+        "targets": [{"project": t.project, "key": t.key, "model": t.model, "labels": dict(t.labels)}
+                    for t in config.targets],
+        "pricing": _redacted_pricing(config.pricing),
+        "budgets": [{k: str(v) if isinstance(v, Decimal) else v
+                     for k, v in asdict(b).items() if v is not None} for b in config.budgets],
+        "discovery": _redacted_discovery(config.discovery),
+    }
+
+
+def _redacted_pricing(pricing: PricingConfig) -> dict[str, object]:
+    models = {m.model: {"input": str(m.input), "output": str(m.output), "image": str(m.image),
+                        "request": str(m.request), "currency": m.currency}
+              for m in pricing.models}
+    return {"currency": pricing.currency, "from_api": pricing.from_api, "models": models}
+
+
+def _redacted_discovery(discovery: DiscoveryConfig | None) -> dict[str, object] | None:
+    if discovery is None:
+        return None
+    data = asdict(discovery)
+    data["refresh"] = format_duration(discovery.refresh)
+    data["labels"] = dict(discovery.labels)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def _yaml_problem(path: str, exc: yaml.YAMLError) -> str:
+    # Only the problem and position: str(exc) quotes the offending line, which may hold a key.
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+    if isinstance(exc, DuplicateKeyError):
+        return f"{where}: {exc.problem}"
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    return f"{where}: invalid YAML: {problem}"

@@ -1,0 +1,230 @@
+"""Parsers for the core config sections (api, poll, state, windows, targets) and labels."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from exporter.config.reader import (
+    DAY,
+    Reader,
+    at_least,
+    at_most,
+    build,
+    divides_day,
+    got,
+    join,
+    positive,
+    quote,
+    whole,
+)
+from exporter.config.types import BUILTIN_LABELS, ApiConfig, PollConfig, StateConfig, Target, Window
+from exporter.core.durations import format_duration
+from exporter.core.smallfile import SETTING_CAP, read_capped
+
+API_KEYS = ("endpoint", "public_key", "public_key_file", "private_key", "private_key_file",
+            "timeout", "max_concurrency", "rate_limit")
+POLL_KEYS = ("interval", "settle", "period", "window_interval", "permanent_error_retry")
+STATE_KEYS = ("path", "max_backfill")
+TARGET_KEYS = ("project", "key", "model", "labels")
+_MAX_WINDOW = 31 * DAY
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def api_section(r: Reader, raw: object, base_dir: str) -> ApiConfig:
+    """The ``api`` section."""
+    d = r.section("api", raw, API_KEYS)
+    return build(
+        ApiConfig,
+        endpoint=_endpoint(r, d.get("endpoint")),
+        public_key=_credential(r, d, "public_key", base_dir),
+        private_key=_credential(r, d, "private_key", base_dir),
+        timeout=r.duration("api.timeout", d.get("timeout"), positive),
+        max_concurrency=r.integer("api.max_concurrency", d.get("max_concurrency"), 1, 256),
+        rate_limit=r.rate("api.rate_limit", d.get("rate_limit")),
+    )
+
+
+def _endpoint(r: Reader, raw: object) -> str | None:
+    url = r.string("api.endpoint", raw)
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            r.fail("api.endpoint", f"expected an http:// or https:// URL, got {quote(url)}")
+            return None
+    return url
+
+
+def _credential(r: Reader, d: dict[str, object], name: str, base_dir: str) -> str | None:
+    """``name`` given literally or as ``name_file``: exactly one of the two."""
+    path, file_key, secret = f"api.{name}", f"{name}_file", name == "private_key"
+    literal = r.string(path, d.get(name), secret=secret)
+    filename = r.string(f"api.{file_key}", d.get(file_key))
+    if name in d and file_key in d:
+        r.fail(f"api.{file_key}", f"conflicts with api.{name}; set only one of them")
+        return None
+    if filename is not None:
+        return _read_key_file(r, f"api.{file_key}", os.path.join(base_dir, filename))
+    if name not in d:
+        r.fail(path, f"required (or set api.{file_key})")
+    elif literal == "":
+        r.fail(path, "must not be empty")
+        return None
+    return literal
+
+
+def _read_key_file(r: Reader, path: str, filename: str) -> str | None:
+    # The content is a credential: messages name the file, never what is in it.
+    try:  # a regular file only, never blocking, capped: a FIFO or /dev/zero is refused
+        key = read_capped(filename, SETTING_CAP).decode("utf-8").strip()
+    except OSError as exc:
+        r.fail(path, f"cannot read {filename}: {exc.strerror or type(exc).__name__}")
+        return None
+    except UnicodeDecodeError:
+        r.fail(path, f"{filename} is not valid UTF-8 text")
+        return None
+    if not key:
+        r.fail(path, f"{filename} is empty")
+        return None
+    r.secrets.append(key)
+    return key
+
+
+def poll_section(r: Reader, raw: object) -> PollConfig:
+    """The ``poll`` section."""
+    d = r.section("poll", raw, POLL_KEYS)
+    read = {
+        "interval": r.duration("poll.interval", d.get("interval"), at_least(1)),
+        "settle": r.seconds("poll.settle", d.get("settle")),
+        "period": r.seconds("poll.period", d.get("period"), positive, at_most(DAY), divides_day),
+        "window_interval": r.duration("poll.window_interval", d.get("window_interval"), positive),
+        "permanent_error_retry": r.duration(
+            "poll.permanent_error_retry", d.get("permanent_error_retry"), positive),
+    }
+    poll = build(PollConfig, **read)
+    if all(read[k] is not None or k not in d for k in ("interval", "period")):
+        _check_period(r, poll)
+    # A window read more often than the targets are polled would show nothing new.
+    return replace(poll, window_interval=max(poll.window_interval, poll.interval))
+
+
+def _check_period(r: Reader, poll: PollConfig) -> None:
+    if poll.period < poll.interval:
+        r.fail("poll.period", f"must be at least poll.interval ({format_duration(poll.interval)}),"
+                              f" got {format_duration(poll.period)}")
+
+
+def state_section(r: Reader, raw: object, base_dir: str) -> StateConfig:
+    """The ``state`` section; a relative path resolves against ``base_dir``."""
+    d = r.section("state", raw, STATE_KEYS)
+    path = r.string("state.path", d.get("path"))
+    if path == "":
+        r.fail("state.path", "must not be empty (omit it to keep counters in memory only)")
+    return build(
+        StateConfig,
+        path=os.path.join(base_dir, path) if path else None,
+        max_backfill=r.seconds("state.max_backfill", d.get("max_backfill"), positive),
+    )
+
+
+def windows_section(r: Reader, raw: object) -> tuple[Window, ...] | None:
+    """The ``windows`` list; None (the default) when absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        r.fail("windows", f"expected a list of durations like [1h, 24h], got {got(raw)}")
+        return None
+    windows: list[Window] = []
+    for i, item in enumerate(raw):
+        path = f"windows[{i}]"
+        name = r.string(path, item, expected="a duration like 1h")
+        seconds = None if name is None else r.parse(
+            path, name, whole, positive, at_most(_MAX_WINDOW))
+        if name is None or seconds is None:
+            continue
+        # "1h" and "60m" would be two series with the same numbers under different labels.
+        first = next((j for j, w in enumerate(windows) if w.seconds == seconds), None)
+        if first is not None:
+            r.fail(path, f"duplicate of windows[{first}] ({windows[first].name})")
+        else:
+            windows.append(Window(name, int(seconds)))
+    return tuple(windows)
+
+
+def targets_section(r: Reader, raw: object, required: bool) -> tuple[Target, ...]:
+    """The static ``targets`` list; empty is a problem when ``required``."""
+    if raw is not None and not isinstance(raw, list):
+        r.fail("targets", f"expected a list of targets, got {got(raw)}")
+        return ()
+    if not raw:
+        if required:
+            r.fail("targets", "at least one target is required")
+        return ()
+    seen: dict[tuple[str, str, str], int] = {}
+    targets: list[Target] = []
+    for i, item in enumerate(raw):
+        target = _target(r, f"targets[{i}]", item)
+        if target is None:
+            continue
+        ident = (target.project, target.key, target.model)
+        if ident in seen:
+            project, key, model = (quote(part) for part in ident)
+            what = f"(project {project}, key {key}, model {model})"
+            r.fail(f"targets[{i}]", f"duplicate of targets[{seen[ident]}] {what}")
+            continue
+        seen[ident] = i
+        targets.append(target)
+    return tuple(targets)
+
+
+def _target(r: Reader, path: str, raw: object) -> Target | None:
+    if not isinstance(raw, dict):
+        r.fail(path, f"expected a mapping with key and model, got {got(raw)}")
+        return None
+    d = r.section(path, raw, TARGET_KEYS)
+    key, model = (required_string(r, f"{path}.{name}", d.get(name)) for name in ("key", "model"))
+    project = r.string(f"{path}.project", d.get("project"))
+    labels = labels_section(r, f"{path}.labels", d.get("labels"))
+    if key is None or model is None:
+        return None
+    return build(Target, key=key, model=model, project=project, labels=labels)
+
+
+def required_string(r: Reader, path: str, raw: object) -> str | None:
+    """A string that must be present and non-empty."""
+    if raw is None:
+        r.fail(path, "required")
+    text = r.string(path, raw)
+    if text == "":
+        r.fail(path, "must not be empty")
+        return None
+    return text
+
+
+def labels_section(r: Reader, path: str, raw: object) -> tuple[tuple[str, str], ...]:
+    """Static labels: valid, non-reserved names with non-empty values, sorted by name."""
+    pairs = []
+    for name, value in r.mapping(path, raw).items():
+        where = join(path, name)
+        if not _label_name_ok(r, where, name):
+            continue
+        text = r.string(where, value) if value is not None else None
+        if value is None or text == "":
+            r.fail(where, "must be a non-empty string (an empty label is no label)")
+        elif text is not None:
+            pairs.append((str(name), text))
+    return tuple(sorted(pairs))
+
+
+def _label_name_ok(r: Reader, path: str, name: object) -> bool:
+    if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+        r.fail(path, "invalid label name (use letters, digits and _, not starting with a digit)")
+    elif name.startswith("__"):
+        r.fail(path, "label names starting with __ are reserved for Prometheus")
+    elif name in BUILTIN_LABELS:
+        r.fail(path, f"collides with a built-in label (built-in: {', '.join(BUILTIN_LABELS)})")
+    else:
+        return True
+    return False

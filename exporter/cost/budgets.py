@@ -1,0 +1,100 @@
+"""Budgets: what each daily or monthly budget has used in its current period, exactly."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from exporter.config.types import BudgetConfig, Target
+
+DAY = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSnapshot:
+    """One budget as exported: ``unit`` is "tokens" or a currency code."""
+
+    name: str
+    period: str
+    unit: str
+    limit: Decimal
+    used: Decimal
+    start: int
+    end: int  # first second of the next period
+
+
+def period_bounds(period: str, now: float) -> tuple[int, int]:
+    """``[start, end)`` in Unix seconds of the UTC day or month containing ``now``."""
+    if period == "daily":
+        start = int(now) - int(now) % DAY
+        return start, start + DAY
+    day = datetime.datetime.fromtimestamp(int(now), datetime.UTC).date().replace(day=1)
+    following = (day + datetime.timedelta(days=32)).replace(day=1)
+    return _unix(day), _unix(following)
+
+
+def _unix(day: datetime.date) -> int:
+    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp())
+
+
+def matches(budget: BudgetConfig, target: Target) -> bool:
+    """Whether ``target``'s usage counts against ``budget`` (an unset selector matches all)."""
+    return all(want is None or want == got for want, got in (
+        (budget.project, target.project), (budget.key, target.key), (budget.model, target.model)))
+
+
+@dataclass
+class _Used:
+    start: int
+    amount: Decimal
+
+
+class BudgetTracker:
+    """Adds usage increments, at the time they are counted, to the budgets they fall under.
+
+    An increment counts in the period in which the exporter counted it; usage just before
+    midnight that settles after it lands in the new day (at most ``poll.settle`` late).
+    """
+
+    def __init__(self, budgets: tuple[BudgetConfig, ...],
+                 used: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._budgets = budgets
+        self._used: dict[str, _Used] = {}
+        for name, data in (used or {}).items():
+            self._used[name] = _Used(int(data["start"]), Decimal(str(data["amount"])))
+
+    def add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
+            now: float) -> None:
+        """Count ``tokens`` (and ``cost`` in ``currency``, if priced) against matching budgets."""
+        for budget in self._budgets:
+            if not matches(budget, target):
+                continue
+            if budget.tokens is not None:
+                self._current(budget, now).amount += tokens
+            elif cost is not None and currency == budget.currency:
+                self._current(budget, now).amount += cost
+
+    def snapshot(self, now: float) -> tuple[BudgetSnapshot, ...]:
+        """Every budget's limit and use in the period containing ``now``."""
+        return tuple(self._snapshot(b, now) for b in self._budgets)
+
+    def _snapshot(self, budget: BudgetConfig, now: float) -> BudgetSnapshot:
+        start, end = period_bounds(budget.period, now)
+        used = self._current(budget, now).amount
+        unit, limit = ("tokens", Decimal(budget.tokens)) if budget.tokens is not None else (
+            budget.currency, budget.cost or Decimal(0))
+        return BudgetSnapshot(budget.name, budget.period, unit, limit, used, start, end)
+
+    def _current(self, budget: BudgetConfig, now: float) -> _Used:
+        start, _ = period_bounds(budget.period, now)
+        used = self._used.get(budget.name)
+        if used is None or used.start != start:  # a new period starts from zero
+            used = self._used[budget.name] = _Used(start, Decimal(0))
+        return used
+
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        """JSON-able: amounts as exact decimal strings."""
+        return {name: {"start": u.start, "amount": str(u.amount)} for name, u in self._used.items()}

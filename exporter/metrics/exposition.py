@@ -1,0 +1,84 @@
+"""Renders a Snapshot to the Prometheus text format once per cycle, plain and gzip."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.config import Target
+from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, escape
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9
+_GZIP_WBITS = 31  # zlib's gzip container: a stream any gzip reader (and Prometheus) accepts
+
+
+def target_labels(target: Target) -> str:
+    """The label pairs every per-target series carries, without braces."""
+    pairs = [("project_id", target.project), ("key_id", target.key), ("model", target.model)]
+    pairs.extend(target.labels)
+    return ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
+
+
+def render(snapshot: Snapshot) -> bytes:
+    """The text exposition of every per-target family in ``snapshot``."""
+    return render_both(snapshot)[0]
+
+
+def render_both(snapshot: Snapshot) -> tuple[bytes, bytes]:
+    """The exposition and its gzip form, made in one pass.
+
+    One family at a time is turned into text and appended to a byte buffer (and the
+    compressor), so the peak is the body plus one family, not every line as a separate str
+    plus the joined str plus its encoding (at 10,000 targets that was ~70 MB more).
+    """
+    labelled = [(t, target_labels(t.target)) for t in snapshot.targets]
+    out, packer = io.BytesIO(), zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+    zipped: list[bytes] = []
+    for name, kind, help_, lines in _texts(snapshot, labelled):
+        if lines:
+            chunk = f"# HELP {name} {help_}\n# TYPE {name} {kind}\n{''.join(lines)}".encode()
+            out.write(chunk)
+            zipped.append(packer.compress(chunk))
+    zipped.append(packer.flush())
+    return out.getvalue(), b"".join(zipped)
+
+
+def _texts(snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]]
+           ) -> Iterator[tuple[str, str, str, list[str]]]:
+    """Each family's name, type, help and sample lines, per-target families first."""
+    for family in FAMILIES:
+        lines = [line for t, labels in labelled for line in family.samples(t, labels)]
+        yield family.name, family.kind, family.help, lines
+    for g in GLOBAL_FAMILIES:
+        yield g.name, g.kind, g.help, list(g.samples(snapshot))
+
+
+@dataclass
+class ExpositionCache:
+    """The latest rendered body and its gzip form, prepared together and swapped atomically.
+
+    Both are made in :meth:`publish` (the poll thread, once per cycle), so a scrape only copies
+    bytes: Prometheus always asks for gzip, and compressing 30 MB on the scrape path would cost
+    the first scraper of each cycle ~60 ms at 10,000 targets.
+    """
+
+    _body: bytes = b""
+    _gzipped: bytes = field(default_factory=lambda: gzip.compress(b"", GZIP_LEVEL, mtime=0))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Render ``snapshot`` (plain and gzip) and make it the body served from now on."""
+        body, gzipped = render_both(snapshot)
+        with self._lock:
+            self._body, self._gzipped = body, gzipped
+
+    def body(self, compressed: bool) -> bytes:
+        """The current body, gzip-compressed when asked."""
+        with self._lock:
+            return self._gzipped if compressed else self._body

@@ -1,0 +1,233 @@
+"""The metric families the exposition writes: names, types, HELP texts and sample lines."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from exporter.accounting.snapshot import DiscoverySnapshot, Snapshot, TargetSnapshot
+from exporter.api.errors import CATEGORIES
+from exporter.cost.budgets import BudgetSnapshot
+
+_QUANTITIES: tuple[tuple[str, str, str], ...] = (
+    # (Totals field, metric stem, what it counts)
+    ("input_tokens", "input_tokens", "input (prompt) tokens used"),
+    ("output_tokens", "output_tokens", "output (completion) tokens used"),
+    ("tokens", "tokens", "tokens used (input plus output)"),
+    ("requests", "requests", "inference requests made"),
+    ("image_generations", "image_generations", "images generated"),
+)
+
+
+def escape(value: str) -> str:
+    """Escape a label value for the text format.
+
+    A lone surrogate (JSON allows "\\ud800"; an API may send one in a key name) cannot be
+    written as UTF-8, so it is shown as the text ``\\ud800`` instead of breaking the render.
+    """
+    if not value.isascii():
+        value = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def number(value: float) -> str:
+    """Format a sample value the way Prometheus' own clients do."""
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    kind: str
+    help: str
+    samples: Callable[[TargetSnapshot, str], Iterator[str]]
+
+
+def _counter(attr: str, stem: str, what: str) -> _Family:
+    def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
+        yield f"uminfer_{stem}_total{{{labels}}} {getattr(t.counters, attr)}\n"
+
+    return _Family(
+        f"uminfer_{stem}_total",
+        "counter",
+        f"Number of {what}, counted exactly once since counting began for this target.",
+        samples,
+    )
+
+
+def _window(attr: str, stem: str, what: str) -> _Family:
+    def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
+        for window, totals in t.windows:
+            value = getattr(totals, attr)
+            yield f'uminfer_window_{stem}{{{labels},window="{window.name}"}} {value}\n'
+
+    return _Family(
+        f"uminfer_window_{stem}",
+        "gauge",
+        f"Number of {what} in the trailing window, as the API reported at the last window read.",
+        samples,
+    )
+
+
+def _optional(
+    name: str, kind: str, help_: str, get: Callable[[TargetSnapshot], float | None]
+) -> _Family:
+    def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
+        value = get(t)
+        if value is not None:
+            yield f"{name}{{{labels}}} {number(value)}\n"
+
+    return _Family(name, kind, help_, samples)
+
+
+def _failures(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    for reason, count in t.failures:
+        yield f'uminfer_target_failures_total{{{labels},reason="{reason}"}} {count}\n'
+
+
+def _late(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    yield f"uminfer_late_tokens_after_settle_total{{{labels}}} {t.late_after_settle.tokens}\n"
+
+
+def _given_up(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    seconds = sum(s for _, s in t.given_up)
+    yield f"uminfer_given_up_seconds_total{{{labels}}} {seconds}\n"
+
+
+def _given_up_by_reason(name: str) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        if not snapshot.targets:
+            return
+        totals: dict[str, int] = dict.fromkeys(CATEGORIES, 0)  # all from the start, for increase()
+        for t in snapshot.targets:
+            for reason, seconds in t.given_up:
+                totals[reason] = totals.get(reason, 0) + seconds
+        for reason, seconds in totals.items():
+            yield f'{name}{{reason="{escape(reason)}"}} {seconds}\n'
+
+    return samples
+
+
+def _money(value: Decimal) -> str:
+    # Computed exactly; exported as the nearest float, as the text format demands.
+    return number(float(value))
+
+
+def _cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    for currency, amount in t.cost:
+        yield f'uminfer_cost_total{{{labels},currency="{escape(currency)}"}} {_money(amount)}\n'
+
+
+def _window_cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    for window, currency, amount in t.window_cost:
+        yield (f'uminfer_window_cost{{{labels},window="{window.name}",'
+               f'currency="{escape(currency)}"}} {_money(amount)}\n')
+
+
+FAMILIES: tuple[_Family, ...] = (
+    *(_counter(*q) for q in _QUANTITIES),
+    *(_window(*q) for q in _QUANTITIES),
+    _optional("uminfer_up", "gauge",
+              "Whether the target's latest poll succeeded (1) or failed (0).",
+              lambda t: 1 if t.up else 0),
+    _optional("uminfer_last_success_timestamp_seconds", "gauge",
+              "Unix time in seconds of the target's latest successful poll.",
+              lambda t: t.last_success),
+    _optional("uminfer_settled_timestamp_seconds", "gauge",
+              "Unix time in seconds up to which the target's usage is settled and final.",
+              lambda t: t.settled_until),
+    _optional("uminfer_window_timestamp_seconds", "gauge",
+              "Unix time in seconds at which the target's window gauges end.",
+              lambda t: t.windows_at),
+    _Family("uminfer_target_failures_total", "counter",
+            "Number of failed polls of the target, by reason.", _failures),
+    _optional("uminfer_revisions_total", "counter",
+              "Number of readings lower than an earlier reading of the same interval (ignored).",
+              lambda t: t.revisions),
+    _Family("uminfer_late_tokens_after_settle_total", "counter",
+            "Number of tokens that appeared after their interval settled; not in the counters.",
+            _late),
+    _Family("uminfer_given_up_seconds_total", "counter",
+            "Seconds of usage never counted because the API kept rejecting their reads.",
+            _given_up),
+    _Family("uminfer_cost_total", "counter",
+            "Money spent, by currency: each counted increment times the price in force then.",
+            _cost),
+    _Family("uminfer_window_cost", "gauge",
+            "Money spent in the trailing window, by currency, at the prices in force now.",
+            _window_cost),
+)
+
+
+@dataclass(frozen=True)
+class _GlobalFamily:
+    name: str
+    kind: str
+    help: str
+    samples: Callable[[Snapshot], Iterator[str]]
+
+
+def _budget(name: str, get: Callable[[BudgetSnapshot], float]
+            ) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        for b in snapshot.budgets:
+            labels = f'budget="{escape(b.name)}",period="{b.period}",unit="{escape(b.unit)}"'
+            yield f"{name}{{{labels}}} {number(get(b))}\n"
+
+    return samples
+
+
+def _discovery(name: str, get: Callable[[DiscoverySnapshot], float | None]
+               ) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        value = None if snapshot.discovery is None else get(snapshot.discovery)
+        if value is not None:
+            yield f"{name} {number(value)}\n"
+
+    return samples
+
+
+def _global(name: str, kind: str, help_: str, samples: Callable[[str], Callable[[Snapshot],
+            Iterator[str]]]) -> _GlobalFamily:
+    return _GlobalFamily(name, kind, help_, samples(name))
+
+
+GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
+    _global("uminfer_given_up_seconds_by_reason_total", "counter",
+            "Seconds of usage never counted because the API kept rejecting their reads, all "
+            "targets, by the error's category.", _given_up_by_reason),
+    _global("uminfer_budget_limit", "gauge",
+            "The budget's limit per period, in its unit (tokens or a currency).",
+            lambda n: _budget(n, lambda b: float(b.limit))),
+    _global("uminfer_budget_used", "gauge",
+            "How much of its limit the budget's current period has used, in its unit.",
+            lambda n: _budget(n, lambda b: float(b.used))),
+    _global("uminfer_budget_period_end_timestamp_seconds", "gauge",
+            "Unix time in seconds at which the budget's current period ends (UTC).",
+            lambda n: _budget(n, lambda b: b.end)),
+    _global("uminfer_discovery_targets", "gauge",
+            "Number of discovered targets being polled.",
+            lambda n: _discovery(n, lambda d: d.targets)),
+    _global("uminfer_discovery_keys", "gauge",
+            "Number of API keys listed at the latest discovery refresh, before filters.",
+            lambda n: _discovery(n, lambda d: d.keys)),
+    _global("uminfer_discovery_selected_keys", "gauge",
+            "Number of listed API keys that passed discovery's status and name filters.",
+            lambda n: _discovery(n, lambda d: d.selected)),
+    _global("uminfer_discovery_dropped_targets", "gauge",
+            "Number of discovered targets not polled because of discovery.max_targets.",
+            lambda n: _discovery(n, lambda d: d.dropped)),
+    _global("uminfer_discovery_last_success_timestamp_seconds", "gauge",
+            "Unix time in seconds of the latest successful discovery refresh.",
+            lambda n: _discovery(n, lambda d: d.last_success)),
+    _global("uminfer_discovery_failures_total", "counter",
+            "Number of failed discovery refreshes (the previous targets are kept).",
+            lambda n: _discovery(n, lambda d: d.failures)),
+)

@@ -1,0 +1,445 @@
+"""The poll cycle: plan reads per target, call the API concurrently, record, snapshot."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Protocol
+
+from exporter.accounting.ledger import Ledger, Read
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.accounting.windows import window_slices
+from exporter.api.buckets import (
+    DAY,
+    PROBE_ATTEMPTS,
+    PROBE_DAYS,
+    PROBE_TARGETS,
+    BucketMeter,
+    Grid,
+    Refusal,
+)
+from exporter.api.clock import ApiClock
+from exporter.api.errors import ApiError
+from exporter.config import Config, Target, Window
+from exporter.core.clock import Clock
+from exporter.core.usage import ZERO, Reading, Totals
+from exporter.polling.workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+#: Catch-up reads per target per cycle, so one long-down target cannot stall a cycle.
+MAX_READS_PER_CYCLE = 8
+#: Cycles a read may fail, while other reads of its target succeed, before it is given up.
+MAX_STRIKES = 5
+#: Share of poll.interval over which target starts are spread when pacing applies; the rest is
+#: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
+SPREAD = 0.5
+
+
+def _held(read: Read) -> ApiError:
+    return ApiError("window_semantics", f"the answer for [{read.start}, {read.end}] reports "
+                    "usage outside that window; not counted until the API's bucket is measured",
+                    transient=True)
+
+
+def _first_stretch(read: Read) -> Read:
+    """The part of a (possibly merged) count read that covers only its first stretch."""
+    end = read.stretches[1] - 1 if len(read.stretches) > 1 else read.end
+    return replace(read, end=end, stretches=read.stretches[:1])
+
+
+def start_gap(targets: int, interval: float, rate: float) -> float:
+    """Seconds between target starts in a steady cycle; 0 starts them all at once.
+
+    Spreading lowers the peak request rate only when a rate limit is set and one call per
+    target fits under it within ``SPREAD * interval``: the peak falls from the limit (or
+    concurrency / latency) to ``targets / (SPREAD * interval)``. When the limiter would be
+    saturated anyway, spreading could only delay polls, so they start at once. Rate 0 means
+    the operator opted out of pacing.
+    """
+    window = SPREAD * interval
+    if targets < 2 or rate <= 0 or targets >= rate * window:
+        return 0.0
+    return window / targets
+
+
+class UsageSource(Protocol):
+    """What the poller needs from the API client."""
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        """Totals over the inclusive interval and their bucket labels; raises ApiError."""
+        ...
+
+
+@dataclass(slots=True)
+class _Health:
+    """Per-target poll health, mutated only by that target's task."""
+
+    up: bool = False
+    last_success: float | None = None
+    failures: Counter[str] = field(default_factory=Counter)
+    last_problem: str | None = None
+    retry_at: float = 0.0  # monotonic; set after a permanent error
+    windows: tuple[tuple[Window, Totals], ...] = ()
+    windows_at: float | None = None  # API time the window gauges end at
+    next_window_read: float = 0.0  # monotonic
+    window_problem: str | None = None
+    polled: bool = False  # polled at least once: new targets are read at once, not paced
+    strikes: dict[int, int] = field(default_factory=dict)  # failed reads by stretch start
+
+
+class Poller:
+    """Owns the ledgers of the polled targets and advances them one cycle at a time.
+
+    Ledgers speak API time (``api_clock``); scheduling and deadlines use only the monotonic
+    clock, so a step of the local wall clock neither closes a period early nor delays one.
+    """
+
+    # The collaborators are the agreed seam; keywords would not make the call clearer.
+    def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
+                 pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
+                 pending: Mapping[str, float] | None = None,
+                 buckets: BucketMeter | None = None) -> None:
+        """``pending``: targets without a ledger yet, by the monotonic instant their counting
+        began; each gets one, starting at the API's time of that instant, once the API's clock
+        is known and its buckets measured (or looked for). Targets with neither are new: their
+        counting begins now. ``buckets`` is shared by the pollers of a process."""
+        self._config = config
+        self._source = source
+        self._clock = clock
+        self._api_clock = api_clock
+        self._buckets = buckets if buckets is not None else BucketMeter()
+        self._grid: Grid | Refusal = self._buckets.grid(config.poll.period)
+        self._pool = pool
+        self._lock = threading.Lock()  # guards every ledger
+        self._ledgers = dict(ledgers)
+        self._health = {t.ident: _Health() for t in config.targets}
+        began = clock.monotonic()
+        self._pending = {t.ident: (pending or {}).get(t.ident, began)
+                         for t in config.targets if t.ident not in self._ledgers}
+
+    def carry_health(self, previous: Poller, *, lift_pauses: bool) -> None:
+        """Keep the poll health of targets ``previous`` also polled (a reload is not a restart).
+
+        Failure counters must not reset within a process. With ``lift_pauses`` (a reload: when an
+        operator fixes keys) permanent-error pauses end; a discovery change keeps them. Window
+        gauges are dropped if the windows changed.
+        """
+        same_windows = previous._config.windows == self._config.windows
+        for ident in self._health.keys() & previous._health.keys():
+            health = previous._health[ident]
+            if lift_pauses:
+                health.retry_at = 0.0
+            if not same_windows:
+                health.windows, health.windows_at, health.next_window_read = (), None, 0.0
+            self._health[ident] = health
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets this poller polls, in order."""
+        return self._config.targets
+
+    def locked(self) -> threading.Lock:
+        """Hold this while reading ledgers that polls may be updating (e.g. to save state)."""
+        return self._lock
+
+    def ledgers(self) -> dict[str, Ledger]:
+        """The live ledgers (callers must not mutate them)."""
+        return dict(self._ledgers)
+
+    @property
+    def grid(self) -> Grid | Refusal:
+        """The period grid of the last cycle (see apibuckets)."""
+        return self._grid
+
+    def pending(self) -> dict[str, float]:
+        """Targets still waiting for the API's clock, by the monotonic instant counting began."""
+        with self._lock:
+            return dict(self._pending)
+
+    def cycle(self) -> Snapshot:
+        """Poll every target once, concurrently, and return the resulting snapshot."""
+        budget = max(self._config.poll.interval, self._config.api.timeout)
+        deadline = self._clock.monotonic() + budget
+        if self._buckets.needs_probe:
+            self._probe(deadline)
+        self._regrid()
+        tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
+        self._pool.run_all(tasks, self._gap(), self._clock)
+        return self.snapshot()
+
+    def _probe(self, deadline: float) -> None:
+        """Before counting begins: read the last day of up to PROBE_TARGETS targets that answer
+        (trying at most PROBE_ATTEMPTS), then earlier days of those, up to PROBE_DAYS, until
+        the API's bucket is believed, so it is known before any period is cut. When no target
+        answers, counting waits a cycle, up to PROBE_CYCLES cycles (keys the API refuses must
+        not keep the others from counting)."""
+        if not self._api_clock.known:
+            return  # the API has not answered at all yet (the service asks at start)
+        now = int(self._api_clock.now())
+        answered: list[Target] = []
+        for target in self._config.targets[:PROBE_ATTEMPTS]:
+            if len(answered) >= PROBE_TARGETS:
+                break
+            if self._probe_day(target, now, deadline):
+                answered.append(target)
+                if self._buckets.bucket is not None:
+                    break
+        for back in range(1, PROBE_DAYS):
+            if self._buckets.bucket is not None:
+                break
+            for target in answered:
+                if self._probe_day(target, now - back * DAY, deadline) and \
+                        self._buckets.bucket is not None:
+                    break
+        self._buckets.probe_done(answered=bool(answered))
+
+    def _probe_day(self, target: Target, end: int, deadline: float) -> bool:
+        """Read the day ending at ``end`` for the bucket's labels; whether it answered."""
+        try:
+            reading = self._source.get_usage(target, end - DAY + 1, end, self._for_call(deadline))
+        except ApiError:
+            return False
+        self._buckets.answered(end - DAY + 1, end, reading.labels)
+        return True
+
+    def _regrid(self) -> None:
+        """Put every ledger on the grid the API's buckets allow (see apibuckets)."""
+        grid = self._grid = self._buckets.grid(self._config.poll.period)
+        if isinstance(grid, Refusal):
+            return
+        settle = self._config.poll.settle
+        with self._lock:
+            for ledger in self._ledgers.values():
+                if (ledger.period, ledger.offset) != (grid.period, grid.offset):
+                    ledger.retune(grid.period, settle, grid.offset)
+
+    def _gap(self) -> float:
+        """Pace only steady cycles: the first poll of a target (start, reload) is not delayed."""
+        if not all(self._health[t.ident].polled for t in self._config.targets):
+            return 0.0
+        return start_gap(len(self._config.targets), self._config.poll.interval,
+                         self._config.api.rate_limit)
+
+    def snapshot(self) -> Snapshot:
+        """The current state of every target."""
+        with self._lock:
+            targets = tuple(self._target_snapshot(t) for t in self._config.targets)
+        return Snapshot(targets=targets, generated_at=self._clock.time())
+
+    def _target_snapshot(self, target: Target) -> TargetSnapshot:
+        ledger, health = self._ledgers.get(target.ident), self._health[target.ident]
+        if ledger is None:  # counting has not begun: the API's time is not known yet
+            return TargetSnapshot(target=target, failures=tuple(sorted(health.failures.items())))
+        return TargetSnapshot(
+            target=target, counters=ledger.counters(), windows=health.windows,
+            windows_at=health.windows_at, up=health.up, last_success=health.last_success,
+            settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
+            revisions=ledger.revisions, late_after_settle=ledger.late_after_settle,
+            given_up=tuple(sorted(ledger.given_up.items())))
+
+    def poll_target(self, target: Target, deadline: float) -> None:
+        """Read what the target's ledger needs and, once that worked, its windows when due;
+        never raises. ``uminfer_up`` is about counting: a failed window read is counted and
+        logged but leaves the target up and counting.
+        """
+        health = self._health[target.ident]
+        health.polled = True
+        if self._clock.monotonic() < health.retry_at:
+            return  # a permanent error: retried on a slow cadence, not hammered
+        try:
+            error = self._read_counts(target, health, deadline)
+        except Exception:  # a bug must cost one target one cycle, not the poll loop
+            log.exception("internal error polling target %s", target.ident)
+            error = ApiError("internal", "internal error (see log)", transient=True)
+        if error is not None:
+            self._failed(target, health, error)
+            return  # the API is failing this target: window reads would only fail too
+        self._succeeded(target, health)
+        self._poll_windows(target, health, deadline)
+
+    def _read_counts(self, target: Target, health: _Health, deadline: float) -> ApiError | None:
+        """Make this cycle's count reads; the first error, or None when every read succeeded.
+
+        After a transient failure only the newest read is still tried (the API is likely down,
+        and a range that fails must not keep the current period from being counted). A read
+        that fails in ``MAX_STRIKES`` cycles in which another read of the target succeeded is a
+        range the API rejects: it is given up and counted as such, never retried for ever.
+        """
+        grid = self._grid
+        if isinstance(grid, Refusal):
+            return ApiError("window_semantics", grid.reason, transient=False)
+        with self._lock:
+            ledger = self._ledger(target.ident, grid)
+            if ledger is None:
+                return ApiError("network", "the API has not answered yet: counting begins, "
+                                "from the moment it was to begin, once it does", transient=True)
+            reads = ledger.plan(int(self._api_clock.now()), max_reads=MAX_READS_PER_CYCLE)
+            reads = self._cut_at_buckets(target, ledger, grid, reads)
+        newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
+        failed: list[tuple[Read, ApiError]] = []
+        succeeded = False
+        for i, read in enumerate(reads):
+            if i and self._clock.monotonic() >= deadline:
+                break  # out of budget: the rest stay open and are read next cycle
+            if failed and failed[-1][1].transient and i != newest:
+                continue
+            sent = self._clock.monotonic()
+            try:
+                reading = self._source.get_usage(target, read.start, read.end,
+                                                 self._for_call(deadline))
+            except ApiError as error:
+                failed.append((read, error))
+                continue
+            # Taken at sending, by the API's clock as best known after this very answer.
+            read_at = int(self._api_clock.at(sent))
+            labels = self._buckets.answered(read.start, read.end, reading.labels)
+            if read.kind == "count" and self._buckets.hold(
+                    read.start, read.end, labels, self._checked_grid(self._config.poll.period)):
+                self._held(target, ledger, read, read_at)
+                failed.append((read, _held(read)))
+                continue
+            self._record(target, ledger, read, reading.totals, read_at)
+            health.strikes.pop(read.start, None)
+            succeeded = True
+        self._strike(target, ledger, health, failed, succeeded)
+        return failed[0][1] if failed else None
+
+    def _held(self, target: Target, ledger: Ledger, read: Read, read_at: int) -> None:
+        """A held answer for the stretch where a target's counting began (inside a bucket,
+        its labels say) is given up once that stretch has settled: it cannot be told from the
+        part of the bucket before the start, so it is never counted, as once the bucket is
+        measured (see _cut_at_buckets). Other held stretches wait for the measurement."""
+        first = _first_stretch(read)
+        if read.start != ledger.origin or first.end + self._config.poll.settle > read_at:
+            return
+        with self._lock:
+            seconds = ledger.give_up(first, "window_semantics")
+        if seconds:
+            log.info("target %s: [%d, %d], where counting began, holds usage of an API bucket "
+                     "that began before it: %d seconds given up", target.ident, read.start,
+                     first.end, seconds)
+
+    def _checked_grid(self, period: int) -> Grid:
+        grid = self._buckets.grid(period)
+        # A refusal found by this very answer: hold it like an answer for an unknown bucket.
+        return Grid(period) if isinstance(grid, Refusal) else grid
+
+    def _record(self, target: Target, ledger: Ledger, read: Read, totals: Totals,
+                read_at: int) -> None:
+        with self._lock:
+            errors, excess = ledger.additivity_errors, ledger.additivity_excess
+            ledger.record(read, totals, read_at)
+            found = ledger.additivity_errors > errors
+            excess = ledger.additivity_excess - excess
+        if found:
+            self._buckets.additivity_error(target.ident, excess)
+
+    def _cut_at_buckets(self, target: Target, ledger: Ledger, grid: Grid,
+                        reads: list[Read]) -> list[Read]:
+        """Give up, unread, the part of a bucket a count read would start inside (counting that
+        began before the bucket was measured, or a grid that was widened to the buckets): no
+        window the API answers can tell it from the rest of its bucket. Call under the lock."""
+        if grid.bucket is None:
+            return reads
+        kept = []
+        for read in reads:
+            if read.kind != "count" or grid.on_boundary(read.start):
+                kept.append(read)
+                continue
+            first = _first_stretch(read)
+            seconds = ledger.give_up(first, "window_semantics")
+            if seconds:
+                log.info("target %s: [%d, %d] starts inside one of the API's %d s buckets and "
+                         "cannot be read apart from it: %d seconds given up", target.ident,
+                         read.start, first.end, grid.bucket, seconds)
+        return kept
+
+    def _strike(self, target: Target, ledger: Ledger, health: _Health,
+                failed: list[tuple[Read, ApiError]], succeeded: bool) -> None:
+        if not succeeded:
+            return  # the target as a whole failed: an outage, not a range the API rejects
+        for read, error in failed:
+            if read.kind != "count" or error.category == "window_semantics":
+                continue  # held until the bucket is measured: waiting, not rejected
+            strikes = health.strikes[read.start] = health.strikes.get(read.start, 0) + 1
+            if strikes < MAX_STRIKES:
+                continue
+            with self._lock:
+                seconds = ledger.give_up(read, error.category)
+            health.strikes.pop(read.start, None)
+            if seconds:
+                log.error("target %s: gave up [%d, %d] after %d failed reads (%s); %d seconds "
+                          "of usage are not counted", target.ident, read.start, read.end,
+                          strikes, error.message, seconds)
+
+    def _ledger(self, ident: str, grid: Grid) -> Ledger | None:
+        """The target's ledger; a pending one gets its ledger once the API's time is known and
+        its buckets were looked for, starting at the API's time of the instant its counting
+        began (once the bucket is measured: the next bucket start). Call under the lock."""
+        ledger = self._ledgers.get(ident)
+        if ledger is None and self._api_clock.known and not self._buckets.needs_probe:
+            began = self._pending.pop(ident)
+            # The estimate errs early by up to a second (see apiclock): the next whole second
+            # keeps usage from before the start out.
+            origin = grid.first_boundary(int(self._api_clock.at(began)) + 1)
+            ledger = self._ledgers[ident] = Ledger(origin, grid.period, self._config.poll.settle,
+                                                   audit=True, offset=grid.offset)
+        return ledger
+
+    def _poll_windows(self, target: Target, health: _Health, deadline: float) -> None:
+        try:
+            self._read_windows(health, target, deadline)
+        except ApiError as error:
+            health.failures[error.category] += 1
+            if error.message != health.window_problem:
+                log.warning("target %s: window gauges not read: %s", target.ident, error.message)
+                health.window_problem = error.message
+        except Exception:
+            log.exception("internal error reading windows of target %s", target.ident)
+            health.failures["internal"] += 1
+        else:
+            health.window_problem = None
+
+    def _read_windows(self, health: _Health, target: Target, deadline: float) -> None:
+        started = self._clock.monotonic()
+        if started < health.next_window_read or not self._config.windows:
+            return
+        if started >= deadline:
+            return  # out of budget: the gauges keep their last values and time stamp
+        end = int(self._api_clock.now())
+        results = []
+        for window in self._config.windows:
+            totals = ZERO
+            for start, stop in window_slices(end, window.seconds):
+                reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
+                self._buckets.answered(start, stop, reading.labels)
+                totals += reading.totals
+            results.append((window, totals))
+        health.windows, health.windows_at = tuple(results), float(end)
+        health.next_window_read = started + self._config.poll.window_interval
+
+    def _for_call(self, deadline: float) -> float:
+        """A call retries until the target's budget for the cycle ends, but a call started late
+        still gets one full ``api.timeout``: slow answers must not starve the newest period."""
+        return max(deadline, self._clock.monotonic() + self._config.api.timeout)
+
+    def _failed(self, target: Target, health: _Health, error: ApiError) -> None:
+        health.up = False
+        health.failures[error.category] += 1
+        if not error.transient:
+            health.retry_at = self._clock.monotonic() + self._config.poll.permanent_error_retry
+        problem = f"{error.category}:{error.retcode}:{error.http_status}"
+        if problem != health.last_problem:  # log a change of state once, not every cycle
+            log.warning("target %s failing: %s", target.ident, error.message)
+            health.last_problem = problem
+
+    def _succeeded(self, target: Target, health: _Health) -> None:
+        if health.last_problem is not None:
+            log.info("target %s recovered", target.ident)
+        health.up, health.last_problem, health.retry_at = True, None, 0.0
+        health.last_success = self._clock.time()

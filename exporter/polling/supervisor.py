@@ -1,0 +1,74 @@
+"""Keeps the poll loop alive: unexpected errors are counted and logged once, and a heartbeat
+tells /-/healthy whether cycles still finish."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from prometheus_client import Counter
+
+from exporter.core.clock import Clock
+
+T = TypeVar("T")
+
+#: The parts of a cycle, in order; each can fail without stopping the others or the loop.
+STAGES = ("clock", "discovery", "poll", "cost", "state", "publish", "loop")
+#: /-/healthy fails when no cycle finished for this many times the longest a cycle may take.
+STALE_FACTOR = 5
+
+log = logging.getLogger("exporter.service")
+
+
+class StageGuard:
+    """Runs cycle stages so that no exception ends the loop; counts and logs what escapes."""
+
+    def __init__(self, errors: Counter) -> None:
+        self._errors = errors
+        for stage in STAGES:
+            errors.labels(stage)  # every stage exported at 0, so rate() and alerts work at once
+        self._seen: set[tuple[str, str]] = set()
+
+    def run(self, stage: str, work: Callable[[], T], fallback: T) -> T:
+        """``work()``, or ``fallback`` after counting and logging what it raised."""
+        try:
+            return work()
+        except Exception as error:  # noqa: BLE001 -- the point: nothing may end the poll loop
+            self.failed(stage, error)
+            return fallback
+
+    def failed(self, stage: str, error: Exception) -> None:
+        """Count ``error`` under ``stage``; log the first of each kind (traceback at debug)."""
+        self._errors.labels(stage).inc()
+        kind = (stage, type(error).__name__)
+        if kind in self._seen:
+            return
+        self._seen.add(kind)
+        log.error("unexpected %s in the poll loop's %s stage: %s; the loop goes on (counted in "
+                  "uminfer_poll_errors_total, traceback at debug level)", kind[1], stage,
+                  _short(error))
+        log.debug("traceback of the %s in the %s stage", kind[1], stage, exc_info=error)
+
+
+class Heartbeat:
+    """When the poll loop last finished a cycle, and whether that is recent enough."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = clock.monotonic()  # the first cycle is measured from the start
+
+    def beat(self) -> None:
+        """A cycle finished (whatever failed inside it: the loop is alive)."""
+        self._last = self._clock.monotonic()
+
+    def fresh(self, interval: float, timeout: float) -> bool:
+        """Whether a cycle finished within STALE_FACTOR x the longest one may take: the
+        interval or the API timeout, whichever is longer, plus one timeout for discovery."""
+        longest = max(interval, timeout) + timeout
+        return self._clock.monotonic() - self._last <= STALE_FACTOR * longest
+
+
+def _short(error: Exception) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in str(error)[:200])
+    return text or "(no message)"

@@ -11,11 +11,10 @@ import resource
 import sys
 
 from bench import samples
-from exporter.core.clock import SystemClock
-from exporter.core.usage import Totals
 from exporter.simulator.faults import FaultPlan
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.store import Event, EventStore
+from exporter.simulator.usage import Usage, WallClock
 
 PUBLIC_KEY = "bench-public"
 PRIVATE_KEY = "bench-private"  # a throwaway credential for loopback only
@@ -25,7 +24,7 @@ def store_for(count: int, now: float) -> EventStore:
     """One event per target a minute ago: every answer carries usage, none is expensive."""
     store = EventStore()
     store.add_many(
-        Event(int(now) - 60, now - 60, t.project, t.key, t.model, Totals(100, 20, 120, 1, 0))
+        Event(int(now) - 60, now - 60, t.project, t.key, t.model, Usage(100, 20, 120, 1, 0))
         for t in samples.targets(count))
     return store
 
@@ -33,7 +32,7 @@ def store_for(count: int, now: float) -> EventStore:
 def main(argv: list[str]) -> int:
     """Serve until stdin is closed; report CPU seconds and calls answered."""
     count, latency = int(argv[0]), float(argv[1])
-    clock = SystemClock()
+    clock = WallClock()
     faults = FaultPlan(seed=1)
     faults.set_latency(latency)
     server = SimulatorServer(store_for(count, clock.time()), {PUBLIC_KEY: PRIVATE_KEY}, clock,

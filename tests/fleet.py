@@ -11,6 +11,7 @@ from typing import Any
 from exporter.core.clock import SystemClock
 from exporter.core.usage import Totals
 from exporter.simulator import BucketPolicy, Event, EventStore, SimulatorServer
+from exporter.simulator.usage import Usage
 from tests.harness import Exporter, Series
 
 PUBLIC = "fleet-public-key"
@@ -61,10 +62,21 @@ def value(samples: Mapping[Series, float], name: str, key: str, **extra: str) ->
     return samples.get((name, labels(key, **extra)))
 
 
+def sim_usage(totals: Totals) -> Usage:
+    """The simulator's record of ``totals``: it shares no type with the exporter."""
+    return Usage(*totals.values())
+
+
+def as_totals(usage: Usage) -> Totals:
+    """The exporter's Totals for the simulator's ``usage``, to compare what each side says."""
+    return Totals(usage.input_tokens, usage.output_tokens, usage.tokens, usage.requests,
+                  usage.image_generations)
+
+
 def add_usage(sim: SimulatorServer, key: str, totals: Totals, ts: int | None = None) -> int:
     """Usage for ``key`` at ``ts`` (default: the current second), visible at once; its ts."""
     at = int(time.time()) if ts is None else ts
-    sim.store.add(Event(at, at, PROJECT, key, MODEL, totals))
+    sim.store.add(Event(at, at, PROJECT, key, MODEL, sim_usage(totals)))
     return at
 
 

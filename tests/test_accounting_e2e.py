@@ -88,7 +88,7 @@ def wait_exact(child: Exporter, sim: SimulatorServer, key: str, origin: int, wan
     wait_for(lambda: settled(child, key) >= after, timeout,
              lambda: f"{key} settled past {after}; now {settled(child, key)}")
     got = fleet.counters(child.metrics(), key)
-    truth = sim.store.truth(PROJECT, key, MODEL, origin, settled(child, key))
+    truth = fleet.as_totals(sim.store.truth(PROJECT, key, MODEL, origin, settled(child, key)))
     assert (got, truth) == (want, want)
 
 
@@ -311,7 +311,8 @@ def test_local_clock_an_hour_off_counts_exactly(tmp_path: Path, skew: int) -> No
         wait_until(origin + 1, "counting to begin")
         on_time, late = Totals(120, 30, 150, 2, 0), Totals(7, 3, 10, 1, 0)
         now = fleet.add_usage(sim, KEY, on_time)
-        sim.store.add(Event(now, now + 1.5, PROJECT, KEY, MODEL, late))  # within settle (2 s)
+        # Visible within settle (2 s):
+        sim.store.add(Event(now, now + 1.5, PROJECT, KEY, MODEL, fleet.sim_usage(late)))
         wait_exact(child, sim, KEY, origin, on_time + late, after=now)
         assert_on_api_time(child)
         assert child.stop() == 0

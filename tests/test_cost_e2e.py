@@ -17,6 +17,7 @@ from exporter.core.clock import SystemClock
 from exporter.core.usage import Totals
 from exporter.cost.pricing import cost_of
 from exporter.simulator import Catalog, Event, EventStore, SimKey, SimulatorServer
+from tests import fleet
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 
@@ -65,7 +66,7 @@ def labels(key: str, name: str) -> dict[str, str]:
 
 def use(sim: SimulatorServer, key: str, totals: Totals) -> None:
     now = int(time.time())
-    sim.store.add(Event(now, now, PROJECT, key, MODEL, totals))
+    sim.store.add(Event(now, now, PROJECT, key, MODEL, fleet.sim_usage(totals)))
 
 
 def tokens(exporter: Exporter, key: str, name: str) -> float | None:

@@ -180,8 +180,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Observed:
                 sim.faults.remove(rule)
             _until(lambda: _recovered(child.url, seen), 12)
             seen.rate_after = _rate(seen.after)
-            seen.truth = {k: sim.store.truth(fleet.PROJECT, k, fleet.MODEL, 0,
-                                             int(time.time()) + 1) for k in keys}
+            seen.truth = {k: fleet.as_totals(sim.store.truth(fleet.PROJECT, k, fleet.MODEL, 0,
+                                                              int(time.time()) + 1))
+                          for k in keys}
             assert child.process is not None
             seen.alive = child.process.poll() is None
             child.stop()

@@ -18,7 +18,7 @@ import requests
 from exporter.core.clock import SystemClock
 from exporter.core.usage import Totals
 from exporter.simulator import Event, EventStore, Fault, FaultKind, SimulatorServer
-from tests.fleet import SECOND_BUCKETS
+from tests.fleet import SECOND_BUCKETS, as_totals, sim_usage
 from tests.harness import Exporter, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +83,8 @@ def start_exporter(tmp_path: Path, sim: SimulatorServer, *args: str,
 def add(sim: SimulatorServer, target: tuple[str, str], totals: Totals, ts: int,
         visible_at: float | None = None) -> None:
     key, model = target
-    sim.store.add(Event(ts, ts if visible_at is None else visible_at, PROJECT, key, model, totals))
+    sim.store.add(Event(ts, ts if visible_at is None else visible_at, PROJECT, key, model,
+                        sim_usage(totals)))
 
 
 def counters(exporter: Exporter, target: tuple[str, str]) -> Totals:
@@ -130,7 +131,7 @@ def test_counts_on_time_and_late_usage_exactly_once(tmp_path: Path,
     wait_for(lambda: (gauge(exporter, "uminfer_settled_timestamp_seconds", CHAT) or 0) >= now,
              3 * PERIOD, "the period holding the usage to settle")
     assert counters(exporter, CHAT) == on_time + late
-    truth = simulator.store.truth(PROJECT, *CHAT, start, settled_past)
+    truth = as_totals(simulator.store.truth(PROJECT, *CHAT, start, settled_past))
     assert counters(exporter, CHAT) == truth
     # The window gauge is the API's total over the minute before its read: it includes the
     # usage from before counting began, which the counters rightly leave out.

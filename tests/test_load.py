@@ -82,7 +82,8 @@ def test_fifty_scrapers_do_not_disturb_polling(tmp_path: Path) -> None:
         expected = Totals(*(v * added for v in usage.values()))
         wait_for(lambda: all(fleet.counters(child.metrics(), k) == expected for k in KEYS), 10,
                  "every target's counters to match the usage added under load")
-        truth = sim.store.truth(fleet.PROJECT, KEYS[0], fleet.MODEL, 0, int(time.time()) + 1)
+        truth = fleet.as_totals(sim.store.truth(fleet.PROJECT, KEYS[0], fleet.MODEL, 0,
+                                                  int(time.time()) + 1))
         assert child.stop() == 0
     served, p99 = len(tally.latencies), _p99(tally.latencies)
     line = (f"load: {SCRAPERS} scrapers x {SECONDS:g}s, {served} scrapes served "

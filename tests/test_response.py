@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.api.errors import ApiError
-from exporter.api.response import MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
-from exporter.core.usage import API_FIELDS, Totals
+from exporter.api.response import API_FIELDS, MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
+from exporter.core.usage import Totals
 
 
 def ok(data: object, **extra: object) -> dict[str, object]:

@@ -1,21 +1,24 @@
 """The simulator's event store: inclusive windows, visibility, Usages rows."""
 
+import dataclasses
 import random
 
 import pytest
 
-from exporter.core.usage import Totals
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.store import ROW_TYPES, Event, EventStore
+from exporter.simulator.usage import Usage
+
+USAGE_FIELDS = [f.name for f in dataclasses.fields(Usage)]
 
 T0 = 1_700_000_000
 
 
-def usage(inp: int, out: int, requests: int = 1, images: int = 0) -> Totals:
-    return Totals(inp, out, inp + out, requests, images)
+def usage(inp: int, out: int, requests: int = 1, images: int = 0) -> Usage:
+    return Usage(inp, out, inp + out, requests, images)
 
 
-def ev(ts: int, totals: Totals, visible: float | None = None, model: str = "m") -> Event:
+def ev(ts: int, totals: Usage, visible: float | None = None, model: str = "m") -> Event:
     return Event(ts, float(ts) if visible is None else visible, "p", "k", model, totals)
 
 
@@ -24,7 +27,7 @@ def test_window_is_inclusive_at_both_ends() -> None:
     store.add_many([ev(T0, usage(1, 1)), ev(T0 + 10, usage(2, 2)), ev(T0 + 11, usage(4, 4))])
     at = T0 + 100
     assert store.query("p", "k", "m", T0, T0 + 10, at) == usage(3, 3, 2)
-    assert store.query("p", "k", "m", T0 + 1, T0 + 9, at) == Totals()
+    assert store.query("p", "k", "m", T0 + 1, T0 + 9, at) == Usage()
     assert store.query("p", "k", "m", T0 + 10, T0 + 10, at) == usage(2, 2)
 
 
@@ -44,7 +47,7 @@ def test_adjacent_windows_add_up() -> None:
 def test_late_events_are_invisible_until_visible_at() -> None:
     store = EventStore()
     store.add(ev(T0, usage(5, 5), visible=T0 + 30.5))
-    assert store.query("p", "k", "m", T0, T0, T0 + 30) == Totals()
+    assert store.query("p", "k", "m", T0, T0, T0 + 30) == Usage()
     assert store.query("p", "k", "m", T0, T0, T0 + 30.5) == usage(5, 5)
     assert store.truth("p", "k", "m", T0, T0) == usage(5, 5)
 
@@ -69,7 +72,7 @@ def test_rows_are_bucketed_and_consistent_with_totals() -> None:
     assert ("image_generation", 1, second, "m") in rows
     assert not [r for r in rows if r[0] == "image_generation" and r[2] == first]
     totals = store.query("p", "k", "m", T0, T0 + 119, T0 + 100)
-    for field, kind in zip(Totals.NAMES, ROW_TYPES, strict=True):
+    for field, kind in zip(USAGE_FIELDS, ROW_TYPES, strict=True):
         assert sum(r[1] for r in rows if r[0] == kind) == getattr(totals, field)
 
 
@@ -77,14 +80,14 @@ def test_targets_are_separate_and_models_listed() -> None:
     store = EventStore()
     store.add_many([ev(T0, usage(1, 0), model="a"), ev(T0, usage(2, 0), model="b")])
     assert store.query("p", "k", "a", T0, T0, T0).input_tokens == 1
-    assert store.query("p", "other", "a", T0, T0, T0) == Totals()
+    assert store.query("p", "other", "a", T0, T0, T0) == Usage()
     assert store.models("p", "k") == ["a", "b"]
     assert store.rows("x", "k", "a", T0, T0, T0, BucketPolicy(60)) == []
 
 
 def test_counts_beyond_int64_are_refused() -> None:
     with pytest.raises(OverflowError):
-        EventStore().add(ev(T0, Totals(2**63, 0, 2**63, 1, 0)))
+        EventStore().add(ev(T0, Usage(2**63, 0, 2**63, 1, 0)))
 
 
 # Hand-computed: T0 = 1_700_000_000 is 2023-11-14 22:13:20 UTC, so the hour began at

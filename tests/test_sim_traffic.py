@@ -3,10 +3,10 @@
 import pytest
 
 from exporter.core.clock import FakeClock
-from exporter.core.usage import Totals
 from exporter.simulator.build import demo_targets
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TargetSpec, TrafficGenerator
+from exporter.simulator.usage import Usage
 
 T0 = 1_700_000_000.0
 TARGETS = [
@@ -25,7 +25,7 @@ def generate(seed: int, steps: list[float], late_fraction: float = 0.1) -> Event
     return store
 
 
-def snapshot(store: EventStore) -> list[Totals]:
+def snapshot(store: EventStore) -> list[Usage]:
     return [
         store.query(t.project, t.key, t.model, int(T0) - 10, int(T0) + 1000, T0 + s)
         for t in TARGETS
@@ -72,7 +72,7 @@ def test_no_event_from_the_future_and_backfill_fills_history() -> None:
     traffic.backfill(3600)
     t = TARGETS[0]
     assert store.truth("", t.key, t.model, int(T0) - 3600, int(T0) - 1800).requests > 0
-    assert store.truth("", t.key, t.model, int(T0), 2**40) == Totals()
+    assert store.truth("", t.key, t.model, int(T0), 2**40) == Usage()
     with pytest.raises(RuntimeError, match="before traffic starts"):
         traffic.backfill(60)
 

@@ -10,11 +10,14 @@ import yaml
 
 from exporter.api.signing import sign
 from exporter.core.clock import FakeClock
-from exporter.core.usage import API_FIELDS, Totals
 from exporter.simulator import EventStore, SimulatorServer, build_simulator
 from exporter.simulator.__main__ import config_snippet, parse_args
 from exporter.simulator.build import DEMO_MODELS, demo_targets
 from exporter.simulator.store import Event
+from exporter.simulator.usage import Usage
+
+#: The answer's Data fields as api.md names them: spelt here, not taken from either side.
+DATA_FIELDS = ("InTotal", "OutTotal", "Total", "RequestTotal", "ImageGenerationNum")
 
 PUBLIC, PRIVATE = "pub-key", "priv-key"
 NOW = 1_700_003_600
@@ -47,11 +50,11 @@ def call(sim: SimulatorServer, p: dict[str, object], private: str = PRIVATE) -> 
 def add(sim: SimulatorServer, ts: int, inp: int, out: int, visible: float | None = None,
         model: str = "m") -> None:
     at = float(ts) if visible is None else visible
-    sim.store.add(Event(ts, at, "p", "k", model, Totals(inp, out, inp + out, 1, 0)))
+    sim.store.add(Event(ts, at, "p", "k", model, Usage(inp, out, inp + out, 1, 0)))
 
 
-def totals(body: dict[str, Any]) -> Totals:
-    return Totals(*(body["Data"][api] for api in API_FIELDS.values()))
+def totals(body: dict[str, Any]) -> Usage:
+    return Usage(*(body["Data"][api] for api in DATA_FIELDS))
 
 
 def test_signed_call_returns_the_documented_envelope(sim: SimulatorServer) -> None:
@@ -59,7 +62,7 @@ def test_signed_call_returns_the_documented_envelope(sim: SimulatorServer) -> No
     body = call(sim, params())
     assert body["RetCode"] == 0
     assert body["Action"] == "GetUMInferTokenUsageResponse"
-    assert totals(body) == Totals(100, 30, 130, 1, 0)
+    assert totals(body) == Usage(100, 30, 130, 1, 0)
     assert {"Type": "total", "Count": 130, "Timestamp": A + 10 - (A + 10) % 60, "Model": "m"} in (
         body["Data"]["Usages"]
     )
@@ -133,9 +136,9 @@ def test_adjacent_inclusive_windows_sum_to_the_whole(sim: SimulatorServer) -> No
 def test_late_usage_appears_when_the_clock_reaches_it(sim: SimulatorServer,
                                                       clock: FakeClock) -> None:
     add(sim, NOW - 5, 50, 5, visible=NOW + 20)
-    assert totals(call(sim, params())) == Totals()
+    assert totals(call(sim, params())) == Usage()
     clock.advance(20)
-    assert totals(call(sim, params())) == Totals(50, 5, 55, 1, 0)
+    assert totals(call(sim, params())) == Usage(50, 5, 55, 1, 0)
 
 
 def test_rows_agree_with_totals_across_models(sim: SimulatorServer) -> None:
@@ -145,7 +148,7 @@ def test_rows_agree_with_totals_across_models(sim: SimulatorServer) -> None:
     rows = body["Data"]["Usages"]
     assert {r["Model"] for r in rows} == {"m", "n"}
     kinds = dict(zip(("in", "out", "total", "request_count", "image_generation"),
-                     API_FIELDS.values(), strict=True))
+                     DATA_FIELDS, strict=True))
     for kind, api in kinds.items():
         assert sum(r["Count"] for r in rows if r["Type"] == kind) == body["Data"][api]
     one_model = call(sim, params())
@@ -176,11 +179,11 @@ def test_admin_inject_truth_and_stats(sim: SimulatorServer, clock: FakeClock) ->
     assert reply.json() == {"added": 2}
     query: dict[str, str | int] = {"project": "p", "key": "k", "model": "m", "start": A, "end": NOW}
     truth = requests.get(f"{sim.url}_sim/truth", params=query, timeout=5).json()
-    assert truth["visible"] == Totals(5, 2, 7, 1, 0).as_dict()
-    assert truth["total"] == Totals(45, 2, 47, 3, 3).as_dict()
-    assert totals(call(sim, params())) == Totals(5, 2, 7, 1, 0)
+    assert truth["visible"] == Usage(5, 2, 7, 1, 0).as_dict()
+    assert truth["total"] == Usage(45, 2, 47, 3, 3).as_dict()
+    assert totals(call(sim, params())) == Usage(5, 2, 7, 1, 0)
     clock.advance(100)
-    assert totals(call(sim, params(end=NOW + 100))) == Totals(45, 2, 47, 3, 3)
+    assert totals(call(sim, params(end=NOW + 100))) == Usage(45, 2, 47, 3, 3)
     stats = requests.get(f"{sim.url}_sim/stats", timeout=5).json()
     assert stats["by_retcode"] == {"0": 2}
     assert stats["usage_calls"] == [[A, NOW, "k", "m"], [A, NOW + 100, "k", "m"]]

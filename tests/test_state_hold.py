@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
 from exporter.core.clock import SystemClock
-from exporter.core.usage import Totals
 from exporter.service import Service
 from exporter.simulator import Event, EventStore, SimulatorServer
+from exporter.simulator.usage import Usage
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import parse_metrics
 
@@ -38,7 +38,7 @@ def test_unwritable_state_holds_metrics_then_resumes(tmp_path: Path,
             state=StateConfig(path=str(state)), targets=(TARGET,))
         service = Service(config, SystemClock(), CollectorRegistry(), lambda: config)
         store.add(Event(int(time.time()), 0, "org", TARGET.key, TARGET.model,
-                        Totals(5, 5, 10, 1, 0)))
+                        Usage(5, 5, 10, 1, 0)))
         with caplog.at_level(logging.ERROR, logger="exporter"):
             service.run_cycle()
             service.run_cycle()

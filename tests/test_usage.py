@@ -5,7 +5,8 @@ from dataclasses import fields
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.core.usage import API_FIELDS, ZERO, Totals
+from exporter.api.response import API_FIELDS
+from exporter.core.usage import ZERO, Totals
 
 counts = st.integers(min_value=0, max_value=2**53)
 totals = st.builds(Totals, counts, counts, counts, counts, counts)

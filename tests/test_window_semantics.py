@@ -58,7 +58,7 @@ def api(policy: BucketPolicy, lead: float) -> Iterator[tuple[SimulatorServer, Sh
     store = EventStore()
     now = int(clock.time())
     for ts in range(now - 9 * DAY, now - 60, 67):
-        store.add(Event(ts, ts, fleet.PROJECT, KEY, fleet.MODEL, USE))
+        store.add(Event(ts, ts, fleet.PROJECT, KEY, fleet.MODEL, fleet.sim_usage(USE)))
     with SimulatorServer(store, {fleet.PUBLIC: fleet.PRIVATE}, clock, buckets=policy) as sim:
         yield sim, clock
 
@@ -70,12 +70,12 @@ def config(url: str, period: str = "10s") -> dict[str, object]:
 
 def add(sim: SimulatorServer, clock: ShiftedClock, ts: int | None = None) -> int:
     at = int(clock.time()) if ts is None else ts
-    sim.store.add(Event(at, at, fleet.PROJECT, KEY, fleet.MODEL, USE))
+    sim.store.add(Event(at, at, fleet.PROJECT, KEY, fleet.MODEL, fleet.sim_usage(USE)))
     return at
 
 
 def truth(sim: SimulatorServer, start: int, end: int) -> Totals:
-    return sim.store.truth(fleet.PROJECT, KEY, fleet.MODEL, start, end)
+    return fleet.as_totals(sim.store.truth(fleet.PROJECT, KEY, fleet.MODEL, start, end))
 
 
 def watch(child: Exporter, sim: SimulatorServer, clock: ShiftedClock, until: float,

@@ -11,7 +11,7 @@ Vocabulary (one meaning each):
   ``end + settle`` by the API's clock) settles it; closed time is always a prefix
   ``[origin, cursor)``, folded into one sum.
 
-Every time here is a Unix second **by the API's clock** (see ``apiclock``); the ledger never
+Every time here is a Unix second **by the API's clock** (see ``api.clock``); the ledger never
 sees the local wall clock or the monotonic clock.
 """
 
@@ -79,7 +79,7 @@ class Ledger:
     def __init__(self, origin: int, period: int, settle: int, *, audit: bool = False,
                  offset: int = 0) -> None:
         """Periods are the cells between grid lines at ``offset + k * period`` (``offset`` is
-        not 0 only to follow API buckets that start elsewhere, see apibuckets)."""
+        not 0 only to follow API buckets that start elsewhere, see api.buckets)."""
         _check(period, settle, offset)
         self.origin, self.period, self.settle, self.audit = origin, period, settle, audit
         self.offset = offset
@@ -344,7 +344,7 @@ class Ledger:
         del self._audits[:len(queued)]
         final = sum((s.totals for s in queued), ZERO)
         self.late_after_settle += _clip(totals - final)
-        if not totals.dominates(final):  # the whole below its parts: see apibuckets
+        if not totals.dominates(final):  # the whole below its parts: see api.buckets
             self.additivity_errors += 1
             self.additivity_excess += _clip(final - totals)
         return True

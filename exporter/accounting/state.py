@@ -88,7 +88,7 @@ class StateStore:
 
     def load(self) -> StateDocument:
         """The saved document; empty if there is none; StateError (file moved aside) if bad:
-        size, depth and numbers are bounded (safejson), shapes checked, never a traceback."""
+        size, depth and numbers are bounded (core.safejson), shapes checked, never a traceback."""
         try:
             doc = load_or_set_aside(self.path, STATE_FILE, self._document, "state",
                                     self._clock.time())

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
-Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal",
-                   "window_semantics"]
-CATEGORIES: tuple[Category, ...] = get_args(Category)
+from exporter.core.failures import Category
 
 THROTTLED_RETCODE = 153
 _TRANSIENT_RETCODES = frozenset({110, 130, 150})

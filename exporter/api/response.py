@@ -8,7 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.api.errors import ApiError, retcode_error
-from exporter.core.usage import API_FIELDS, Reading, Totals
+from exporter.core.usage import Reading, Totals
+
+#: The answer's ``Data`` field for each Totals field, in exposition order.
+API_FIELDS: dict[str, str] = {
+    "input_tokens": "InTotal",
+    "output_tokens": "OutTotal",
+    "tokens": "Total",
+    "requests": "RequestTotal",
+    "image_generations": "ImageGenerationNum",
+}
 
 MAX_COUNT = 2**63 - 1
 ROW_TYPES = frozenset({"in", "out", "total", "request_count", "image_generation"})

@@ -1,4 +1,8 @@
-"""Reads raw YAML values at dotted paths: type checks, ${VAR} expansion, value rules, problems."""
+"""Reads raw YAML values at dotted paths: type checks, ${VAR} expansion, value rules, problems.
+
+One reader serves both files an operator writes: the exporter's config (with ``${VAR}``
+expansion) and the web config (the exporter-toolkit's format, taken literally).
+"""
 
 from __future__ import annotations
 
@@ -25,8 +29,12 @@ _PLAIN_KEY = re.compile(r"[^\s.\[\]\"]+")
 class Reader:
     """Reads raw YAML values at dotted paths, collecting every problem instead of stopping."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None,
+                 refused: Mapping[str, str] | None = None) -> None:
+        """``environ`` expands ``${VAR}`` (None: strings are taken literally); ``refused`` maps
+        keys and values that are known but not supported to the reason they are refused."""
         self.environ = environ
+        self.refused: Mapping[str, str] = refused or {}
         self.problems: list[str] = []
         self.secrets: list[str] = []  # every secret value seen, to scrub from the messages
 
@@ -47,7 +55,9 @@ class Reader:
         """A mapping of known ``keys``; unknown keys are problems, null values count as absent."""
         d = self.mapping(path, raw)
         for key in d:
-            if key not in keys:
+            if isinstance(key, str) and key in self.refused:
+                self.fail(join(path, key), self.refused[key])
+            elif key not in keys:
                 self.fail(join(path, key), f"unknown key (expected one of: {', '.join(keys)})")
         return {k: v for k, v in d.items() if isinstance(k, str) and k in keys and v is not None}
 
@@ -63,6 +73,8 @@ class Reader:
         if has_surrogate(raw):
             self.fail(path, "holds a lone surrogate (like \\ud800), which is not text")
             return None
+        if self.environ is None:
+            return raw
         before = len(self.problems)
         text = _ENV_REF.sub(lambda ref: self._resolve(path, ref), raw)
         if secret:
@@ -71,6 +83,7 @@ class Reader:
 
     def _resolve(self, path: str, ref: re.Match[str]) -> str:
         name = ref.group(1)
+        assert self.environ is not None  # only called when expanding
         if ref.group(0) == "$${":
             return "${"
         if name is None:
@@ -135,6 +148,23 @@ class Reader:
             return raw
         self.fail(path, f"expected true or false, got {got(raw)}")
         return None
+
+    def choice(self, path: str, raw: object, allowed: tuple[str, ...]) -> str | None:
+        """One of ``allowed``, or None after recording why not."""
+        text = self.string(path, raw)
+        if text is None or text in allowed:
+            return text
+        reason = f"must be one of {', '.join(allowed)}; got {_literal(text)}"
+        self.fail(path, self.refused.get(text, reason))
+        return None
+
+    def choices(self, path: str, raw: object, allowed: tuple[str, ...]) -> list[str]:
+        """The list's items that are among ``allowed``; every other item is a problem."""
+        if not isinstance(raw, list):
+            self.fail(path, f"expected a list, got {got(raw)}")
+            return []
+        chosen = [self.choice(f"{path}[{i}]", item, allowed) for i, item in enumerate(raw)]
+        return [item for item in chosen if item is not None]
 
     def strings(self, path: str, raw: object) -> tuple[str, ...] | None:
         """A list of strings (each ``${VAR}``-expanded)."""
@@ -228,6 +258,11 @@ _LONG = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.DOTALL)
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, _RENDERED, 200
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 10
+
+
+def _literal(text: str) -> str:
+    """A string as Python writes it (the web config's choices quote so), cut to one short line."""
+    return cut(repr(text[:100]))
 
 
 def got(value: object) -> str:

@@ -97,7 +97,7 @@ def load_strict(stream: str | bytes | IO[str] | IO[bytes]) -> object:
 def load_file(path: str, cap: int) -> object:
     """The YAML document in the regular file ``path`` of at most ``cap`` bytes.
 
-    OSError when it cannot be read (smallfile.FileRefusedError: not a regular file, too
+    OSError when it cannot be read (core.smallfile.FileRefusedError: not a regular file, too
     large), UnicodeDecodeError when it is not UTF-8, a YAMLError when it is not usable YAML.
     """
     return load_strict(read_capped(path, cap).decode("utf-8"))

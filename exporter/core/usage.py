@@ -1,18 +1,9 @@
-"""The five usage quantities the API reports, as one immutable value."""
+"""The five usage quantities the API reports, as one immutable value, and one answer of it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
-
-#: API field name for each Totals field, in exposition order.
-API_FIELDS: dict[str, str] = {
-    "input_tokens": "InTotal",
-    "output_tokens": "OutTotal",
-    "tokens": "Total",
-    "requests": "RequestTotal",
-    "image_generations": "ImageGenerationNum",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +16,8 @@ class Totals:
     requests: int = 0
     image_generations: int = 0
 
-    NAMES: ClassVar[tuple[str, ...]] = tuple(API_FIELDS)
+    NAMES: ClassVar[tuple[str, ...]] = ("input_tokens", "output_tokens", "tokens", "requests",
+                                         "image_generations")
 
     # Spelled out field by field: these are the accounting's hottest lines (a generic zip over
     # values() cost three times as much in the model-based proof).
@@ -76,7 +68,7 @@ ZERO = Totals()
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One answer of the usage API: its totals, and the distinct ``Usages[].Timestamp`` values
-    (ascending) it reported them under, which say how the API buckets time (see apibuckets)."""
+    (ascending) it reported them under, which say how the API buckets time (see api.buckets)."""
 
     totals: Totals
     labels: tuple[int, ...] = ()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from exporter.accounting.snapshot import DiscoverySnapshot, Snapshot, TargetSnapshot
-from exporter.api.errors import CATEGORIES
+from exporter.core.failures import CATEGORIES
 from exporter.cost.budgets import BudgetSnapshot
 
 _QUANTITIES: tuple[tuple[str, str, str], ...] = (

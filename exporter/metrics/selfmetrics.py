@@ -92,12 +92,12 @@ class SelfMetrics:
         build.labels(__version__, platform.python_version()).set(1)
 
     def additivity_error(self, excess_tokens: int) -> None:
-        """An audit found the whole below its parts (apibuckets' MismatchObserver)."""
+        """An audit found the whole below its parts (api.buckets' MismatchObserver)."""
         self.additivity_errors.inc()
         self.additivity_excess.inc(excess_tokens)
 
     def held(self) -> None:
-        """A count answer was held back (apibuckets' MismatchObserver)."""
+        """A count answer was held back (api.buckets' MismatchObserver)."""
         self.answers_held.inc()
 
     def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:

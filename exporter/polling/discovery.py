@@ -26,7 +26,7 @@ KEY_NAME_LABEL = "key_name"
 
 
 class KeySource(Protocol):
-    """What discovery needs from the API (``keyapi.KeyClient`` or a test double)."""
+    """What discovery needs from the API (``api.keys.KeyClient`` or a test double)."""
 
     def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
         """Every key of the project."""

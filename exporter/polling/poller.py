@@ -153,7 +153,7 @@ class Poller:
 
     @property
     def grid(self) -> Grid | Refusal:
-        """The period grid of the last cycle (see apibuckets)."""
+        """The period grid of the last cycle (see api.buckets)."""
         return self._grid
 
     def pending(self) -> dict[str, float]:
@@ -208,7 +208,7 @@ class Poller:
         return True
 
     def _regrid(self) -> None:
-        """Put every ledger on the grid the API's buckets allow (see apibuckets)."""
+        """Put every ledger on the grid the API's buckets allow (see api.buckets)."""
         grid = self._grid = self._buckets.grid(self._config.poll.period)
         if isinstance(grid, Refusal):
             return
@@ -384,7 +384,7 @@ class Poller:
         ledger = self._ledgers.get(ident)
         if ledger is None and self._api_clock.known and not self._buckets.needs_probe:
             began = self._pending.pop(ident)
-            # The estimate errs early by up to a second (see apiclock): the next whole second
+            # The estimate errs early by up to a second (see api.clock): the next whole second
             # keeps usage from before the start out.
             origin = grid.first_boundary(int(self._api_clock.at(began)) + 1)
             ledger = self._ledgers[ident] = Ledger(origin, grid.period, self._config.poll.settle,

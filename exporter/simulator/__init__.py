@@ -1,4 +1,8 @@
-"""The API simulator: event store, seeded traffic, injected faults, loopback HTTP server."""
+"""The API simulator: event store, seeded traffic, injected faults, loopback HTTP server.
+
+An independent oracle: it imports nothing from the exporter (own signature check, field names,
+totals and clock), so the exporter's mistakes cannot be its mistakes too.
+"""
 
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.build import build_simulator, demo_targets

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from exporter.core.clock import SystemClock
-from exporter.core.durations import parse_duration
 from exporter.simulator.buckets import MODES, BucketPolicy
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PUBLIC_KEY, build_simulator
 from exporter.simulator.traffic import TargetSpec
+from exporter.simulator.usage import WallClock
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -23,11 +23,16 @@ def _listen(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
 def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    """``90s``, ``1h30m`` or ``1d``: the simulator reads its own flags (no exporter code)."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 1h30m or 1d, got {text!r}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -77,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         buckets = BucketPolicy(int(args.bucket), int(args.bucket_utc_offset), args.windows,
                                rows=not args.no_usages)
         sim = build_simulator(
-            args.seed, args.keys, args.models, SystemClock(),
+            args.seed, args.keys, args.models, WallClock(),
             public_key=args.public_key, private_key=args.private_key, backfill=args.backfill,
             tick=args.tick, late_fraction=args.late_fraction, latency=args.latency,
             host=host, port=port, buckets=buckets,

@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from exporter.core.clock import Clock
-from exporter.core.usage import Totals
 from exporter.simulator.catalog import Catalog, SimKey, SimModel
 from exporter.simulator.faults import FaultPlan, rule_from_json
 from exporter.simulator.stats import CallStats
 from exporter.simulator.store import Event, EventStore
 from exporter.simulator.traffic import TrafficGenerator
+from exporter.simulator.usage import Clock, Usage
 
 Reply = tuple[int, dict[str, Any]]
 _MAX_COUNT = 2**63 - 1
@@ -40,7 +39,7 @@ def event_from_json(item: Mapping[str, Any]) -> Event:
     visible = float(item.get("visible_at", ts + float(item.get("delay", 0.0))))
     inp, out = _count(item, "input_tokens"), _count(item, "output_tokens")
     requests, images = _count(item, "requests"), _count(item, "image_generations")
-    totals = Totals(inp, out, inp + out, requests, images)
+    totals = Usage(inp, out, inp + out, requests, images)
     return Event(ts, visible, str(item.get("project", "")), item["key"], item["model"], totals)
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from exporter.core.usage import API_FIELDS, Totals
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.catalog import MAX_LIMIT, Catalog
 from exporter.simulator.faults import retcode_message
 from exporter.simulator.gatewaysig import flatten, signature
 from exporter.simulator.store import EventStore
+from exporter.simulator.usage import Usage
 
 USAGE_ACTION = "GetUMInferTokenUsage"
 LIST_KEYS_ACTION = "ListUMInferAPIKey"
@@ -109,12 +109,12 @@ def usage_data(store: EventStore, query: UsageQuery, at: float, policy: BucketPo
     """The ``Data`` object: totals visible at ``at`` plus per-bucket ``Usages`` rows, the window
     counted as ``policy`` says (``exact`` by default)."""
     models = [query.model] if query.model else store.models(query.project, query.key)
-    totals, rows = Totals(), []
+    totals, rows = Usage(), []
     for model in models:
         args = (query.project, query.key, model, query.start, query.end, at)
         totals += store.query(*args, policy)
         rows += store.rows(*args, policy)
-    data: dict[str, Any] = {api: getattr(totals, name) for name, api in API_FIELDS.items()}
+    data: dict[str, Any] = dict(totals.data())
     if not policy.rows:
         return data
     data["Usages"] = [

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from exporter.core.clock import Clock
 from exporter.simulator.buckets import BucketPolicy
 from exporter.simulator.faults import FaultPlan
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TargetSpec, TrafficGenerator
+from exporter.simulator.usage import Clock
 
 DEMO_PUBLIC_KEY = "demo-public"
 DEMO_PRIVATE_KEY = "demo-private"  # a published demo credential, not a secret

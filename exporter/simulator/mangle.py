@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from exporter.core.usage import API_FIELDS
 from exporter.simulator.faults import Fault, FaultKind
+from exporter.simulator.usage import DATA_FIELDS
 
 Body = dict[str, Any]
 _ABSURD = 2**64  # beyond int64 and uint64 alike: no exporter may export it
@@ -18,7 +18,7 @@ def _counts(body: Body, change: Callable[[int], object]) -> Body:
     """Apply ``change`` to the five totals and every ``Usages[].Count``."""
     data = body.get("Data")
     if isinstance(data, dict):
-        for name in API_FIELDS.values():
+        for name in DATA_FIELDS:
             if isinstance(data.get(name), int):
                 data[name] = change(data[name])
         for row in data.get("Usages") or []:

@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from exporter.core.clock import Clock
 from exporter.simulator import api, mangle
 from exporter.simulator.admin import Admin
 from exporter.simulator.buckets import BucketPolicy
@@ -23,6 +22,7 @@ from exporter.simulator.outcome import Outcome, transport_outcome
 from exporter.simulator.stats import NO_RESPONSE, CallStats, StatsSnapshot
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TrafficGenerator
+from exporter.simulator.usage import Clock
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.core.usage import Totals
 from exporter.simulator.buckets import BucketPolicy
+from exporter.simulator.usage import Usage
 
-#: ``Usages[].Type`` for each Totals field, in field order (``total`` repeats in + out).
+#: ``Usages[].Type`` for each Usage field, in field order (``total`` repeats in + out).
 ROW_TYPES = ("in", "out", "total", "request_count", "image_generation")
 
 Row = tuple[str, int, int, str]
@@ -29,7 +29,7 @@ class Event:
     project: str
     key: str
     model: str
-    totals: Totals
+    totals: Usage
 
 
 class _Series:
@@ -46,7 +46,7 @@ class _Series:
 
     def add(self, event: Event) -> None:
         t = event.totals
-        # Attribute access, not Totals.values(): this runs once per event, millions of times.
+        # Attribute access, not a method call: this runs once per event, millions of times.
         values = (t.input_tokens, t.output_tokens, t.tokens, t.requests, t.image_generations)
         # Traffic arrives in ts order, so appending is the common case; injected
         # events may land in the past and pay for an insert.
@@ -64,9 +64,9 @@ class _Series:
         span = range(bisect_left(self.ts, start), bisect_right(self.ts, end))
         return [i for i in span if visible[i] <= at]
 
-    def total(self, indexes: Iterable[int]) -> Totals:
+    def total(self, indexes: Iterable[int]) -> Usage:
         chosen = list(indexes)
-        return Totals(*(sum(column[i] for i in chosen) for column in self.counts))
+        return Usage(*(sum(column[i] for i in chosen) for column in self.counts))
 
     def buckets(self, indexes: Iterable[int], policy: BucketPolicy) -> dict[int, list[int]]:
         """Per-bucket sums of the five quantities, keyed by the bucket's first second."""
@@ -104,7 +104,7 @@ class EventStore:
     def query(  # noqa: PLR0917 -- the API's own parameters, in the API's order
         self, project: str, key: str, model: str, start: int, end: int, at: float,
         policy: BucketPolicy | None = None,
-    ) -> Totals:
+    ) -> Usage:
         """Sum of the events the window ``[start, end]`` counts under ``policy`` (by default:
         start <= ts <= end) that are visible at ``at``."""
         if policy is not None:
@@ -112,7 +112,7 @@ class EventStore:
         with self._lock:
             series = self._series.get((project, key, model))
             if series is None:
-                return Totals()
+                return Usage()
             return series.total(series.indexes(start, end, at))
 
     def rows(  # noqa: PLR0917 -- the API's own parameters, in the API's order
@@ -134,7 +134,7 @@ class EventStore:
             if count
         ]
 
-    def truth(self, project: str, key: str, model: str, start: int, end: int) -> Totals:
+    def truth(self, project: str, key: str, model: str, start: int, end: int) -> Usage:
         """Everything that happened in [start, end], visible yet or not."""
         return self.query(project, key, model, start, end, float("inf"))
 

@@ -8,9 +8,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.core.clock import Clock
-from exporter.core.usage import Totals
 from exporter.simulator.store import Event, EventStore
+from exporter.simulator.usage import Clock, Usage
 
 _DAY = 86400
 _IMAGE_HINTS = ("image", "flux", "diffusion", "sdxl", "kolors", "dall")
@@ -148,5 +147,5 @@ class TrafficGenerator:
         ts = start + rng.randrange(max(1, int(self._tick)))
         late = rng.random() < self._late_fraction
         visible = ts + rng.uniform(0, self._late_max) if late else float(ts)
-        totals = Totals(inp, out, inp + out, requests, images)
+        totals = Usage(inp, out, inp + out, requests, images)
         return Event(ts, visible, target.project, target.key, target.model, totals)

@@ -20,13 +20,22 @@ import bcrypt
 import yaml
 
 from exporter.config import ConfigError
-from exporter.config.webreader import Problems
+from exporter.config.reader import Reader, scrub
 from exporter.config.yamlstrict import load_file
 from exporter.core.clock import Clock, SystemClock
 from exporter.web.security import MAX_BCRYPT_COST, REALM, BasicAuth, Checker
 from exporter.web.tls import parse_tls
 
-# The runtime half lives in websecurity; these names stay importable from here for callers.
+_UNVERIFIED = ("not supported: Python's ssl cannot accept a client certificate without verifying"
+               " it; use RequireAndVerifyClientCert with client_ca_file")
+_REFUSED = {  # keys and values the toolkit knows, refused with a reason instead of "unknown"
+    "rate_limit": "not supported by uminfer-exporter; rate-limit in a reverse proxy",
+    "client_allowed_sans": "not supported by uminfer-exporter; use a dedicated client CA instead",
+    "RequireAnyClientCert": _UNVERIFIED,
+    "RequireClientCert": _UNVERIFIED,  # the toolkit's old spelling of RequireAnyClientCert
+}
+
+# The runtime half lives in web.security; these names stay importable from here for callers.
 __all__ = ["REALM", "Checker", "WebConfig", "check_web_config", "load_web_config"]
 
 _HEADERS: dict[str, tuple[str, ...]] = {  # the toolkit's fixed set; () means any value
@@ -77,14 +86,14 @@ class WebConfig:
 
 def load_web_config(path: str) -> WebConfig:
     """Read and validate the web config at ``path``; raise ConfigError listing every problem."""
-    problems = Problems()
-    raw = _read_yaml(problems, path)
-    top = problems.section("", raw, _TOP)
-    tls = parse_tls(problems, top.get("tls_server_config"), Path(path).parent)
-    headers = _headers(problems, top.get("http_server_config"))
-    users = _users(problems, top.get("basic_auth_users"))
-    if problems:
-        raise ConfigError(list(problems))
+    reader = Reader(refused=_REFUSED)  # the toolkit's format has no ${VAR} expansion
+    raw = _read_yaml(reader, path)
+    top = reader.section("", raw, _TOP)
+    tls = parse_tls(reader, top.get("tls_server_config"), Path(path).parent)
+    headers = _headers(reader, top.get("http_server_config"))
+    users = _users(reader, top.get("basic_auth_users"))
+    if reader.problems:
+        raise ConfigError(scrub(reader.problems, reader.secrets))
     return WebConfig(headers=headers, users=users, tls=tls)
 
 
@@ -97,50 +106,50 @@ def check_web_config(path: str) -> list[str]:
     return []
 
 
-def _read_yaml(problems: Problems, path: str) -> object:
+def _read_yaml(reader: Reader, path: str) -> object:
     try:
         return load_file(path, WEB_CONFIG_CAP)  # a duplicate key is an error, not an override
     except OSError as exc:
-        problems.fail(path, f"file not readable ({exc.strerror})")
+        reader.fail(path, f"file not readable ({exc.strerror})")
     except UnicodeDecodeError:
-        problems.fail(path, "not UTF-8 text")
+        reader.fail(path, "not UTF-8 text")
     except yaml.YAMLError as exc:
         # Only the position: str(exc) quotes the offending line, which may hold a key or hash.
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
-        problems.fail(where, f"invalid YAML: {getattr(exc, 'problem', None) or 'syntax error'}")
+        reader.fail(where, f"invalid YAML: {getattr(exc, 'problem', None) or 'syntax error'}")
     return None
 
 
-def _headers(problems: Problems, raw: object) -> tuple[tuple[str, str], ...]:
-    d = problems.section("http_server_config", raw, ("http2", "headers"))
-    problems.flag("http_server_config.http2", d.get("http2"))  # accepted; we serve HTTP/1.1
-    headers = problems.section("http_server_config.headers", d.get("headers"), tuple(_HEADERS))
+def _headers(reader: Reader, raw: object) -> tuple[tuple[str, str], ...]:
+    d = reader.section("http_server_config", raw, ("http2", "headers"))
+    reader.flag("http_server_config.http2", d.get("http2"))  # accepted; we serve HTTP/1.1
+    headers = reader.section("http_server_config.headers", d.get("headers"), tuple(_HEADERS))
     pairs = []
     for name, value in headers.items():
         path = f"http_server_config.headers.{name}"
         allowed = _HEADERS[name]
-        chosen = problems.choice(path, value, allowed) if allowed else problems.string(path, value)
+        chosen = reader.choice(path, value, allowed) if allowed else reader.string(path, value)
         if chosen is not None:
             pairs.append((name, chosen))
     return tuple(pairs)
 
 
-def _users(problems: Problems, raw: object) -> tuple[tuple[str, str], ...]:
+def _users(reader: Reader, raw: object) -> tuple[tuple[str, str], ...]:
     if raw is not None and not isinstance(raw, dict):
-        problems.fail("basic_auth_users", f"expected a mapping, got {type(raw).__name__}")
+        reader.fail("basic_auth_users", f"expected a mapping, got {type(raw).__name__}")
         return ()
     users = []
     for name, stored in (raw or {}).items():
         path = f"basic_auth_users.{name}"
         if not isinstance(name, str) or not name or ":" in name:
-            problems.fail(path, "a user name must be a non-empty string without ':'")
+            reader.fail(path, "a user name must be a non-empty string without ':'")
         elif not isinstance(stored, str) or not (match := _BCRYPT.fullmatch(stored)):
             # Never echo the value: it is a password hash, or worse, a plain password.
-            problems.fail(path, f"not a bcrypt hash; make one with: {_HTPASSWD}")
+            reader.fail(path, f"not a bcrypt hash; make one with: {_HTPASSWD}")
         elif int(match.group(1)) > MAX_BCRYPT_COST:
             # Every request with a wrong password or an unknown user pays this cost too.
-            problems.fail(path, f"bcrypt cost {match.group(1)} is above {MAX_BCRYPT_COST}, which "
+            reader.fail(path, f"bcrypt cost {match.group(1)} is above {MAX_BCRYPT_COST}, which "
                                 f"would let wrong passwords tie up the CPU; rehash with: "
                                 f"{_HTPASSWD}")
         else:

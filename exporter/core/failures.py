@@ -1,0 +1,9 @@
+"""Why a target's read failed: the ``reason`` label values, known before any failure."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal",
+                   "window_semantics"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)

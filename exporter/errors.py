@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Literal, get_args
 
 Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal",
@@ -15,6 +17,14 @@ _SERVICE_SPECIFIC_FLOOR = 2000
 # RetCodes come from the server; bound what can become a metric label value.
 _MAX_LABELLED_RETCODE = 99_999
 _MAX_API_MESSAGE = 200
+# Secrets are masked as values, not as text: a secret shorter than _MIN_SECRET is no real key
+# (a private key is 40 hex digits) and masking it would garble prose (a key "wrong" would turn
+# "signature wrong" into "signature [redacted]"). Up to _ANYWHERE characters a secret is masked
+# only as a whole token (not inside a longer word); from there on a chance match in prose is
+# implausible, so it is masked wherever it appears, even glued to other text.
+_MIN_SECRET = 8
+_ANYWHERE = 16
+_ALNUM = r"[^\W_]"
 
 _HINTS: dict[int, str] = {
     110: "gateway timeout: the API gave up after 60 s",
@@ -88,11 +98,9 @@ class ApiError(Exception):
         return str(self.retcode)
 
     def redacted(self, secrets: tuple[str, ...]) -> ApiError:
-        """A copy whose message has every non-empty secret replaced (defence in depth)."""
-        message = self.message
-        for secret in secrets:
-            if secret:
-                message = message.replace(secret, "[redacted]")
+        """A copy whose message has every secret value masked (defence in depth); see
+        :func:`mask_secrets` for which occurrences count as the value."""
+        message = mask_secrets(self.message, secrets, "[redacted]")
         if message == self.message:
             return self
         copy = ApiError(self.category, message, retcode=self.retcode,
@@ -100,6 +108,22 @@ class ApiError(Exception):
                         throttled=self.throttled, retry_after=self.retry_after)
         copy.__cause__ = self.__cause__
         return copy
+
+
+def mask_secrets(text: str, secrets: Iterable[str], replacement: str) -> str:
+    """``text`` with each occurrence of a secret value replaced by ``replacement``.
+
+    Secrets under 8 characters are left alone; those under 16 are masked only where they stand
+    as a whole token (no letter or digit right before or after); longer ones everywhere.
+    Longest first, so a secret that contains another is masked whole.
+    """
+    for secret in sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True):
+        if len(secret) >= _ANYWHERE:
+            text = text.replace(secret, replacement)
+        else:
+            token = re.compile(f"(?<!{_ALNUM}){re.escape(secret)}(?!{_ALNUM})")
+            text = token.sub(lambda _: replacement, text)
+    return text
 
 
 def retcode_error(code: int, api_message: object) -> ApiError:

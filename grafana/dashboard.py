@@ -17,7 +17,15 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh, VariableSort
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    DynamicConfigValue,
+    MatcherConfig,
+    ValueMap,
+    ValueMappingResult,
+    VariableRefresh,
+    VariableSort,
+)
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 UID = "uminfer-exporter"
@@ -27,6 +35,15 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 EXPORTER = 'instance=~"$instance"'
 TARGET = f'{EXPORTER}, project_id=~"$project_id", key_id=~"$key_id", model=~"$model"'
 TOKEN_KINDS = (("input", "uminfer_input_tokens_total"), ("output", "uminfer_output_tokens_total"))
+# Grafana's unit for each currency code the cost series may carry (label `currency`); a series
+# whose legend ends in the code gets it. Codes not listed show as plain numbers with the code
+# in the legend.
+CURRENCY_UNITS = (("USD", "currencyUSD"), ("EUR", "currencyEUR"), ("GBP", "currencyGBP"),
+                  ("JPY", "currencyJPY"), ("CNY", "currency:¥"), ("HKD", "currency:HK$"),
+                  ("SGD", "currency:S$"), ("KRW", "currencyKRW"), ("INR", "currencyINR"))
+# Labels every per-target series has, each with its own variable: the rest are the targets'
+# static labels (e.g. team), offered by $group for breakdowns.
+BUILT_IN = ("__name__", "job", "instance", "project_id", "key_id", "model", "key_name")
 
 
 def query(expr: str, legend: str = "__auto", *, instant: bool = False) -> prometheus.Dataquery:
@@ -42,21 +59,37 @@ def _with_queries(panel: Any, title: str, about: str, queries: list[prometheus.D
     return panel.title(title).description(about).datasource(DATASOURCE)
 
 
+MONEY = "money"  # the unit of a panel whose series each end in their currency code
+
+
+def in_currency(panel: Any) -> Any:
+    """``panel`` with each currency's unit on the series whose legend ends in its code."""
+    for code, unit in CURRENCY_UNITS:
+        panel = panel.with_override(MatcherConfig("byRegexp", f"/(^|\\s){code}$/"),
+                                    [DynamicConfigValue("unit", unit)])
+    return panel
+
+
 def graph(title: str, about: str, unit: str, *queries: prometheus.Dataquery,
           width: int = 12) -> timeseries.Panel:
-    """A time series panel with a table legend showing mean and max."""
+    """A time series panel with a table legend showing mean and max; ``unit`` MONEY puts each
+    series in its currency (legends must end in ``{{currency}}``)."""
     legend = (cb.VizLegendOptions().display_mode(common.LegendDisplayMode.TABLE)
               .placement(common.LegendPlacement.BOTTOM).show_legend(True)
               .calcs(["mean", "max"]))
-    panel = timeseries.Panel().unit(unit).height(8).span(width).legend(legend).fill_opacity(10)
+    panel = (timeseries.Panel().unit("none" if unit == MONEY else unit).height(8).span(width)
+             .legend(legend).fill_opacity(10))
+    panel = in_currency(panel) if unit == MONEY else panel
     return _with_queries(panel, title, about, list(queries))  # type: ignore[no-any-return]
 
 
 def single(title: str, about: str, unit: str, *queries: prometheus.Dataquery,
            width: int = 4, height: int = 4) -> stat.Panel:
-    """A stat panel showing the latest value of each query."""
+    """A stat panel showing the latest value of each query (``unit`` as in :func:`graph`)."""
     reduce = cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
-    panel = stat.Panel().unit(unit).height(height).span(width).reduce_options(reduce)
+    panel = (stat.Panel().unit("none" if unit == MONEY else unit).height(height).span(width)
+             .reduce_options(reduce))
+    panel = in_currency(panel) if unit == MONEY else panel
     return _with_queries(panel, title, about, list(queries))  # type: ignore[no-any-return]
 
 
@@ -134,27 +167,37 @@ def cost_rows() -> Iterator[db.Row | Any]:
     spend = in_range("uminfer_cost_total", "currency")
     yield single("Spend (selected range)", "Money spent in the selected time range, by "
                  "currency: each counted increment at the price in force when it was counted.",
-                 "short", query(spend, "{{currency}}", instant=True), width=8, height=8)
-    yield graph("Spend rate by model", "Money per hour, by model and currency.", "short",
+                 MONEY, query(spend, "{{currency}}", instant=True), width=8, height=8)
+    yield graph("Spend rate by model", "Money per hour, by model, in each currency.", MONEY,
                 query(f"3600 * {rate('uminfer_cost_total', 'model, currency')}",
                       "{{model}} {{currency}}"), width=8)
-    yield ranking("Top keys by spend (selected range)", "The ten keys that cost most.",
-                  f"topk(10, {in_range('uminfer_cost_total', 'project_id, key_id, currency')})")
+    yield ranking("Top keys by spend (selected range)", "The ten keys that cost most; the "
+                  "currency column says in what.",
+                  f"topk(10, {in_range('uminfer_cost_total', 'project_id, key_id, currency')})",
+                  unit="none")
+    yield graph("Spend by $group (selected range)", "Money spent in the selected time range "
+                "by the targets' static label chosen in \"Break down by\" (e.g. team).",
+                MONEY, query(in_range("uminfer_cost_total", "$group, currency"),
+                             "{{$group}} {{currency}}"), width=8)
     yield graph("Cost in trailing windows", "uminfer_window_cost: the window's usage at the "
-                "prices in force now.", "short",
+                "prices in force now.", MONEY,
                 query(f"sum by (window, currency) (uminfer_window_cost{{{TARGET}}})",
                       "{{window}} {{currency}}"), width=8)
-    budget = f"uminfer_budget_used{{{EXPORTER}}}"
-    yield graph("Budget use vs limit", "Each budget's use in its current period (rising from "
-                "0 at the period start) against its limit, in the budget's unit.", "short",
-                query(f"max by (budget, unit) ({budget})", "{{budget}} used ({{unit}})"),
-                query(f"max by (budget, unit) (uminfer_budget_limit{{{EXPORTER}}})",
-                      "{{budget}} limit"), width=8)
     yield single("Budget used (share of limit)", "Use this period divided by the limit; "
                  "over 100% means the budget is exceeded.", "percentunit",
-                 query(f"max by (budget) ({budget}) / max by (budget) "
+                 query(f"max by (budget) (uminfer_budget_used{{{EXPORTER}}}) / max by (budget) "
                        f"(uminfer_budget_limit{{{EXPORTER}}})", "{{budget}}", instant=True),
                  width=8, height=8)
+    # Token and money budgets apart: one axis cannot hold 5,000,000 tokens and $50.
+    for kind, selector, unit, legend in (("Token", 'unit="tokens"', "short", ""),
+                                         ("Money", 'unit!="tokens"', MONEY, " {{unit}}")):
+        scoped = f'{EXPORTER}, {selector}'
+        yield graph(f"{kind} budgets: use vs limit", "Each budget's use in its current period "
+                    "(rising from 0 at the period start) against its limit.", unit,
+                    query(f"max by (budget, unit) (uminfer_budget_used{{{scoped}}})",
+                          f"{{{{budget}}}} used{legend}"),
+                    query(f"max by (budget, unit) (uminfer_budget_limit{{{scoped}}})",
+                          f"{{{{budget}}}} limit{legend}"))
 
 
 def consumer_rows() -> Iterator[db.Row | Any]:
@@ -164,12 +207,16 @@ def consumer_rows() -> Iterator[db.Row | Any]:
                   f"topk(10, {in_range('uminfer_tokens_total', 'project_id, key_id')})")
     yield ranking("Top models by tokens (selected range)", "The cost drivers: tokens by model.",
                   f"topk(10, {in_range('uminfer_tokens_total', 'model')})")
-    fast = f"sum by (key_id) (rate(uminfer_tokens_total{{{TARGET}}}[15m]))"
-    slow = f"sum by (key_id) (rate(uminfer_tokens_total{{{TARGET}}}[1d]))"
+    by = "project_id, key_id, model"
+    fast = f"sum by ({by}) (rate(uminfer_tokens_total{{{TARGET}}}[15m]))"
+    slow = f"sum by ({by}) (rate(uminfer_tokens_total{{{TARGET}}}[1d]))"
     yield ranking("Who is spiking (15m rate / 1d rate)",
-                  "Keys whose token rate of the last 15 minutes is highest against their own "
-                  "average of the last day; 1 is normal.",
+                  "Key and model pairs whose token rate of the last 15 minutes is highest "
+                  "against their own average of the last day; 1 is normal.",
                   f"topk(10, {fast} / {slow})", unit="none")
+    yield graph("Tokens by $group", "Tokens per second by the targets' static label chosen "
+                "in \"Break down by\" (e.g. team).", "short",
+                query(rate("uminfer_tokens_total", "$group"), "{{$group}}"), width=24)
 
 
 def health_rows() -> Iterator[db.Row | Any]:
@@ -196,10 +243,12 @@ def health_rows() -> Iterator[db.Row | Any]:
                 *quantiles("uminfer_api_request_duration_seconds"), width=8)
     yield graph("Poll duration", "Duration of whole poll cycles.", "s",
                 *quantiles("uminfer_poll_duration_seconds"), width=8)
-    yield graph("API rate limit", "Requests per second the exporter allows itself (lowered "
-                "while throttled; 0 is unlimited).", "reqps",
-                query(f"max by (instance) (uminfer_api_rate_limit_requests_per_second"
-                      f"{{{EXPORTER}}})", "{{instance}}"), width=8)
+    unlimited = ValueMap({"0": ValueMappingResult(text="unlimited", color="green")})
+    yield single("API rate limit", "Requests per second the exporter allows itself (lowered "
+                 "while throttled); \"unlimited\" when api.rate_limit is 0.", "reqps",
+                 query(f"max by (instance) (uminfer_api_rate_limit_requests_per_second"
+                       f"{{{EXPORTER}}})", "{{instance}}", instant=True),
+                 width=8, height=8).mappings([unlimited])
     yield single("Problems (selected range)", "Poll overruns, readings revised downwards, "
                  "tokens that came after settling, backfill seconds skipped; and whether the "
                  "last config reload worked (1).", "short", *(
@@ -250,6 +299,12 @@ def build() -> dict[str, Any]:
         expr = f"label_values(uminfer_up{{{scope}}}, {name})"
         board = board.with_variable(variable(name, label, expr))
         scope += f', {name}=~"${name}"'
+    # Breakdowns by the targets' static labels in use, whatever the config names them.
+    board = board.with_variable(
+        db.QueryVariable("group").label("Break down by").datasource(DATASOURCE)
+        .query(f"label_names(uminfer_up{{{EXPORTER}}})")
+        .regex(f"/^(?!({'|'.join(BUILT_IN)})$).+$/")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC))
     for panel_id, row in enumerate((*usage_rows(), *cost_rows(), *consumer_rows(),
                                              *health_rows()), start=1):
         board = board.with_row(row.id(panel_id)) if isinstance(row, db.Row) \

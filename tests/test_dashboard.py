@@ -24,6 +24,9 @@ GRAFANA_11_SCHEMA = range(39, 42)  # 11.0 ... 11.6
 # What Grafana puts in for its built-in variables, at a scale that suits a 1 s scrape.
 BUILTINS = {"__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
 LABEL_VALUES = re.compile(r"^label_values\((?:(?P<match>.+),\s*)?(?P<label>\w+)\)$")
+LABEL_NAMES = re.compile(r"^label_names\((?P<match>.*)\)$")
+# Single-value variables whose value names a label: what the test picks (--demo's static label).
+CHOSEN = {"group": "team"}
 
 
 def dashboard() -> dict[str, Any]:
@@ -51,7 +54,7 @@ def substitute(expr: str, names: set[str]) -> str:
             return BUILTINS[name]
         if name not in names:
             raise KeyError(f"the dashboard uses ${name}, which it does not define")
-        return ".*"  # every variable is multi-value with "All" = .*
+        return CHOSEN.get(name, ".*")  # the other variables are multi-value, "All" = .*
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
 
 
@@ -137,8 +140,11 @@ def demo_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promet
 def run_query(prometheus: Prometheus, kind: str, expr: str) -> list[Any]:
     """Run one dashboard query the way Grafana would; the result rows."""
     if kind == "variable":
+        names = LABEL_NAMES.match(expr)
+        if names:
+            return list(prometheus.api("labels", **{"match[]": names["match"]}))
         found = LABEL_VALUES.match(expr)
-        assert found, f"not a label_values() query: {expr}"
+        assert found, f"not a label_values() or label_names() query: {expr}"
         return prometheus.label_values(found["label"], found["match"])
     return prometheus.query(expr) if kind == "instant" else prometheus.query_range(expr, 60)
 
@@ -185,3 +191,83 @@ def test_rules_load_and_record_on_demo(demo_prometheus: Prometheus) -> None:
         demo_prometheus.wait_query(name, 30)
     unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] == "err"]
     assert unhealthy == []
+
+
+def panel(board: dict[str, Any], title: str) -> dict[str, Any]:
+    """The panel called ``title``."""
+    found = [p for p in panels(board) if p["title"] == title]
+    assert len(found) == 1, title
+    return found[0]
+
+
+def units(p: dict[str, Any]) -> dict[str, str]:
+    """The panel's unit ("default") and each currency override's, by matcher pattern."""
+    found = {"default": p["fieldConfig"]["defaults"].get("unit", "")}
+    for override in p["fieldConfig"]["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "unit":
+                found[override["matcher"]["options"]] = prop["value"]
+    return found
+
+
+def test_cost_panels_are_in_each_series_currency() -> None:
+    board = dashboard()
+    cost = [p for p in panels(board)
+            if any("uminfer_cost_total" in t["expr"] or "uminfer_window_cost" in t["expr"]
+                   for t in p["targets"]) and p["type"] != "table"]
+    assert len(cost) >= 4
+    for p in cost:
+        shown = units(p)
+        assert shown["default"] != "short", p["title"]
+        assert shown["/(^|\\s)USD$/"] == "currencyUSD", p["title"]
+        assert shown["/(^|\\s)CNY$/"] == "currency:¥", p["title"]
+        assert all(t["legendFormat"].endswith("{{currency}}") for t in p["targets"]), p["title"]
+    usd = re.compile("(^|\\s)USD$")  # as Grafana reads /.../: a search, not a full match
+    assert usd.search("USD") and usd.search("deepseek-ai/DeepSeek-V3 USD")
+    assert not usd.search("USDT") and not usd.search("xUSD")
+
+
+def test_token_and_money_budgets_are_on_separate_axes() -> None:
+    board = dashboard()
+    tokens = panel(board, "Token budgets: use vs limit")
+    money = panel(board, "Money budgets: use vs limit")
+    assert all('unit="tokens"' in t["expr"] for t in tokens["targets"])
+    assert all('unit!="tokens"' in t["expr"] for t in money["targets"])
+    assert units(tokens) == {"default": "short"}
+    assert units(money)["/(^|\\s)USD$/"] == "currencyUSD"
+    assert all(t["legendFormat"].endswith("{{unit}}") for t in money["targets"])
+
+
+def test_breakdown_by_the_targets_static_labels() -> None:
+    board = dashboard()
+    group = {v["name"]: v for v in variables(board)}["group"]
+    assert LABEL_NAMES.match(group["query"])
+    assert not group.get("multi") and not group.get("includeAll")
+    pattern = re.compile(group["regex"].strip("/"))
+    assert [name for name in ("team", "env", "account", "project_id", "key_id", "model",
+                              "instance", "job", "key_name", "__name__")
+            if pattern.fullmatch(name)] == ["team", "env", "account"]
+    for title in ("Spend by $group (selected range)", "Tokens by $group"):
+        assert all("by ($group" in t["expr"] for t in panel(board, title)["targets"])
+
+
+def test_who_is_spiking_names_key_and_model() -> None:
+    expr = panel(dashboard(), "Who is spiking (15m rate / 1d rate)")["targets"][0]["expr"]
+    assert expr.count("sum by (project_id, key_id, model)") == 2
+
+
+def test_rate_limit_zero_reads_unlimited() -> None:
+    p = panel(dashboard(), "API rate limit")
+    assert p["type"] == "stat"
+    assert p["fieldConfig"]["defaults"]["mappings"] == [
+        {"type": "value", "options": {"0": {"text": "unlimited", "color": "green"}}}]
+
+
+@pytest.mark.e2e
+def test_breakdown_variable_offers_only_static_labels_on_demo(
+        demo_prometheus: Prometheus) -> None:
+    group = {v["name"]: v for v in variables(dashboard())}["group"]
+    names = substitute(group["query"], {v["name"] for v in variables(dashboard())})
+    found = run_query(demo_prometheus, "variable", names)
+    pattern = re.compile(group["regex"].strip("/"))
+    assert [name for name in found if pattern.fullmatch(name)] == ["team"]

@@ -10,6 +10,7 @@ import pytest
 
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target, Window
+from exporter.core.failures import CATEGORIES
 from exporter.core.usage import Totals
 from exporter.metrics.exposition import ExpositionCache, render
 from exporter.metrics.families import escape
@@ -86,6 +87,19 @@ def test_golden_file_holds_the_sample_written_out_by_hand() -> None:
         ("uminfer_window_input_tokens", {**chat, "window": "24h"}, 1200),
         ("uminfer_tokens_total", image, 10), ("uminfer_requests_total", image, 3),
         ("uminfer_image_generations_total", image, 3), ("uminfer_up", image, 0),
+        ("uminfer_target_failures_total", {**image, "reason": "retcode"}, 2),
+        ("uminfer_target_failures_total", {**image, "reason": "network"}, 0),
     ]
     for name, labels, value in expected:
         assert samples[(name, frozenset(labels.items()))] == value, name
+
+
+def test_every_failure_reason_is_exported_from_zero() -> None:
+    # An increase() alert cannot see a target's first failure on a series born at 1.
+    samples = parse_metrics(render(sample_snapshot()).decode())
+    for labels in (target_labels("uminferapikey-a", "deepseek-ai/DeepSeek-V3", "org-1",
+                                 team="search"), target_labels("uminferapikey-b", "flux-dev")):
+        reasons = {dict(key)["reason"] for name, key in samples
+                   if name == "uminfer_target_failures_total"
+                   and frozenset(labels.items()) <= key}
+        assert reasons == set(CATEGORIES)

@@ -98,8 +98,8 @@ def test_sighup_switches_endpoint_and_keys(tmp_path: Path) -> None:
         child.write_config(fleet.fleet_config(second.url, [KEEP],
                                               api={"private_key": "not-the-key"}))
         child.signal(signal.SIGHUP)
-        wait_for(lambda: fleet.value(child.metrics(), "uminfer_target_failures_total",
-                                     KEEP, reason="retcode") is not None, 10,
+        wait_for(lambda: (fleet.value(child.metrics(), "uminfer_target_failures_total",
+                                      KEEP, reason="retcode") or 0) >= 1, 10,
                  "the wrong private key in force (RetCode 171)")
         assert "RetCode 171" in child.log()
 

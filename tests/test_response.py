@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.api.errors import ApiError
+from exporter.api.errors import ApiError, retcode_error
 from exporter.api.response import API_FIELDS, MAX_COUNT, UsageRow, parse_usage, parse_usage_rows
+from exporter.core.secrets import mask_secrets
 from exporter.core.usage import Totals
 
 
@@ -199,14 +200,43 @@ def test_valid_counts_round_trip_through_json(data: dict[str, int]) -> None:
 
 def test_a_redacted_copy_keeps_everything_but_the_secret() -> None:
     cause = ValueError("underlying")
-    err = ApiError("http", "HTTP 503 for key s3cr3t and s3cr3t", retcode=7, http_status=503,
-                   transient=True, throttled=True, retry_after=2.5)
+    err = ApiError("http", "HTTP 503 for key s3cr3t-value and s3cr3t-value", retcode=7,
+                   http_status=503, transient=True, throttled=True, retry_after=2.5)
     err.__cause__ = cause
-    copy = err.redacted(("", "s3cr3t"))
+    copy = err.redacted(("", "s3cr3t-value"))
     assert copy.message == str(copy) == "HTTP 503 for key [redacted] and [redacted]"
     assert (copy.category, copy.retcode, copy.http_status, copy.transient, copy.throttled,
             copy.retry_after, copy.__cause__) == ("http", 7, 503, True, True, 2.5, cause)
     assert err.redacted(("absent",)) is err
+
+
+@pytest.mark.parametrize(("secret", "text", "masked"), [
+    # Under 8 characters a "secret" is no real key: masking it would rewrite prose.
+    ("wrong", "RetCode 171 (signature wrong: check api.private_key)", None),
+    ("1234567", "port 1234567 is closed", None),
+    # 8 to 15 characters: masked where it stands as a value (a whole token), not inside words.
+    ("hunter22", "key hunter22 refused", "key * refused"),
+    ("hunter22", 'PrivateKey="hunter22"&x', 'PrivateKey="*"&x'),
+    ("hunter22", "xhunter22 and hunter22x", None),
+    ("hunter22", "hunter22", "*"),
+    ("signatur", "signature wrong", None),
+    ("wrongkey", "übwrongkey", None),
+    # 16 characters and more: masked wherever it appears, even glued to other text.
+    ("46f09bb9fab4f12d", "PublicKeyabc46f09bb9fab4f12dxyz", "PublicKeyabc*xyz"),
+])
+def test_secrets_are_masked_as_values_not_as_prose(secret: str, text: str,
+                                                     masked: str | None) -> None:
+    assert mask_secrets(text, [secret], "*") == (text if masked is None else masked)
+
+
+def test_the_longer_of_two_overlapping_secrets_is_masked_whole() -> None:
+    assert mask_secrets("a abcdefgh12345678 b", ["abcdefgh", "abcdefgh12345678"], "*") == "a * b"
+
+
+def test_a_short_private_key_leaves_the_api_hint_intact() -> None:
+    err = retcode_error(171, "Signature wrong")
+    assert err.redacted(("wrong", "")).message == \
+        "RetCode 171 (signature wrong: check api.private_key): Signature wrong"
 
 
 @pytest.mark.parametrize(("message", "shown"), [

@@ -257,3 +257,18 @@ def test_cli_rejects_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         parse_args(["--listen", "nowhere"])
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_cli_help_shows_every_default_and_the_demo_key_pair(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("127.0.0.1:9867", "(default: 24h)", "(default: 1m)", "(default: 0s)",
+                    "(default: exact)", "(default: 3)", "(default: 2)"):
+        assert default in shown
+    assert "'demo-public'" in shown
+    assert "'demo-private'" in shown.replace("demo- private", "demo-private")
+    defaults = parse_args([])
+    assert (defaults.listen, defaults.backfill, defaults.bucket, defaults.bucket_utc_offset) == \
+        (("127.0.0.1", 9867), 86400.0, 60.0, 0.0)

@@ -15,6 +15,7 @@ from exporter.accounting.snapshot import Snapshot
 from exporter.config import Config, parse_config
 from exporter.core.clock import FakeClock, SystemClock
 from exporter.metrics.exposition import ExpositionCache
+from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard
 from exporter.service import Service
 from exporter.simulator import EventStore, SimulatorServer
@@ -121,3 +122,14 @@ def test_a_failing_stage_costs_the_stage_not_the_loop(sim: SimulatorServer) -> N
     assert (registry.get_sample_value("uminfer_poll_errors_total", {"stage": "publish"}) or 0) >= 2
     assert registry.get_sample_value("uminfer_poll_errors_total", {"stage": "poll"}) == 0
     assert not service.ready.is_set()  # nothing was published, so not ready
+
+
+def test_self_metrics_with_known_labels_start_at_zero() -> None:
+    # So increase() alerts (UminferStateNotSaved, UminferApiThrottled) see the first event.
+    registry = CollectorRegistry()
+    SelfMetrics(registry)
+    for outcome in ("success", "error"):
+        assert registry.get_sample_value("uminfer_state_writes_total", {"outcome": outcome}) == 0
+    for outcome, retcode in (("success", "0"), ("retcode", "153"), ("network", "none")):
+        assert registry.get_sample_value("uminfer_api_requests_total",
+                                         {"outcome": outcome, "retcode": retcode}) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exporter.core.failures import Category
+from exporter.core.secrets import mask_secrets
 
 THROTTLED_RETCODE = 153
 _TRANSIENT_RETCODES = frozenset({110, 130, 150})
@@ -84,11 +85,9 @@ class ApiError(Exception):
         return str(self.retcode)
 
     def redacted(self, secrets: tuple[str, ...]) -> ApiError:
-        """A copy whose message has every non-empty secret replaced (defence in depth)."""
-        message = self.message
-        for secret in secrets:
-            if secret:
-                message = message.replace(secret, "[redacted]")
+        """A copy whose message has every secret value masked (defence in depth); see
+        :func:`mask_secrets` for which occurrences count as the value."""
+        message = mask_secrets(self.message, secrets, "[redacted]")
         if message == self.message:
             return self
         copy = ApiError(self.category, message, retcode=self.retcode,
@@ -96,6 +95,7 @@ class ApiError(Exception):
                         throttled=self.throttled, retry_after=self.retry_after)
         copy.__cause__ = self.__cause__
         return copy
+
 
 
 def retcode_error(code: int, api_message: object) -> ApiError:

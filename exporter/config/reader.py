@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from exporter.core.durations import format_duration, parse_duration
 from exporter.core.safejson import has_surrogate
+from exporter.core.secrets import mask_secrets
 
 Rule = Callable[[float], str | None]
 """A check on a parsed duration in seconds: None when fine, else what it must be."""
@@ -273,7 +274,6 @@ def got(value: object) -> str:
 def scrub(problems: list[str], secrets: list[str]) -> list[str]:
     """``problems`` with every secret seen replaced by REDACTED, then long values cut."""
     # Belt and braces: if the private key was also pasted into another field (or ${VAR} put it
-    # there), no message may echo it. Shorter strings are no real key and would garble messages.
-    for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
-        problems = [problem.replace(secret, REDACTED) for problem in problems]
+    # there), no message may echo it. Values are masked, not prose (see mask_secrets).
+    problems = [mask_secrets(problem, secrets, REDACTED) for problem in problems]
     return [_LONG.sub(lambda m: cut(m.group(1)), problem) for problem in problems]

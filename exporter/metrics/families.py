@@ -88,7 +88,8 @@ def _optional(
 
 
 def _failures(t: TargetSnapshot, labels: str) -> Iterator[str]:
-    for reason, count in t.failures:
+    # Every reason from 0, so increase() and alerts see a target's first failure.
+    for reason, count in (dict.fromkeys(CATEGORIES, 0) | dict(t.failures)).items():
         yield f'uminfer_target_failures_total{{{labels},reason="{reason}"}} {count}\n'
 
 

@@ -10,6 +10,10 @@ from exporter import __version__
 
 _CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _CYCLE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# (outcome, retcode) of API calls whose labels are known before any call: success, the failures
+# that never carry a RetCode, and throttling (UminferApiThrottled watches it).
+_KNOWN_CALL_OUTCOMES = (("success", "0"), ("network", "none"), ("timeout", "none"),
+                        ("http", "none"), ("invalid_response", "none"), ("retcode", "153"))
 
 
 class SelfMetrics:
@@ -79,6 +83,12 @@ class SelfMetrics:
         self.state_writes = Counter(
             "uminfer_state_writes", "Number of state file writes, by outcome.", ["outcome"],
             registry=registry)
+        # Label sets known in advance are exported from 0, so increase() and alerts see the
+        # first event (a series born at 1 has no increase).
+        for outcome in ("success", "error"):
+            self.state_writes.labels(outcome)
+        for outcome, retcode in _KNOWN_CALL_OUTCOMES:
+            self.api_requests.labels(outcome, retcode)
         self.reload_success = Gauge(
             "uminfer_config_last_reload_successful",
             "Whether the last configuration reload succeeded (1) or failed (0).",

@@ -37,20 +37,29 @@ def _duration(text: str) -> float:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line; argparse exits with status 2 and a message on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m exporter.simulator", description=__doc__)
-    parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 9867), help="HOST:PORT")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keys", type=int, default=3)
-    parser.add_argument("--models", type=int, default=2)
-    parser.add_argument("--backfill", type=_duration, default=86400.0, help="e.g. 24h")
-    parser.add_argument("--public-key", default=DEMO_PUBLIC_KEY)
-    parser.add_argument("--private-key", default=DEMO_PRIVATE_KEY)
+    parser = argparse.ArgumentParser(
+        prog="python -m exporter.simulator", description=__doc__,
+        epilog=f"Sign requests with the demo key pair (public {DEMO_PUBLIC_KEY!r}, private "
+        f"{DEMO_PRIVATE_KEY!r}) unless --public-key/--private-key say otherwise; at start it "
+        "prints an exporter config for its targets.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # String defaults go through type=, so --help shows them as one would type them.
+    parser.add_argument("--listen", type=_listen, default="127.0.0.1:9867", help="HOST:PORT")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the traffic")
+    parser.add_argument("--keys", type=int, default=3, help="API keys in project org-demo")
+    parser.add_argument("--models", type=int, default=2, help="models per key")
+    parser.add_argument("--backfill", type=_duration, default="24h",
+                        help="synthetic history before the start")
+    parser.add_argument("--public-key", default=DEMO_PUBLIC_KEY, help="PublicKey to accept")
+    parser.add_argument("--private-key", default=DEMO_PRIVATE_KEY,
+                        help="private key the signatures must use")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
-    parser.add_argument("--late-fraction", type=float, default=0.1)
+    parser.add_argument("--late-fraction", type=float, default=0.1,
+                        help="share of usage that shows up late")
     parser.add_argument("--tick", type=float, default=5.0, help="seconds per traffic tick")
-    parser.add_argument("--bucket", type=_duration, default=60.0,
+    parser.add_argument("--bucket", type=_duration, default="1m",
                         help="time bucket of the Usages rows, e.g. 1m, 1h, 1d")
-    parser.add_argument("--bucket-utc-offset", type=_duration, default=0.0,
+    parser.add_argument("--bucket-utc-offset", type=_duration, default="0s",
                         help="buckets start at multiples of --bucket in this zone, e.g. 8h")
     parser.add_argument("--windows", choices=MODES, default="exact",
                         help="which usage a window counts: exact timestamps, whole buckets "

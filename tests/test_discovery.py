@@ -156,7 +156,7 @@ class Keys:
             raise ApiError("http", "HTTP 503", http_status=503, transient=True)
         return self.keys[project]
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
         self.asked.append(key_id)
         return self.models[key_id]
 

@@ -161,8 +161,14 @@ class KeyClient:
                 return keys
         raise invalid(f"{LIST_KEYS} returned more than {MAX_PAGES} full pages")
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
-        """The text and image models ``key_id`` may call, with list prices."""
-        return [m for kind in MODEL_TYPES for m in self._client.call(
-            {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}, parse_models, deadline,
-            key_id)]
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
+        """The text and image models ``key_id`` (of ``project``, "" = default) may call, with
+        list prices. ``ProjectId`` is sent as for every other action (the SDK's request schema
+        requires it; a blank one means the default project)."""
+        models: list[ApiModel] = []
+        for kind in MODEL_TYPES:
+            params: dict[str, object] = {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}
+            if project:
+                params["ProjectId"] = project
+            models.extend(self._client.call(params, parse_models, deadline, key_id))
+        return models

@@ -32,8 +32,8 @@ class KeySource(Protocol):
         """Every key of the project."""
         ...
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
-        """The models a key may call."""
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
+        """The models a key of the project may call."""
         ...
 
 
@@ -100,14 +100,14 @@ def list_prices(source: KeySource, targets: Iterable[Target],
     A list price belongs to the model, not the key, so keys are asked one after another only
     until every polled model has a price: a few calls, not two per key of the fleet.
     """
-    wanted: dict[str, set[str]] = {}
+    wanted: dict[tuple[str, str], set[str]] = {}
     for target in targets:
-        wanted.setdefault(target.key, set()).add(target.model)
+        wanted.setdefault((target.project, target.key), set()).add(target.model)
     prices: dict[str, ModelPrice] = {}
-    for key, models in wanted.items():
+    for (project, key), models in wanted.items():
         if models <= prices.keys():
             continue
-        for model in source.list_models(key, deadline):
+        for model in source.list_models(project, key, deadline):
             if model.price is not None:
                 prices.setdefault(model.name, model.price)
     return tuple(prices.values())

@@ -13,7 +13,7 @@ from decimal import Decimal
 from exporter.api.client import ApiClient
 from exporter.api.response import as_int, envelope, invalid
 from exporter.config.types import ModelPrice
-from exporter.core.amounts import bounded
+from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.safejson import has_surrogate
 
 LIST_KEYS = "ListUMInferAPIKey"
@@ -32,6 +32,11 @@ class ApiKey:
     status: int
     disabled: bool
     granted_models: tuple[str, ...]
+    expires: int | None = None  # Unix seconds; None: never (ExpireTime -1, 0 or absent)
+    daily_limit: Decimal | None = None  # None: no limit (empty, null, or not positive)
+    daily_used: Decimal | None = None  # None: not given, or not an amount
+    monthly_limit: Decimal | None = None
+    monthly_used: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +76,34 @@ def _key(row: object, where: str) -> ApiKey:
     if not isinstance(row, dict):
         raise invalid(f"{where} is not an object")
     # Only named fields are read; messages give a field's type, never a value.
+    expires = as_int(row.get("ExpireTime")) or -1  # not a number: no expiry series, no guess
     return ApiKey(
         key_id=_text(row, "KeyId", where, required=True), name=_text(row, "Name", where),
         status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
-        granted_models=_granted(row.get("GrantedModels"), where))
+        granted_models=_granted(row.get("GrantedModels"), where),
+        expires=expires if expires > 0 else None,
+        daily_limit=_limit(row.get("DailyLimitAmount")),
+        daily_used=_quota_amount(row.get("DailyUsedAmount")),
+        monthly_limit=_limit(row.get("MonthlyLimitAmount")),
+        monthly_used=_quota_amount(row.get("MonthlyUsedAmount")))
+
+
+def _quota_amount(value: object) -> Decimal | None:
+    """A decimal string (in the account's currency) read exactly; None when absent or not an
+    amount. Lenient on purpose: a quota field the exporter cannot read must not cost the
+    listing that discovery and key health depend on; it only loses its own series."""
+    if value is None or value == "":
+        return None
+    try:  # a float (not what the SDK documents) is read as the shortest decimal it prints
+        return bounded(value, TOTAL_DIGITS, TOTAL_PLACES)
+    except ValueError:
+        return None
+
+
+def _limit(value: object) -> Decimal | None:
+    """A limit: None for no limit (empty, null, zero, negative or not an amount)."""
+    amount = _quota_amount(value)
+    return amount if amount else None
 
 
 def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = False) -> str:

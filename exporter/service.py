@@ -318,7 +318,7 @@ class Service:
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
-        self._spend.configure(config, self._discovery.prices)
+        self._spend.configure(config, self._discovery.prices, self._discovery.unpriced)
         self._retarget(self._effective(config), reloaded=True)
 
     def _refresh_targets(self) -> None:
@@ -326,7 +326,7 @@ class Service:
         deadline = self.clock.monotonic() + self._config.api.timeout
         if not self._discovery.refresh_if_due(self._api.keys, self._config, deadline):
             return
-        self._spend.configure(self._config, self._discovery.prices)
+        self._spend.configure(self._config, self._discovery.prices, self._discovery.unpriced)
         effective = self._effective(self._config)
         if effective.targets != self._poller.targets:
             self._retarget(effective, reloaded=False)

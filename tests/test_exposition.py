@@ -37,7 +37,8 @@ def sample_snapshot() -> Snapshot:
         KeyHealth("org-1", "uminferapikey-a", "search", 1, False, 1_700_600_000,
                   Decimal("20.00"), Decimal("18.60"), None, Decimal("402.35")),
         KeyHealth("", "uminferapikey-b", "images", 1, True),
-    ), 1_700_000_000.0, (("unsupported", 1),)))
+    ), 1_700_000_000.0, (("unsupported", 1),)),
+        unpriced=(("flux-dev", "unknown_unit"),))
 
 
 def test_render_matches_golden_file() -> None:

@@ -78,3 +78,4 @@ class Snapshot:
     budgets: tuple[BudgetSnapshot, ...] = ()
     discovery: DiscoverySnapshot | None = None
     keys: KeysSnapshot | None = None  # None: key health is off
+    unpriced: tuple[tuple[str, str], ...] = ()  # (model, reason) of polled models without price

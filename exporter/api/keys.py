@@ -15,6 +15,7 @@ from exporter.api.response import as_int, envelope, invalid
 from exporter.config.types import ModelPrice
 from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.safejson import has_surrogate
+from exporter.cost.units import read_unit, scale
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -41,10 +42,17 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class ApiModel:
-    """A model a key may call, with its list price when the API gave one."""
+    """A model a key may call, with its list price when the API gave one it can read.
+
+    ``unpriced`` says why a listed price was not taken (``unknown_unit``, ``missing_unit``,
+    ``conflicting_units``, ``unit_mismatch``, ``out_of_range``); ``unit`` is what the API wrote
+    (cut short), for the log.
+    """
 
     name: str
     price: ModelPrice | None
+    unpriced: str | None = None
+    unit: str = ""
 
 
 def parse_keys(body: object) -> list[ApiKey]:
@@ -148,17 +156,34 @@ def _model(row: object, where: str) -> ApiModel | None:
     if not isinstance(name, str) or not name:
         return None  # a model without a name cannot be matched to a target
     pricing = row.get("Pricing")
-    return ApiModel(name, _price(name, pricing, where) if isinstance(pricing, dict) else None)
+    if not isinstance(pricing, dict):
+        return ApiModel(name, None)
+    price = _price(name, pricing, where)
+    unit = " / ".join(str(pricing[f]) for f in ("Unit", "UnitEn") if pricing.get(f))[:60]
+    if isinstance(price, str):
+        return ApiModel(name, None, price, unit)
+    return ApiModel(name, price, None, unit)
 
 
-def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice:
-    """Prompt and Completion are read as per million tokens, Image as per image (an assumption:
-    the vendor documents no unit; override in ``pricing.models`` when yours differs)."""
-    fields = (("input", "Prompt"), ("output", "Completion"), ("image", "Image"))
+def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice | str:
+    """The list price per million tokens and per image, scaled by the unit the API names
+    (``Unit``/``UnitEn``); a reason instead when the unit cannot be read or does not measure
+    what is priced. All prices zero is free whatever the unit."""
+    fields = (("input_", "Prompt"), ("output", "Completion"), ("image", "Image"))
     amounts = {field: _amount(pricing.get(api), f"{where}.Pricing.{api}") for field, api in fields}
     currency = pricing.get("Currency")
-    return ModelPrice(model, currency=currency if isinstance(currency, str) and currency
-                      else "USD", **amounts)
+    currency = currency if isinstance(currency, str) and currency else "USD"
+    if not any(amounts.values()):
+        return ModelPrice(model, currency=currency)
+    unit = read_unit(pricing.get("Unit"), pricing.get("UnitEn"))
+    scaled = scale(unit, **amounts) if not isinstance(unit, str) else unit
+    if isinstance(scaled, str):
+        return scaled
+    try:  # a per-token price scaled to per million must still be a price we can hold
+        input_, output, image = (bounded(str(amount)) for amount in scaled)
+    except ValueError:
+        return "out_of_range"
+    return ModelPrice(model, input=input_, output=output, image=image, currency=currency)
 
 
 def _amount(value: object, where: str) -> Decimal:

@@ -264,6 +264,14 @@ def _key_failures(name: str) -> Callable[[Snapshot], Iterator[str]]:
     return samples
 
 
+def _unpriced(name: str) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        for model, why in snapshot.unpriced:
+            yield f'{name}{{model="{escape(model)}",reason="{escape(why)}"}} 1\n'
+
+    return samples
+
+
 def _global(name: str, kind: str, help_: str, samples: Callable[[str], Callable[[Snapshot],
             Iterator[str]]]) -> _GlobalFamily:
     return _GlobalFamily(name, kind, help_, samples(name))
@@ -323,4 +331,8 @@ GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
             "Number of failed key health listings, by reason (unsupported: the cloud lacks "
             "ListUMInferAPIKey; refused: a permanent RetCode); counting is unaffected.",
             _key_failures),
+    _global("uminfer_unpriced", "gauge",
+            "A polled model whose usage has no price, so no cost is counted for it; reason: "
+            "no_price, or why its list price was not taken (unknown_unit, missing_unit, "
+            "conflicting_units, unit_mismatch, out_of_range). Always 1.", _unpriced),
 )

@@ -27,7 +27,7 @@ DEMO_CATALOG = (
     SimModel("deepseek-ai/DeepSeek-V3", prompt=2.0, completion=8.0, currency="CNY",
              unit="元/百万tokens", unit_en="CNY / 1M tokens"),
     SimModel("Qwen/Qwen2.5-72B-Instruct", prompt=0.004, completion=0.012, currency="CNY",
-             unit="元/千tokens", unit_en="per 1K tokens"),
+             unit="元/千tokens", unit_en="per 1K tokens", tokens_per_price=1000),
     SimModel("black-forest-labs/FLUX.1-schnell", kind=2, image=0.2, currency="CNY",
              unit="元/张", unit_en="per image"),
     SimModel("deepseek-ai/DeepSeek-R1", prompt=4.0, completion=16.0, currency="CNY"),
@@ -41,17 +41,19 @@ def demo_catalog(keys: int, now: float) -> Catalog:
     """The demo keys with quotas and expiry, and the demo models with list prices.
 
     The third key (the busiest) has used 93 % of its daily limit; the second expires in five
-    days; the first has both limits and never expires. Further keys have no limits.
+    days; the first has both limits and never expires. Further keys have no limits. The first
+    two are metered: their used amounts grow with what they spend (``simulator.spend``), so
+    the exporter's cost can be reconciled with the cloud's on ``--demo``.
     """
     catalog = Catalog()
     for model in DEMO_CATALOG:
         catalog.add_model(model)
     shaped = (
         SimKey(DEMO_PROJECT, _demo_key(0), DEMO_KEY_NAMES[0], _demo_secret(0),
-               daily_limit="50.00", daily_used="12.50", monthly_limit="1000.00",
-               monthly_used="310.75"),
+               daily_limit="10000.00", monthly_limit="300000.00", monthly_used="310.75",
+               metered=True),
         SimKey(DEMO_PROJECT, _demo_key(1), DEMO_KEY_NAMES[1], _demo_secret(1),
-               expire_time=int(now) + 5 * DAY, monthly_limit="200", monthly_used="42.1"),
+               expire_time=int(now) + 5 * DAY, monthly_used="42.1", metered=True),
         SimKey(DEMO_PROJECT, _demo_key(2), DEMO_KEY_NAMES[2], _demo_secret(2),
                daily_limit="20.00", daily_used="18.60", monthly_limit="0",
                monthly_used="402.35"),

@@ -30,6 +30,7 @@ class SimKey:
     monthly_limit: str = ""
     monthly_used: str = "0"
     created: int = 1_767_225_600  # 2026-01-01
+    metered: bool = False  # used amounts grow by what the key spends (simulator.spend)
 
     def as_api(self) -> dict[str, Any]:
         """The ``Data[]`` entry: every field of the SDK's ``APIKeySchema``, in its types."""
@@ -66,6 +67,7 @@ class SimModel:
     currency: str = "USD"
     unit: str | None = None
     unit_en: str | None = None
+    tokens_per_price: int = 1_000_000  # what one Prompt/Completion price buys (the truth)
 
     def as_api(self, index: int) -> dict[str, Any]:
         """The ``Data[]`` entry, in the SDK's ``UMinferAPIModelSchema`` names and types."""
@@ -102,6 +104,11 @@ class Catalog:
         """Add or replace a model."""
         with self._lock:
             self._models[model.name] = model
+
+    def prices(self) -> dict[str, SimModel]:
+        """The models by name, as they are now."""
+        with self._lock:
+            return dict(self._models)
 
     def page(self, project: str, offset: int, limit: int) -> list[SimKey]:
         """Keys of ``project`` in creation order, ``limit`` from ``offset``."""

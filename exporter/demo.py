@@ -11,7 +11,7 @@ from exporter.config import (
     ApiConfig,
     BudgetConfig,
     Config,
-    ModelPrice,
+    KeysConfig,
     PollConfig,
     PricingConfig,
     StateConfig,
@@ -27,15 +27,12 @@ log = logging.getLogger(__name__)
 DEMO_SEED = 20261129
 DEMO_KEYS = 3
 DEMO_MODELS = 3  # two chat models and one image model
-# Illustrative list prices (per million tokens; per image), so the cost panels have data.
-DEMO_PRICES = (
-    ModelPrice("deepseek-ai/DeepSeek-V3", input=Decimal("0.27"), output=Decimal("1.10")),
-    ModelPrice("Qwen/Qwen2.5-72B-Instruct", input=Decimal("0.40"), output=Decimal("1.20")),
-    ModelPrice("black-forest-labs/FLUX.1-schnell", image=Decimal("0.003")),
-)
+# Prices are the simulator's list prices, read with their units (per 1M tokens, per 1K
+# tokens, per image: simulator.build.DEMO_CATALOG), so the cost panels show what the API lists.
+DEMO_CURRENCY = "CNY"
 DEMO_BUDGETS = (
     BudgetConfig("demo-daily-tokens", "daily", tokens=5_000_000),
-    BudgetConfig("demo-monthly-spend", "monthly", cost=Decimal("50")),
+    BudgetConfig("demo-monthly-spend", "monthly", cost=Decimal("300"), currency=DEMO_CURRENCY),
 )
 
 
@@ -52,8 +49,10 @@ def demo_config(endpoint: str, state_path: str | None) -> Config:
         state=StateConfig(path=state_path),
         windows=(Window("1h", 3600), Window("24h", 86400)),
         targets=targets,
-        pricing=PricingConfig(models=DEMO_PRICES),
+        pricing=PricingConfig(currency=DEMO_CURRENCY, from_api=True),
         budgets=DEMO_BUDGETS,
+        # Quotas and expiry of the demo keys (one near its daily limit, one expiring soon).
+        keys=KeysConfig(interval=10.0),
     )
 
 

@@ -27,6 +27,7 @@ from exporter.core.clock import Clock
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.discovery import DiscoveryRunner, KeySource
+from exporter.polling.keyhealth import KeyHealthRunner
 from exporter.polling.poller import Poller, UsageSource
 from exporter.polling.sharding import Shard
 from exporter.polling.supervisor import Heartbeat, StageGuard
@@ -82,6 +83,7 @@ class Service:
         self._parked: dict[str, Ledger] = {}
         self._parked_at: dict[str, int] = {}
         self._discovery = DiscoveryRunner(clock)
+        self._keyhealth = KeyHealthRunner(clock)
         doc = self._load_state()
         self._restore_buckets(doc)
         self._spend = Spend(config, doc.meters, doc.budgets)
@@ -141,6 +143,7 @@ class Service:
             if self._loaded is not None:
                 guard.run("clock", self._start_counting, None)
             guard.run("discovery", self._refresh_targets, None)
+            guard.run("keys", self._refresh_keys, None)
             started = self.clock.monotonic()
             polled = guard.run("poll", self._poller.cycle, None)
             if polled is not None:
@@ -315,7 +318,7 @@ class Service:
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
-        self._spend.configure(config, self._discovery.prices)
+        self._spend.configure(config, self._discovery.prices, self._discovery.unpriced)
         self._retarget(self._effective(config), reloaded=True)
 
     def _refresh_targets(self) -> None:
@@ -323,10 +326,16 @@ class Service:
         deadline = self.clock.monotonic() + self._config.api.timeout
         if not self._discovery.refresh_if_due(self._api.keys, self._config, deadline):
             return
-        self._spend.configure(self._config, self._discovery.prices)
+        self._spend.configure(self._config, self._discovery.prices, self._discovery.unpriced)
         effective = self._effective(self._config)
         if effective.targets != self._poller.targets:
             self._retarget(effective, reloaded=False)
+
+    def _refresh_keys(self) -> None:
+        """Key health of the keys polled now, when due (one listing per project)."""
+        deadline = self.clock.monotonic() + self._config.api.timeout
+        self._keyhealth.refresh_if_due(self._api.keys, self._config.keys, self._poller.targets,
+                                       deadline)
 
     def _retarget(self, effective: Config, *, reloaded: bool) -> None:
         """Poll ``effective``'s targets: kept and returning ones keep ledgers, health and cost
@@ -360,9 +369,10 @@ class Service:
         return replace(config, targets=config.targets + found) if found else config
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
-        """``snapshot`` with this cycle's cost, budget use and discovery state."""
+        """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""
         snapshot = self._spend.apply(snapshot, self.api_clock.now())
-        return replace(snapshot, discovery=self._discovery.snapshot(self._config))
+        keys = self._keyhealth.snapshot(self._config.keys, self._poller.targets)
+        return replace(snapshot, discovery=self._discovery.snapshot(self._config), keys=keys)
 
 
 class UsageClient(UsageSource, Protocol):

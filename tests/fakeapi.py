@@ -102,7 +102,7 @@ class FakeApi:
         keys = [k for k in DISCOVERED if not (self.listing == "partial" and k in self.hidden)]
         return [ApiKey(k, k, 1, False, ("m",)) for k in keys]
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
         return []
 
     def visible(self, ident: str) -> int:

@@ -69,7 +69,7 @@ BAD = [
     # structure and unknown keys
     ({"apii": {}},
      "apii: unknown key (expected one of: api, poll, state, windows, targets, pricing, budgets,"
-     " discovery)"),
+     " discovery, keys)"),
     ({"poll.intreval": "60s"}, f"poll.intreval: unknown key (expected one of: {POLL_KEYS})"),
     ({"targets.0.colour": "red"},
      "targets[0].colour: unknown key (expected one of: project, key, model, labels)"),

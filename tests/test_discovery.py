@@ -85,7 +85,8 @@ def test_parse_errors_never_quote_values() -> None:
 
 
 def test_parse_models_accepts_both_shapes() -> None:
-    row = {"ServedModelName": "a", "Pricing": {"Prompt": "0.5", "Completion": 2, "Currency": "CNY"}}
+    row = {"ServedModelName": "a", "Pricing": {"Prompt": "0.5", "Completion": 2, "Currency": "CNY",
+                                              "UnitEn": "per 1M tokens"}}
     for body in ({"RetCode": 0, "Data": [row]}, {"RetCode": 0, "Data": {"Models": [row]}}):
         (model,) = parse_models(body)
         assert model.price is not None
@@ -128,7 +129,7 @@ def test_list_prices_asks_keys_only_until_every_polled_model_is_priced(
         client: KeyClient, sim: SimulatorServer) -> None:
     targets = [Target(f"uminferapikey-{i:03d}", m, "org") for i in range(1, 40) for m in "ab"]
     sim.reset_stats()
-    prices = list_prices(client, targets, SystemClock().monotonic() + 10)
+    prices = list_prices(client, targets, SystemClock().monotonic() + 10).prices
     assert {(p.model, p.input, p.image, p.currency) for p in prices} == {
         ("a", Decimal("0.27"), Decimal(0), "USD"), ("b", Decimal(0), Decimal("0.04"), "CNY")}
     assert sim.stats().by_action == {"GetUMInferAPIModel": 2}  # one key, text and image types
@@ -156,7 +157,7 @@ class Keys:
             raise ApiError("http", "HTTP 503", http_status=503, transient=True)
         return self.keys[project]
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
         self.asked.append(key_id)
         return self.models[key_id]
 
@@ -171,7 +172,7 @@ def test_a_key_granting_a_model_no_earlier_key_priced_is_asked_too() -> None:
                        "k2": [ApiModel("a", price("a")), ApiModel("b", price("b"))],
                        "k3": [ApiModel("b", price("b"))]})
     targets = [Target("k1", "a"), Target("k2", "a"), Target("k2", "b"), Target("k3", "b")]
-    prices = list_prices(source, targets, 0.0)
+    prices = list_prices(source, targets, 0.0).prices
     assert [p.model for p in prices] == ["a", "b"]
     assert source.asked == ["k1", "k2"]  # k3 polls only "b", which k2 already priced
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.accounting.snapshot import KeyHealth, KeysSnapshot, Snapshot, TargetSnapshot
 from exporter.config import Target, Window
 from exporter.core.failures import CATEGORIES
 from exporter.core.usage import Totals
@@ -33,7 +34,12 @@ def sample_snapshot() -> Snapshot:
             given_up=(("retcode", 3600),)),
         TargetSnapshot(target=image, counters=Totals(10, 0, 10, 3, 3), up=False,
                        failures=(("retcode", 2), ("timeout", 1))),
-    ), generated_at=1_700_000_001.0)
+    ), generated_at=1_700_000_001.0, keys=KeysSnapshot((
+        KeyHealth("org-1", "uminferapikey-a", "search", 1, False, 1_700_600_000,
+                  Decimal("20.00"), Decimal("18.60"), None, Decimal("402.35")),
+        KeyHealth("", "uminferapikey-b", "images", 1, True),
+    ), 1_700_000_000.0, (("unsupported", 1),)),
+        unpriced=(("flux-dev", "unknown_unit"),))
 
 
 def test_render_matches_golden_file() -> None:

@@ -8,6 +8,8 @@ Python SDK (``ucloud-sdk-python3``, a test-only dependency), used here as an ora
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -87,3 +89,51 @@ def test_exporter_simulator_and_vendor_sdk_agree(params: dict[str, object], publ
         k: v for k, v in form.items() if k != "Signature"}
     assert signature(form, private) == vendor
     check_signature(form, {public: private})
+
+
+SIGNER_CASES = 1200
+_TEXTS = ("", " ", "deepseek-ai/DeepSeek-V3", "元/百万tokens", "ключ", "🔑 emoji", "e\u0301",
+          "a&b=c", "100%", "\t\n", "'\"\\")
+
+
+def _scalar(rng: random.Random) -> object:
+    kind = rng.randrange(6)
+    if kind == 0:
+        return rng.choice(_TEXTS) + "".join(chr(rng.randrange(0x20, 0x2FFF))
+                                            for _ in range(rng.randrange(4)))
+    if kind == 1:
+        return ""
+    if kind == 2:
+        return rng.choice((0, -1, 2**31, 2**63 - 1, -(2**63), 10**30, rng.randrange(-10**18,
+                                                                                    10**18)))
+    if kind == 3:
+        value = round(rng.uniform(-1e12, 1e12), rng.randrange(8))
+        return value if "e" not in repr(value) else 0.5
+    if kind == 4:
+        return rng.random() < 0.5
+    return rng.randrange(1000)
+
+
+def _value(rng: random.Random) -> object:
+    shape = rng.randrange(5)
+    if shape == 0:
+        return [_scalar(rng) for _ in range(rng.randrange(12))]
+    if shape == 1:
+        return {f"F{i}": _scalar(rng) for i in range(rng.randrange(4))}
+    return _scalar(rng)
+
+
+def test_the_vendor_signer_agrees_on_a_thousand_generated_parameter_sets() -> None:
+    rng = random.Random(12)
+    seen: set[str] = set()
+    for case in range(SIGNER_CASES):
+        params = {f"P{case % 7}{i}": _value(rng) for i in range(rng.randrange(1, 9))}
+        public, private = rng.choice(_TEXTS) + str(case), rng.choice(_TEXTS) + "pk"
+        vendor = Credential(public, private).verify_ac(encoder.encode(params))
+        form = sign(params, public, private)
+        assert form["Signature"] == vendor, (case, params)
+        check_signature(form, {public: private})
+        for value in params.values():
+            seen.update(type(v).__name__ for v in (value, *(value if isinstance(value, list)
+                                                             else ())))
+    assert {"str", "int", "float", "bool", "list", "dict"} <= seen

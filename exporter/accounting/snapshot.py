@@ -42,6 +42,34 @@ class DiscoverySnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyHealth:
+    """One polled key as the cloud lists it: quotas, use and expiry (never its secret).
+
+    Amounts are exact, in the account's currency; None is "no series" (no limit, not given).
+    """
+
+    project: str
+    key_id: str
+    name: str
+    status: int
+    disabled: bool
+    expires: int | None = None  # Unix seconds; None: never expires
+    daily_limit: Decimal | None = None
+    daily_used: Decimal | None = None
+    monthly_limit: Decimal | None = None
+    monthly_used: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeysSnapshot:
+    """Key health of the polled keys, and how the listings behind it have gone."""
+
+    keys: tuple[KeyHealth, ...] = ()
+    last_success: float | None = None
+    failures: tuple[tuple[str, int], ...] = ()  # reason -> failed listings, since start
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """All targets, in configuration order, and the exporter-wide cost and discovery state."""
 
@@ -49,3 +77,5 @@ class Snapshot:
     generated_at: float = 0.0
     budgets: tuple[BudgetSnapshot, ...] = ()
     discovery: DiscoverySnapshot | None = None
+    keys: KeysSnapshot | None = None  # None: key health is off
+    unpriced: tuple[tuple[str, str], ...] = ()  # (model, reason) of polled models without price

@@ -25,11 +25,15 @@ class Spend:
         self._meters = dict(meters or {})
         self._book = PriceBook(config.pricing)
         self._budgets = BudgetTracker(config.budgets, budgets)
+        self._unlisted: Mapping[str, str] = {}
 
-    def configure(self, config: Config, listed: Iterable[ModelPrice] = ()) -> None:
-        """Use ``config``'s prices and budgets from now on; cost already counted stays."""
+    def configure(self, config: Config, listed: Iterable[ModelPrice] = (),
+                  unlisted: Mapping[str, str] | None = None) -> None:
+        """Use ``config``'s prices and budgets from now on; cost already counted stays.
+        ``unlisted`` gives why a model's list price was not taken (its unit, say)."""
         self._book = PriceBook(config.pricing).with_listed(listed)
         self._budgets = BudgetTracker(config.budgets, self._budgets.to_dict())
+        self._unlisted = dict(unlisted or {})
 
     def sync(self, ledgers: Mapping[str, Ledger]) -> None:
         """Meters for exactly these targets (polled and parked). A new meter for a ledger that
@@ -41,7 +45,19 @@ class Spend:
     def apply(self, snapshot: Snapshot, now: float) -> Snapshot:
         """Price this cycle's increments; ``snapshot`` with cost and budgets filled in."""
         targets = tuple(self._target(t, now) for t in snapshot.targets)
-        return dataclasses.replace(snapshot, targets=targets, budgets=self._budgets.snapshot(now))
+        return dataclasses.replace(snapshot, targets=targets, budgets=self._budgets.snapshot(now),
+                                   unpriced=self._unpriced(snapshot))
+
+    def _unpriced(self, snapshot: Snapshot) -> tuple[tuple[str, str], ...]:
+        """Polled models whose usage has no price, and why: a list price not taken (its
+        reason), else ``no_price``. Nothing while no pricing is configured at all, where
+        every model is unpriced by choice."""
+        pricing = self._book.config
+        if not pricing.from_api and not pricing.models:
+            return ()
+        models = {t.target.model for t in snapshot.targets}
+        return tuple(sorted((m, self._unlisted.get(m, "no_price")) for m in models
+                            if self._book.price(m) is None))
 
     def _target(self, t: TargetSnapshot, now: float) -> TargetSnapshot:
         # A target first seen here began counting in this process: all it counted is new.

@@ -13,8 +13,9 @@ from decimal import Decimal
 from exporter.api.client import ApiClient
 from exporter.api.response import as_int, envelope, invalid
 from exporter.config.types import ModelPrice
-from exporter.core.amounts import bounded
+from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.safejson import has_surrogate
+from exporter.cost.units import read_unit, scale
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -32,14 +33,26 @@ class ApiKey:
     status: int
     disabled: bool
     granted_models: tuple[str, ...]
+    expires: int | None = None  # Unix seconds; None: never (ExpireTime -1, 0 or absent)
+    daily_limit: Decimal | None = None  # None: no limit (empty, null, or not positive)
+    daily_used: Decimal | None = None  # None: not given, or not an amount
+    monthly_limit: Decimal | None = None
+    monthly_used: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ApiModel:
-    """A model a key may call, with its list price when the API gave one."""
+    """A model a key may call, with its list price when the API gave one it can read.
+
+    ``unpriced`` says why a listed price was not taken (``unknown_unit``, ``missing_unit``,
+    ``conflicting_units``, ``unit_mismatch``, ``out_of_range``); ``unit`` is what the API wrote
+    (cut short), for the log.
+    """
 
     name: str
     price: ModelPrice | None
+    unpriced: str | None = None
+    unit: str = ""
 
 
 def parse_keys(body: object) -> list[ApiKey]:
@@ -71,10 +84,34 @@ def _key(row: object, where: str) -> ApiKey:
     if not isinstance(row, dict):
         raise invalid(f"{where} is not an object")
     # Only named fields are read; messages give a field's type, never a value.
+    expires = as_int(row.get("ExpireTime")) or -1  # not a number: no expiry series, no guess
     return ApiKey(
         key_id=_text(row, "KeyId", where, required=True), name=_text(row, "Name", where),
         status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
-        granted_models=_granted(row.get("GrantedModels"), where))
+        granted_models=_granted(row.get("GrantedModels"), where),
+        expires=expires if expires > 0 else None,
+        daily_limit=_limit(row.get("DailyLimitAmount")),
+        daily_used=_quota_amount(row.get("DailyUsedAmount")),
+        monthly_limit=_limit(row.get("MonthlyLimitAmount")),
+        monthly_used=_quota_amount(row.get("MonthlyUsedAmount")))
+
+
+def _quota_amount(value: object) -> Decimal | None:
+    """A decimal string (in the account's currency) read exactly; None when absent or not an
+    amount. Lenient on purpose: a quota field the exporter cannot read must not cost the
+    listing that discovery and key health depend on; it only loses its own series."""
+    if value is None or value == "":
+        return None
+    try:  # a float (not what the SDK documents) is read as the shortest decimal it prints
+        return bounded(value, TOTAL_DIGITS, TOTAL_PLACES)
+    except ValueError:
+        return None
+
+
+def _limit(value: object) -> Decimal | None:
+    """A limit: None for no limit (empty, null, zero, negative or not an amount)."""
+    amount = _quota_amount(value)
+    return amount if amount else None
 
 
 def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = False) -> str:
@@ -119,17 +156,34 @@ def _model(row: object, where: str) -> ApiModel | None:
     if not isinstance(name, str) or not name:
         return None  # a model without a name cannot be matched to a target
     pricing = row.get("Pricing")
-    return ApiModel(name, _price(name, pricing, where) if isinstance(pricing, dict) else None)
+    if not isinstance(pricing, dict):
+        return ApiModel(name, None)
+    price = _price(name, pricing, where)
+    unit = " / ".join(str(pricing[f]) for f in ("Unit", "UnitEn") if pricing.get(f))[:60]
+    if isinstance(price, str):
+        return ApiModel(name, None, price, unit)
+    return ApiModel(name, price, None, unit)
 
 
-def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice:
-    """Prompt and Completion are read as per million tokens, Image as per image (an assumption:
-    the vendor documents no unit; override in ``pricing.models`` when yours differs)."""
-    fields = (("input", "Prompt"), ("output", "Completion"), ("image", "Image"))
+def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice | str:
+    """The list price per million tokens and per image, scaled by the unit the API names
+    (``Unit``/``UnitEn``); a reason instead when the unit cannot be read or does not measure
+    what is priced. All prices zero is free whatever the unit."""
+    fields = (("input_", "Prompt"), ("output", "Completion"), ("image", "Image"))
     amounts = {field: _amount(pricing.get(api), f"{where}.Pricing.{api}") for field, api in fields}
     currency = pricing.get("Currency")
-    return ModelPrice(model, currency=currency if isinstance(currency, str) and currency
-                      else "USD", **amounts)
+    currency = currency if isinstance(currency, str) and currency else "USD"
+    if not any(amounts.values()):
+        return ModelPrice(model, currency=currency)
+    unit = read_unit(pricing.get("Unit"), pricing.get("UnitEn"))
+    scaled = scale(unit, **amounts) if not isinstance(unit, str) else unit
+    if isinstance(scaled, str):
+        return scaled
+    try:  # a per-token price scaled to per million must still be a price we can hold
+        input_, output, image = (bounded(str(amount)) for amount in scaled)
+    except ValueError:
+        return "out_of_range"
+    return ModelPrice(model, input=input_, output=output, image=image, currency=currency)
 
 
 def _amount(value: object, where: str) -> Decimal:
@@ -161,8 +215,14 @@ class KeyClient:
                 return keys
         raise invalid(f"{LIST_KEYS} returned more than {MAX_PAGES} full pages")
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
-        """The text and image models ``key_id`` may call, with list prices."""
-        return [m for kind in MODEL_TYPES for m in self._client.call(
-            {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}, parse_models, deadline,
-            key_id)]
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
+        """The text and image models ``key_id`` (of ``project``, "" = default) may call, with
+        list prices. ``ProjectId`` is sent as for every other action (the SDK's request schema
+        requires it; a blank one means the default project)."""
+        models: list[ApiModel] = []
+        for kind in MODEL_TYPES:
+            params: dict[str, object] = {"Action": GET_MODELS, "KeyId": key_id, "ModelType": kind}
+            if project:
+                params["ProjectId"] = project
+            models.extend(self._client.call(params, parse_models, deadline, key_id))
+        return models

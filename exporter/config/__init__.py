@@ -16,6 +16,7 @@ from exporter.config.types import (
     Config,
     ConfigError,
     DiscoveryConfig,
+    KeysConfig,
     ModelPrice,
     PollConfig,
     PricingConfig,
@@ -26,7 +27,7 @@ from exporter.config.types import (
 
 __all__ = [
     "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
-    "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig", "ModelPrice",
-    "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
+    "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig", "KeysConfig",
+    "ModelPrice", "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
     "load_config", "parse_config", "redacted",
 ]

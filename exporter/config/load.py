@@ -19,6 +19,7 @@ from exporter.config.reader import REDACTED, Reader, build, got, scrub
 from exporter.config.sections import (
     POLL_KEYS,
     api_section,
+    keys_section,
     poll_section,
     state_section,
     targets_section,
@@ -35,7 +36,8 @@ from exporter.core.durations import format_duration
 
 #: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
 CONFIG_CAP = 4 << 20
-_ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery")
+_ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery",
+              "keys")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
@@ -74,6 +76,7 @@ def parse_config(
         pricing=pricing,
         budgets=budgets_section(reader, root.get("budgets"), pricing.currency),
         discovery=discovery,
+        keys=keys_section(reader, root.get("keys")),
     )
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
@@ -96,6 +99,8 @@ def redacted(config: Config) -> dict[str, object]:
         "budgets": [{k: str(v) if isinstance(v, Decimal) else v
                      for k, v in asdict(b).items() if v is not None} for b in config.budgets],
         "discovery": _redacted_discovery(config.discovery),
+        "keys": {"enabled": config.keys.enabled,
+                 "interval": format_duration(config.keys.interval)},
     }
 
 

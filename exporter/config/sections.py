@@ -20,7 +20,15 @@ from exporter.config.reader import (
     quote,
     whole,
 )
-from exporter.config.types import BUILTIN_LABELS, ApiConfig, PollConfig, StateConfig, Target, Window
+from exporter.config.types import (
+    BUILTIN_LABELS,
+    ApiConfig,
+    KeysConfig,
+    PollConfig,
+    StateConfig,
+    Target,
+    Window,
+)
 from exporter.core.durations import format_duration
 from exporter.core.smallfile import SETTING_CAP, read_capped
 
@@ -28,6 +36,7 @@ API_KEYS = ("endpoint", "public_key", "public_key_file", "private_key", "private
             "timeout", "max_concurrency", "rate_limit")
 POLL_KEYS = ("interval", "settle", "period", "window_interval", "permanent_error_retry")
 STATE_KEYS = ("path", "max_backfill")
+KEYS_KEYS = ("enabled", "interval")
 TARGET_KEYS = ("project", "key", "model", "labels")
 _MAX_WINDOW = 31 * DAY
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -126,6 +135,16 @@ def state_section(r: Reader, raw: object, base_dir: str) -> StateConfig:
         StateConfig,
         path=os.path.join(base_dir, path) if path else None,
         max_backfill=r.seconds("state.max_backfill", d.get("max_backfill"), positive),
+    )
+
+
+def keys_section(r: Reader, raw: object) -> KeysConfig:
+    """The ``keys`` section: key health (ListUMInferAPIKey) on or off, and how often."""
+    d = r.section("keys", raw, KEYS_KEYS)
+    return build(
+        KeysConfig,
+        enabled=r.flag("keys.enabled", d.get("enabled")),
+        interval=r.duration("keys.interval", d.get("interval"), at_least(1)),
     )
 
 

@@ -128,6 +128,14 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    """Key health: quotas, use and expiry of every polled key, listed every ``interval``."""
+
+    enabled: bool = True
+    interval: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration."""
 
@@ -139,3 +147,4 @@ class Config:
     pricing: PricingConfig = PricingConfig()
     budgets: tuple[BudgetConfig, ...] = ()
     discovery: DiscoveryConfig | None = None  # None: only the static targets
+    keys: KeysConfig = KeysConfig()

@@ -7,3 +7,6 @@ from typing import Literal, get_args
 Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal",
                    "window_semantics"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
+#: Why a key listing (key health) failed: the cloud lacks the action (RetCode 161), refuses it
+#: (a permanent RetCode), or one of the categories above.
+KEY_LISTING_REASONS: tuple[str, ...] = ("unsupported", "refused", *CATEGORIES)

@@ -7,8 +7,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from exporter.accounting.snapshot import DiscoverySnapshot, Snapshot, TargetSnapshot
-from exporter.core.failures import CATEGORIES
+from exporter.accounting.snapshot import (
+    DiscoverySnapshot,
+    KeyHealth,
+    KeysSnapshot,
+    Snapshot,
+    TargetSnapshot,
+)
+from exporter.core.failures import CATEGORIES, KEY_LISTING_REASONS
 from exporter.cost.budgets import BudgetSnapshot
 
 _QUANTITIES: tuple[tuple[str, str, str], ...] = (
@@ -195,6 +201,78 @@ def _discovery(name: str, get: Callable[[DiscoverySnapshot], float | None]
     return samples
 
 
+def _key_labels(k: KeyHealth) -> str:
+    return f'project_id="{escape(k.project)}",key_id="{escape(k.key_id)}"'
+
+
+def _key_info(name: str) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        for k in snapshot.keys.keys if snapshot.keys else ():
+            yield (f'{name}{{{_key_labels(k)},key_name="{escape(k.name)}",'
+                   f'status="{k.status}"}} 1\n')
+
+    return samples
+
+
+def _key_value(get: Callable[[KeyHealth], float | None]
+               ) -> Callable[[str], Callable[[Snapshot], Iterator[str]]]:
+    def family(name: str) -> Callable[[Snapshot], Iterator[str]]:
+        def samples(snapshot: Snapshot) -> Iterator[str]:
+            for k in snapshot.keys.keys if snapshot.keys else ():
+                value = get(k)
+                if value is not None:
+                    yield f"{name}{{{_key_labels(k)}}} {number(value)}\n"
+
+        return samples
+
+    return family
+
+
+def _key_amount(daily: Callable[[KeyHealth], Decimal | None],
+                monthly: Callable[[KeyHealth], Decimal | None]
+                ) -> Callable[[str], Callable[[Snapshot], Iterator[str]]]:
+    def family(name: str) -> Callable[[Snapshot], Iterator[str]]:
+        def samples(snapshot: Snapshot) -> Iterator[str]:
+            for k in snapshot.keys.keys if snapshot.keys else ():
+                for period, amount in (("daily", daily(k)), ("monthly", monthly(k))):
+                    if amount is not None:
+                        yield (f'{name}{{{_key_labels(k)},period="{period}"}} '
+                               f"{_money(amount)}\n")
+
+        return samples
+
+    return family
+
+
+def _key_listing(name: str, get: Callable[[KeysSnapshot], float | None]
+                 ) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        value = None if snapshot.keys is None else get(snapshot.keys)
+        if value is not None:
+            yield f"{name} {number(value)}\n"
+
+    return samples
+
+
+def _key_failures(name: str) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        if snapshot.keys is None:
+            return
+        counts = {**dict.fromkeys(KEY_LISTING_REASONS, 0), **dict(snapshot.keys.failures)}
+        for why, count in counts.items():
+            yield f'{name}{{reason="{escape(why)}"}} {count}\n'
+
+    return samples
+
+
+def _unpriced(name: str) -> Callable[[Snapshot], Iterator[str]]:
+    def samples(snapshot: Snapshot) -> Iterator[str]:
+        for model, why in snapshot.unpriced:
+            yield f'{name}{{model="{escape(model)}",reason="{escape(why)}"}} 1\n'
+
+    return samples
+
+
 def _global(name: str, kind: str, help_: str, samples: Callable[[str], Callable[[Snapshot],
             Iterator[str]]]) -> _GlobalFamily:
     return _GlobalFamily(name, kind, help_, samples(name))
@@ -231,4 +309,31 @@ GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
     _global("uminfer_discovery_failures_total", "counter",
             "Number of failed discovery refreshes (the previous targets are kept).",
             lambda n: _discovery(n, lambda d: d.failures)),
+    _global("uminfer_key_info", "gauge",
+            "A polled API key as the cloud lists it (ListUMInferAPIKey): name and status "
+            "(1 normal); always 1.", _key_info),
+    _global("uminfer_key_disabled", "gauge",
+            "Whether the polled key is disabled for Modelverse (ModelverseDisabled): 1 or 0.",
+            _key_value(lambda k: 1 if k.disabled else 0)),
+    _global("uminfer_key_expiry_timestamp_seconds", "gauge",
+            "Unix time in seconds at which the polled key expires; absent if it never does.",
+            _key_value(lambda k: k.expires)),
+    _global("uminfer_key_limit_amount", "gauge",
+            "The polled key's spending limit per period, in the account's currency; absent "
+            "without a limit.", _key_amount(lambda k: k.daily_limit, lambda k: k.monthly_limit)),
+    _global("uminfer_key_used_amount", "gauge",
+            "How much the polled key has spent in the current period, in the account's "
+            "currency, as the cloud reports it.",
+            _key_amount(lambda k: k.daily_used, lambda k: k.monthly_used)),
+    _global("uminfer_key_listing_last_success_timestamp_seconds", "gauge",
+            "Unix time in seconds of the latest successful key health listing.",
+            lambda n: _key_listing(n, lambda s: s.last_success)),
+    _global("uminfer_key_listing_failures_total", "counter",
+            "Number of failed key health listings, by reason (unsupported: the cloud lacks "
+            "ListUMInferAPIKey; refused: a permanent RetCode); counting is unaffected.",
+            _key_failures),
+    _global("uminfer_unpriced", "gauge",
+            "A polled model whose usage has no price, so no cost is counted for it; reason: "
+            "no_price, or why its list price was not taken (unknown_unit, missing_unit, "
+            "conflicting_units, unit_mismatch, out_of_range). Always 1.", _unpriced),
 )

@@ -32,8 +32,8 @@ class KeySource(Protocol):
         """Every key of the project."""
         ...
 
-    def list_models(self, key_id: str, deadline: float) -> list[ApiModel]:
-        """The models a key may call."""
+    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
+        """The models a key of the project may call."""
         ...
 
 
@@ -93,24 +93,36 @@ def discover(source: KeySource, config: DiscoveryConfig, static: Iterable[Target
     return DiscoveryResult(kept, listed, chosen, len(ordered) - len(kept))
 
 
-def list_prices(source: KeySource, targets: Iterable[Target],
-                deadline: float) -> tuple[ModelPrice, ...]:
+@dataclass(frozen=True)
+class PriceListing:
+    """List prices of the polled models, and why a listed model's price was not taken."""
+
+    prices: tuple[ModelPrice, ...] = ()
+    unpriced: tuple[tuple[str, str, str], ...] = ()  # (model, reason, unit as written)
+
+
+def list_prices(source: KeySource, targets: Iterable[Target], deadline: float) -> PriceListing:
     """List prices of the polled models (first price seen per model wins).
 
     A list price belongs to the model, not the key, so keys are asked one after another only
-    until every polled model has a price: a few calls, not two per key of the fleet.
+    until every polled model has a price or a reason it has none: a few calls, not two per key
+    of the fleet.
     """
-    wanted: dict[str, set[str]] = {}
+    wanted: dict[tuple[str, str], set[str]] = {}
     for target in targets:
-        wanted.setdefault(target.key, set()).add(target.model)
+        wanted.setdefault((target.project, target.key), set()).add(target.model)
     prices: dict[str, ModelPrice] = {}
-    for key, models in wanted.items():
-        if models <= prices.keys():
+    unpriced: dict[str, tuple[str, str]] = {}
+    for (project, key), models in wanted.items():
+        if models <= prices.keys() | unpriced.keys():
             continue
-        for model in source.list_models(key, deadline):
+        for model in source.list_models(project, key, deadline):
             if model.price is not None:
                 prices.setdefault(model.name, model.price)
-    return tuple(prices.values())
+            elif model.unpriced is not None:
+                unpriced.setdefault(model.name, (model.unpriced, model.unit))
+    return PriceListing(tuple(prices.values()), tuple(
+        (name, why, unit) for name, (why, unit) in unpriced.items() if name not in prices))
 
 
 class DiscoveryRunner:
@@ -125,6 +137,8 @@ class DiscoveryRunner:
         self._next = 0.0  # monotonic
         self.result = DiscoveryResult()
         self.prices: tuple[ModelPrice, ...] = ()
+        self.unpriced: dict[str, str] = {}  # model -> why its list price was not taken
+        self._logged: set[tuple[str, str, str]] = set()  # unpriced models already logged
         self._last_success: float | None = None
         self._failures = 0
         self._failing = False
@@ -142,7 +156,8 @@ class DiscoveryRunner:
             if config.discovery is not None:
                 result = discover(source, config.discovery, config.targets, deadline)
             polled = (*config.targets, *result.targets)
-            prices = list_prices(source, polled, deadline) if config.pricing.from_api else ()
+            listing = (list_prices(source, polled, deadline) if config.pricing.from_api
+                       else PriceListing())
         except ApiError as error:
             self._failures += 1
             if not self._failing:  # log a change of state once, not every refresh
@@ -150,17 +165,23 @@ class DiscoveryRunner:
                             len(self.result.targets), error.message)
             self._failing = True
             return False
-        self._succeeded(result, prices)
+        self._succeeded(result, listing)
         return True
 
-    def _succeeded(self, result: DiscoveryResult, prices: tuple[ModelPrice, ...]) -> None:
+    def _succeeded(self, result: DiscoveryResult, listing: PriceListing) -> None:
         result = self._keep_absent(result)
         if result.dropped and result.dropped != self.result.dropped:
             log.warning("discovery.max_targets reached: %d discovered targets not polled",
                         result.dropped)
         if self._failing:
             log.info("discovery recovered")
-        self.result, self.prices, self._failing = result, prices, False
+        self.result, self.prices, self._failing = result, listing.prices, False
+        self.unpriced = {model: why for model, why, _ in listing.unpriced}
+        for model, why, unit in listing.unpriced:
+            if (model, why, unit) not in self._logged:  # one line per model and unit, ever
+                self._logged.add((model, why, unit))
+                log.warning("list price of %s not used (%s: unit %r); the model is unpriced "
+                            "until pricing.models prices it", model, why, unit)
         self._last_success = self._clock.time()
 
     def _keep_absent(self, result: DiscoveryResult) -> DiscoveryResult:

@@ -14,7 +14,7 @@ from exporter.core.clock import Clock
 T = TypeVar("T")
 
 #: The parts of a cycle, in order; each can fail without stopping the others or the loop.
-STAGES = ("clock", "discovery", "poll", "cost", "state", "publish", "loop")
+STAGES = ("clock", "discovery", "keys", "poll", "cost", "state", "publish", "loop")
 #: /-/healthy fails when no cycle finished for this many times the longest a cycle may take.
 STALE_FACTOR = 5
 

@@ -22,6 +22,10 @@ class AdminError(Exception):
     """The admin request cannot be carried out; the message says why."""
 
 
+#: The amounts a key may be given, in SimKey's order, with their defaults (no limit, none used).
+_AMOUNTS = (("daily_limit", ""), ("daily_used", "0"), ("monthly_limit", ""), ("monthly_used", "0"))
+
+
 def _count(item: Mapping[str, Any], name: str) -> int:
     value = item.get(name, 0)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
@@ -132,14 +136,21 @@ class Admin:
     def _add_key(self, _: dict[str, str], payload: Any) -> Reply:
         if not isinstance(payload, dict) or not isinstance(payload.get("key_id"), str):
             raise AdminError('send {"key_id": ..., "name": ..., "project": ..., "secret": ...,'
-                             ' "status": 1, "granted_models": [...]}')
+                             ' "status": 1, "granted_models": [...], "expire_time": -1,'
+                             ' "daily_limit": "10.00", "daily_used": "1.25", ...}')
         granted = payload.get("granted_models", [])
         if not isinstance(granted, list) or not all(isinstance(m, str) for m in granted):
             raise AdminError("granted_models must be a list of model names")
+        daily_limit, daily_used, monthly_limit, monthly_used = (
+            str(payload.get(f, default)) for f, default in _AMOUNTS)
+        expire = payload.get("expire_time", -1)
+        if isinstance(expire, bool) or not isinstance(expire, int):
+            raise AdminError("expire_time must be an integer (Unix seconds, -1 never)")
         key = SimKey(str(payload.get("project", "")), payload["key_id"],
                      str(payload.get("name", "")), str(payload.get("secret", "")),
                      _count(payload, "status") if "status" in payload else 1,
-                     bool(payload.get("disabled", False)), tuple(granted))
+                     bool(payload.get("disabled", False)), tuple(granted), expire,
+                     daily_limit, daily_used, monthly_limit, monthly_used)
         self._catalog.add_key(key)
         return 200, {"added": key.key_id}
 
@@ -151,10 +162,20 @@ class Admin:
 
     def _add_model(self, _: dict[str, str], payload: Any) -> Reply:
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
-            raise AdminError('send {"name": ..., "kind": 1, "prompt": "0.27", "completion": ...,'
-                             ' "image": ..., "currency": "USD"}')
-        prices = {f: str(payload.get(f, "0")) for f in ("prompt", "completion", "image")}
-        model = SimModel(payload["name"], _count(payload, "kind") or 1,
-                         currency=str(payload.get("currency", "USD")), **prices)
+            raise AdminError('send {"name": ..., "kind": 1, "prompt": 0.27, "completion": ...,'
+                             ' "image": ..., "currency": "USD", "unit": "元/百万tokens",'
+                             ' "unit_en": "per 1M tokens"}')
+        prompt, completion, image = (_price(payload.get(f, 0.0))
+                                     for f in ("prompt", "completion", "image"))
+        unit, unit_en = (str(payload[f]) if f in payload else None for f in ("unit", "unit_en"))
+        model = SimModel(payload["name"], _count(payload, "kind") or 1, prompt, completion, image,
+                         str(payload.get("currency", "USD")), unit, unit_en)
         self._catalog.add_model(model)
         return 200, {"added": model.name}
+
+
+def _price(value: object) -> float | str:
+    """A number as the float the API sends; a string as given (a hostile API's price)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return str(value)

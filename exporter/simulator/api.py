@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from exporter.simulator.buckets import BucketPolicy
-from exporter.simulator.catalog import MAX_LIMIT, Catalog
+from exporter.simulator.catalog import MAX_LIMIT, Catalog, SimKey
 from exporter.simulator.faults import retcode_message
 from exporter.simulator.gatewaysig import flatten, signature
 from exporter.simulator.store import EventStore
@@ -124,13 +124,16 @@ def usage_data(store: EventStore, query: UsageQuery, at: float, policy: BucketPo
     return data
 
 
-def list_keys_data(catalog: Catalog, params: Mapping[str, str]) -> list[dict[str, Any]]:
-    """ListUMInferAPIKey's ``Data``: a page of keys, secret ``Key`` included as the API does."""
+def list_keys_data(catalog: Catalog, params: Mapping[str, str],
+                   meter: Callable[[SimKey], SimKey] = lambda key: key) -> list[dict[str, Any]]:
+    """ListUMInferAPIKey's ``Data``: a page of keys, secret ``Key`` included as the API does;
+    ``meter`` brings a metered key's used amounts up to now."""
     offset = _int_param(params, "Offset") if "Offset" in params else 0
     limit = _int_param(params, "Limit") if "Limit" in params else 20
     if offset < 0 or not 1 <= limit <= MAX_LIMIT:
         raise GatewayError(230, f"Params [Limit] not valid: must be 1..{MAX_LIMIT}, Offset >= 0")
-    return [key.as_api() for key in catalog.page(params.get("ProjectId", ""), offset, limit)]
+    page = catalog.page(params.get("ProjectId", ""), offset, limit)
+    return [meter(key).as_api() for key in page]
 
 
 def models_data(catalog: Catalog, params: Mapping[str, str]) -> list[dict[str, Any]]:

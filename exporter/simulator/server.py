@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 from exporter.simulator import api, mangle
 from exporter.simulator.admin import Admin
 from exporter.simulator.buckets import BucketPolicy
-from exporter.simulator.catalog import Catalog
+from exporter.simulator.catalog import Catalog, SimKey
 from exporter.simulator.faults import Fault, FaultKind, FaultPlan, retcode_message
 from exporter.simulator.outcome import Outcome, transport_outcome
+from exporter.simulator.spend import metered
 from exporter.simulator.stats import NO_RESPONSE, CallStats, StatsSnapshot
 from exporter.simulator.store import EventStore
 from exporter.simulator.traffic import TrafficGenerator
@@ -120,6 +121,15 @@ class SimulatorServer:
         self._stats.outcome(NO_RESPONSE if outcome.drop else outcome.status, outcome.retcode)
         return outcome
 
+    def _metered(self, key: SimKey) -> SimKey:
+        """``key`` with the used amounts the cloud would show now (if it is metered)."""
+        if not key.metered:
+            return key
+        now = self.clock.time()
+        if self.traffic is not None:
+            self.traffic.advance(now)
+        return metered(key, self.store, self.catalog.prices(), now)
+
     def _answer(self, params: Mapping[str, str], fault: Fault | None) -> dict[str, Any]:
         action = params.get("Action", "")
         if fault is not None and fault.kind is FaultKind.RETCODE:
@@ -128,7 +138,8 @@ class SimulatorServer:
             action = api.check_action(params)
             api.check_signature(params, self._keys)
             if action == api.LIST_KEYS_ACTION:
-                return api.reply(action, data=api.list_keys_data(self.catalog, params))
+                return api.reply(action, data=api.list_keys_data(self.catalog, params,
+                                                                 self._metered))
             if action == api.MODELS_ACTION:
                 return api.reply(action, data=api.models_data(self.catalog, params))
             query = api.parse_usage(params, self._max_window)

@@ -29,6 +29,7 @@ from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.discovery import DiscoveryRunner, KeySource
 from exporter.polling.keyhealth import KeyHealthRunner
 from exporter.polling.poller import Poller, UsageSource
+from exporter.polling.seeding import Horizon, Seeding
 from exporter.polling.sharding import Shard
 from exporter.polling.supervisor import Heartbeat, StageGuard
 from exporter.polling.workers import WorkerPool
@@ -87,6 +88,8 @@ class Service:
         doc = self._load_state()
         self._restore_buckets(doc)
         self._spend = Spend(config, doc.meters, doc.budgets)
+        self._seeding = Seeding(doc.seeds, self._horizon(config))
+        self._seeds_due = bool(doc.seeds)  # to say once when the last seed is counted
         grid = self._grid(config)
         ledgers = retarget(doc.ledgers, [t.ident for t in config.targets],
                            self._counting_start(grid), grid.period, config.poll.settle,
@@ -97,11 +100,14 @@ class Service:
                 self._parked[ident] = led
                 self._parked_at[ident] = doc.parked.get(ident, now)
         self._spend.sync({**self._parked, **ledgers})
+        for ident in ledgers.keys() - doc.ledgers.keys():
+            self._seeding.begin(ident)
         # Rebased at the first cycle, by the API's clock at the moment of the start.
         self._loaded: dict[str, Ledger] | None = doc.ledgers
         self._started = clock.monotonic()
         self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
-                              self.api_clock, buckets=self.buckets)
+                              self.api_clock, buckets=self.buckets, seeding=self._seeding)
+        self.metrics.budget_seeding.set_function(lambda: len(self._seeding.pending()))
         self.metrics.accounting_period.set_function(self._period)
         self.metrics.accounting_refused.set_function(
             lambda: float(isinstance(self._poller.grid, Refusal)))
@@ -213,7 +219,8 @@ class Service:
                 # One document: ledgers (polled and parked), cost and budgets move together.
                 store.save(StateDocument({**self._parked, **self._poller.ledgers()},
                                          dict(self._parked_at), self._spend.meters(),
-                                         self._spend.budget_use(), self.buckets.to_dict()))
+                                         self._spend.budget_use(), self.buckets.to_dict(),
+                                         self._seeding.pending()))
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
             if not self._state_failing:
@@ -257,6 +264,10 @@ class Service:
             self.metrics.backfill_skipped.inc(result.skipped_seconds)
             log.warning("state is older than state.max_backfill: %d seconds of usage skipped",
                         result.skipped_seconds)
+
+    def _horizon(self, config: Config) -> Horizon | None:
+        """Where new targets' budget seeds start (None without budgets: nothing to seed)."""
+        return self._spend.horizon if config.budgets else None
 
     def _counting_start(self, grid: Grid) -> int | None:
         """Where a new target's counting starts: the API's time now (once the API's bucket is
@@ -319,6 +330,7 @@ class Service:
             self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
         self._spend.configure(config, self._discovery.prices, self._discovery.unpriced)
+        self._seeding.configure(self._horizon(config))
         self._retarget(self._effective(config), reloaded=True)
 
     def _refresh_targets(self) -> None:
@@ -355,8 +367,10 @@ class Service:
             elif ident not in self._parked:
                 self._parked[ident], self._parked_at[ident] = led, now
         self._spend.sync({**self._parked, **ledgers})
+        for ident in ledgers.keys() - known.keys():
+            self._seeding.begin(ident)
         poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers,
-                        self.api_clock, pending, self.buckets)
+                        self.api_clock, pending, self.buckets, self._seeding)
         poller.carry_health(self._poller, lift_pauses=reloaded)
         self._poller = poller
         self.metrics.targets.set(len(effective.targets))
@@ -370,7 +384,15 @@ class Service:
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""
-        snapshot = self._spend.apply(snapshot, self.api_clock.now())
+        now = self.api_clock.now()
+        for seed in self._seeding.take_done():
+            self._spend.seed(seed.target, seed.days, now)
+            self._seeds_due = True
+        if self._seeds_due and not self._seeding.pending():
+            self._seeds_due = False
+            log.info("budget seeding done: every budget holds its period's usage from before "
+                     "counting began")
+        snapshot = self._spend.apply(snapshot, now)
         keys = self._keyhealth.snapshot(self._config.keys, self._poller.targets)
         return replace(snapshot, discovery=self._discovery.snapshot(self._config), keys=keys)
 

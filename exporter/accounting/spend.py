@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from exporter.accounting.ledger import Ledger
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
-from exporter.config.types import Config, ModelPrice, Window
+from exporter.config.types import Config, ModelPrice, Target, Window
+from exporter.core.usage import Totals
 from exporter.cost.budgets import BudgetTracker
 from exporter.cost.meters import CostMeter
 from exporter.cost.pricing import PriceBook, cost_of
@@ -73,6 +74,19 @@ class Spend:
                                 for w, totals in t.windows)
         return dataclasses.replace(t, cost=tuple(sorted(meter.cost.items())),
                                    window_cost=window_cost)
+
+    def seed(self, target: Target, days: Sequence[tuple[int, Totals]], now: float) -> None:
+        """Add ``target``'s usage from before its counting began (by UTC day) to its budgets,
+        priced at the prices in force now (see polling.seeding)."""
+        price = self._book.price(target.model)
+        priced = [(day, totals.tokens, None if price is None else cost_of(totals, price))
+                  for day, totals in days]
+        self._budgets.add_before(target, priced, price.currency if price else "", now)
+
+    def horizon(self, target: Target, origin: int) -> int | None:
+        """Where ``target``'s budget seed starts: the earliest start of the budget periods
+        containing ``origin`` that it falls under; None when none."""
+        return self._budgets.horizon(target, origin)
 
     def meters(self) -> dict[str, CostMeter]:
         """The cost meters by target ident, for the state document."""

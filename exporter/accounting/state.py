@@ -43,7 +43,8 @@ class StateDocument:
 
     ``ledgers`` holds every target's ledger, polled or parked; ``parked`` says since when (API
     seconds) a target has not been polled (removed by a reload, or gone from discovery), so a
-    target that returns continues. ``meters`` are cost per target, ``budgets`` their use.
+    target that returns continues. ``meters`` are cost per target, ``budgets`` their use,
+    ``seeds`` the targets whose budget seed (see polling.seeding) is still to be counted.
     """
 
     ledgers: dict[str, Ledger] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class StateDocument:
     meters: dict[str, CostMeter] = field(default_factory=dict)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     buckets: dict[str, Any] = field(default_factory=dict)
+    seeds: list[str] = field(default_factory=list)  # targets whose budget seed is still due
 
 
 class StateStore:
@@ -75,6 +77,7 @@ class StateStore:
                         for ident, led in doc.ledgers.items()},
             "budgets": doc.budgets,
             "api_buckets": doc.buckets,
+            "budget_seeds": doc.seeds,
         }
         try:
             write_json(self.path, data)
@@ -144,6 +147,10 @@ def _parse(data: Any) -> StateDocument:
     if not isinstance(buckets, dict):
         raise TypeError("api_buckets must be an object")
     doc.buckets = buckets
+    seeds = data.get("budget_seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, str) for s in seeds):
+        raise TypeError("budget_seeds must be a list of target idents")
+    doc.seeds = list(seeds)
     for ident, entry in targets.items():
         if not isinstance(entry, dict):
             raise TypeError(f"target {ident!r} must be an object")

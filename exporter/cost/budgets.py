@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -76,6 +76,28 @@ class BudgetTracker:
                 self._current(budget, now).amount += tokens
             elif cost is not None and currency == budget.currency:
                 self._current(budget, now).amount += cost
+
+    def add_before(self, target: Target, days: Sequence[tuple[int, int, Decimal | None]],
+                   currency: str, now: float) -> None:
+        """Usage ``target`` had before its counting began, by UTC day (first second, tokens,
+        cost or None): each matching budget takes the days within its current period."""
+        for budget in self._budgets:
+            if not matches(budget, target):
+                continue
+            start, _ = period_bounds(budget.period, now)
+            if budget.tokens is not None:
+                self._current(budget, now).amount += sum(
+                    tokens for day, tokens, _ in days if day >= start)
+            elif currency == budget.currency:
+                self._current(budget, now).amount += sum(
+                    (cost for day, _, cost in days if day >= start and cost is not None),
+                    Decimal(0))
+
+    def horizon(self, target: Target, origin: int) -> int | None:
+        """The earliest start of the periods containing ``origin`` of the budgets ``target``
+        falls under (None: it falls under none)."""
+        return min((period_bounds(b.period, origin)[0] for b in self._budgets
+                    if matches(b, target)), default=None)
 
     def snapshot(self, now: float) -> tuple[BudgetSnapshot, ...]:
         """Every budget's limit and use in the period containing ``now``."""

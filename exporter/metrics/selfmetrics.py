@@ -62,6 +62,11 @@ class SelfMetrics:
             "The period counting runs on, in seconds: poll.period, or a multiple of the API's "
             "bucket when the buckets are coarser (docs/accounting.md); NaN while refused.",
             registry=registry)
+        self.budget_seeding = Gauge(
+            "uminfer_budget_seeding_targets",
+            "New targets whose usage from their budgets' period start to where their counting "
+            "began is still being read (docs/cost.md, Budgets); their budgets show less until 0.",
+            registry=registry)
         self.accounting_refused = Gauge(
             "uminfer_accounting_refused",
             "Whether counting is refused (1): no period grid can keep counters exact under the "

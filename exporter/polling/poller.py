@@ -27,6 +27,7 @@ from exporter.api.errors import ApiError
 from exporter.config import Config, Target, Window
 from exporter.core.clock import Clock
 from exporter.core.usage import ZERO, Reading, Totals
+from exporter.polling.seeding import Seeding
 from exporter.polling.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -103,16 +104,18 @@ class Poller:
     def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
                  pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
                  pending: Mapping[str, float] | None = None,
-                 buckets: BucketMeter | None = None) -> None:
+                 buckets: BucketMeter | None = None, seeding: Seeding | None = None) -> None:
         """``pending``: targets without a ledger yet, by the monotonic instant their counting
         began; each gets one, starting at the API's time of that instant, once the API's clock
         is known and its buckets measured (or looked for). Targets with neither are new: their
-        counting begins now. ``buckets`` is shared by the pollers of a process."""
+        counting begins now. ``buckets`` and ``seeding`` (the budget seeds of new ledgers) are
+        shared by the pollers of a process."""
         self._config = config
         self._source = source
         self._clock = clock
         self._api_clock = api_clock
         self._buckets = buckets if buckets is not None else BucketMeter()
+        self._seeding = seeding
         self._grid: Grid | Refusal = self._buckets.grid(config.poll.period)
         self._pool = pool
         self._lock = threading.Lock()  # guards every ledger
@@ -261,6 +264,8 @@ class Poller:
             return  # the API is failing this target: window reads would only fail too
         self._succeeded(target, health)
         self._poll_windows(target, health, deadline)
+        if self._seeding is not None:
+            self._read_seed(target, self._seeding, deadline)
 
     def _read_counts(self, target: Target, health: _Health, deadline: float) -> ApiError | None:
         """Make this cycle's count reads; the first error, or None when every read succeeded.
@@ -389,7 +394,44 @@ class Poller:
             origin = grid.first_boundary(int(self._api_clock.at(began)) + 1)
             ledger = self._ledgers[ident] = Ledger(origin, grid.period, self._config.poll.settle,
                                                    audit=True, offset=grid.offset)
+            if self._seeding is not None:
+                self._seeding.begin(ident)
         return ledger
+
+    def _read_seed(self, target: Target, seeding: Seeding, deadline: float) -> None:
+        """Read the due days of the target's budget seed (see seeding). A failed read is read
+        again next poll; a range the API rejects for good, or days that do not start on the
+        API's buckets, give the seed up (said once per reason)."""
+        grid = self._grid
+        with self._lock:
+            ledger = self._ledgers.get(target.ident)
+        if ledger is None or isinstance(grid, Refusal):
+            return
+        origin, now = ledger.origin, int(self._api_clock.now())
+        for start, end in seeding.plan(target, origin, now - self._config.poll.settle):
+            if not grid.on_boundary(start):
+                self._seed_given_up(target, seeding, "the API's time buckets do not start at UTC "
+                                    "midnight, so no read can hold exactly the days before")
+                return
+            if self._clock.monotonic() >= deadline:
+                return
+            try:
+                reading = self._source.get_usage(target, start, end, self._for_call(deadline))
+            except ApiError as error:
+                if not error.transient:
+                    self._seed_given_up(target, seeding, error.message)
+                return
+            labels = self._buckets.answered(start, end, reading.labels)
+            if self._buckets.hold(start, end, labels, self._checked_grid(self._config.poll.period)):
+                return  # the buckets are not measured yet: read again next poll
+            seeding.record(target, origin, start, reading.totals)
+
+    @staticmethod
+    def _seed_given_up(target: Target, seeding: Seeding, reason: str) -> None:
+        if seeding.drop(target.ident, reason):
+            log.warning("budget seeding given up for %s (and any other target for the same "
+                        "reason): %s; its budgets count its usage from when counting began",
+                        target.ident, reason)
 
     def _poll_windows(self, target: Target, health: _Health, deadline: float) -> None:
         try:

@@ -1,0 +1,208 @@
+"""Budget seeding: a budget deployed mid-period holds the period's usage from before counting
+began, read once from the API, never twice (restarts, reloads) and never for restored ledgers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from exporter.config import (
+    ApiConfig,
+    BudgetConfig,
+    Config,
+    ModelPrice,
+    PollConfig,
+    PricingConfig,
+    StateConfig,
+    Target,
+)
+from exporter.core.clock import SystemClock
+from exporter.core.usage import Totals
+from exporter.cost.budgets import BudgetTracker
+from exporter.polling.seeding import DAY, MAX_SEED_READS, Seeding
+from exporter.service import Service
+from exporter.simulator import Event, EventStore, SimulatorServer
+from exporter.simulator.usage import Usage
+from tests.fleet import SECOND_BUCKETS
+from tests.harness import parse_metrics
+
+NOV_1 = 1_793_491_200  # 2026-11-01T00:00:00Z
+NOV_15 = NOV_1 + 14 * DAY
+NOON = NOV_15 + 12 * 3600  # the API's time when the exporter starts
+TARGET = Target("uminferapikey-a", "m", "org")
+OTHER = Target("uminferapikey-b", "m", "org")  # under the monthly budget only
+
+
+# --- the pieces ---
+
+
+def test_a_new_target_reads_each_day_from_its_earliest_period_start_up_to_its_origin() -> None:
+    tracker = BudgetTracker((BudgetConfig("d", "daily", key=TARGET.key, tokens=10),
+                             BudgetConfig("m", "monthly", tokens=10)))
+    seeding = Seeding(horizon=tracker.horizon)
+    seeding.begin(TARGET.ident)
+    origin = NOON + 7
+    first = seeding.plan(TARGET, origin, settled_before=origin)
+    assert first == [(NOV_1 + i * DAY, NOV_1 + (i + 1) * DAY - 1) for i in range(MAX_SEED_READS)]
+    for start, _ in first:
+        seeding.record(TARGET, origin, start, Totals(tokens=1))
+    assert seeding.take_done() == []
+    rest = seeding.plan(TARGET, origin, settled_before=origin)
+    assert rest[-1] == (NOV_15, origin - 1)  # the last day ends where counting began
+    assert len(first) + len(rest) == 15
+    for start, _ in rest:
+        seeding.record(TARGET, origin, start, Totals(tokens=2))
+    (seed,) = seeding.take_done()
+    assert (seed.target, seed.origin, len(seed.days)) == (TARGET, origin, 15)
+    assert seeding.pending() == [] and seeding.take_done() == []
+
+
+def test_a_day_is_read_only_once_it_has_settled() -> None:
+    seeding = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", tokens=1),)).horizon)
+    seeding.begin(TARGET.ident)
+    origin = NOV_15 + 600
+    assert seeding.plan(TARGET, origin, settled_before=origin - 60) == []
+    assert seeding.plan(TARGET, origin, settled_before=origin) == [(NOV_15, origin - 1)]
+
+
+def test_without_budgets_or_a_matching_one_nothing_is_read() -> None:
+    Seeding(horizon=None).begin(TARGET.ident)
+    unmatched = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", key="x",
+                                                            tokens=1),)).horizon)
+    unmatched.begin(TARGET.ident)
+    assert unmatched.plan(TARGET, NOON, settled_before=NOON) == []
+    assert unmatched.pending() == []
+
+
+def test_each_budget_takes_the_days_of_its_own_current_period() -> None:
+    daily, monthly = BudgetConfig("d", "daily", tokens=100), BudgetConfig("m", "monthly",
+                                                                          tokens=100)
+    euro = BudgetConfig("e", "monthly", cost=Decimal(5), currency="EUR")
+    tracker = BudgetTracker((daily, monthly, euro))
+    days = [(NOV_1, 3, Decimal("0.5")), (NOV_15, 4, Decimal("0.25")),
+            (NOV_15 - DAY, 5, None)]
+    tracker.add_before(TARGET, days, "EUR", NOON)
+    used = {b.name: b.used for b in tracker.snapshot(NOON)}
+    assert used == {"d": 4, "m": 12, "e": Decimal("0.75")}
+    tracker.add_before(TARGET, days, "USD", NOON)  # not this budget's money
+    assert tracker.snapshot(NOON)[2].used == Decimal("0.75")
+
+
+# --- the real service against the simulator, mid-month ---
+
+
+class MidMonthClock(SystemClock):
+    """Real time moved to 12:00 UTC on 15 November (monotonic time is real)."""
+
+    def __init__(self) -> None:
+        self.shift = NOON - time.time()
+
+    def time(self) -> float:
+        return time.time() + self.shift
+
+
+USE = {  # second -> tokens; only what lies in a budget's period counts for it
+    NOV_1 - 1: 1_000_000,  # October: neither budget
+    NOV_1: 1,
+    NOV_1 + 9 * DAY + 3600: 20,
+    NOV_15: 300,
+    NOON - 90: 4_000,
+}
+MONTH = sum(n for ts, n in USE.items() if ts >= NOV_1)
+TODAY = sum(n for ts, n in USE.items() if ts >= NOV_15)
+
+
+def config(url: str, state: Path, *targets: Target) -> Config:
+    return Config(
+        api=ApiConfig(endpoint=url, public_key="pub", private_key="priv", timeout=5,
+                      rate_limit=0),
+        poll=PollConfig(interval=1, settle=1, period=10), windows=(),
+        state=StateConfig(path=str(state)), targets=targets,
+        # A dollar a token, so the money budget reads like the token ones.
+        pricing=PricingConfig(currency="USD", models=(ModelPrice("m", Decimal(10**6)),)),
+        budgets=(BudgetConfig("d", "daily", key=TARGET.key, tokens=10**9),
+                 BudgetConfig("m", "monthly", tokens=10**9),
+                 BudgetConfig("usd", "monthly", cost=Decimal(1000), currency="USD")))
+
+
+@contextmanager
+def simulator() -> Iterator[tuple[SimulatorServer, MidMonthClock]]:
+    clock = MidMonthClock()
+    store = EventStore()
+    for target in (TARGET, OTHER):
+        for ts, n in USE.items():
+            store.add(Event(ts, ts, "org", target.key, target.model, Usage(n, 0, n, 1, 0)))
+    with SimulatorServer(store, {"pub": "priv"}, clock, buckets=SECOND_BUCKETS) as sim:
+        yield sim, clock
+
+
+def metrics(service: Service) -> dict[str, float]:
+    samples = parse_metrics(service.cache.body(compressed=False).decode())
+    found = {dict(labels)["budget"]: v for (name, labels), v in samples.items()
+             if name == "uminfer_budget_used"}
+    found["seeding"] = service.metrics.registry.get_sample_value(
+        "uminfer_budget_seeding_targets") or 0.0
+    found["counted"] = sum(v for (name, _), v in samples.items()
+                           if name == "uminfer_tokens_total")
+    return found
+
+
+def cycles(service: Service, until: float = 20.0) -> dict[str, float]:
+    """Cycles until every seed is counted and everything used so far is counted."""
+    deadline = time.monotonic() + until
+    while True:
+        service.run_cycle()
+        seen = metrics(service)
+        if (seen["seeding"] == 0 and seen["m"] >= 2 * MONTH) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
+
+
+def test_a_budget_deployed_mid_month_holds_the_whole_month_once(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    with simulator() as (sim, _):
+        cfg = config(sim.url, state, TARGET, OTHER)
+        service = Service(cfg, SystemClock(), CollectorRegistry(), lambda: cfg)
+        service.run_cycle()  # one poll: at most MAX_SEED_READS days each, 15 are due
+        first = metrics(service)
+        assert first["seeding"] == 2 and first["m"] < 2 * MONTH
+        service.stop()  # a restart in the middle of seeding
+
+        again = Service(cfg, SystemClock(), CollectorRegistry(), lambda: cfg)
+        seen = cycles(again)
+        # Usage since the origin is counted (0 here); everything before it is the seed.
+        assert (seen["seeding"], seen["counted"]) == (0, 0)
+        assert (seen["m"], seen["d"], seen["usd"]) == (2 * MONTH, TODAY, 2 * MONTH)
+        again.stop()
+
+        # A restart with every seed counted reads no more and counts nothing twice.
+        third = Service(cfg, SystemClock(), CollectorRegistry(), lambda: cfg)
+        for _ in range(3):
+            third.run_cycle()
+        seen = metrics(third)
+        assert (seen["m"], seen["d"], seen["seeding"]) == (2 * MONTH, TODAY, 0)
+        third.stop()
+
+
+def test_a_target_added_by_a_reload_is_seeded_and_restored_ones_are_not(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    with simulator() as (sim, _):
+        one = config(sim.url, state, TARGET)
+        both = config(sim.url, state, TARGET, OTHER)
+        current = [one]
+        service = Service(one, SystemClock(), CollectorRegistry(), lambda: current[0])
+        deadline = time.monotonic() + 20
+        while metrics(service).get("m", 0) < MONTH and time.monotonic() < deadline:
+            service.run_cycle()
+            time.sleep(0.2)
+        assert metrics(service)["m"] == MONTH
+        current[0] = both
+        assert service.reload() is None
+        seen = cycles(service)
+        assert (seen["m"], seen["d"], seen["seeding"]) == (2 * MONTH, TODAY, 0)
+        service.stop()

@@ -22,10 +22,18 @@ from exporter.api.clock import ApiClock
 from exporter.api.keys import KeyClient
 from exporter.api.ratelimit import RateLimiter
 from exporter.api.transport import pooled_session
-from exporter.config import ApiConfig, Config, ConfigError
+from exporter.config import ApiConfig, Config, ConfigError, ModelPrice
 from exporter.core.clock import Clock
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.accounts import (
+    AccountRouter,
+    account_view,
+    discovering,
+    merged_discovery,
+    merged_keys,
+    owned,
+)
 from exporter.polling.discovery import DiscoveryRunner, KeySource
 from exporter.polling.keyhealth import KeyHealthRunner
 from exporter.polling.poller import Poller, UsageSource
@@ -78,13 +86,15 @@ class Service:
         self.metrics.api_bucket.set_function(
             lambda: float(self.buckets.bucket or "nan"))
         self._connect = connect or self._api_stack
-        self._api = self._connect(config.api)
+        self._stacks: dict[str, ApiStack] = {}  # by account ("" alone), inside self._api
+        self._api = self._connect_all(config)
         # Ledgers of targets not polled now, and since when (API seconds): kept in the state so
         # a target that comes back (reload, discovery) continues where it stood.
         self._parked: dict[str, Ledger] = {}
         self._parked_at: dict[str, int] = {}
-        self._discovery = DiscoveryRunner(clock)
-        self._keyhealth = KeyHealthRunner(clock)
+        # One discovery and one key health per account ("" with a single account).
+        self._discoveries: dict[str, DiscoveryRunner] = {}
+        self._keyhealths: dict[str, KeyHealthRunner] = {}
         doc = self._load_state()
         self._restore_buckets(doc)
         self._spend = Spend(config, doc.meters, doc.budgets)
@@ -107,13 +117,17 @@ class Service:
         self._started = clock.monotonic()
         self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
                               self.api_clock, buckets=self.buckets, seeding=self._seeding)
+        self._wire_gauges(config)
+
+    def _wire_gauges(self, config: Config) -> None:
+        """The self-metrics read from the service's parts at scrape time, and the first values."""
         self.metrics.budget_seeding.set_function(lambda: len(self._seeding.pending()))
         self.metrics.accounting_period.set_function(self._period)
         self.metrics.accounting_refused.set_function(
             lambda: float(isinstance(self._poller.grid, Refusal)))
         self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
-        self.metrics.reload_timestamp.set(clock.time())
+        self.metrics.reload_timestamp.set(self.clock.time())
 
     @property
     def config(self) -> Config:
@@ -320,25 +334,65 @@ class Service:
         keys = KeyClient(client)
         return ApiStack(WorkerPool(api.max_concurrency), client, keys)
 
+    def _connect_all(self, config: Config) -> ApiStack:
+        """A stack per account; with several, one pool for all and a router that sends each
+        target's reads through its own account's client and concurrency."""
+        apis = config.account_apis()
+        self._stacks = {name: self._connect(api) for name, api in apis.items()}
+        if list(apis) == [""]:
+            return self._stacks[""]
+        router = AccountRouter({n: s.client for n, s in self._stacks.items()},
+                               {n: api.max_concurrency for n, api in apis.items()},
+                               [s.pool.close for s in self._stacks.values()])
+        return ApiStack(WorkerPool(config.api.max_concurrency), router,
+                        next(iter(self._stacks.values())).keys)
+
+    def _accounts(self) -> list[str]:
+        """The accounts in force ("" alone with a single account)."""
+        return list(self._config.account_apis())
+
+    def _discovery(self, account: str) -> DiscoveryRunner:
+        return self._discoveries.setdefault(account, DiscoveryRunner(self.clock))
+
+    def _prices(self) -> tuple[tuple[ModelPrice, ...], dict[str, str]]:
+        """List prices of every account (the first account's price of a model wins)."""
+        prices: dict[str, ModelPrice] = {}
+        unpriced: dict[str, str] = {}
+        for account in self._accounts():
+            runner = self._discovery(account)
+            for price in runner.prices:
+                prices.setdefault(price.model, price)
+            for model, why in runner.unpriced.items():
+                unpriced.setdefault(model, why)
+        return tuple(prices.values()), unpriced
+
+    def _configure_spend(self, config: Config) -> None:
+        prices, unpriced = self._prices()
+        self._spend.configure(config, prices, unpriced)
+
     def _apply(self, config: Config) -> None:
         """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
-        if config.api != self._config.api:
-            # Endpoint, keys, timeout, rate or concurrency changed: a fresh client and pool.
-            old, self._api = self._api, self._connect(config.api)
+        if config.account_apis() != self._config.account_apis():
+            # Endpoint, keys, timeout, rate or concurrency changed: fresh clients and pools.
+            old, self._api = self._api, self._connect_all(config)
             old.close()
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
-        self._spend.configure(config, self._discovery.prices, self._discovery.unpriced)
+        self._configure_spend(config)
         self._seeding.configure(self._horizon(config))
         self._retarget(self._effective(config), reloaded=True)
 
     def _refresh_targets(self) -> None:
         """Discovery (and API list prices) when due; a changed key set changes what is polled."""
         deadline = self.clock.monotonic() + self._config.api.timeout
-        if not self._discovery.refresh_if_due(self._api.keys, self._config, deadline):
+        changed = [self._discovery(account).refresh_if_due(
+            self._stacks[account].keys,
+            account_view(self._config, account, discover=discovering(self._config, account)),
+            deadline) for account in self._accounts()]
+        if not any(changed):
             return
-        self._spend.configure(self._config, self._discovery.prices, self._discovery.unpriced)
+        self._configure_spend(self._config)
         effective = self._effective(self._config)
         if effective.targets != self._poller.targets:
             self._retarget(effective, reloaded=False)
@@ -346,8 +400,10 @@ class Service:
     def _refresh_keys(self) -> None:
         """Key health of the keys polled now, when due (one listing per project)."""
         deadline = self.clock.monotonic() + self._config.api.timeout
-        self._keyhealth.refresh_if_due(self._api.keys, self._config.keys, self._poller.targets,
-                                       deadline)
+        for account in self._accounts():
+            runner = self._keyhealths.setdefault(account, KeyHealthRunner(self.clock, account))
+            mine = [t for t in self._poller.targets if t.account == account]
+            runner.refresh_if_due(self._stacks[account].keys, self._config.keys, mine, deadline)
 
     def _retarget(self, effective: Config, *, reloaded: bool) -> None:
         """Poll ``effective``'s targets: kept and returning ones keep ledgers, health and cost
@@ -378,8 +434,10 @@ class Service:
     def _effective(self, config: Config) -> Config:
         """``config`` with this shard's discovered targets added (a static target wins a tie)."""
         static = {t.ident for t in config.targets}
-        found = tuple(t for t in self._discovery.result.targets
-                      if t.ident not in static and self._shard.owns(t))
+        several = len(config.accounts) > 1
+        discovered = (t for account in config.account_apis() for t in owned(
+            self._discovery(account).result.targets, account, several))
+        found = tuple(t for t in discovered if t.ident not in static and self._shard.owns(t))
         return replace(config, targets=config.targets + found) if found else config
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
@@ -393,8 +451,13 @@ class Service:
             log.info("budget seeding done: every budget holds its period's usage from before "
                      "counting began")
         snapshot = self._spend.apply(snapshot, now)
-        keys = self._keyhealth.snapshot(self._config.keys, self._poller.targets)
-        return replace(snapshot, discovery=self._discovery.snapshot(self._config), keys=keys)
+        accounts, targets = self._accounts(), self._poller.targets
+        keys = merged_keys(self._keyhealths.setdefault(
+            a, KeyHealthRunner(self.clock, a)).snapshot(
+                self._config.keys, [t for t in targets if t.account == a]) for a in accounts)
+        discovery = merged_discovery(self._discovery(a).snapshot(account_view(
+            self._config, a, discover=discovering(self._config, a))) for a in accounts)
+        return replace(snapshot, discovery=discovery, keys=keys)
 
 
 class UsageClient(UsageSource, Protocol):

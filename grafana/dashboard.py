@@ -284,6 +284,51 @@ def health_rows() -> Iterator[db.Row | Any]:
                   f"(uminfer_targets{{{EXPORTER}}})", unit="none")
 
 
+def key_rows() -> Iterator[db.Row | Any]:
+    """The cloud's own numbers for each polled key: spending limits, use, expiry, and the
+    exporter's cost reconciled with the cloud's spend (ListUMInferAPIKey, ``keys:``)."""
+    yield db.Row("Keys (the cloud's quotas, spend and expiry)")
+    keys = f'{EXPORTER}, project_id=~"$project_id", key_id=~"$key_id"'
+    yield graph("Key spend vs limit", "What the cloud says each polled key spent in its "
+                "current day and month (uminfer_key_used_amount) against its limit, in the "
+                "account's currency. Keys without a limit show no limit line.", "short",
+                query(f"max by (key_id, period) (uminfer_key_used_amount{{{keys}}})",
+                      "{{key_id}} {{period}} used"),
+                query(f"max by (key_id, period) (uminfer_key_limit_amount{{{keys}}})",
+                      "{{key_id}} {{period}} limit"))
+    yield single("Share of limit used", "Used divided by limit, per key and period; the "
+                 "UminferKeyNearLimit alert fires at 90%.", "percentunit",
+                 query(f"max by (key_id, period) (uminfer_key_used_amount{{{keys}}} "
+                       f"/ uminfer_key_limit_amount{{{keys}}})", "{{key_id}} {{period}}",
+                       instant=True), width=12, height=8)
+    left = (f"(max by (project_id, key_id) (uminfer_key_expiry_timestamp_seconds{{{keys}}}) "
+            f"- time()) * on (project_id, key_id) group_left (key_name, status) "
+            f"max by (project_id, key_id, key_name, status) (uminfer_key_info{{{keys}}})")
+    expiry = (table.Panel().unit("dtdurations").height(8).span(8)
+              .sort_by([cb.TableSortByFieldState().display_name("Value").desc(False)]))
+    yield _with_queries(expiry, "Key expiry (time left)", "Polled keys that expire, soonest "
+                        "first; keys that never expire are not listed.",
+                        [query(left, instant=True).format(PromQueryFormat.TABLE)])
+    yield graph("Reconciliation: exporter cost vs cloud spend (1h)", "Over the same trailing "
+                "hour: the exporter's cost of the key's polled models, and the growth of the "
+                "cloud's DailyUsedAmount. They differ by unpolled models, tiered or changed "
+                "prices, currency and billing delay (docs/cost.md, Reconciliation).", "short",
+                query(f"sum by (key_id) (project_id_key_id:uminfer_cost:increase1h{{{keys}}})",
+                      "{{key_id}} exporter"),
+                query(f"sum by (key_id) "
+                      f"(project_id_key_id:uminfer_key_used_amount:increase1h{{{keys}}})",
+                      "{{key_id}} cloud"), width=8)
+    yield single("Key listing and prices", "Age of the latest key listing, failed listings in "
+                 "the range (reason unsupported: the cloud lacks ListUMInferAPIKey), and polled "
+                 "models without a price (uminfer_unpriced).", "short",
+                 query(f"time() - max(uminfer_key_listing_last_success_timestamp_seconds"
+                       f"{{{EXPORTER}}})", "listing age (s)", instant=True),
+                 query(f"sum(increase(uminfer_key_listing_failures_total{{{EXPORTER}}}"
+                       f"[$__range]))", "failed listings", instant=True),
+                 query(f"count(uminfer_unpriced{{{EXPORTER}}}) or vector(0)", "unpriced models",
+                       instant=True), width=8, height=8)
+
+
 def build() -> dict[str, Any]:
     """The dashboard as Grafana's JSON model."""
     board = (db.Dashboard("uminfer-exporter: LLM token usage").uid(UID)
@@ -306,7 +351,7 @@ def build() -> dict[str, Any]:
         .regex(f"/^(?!({'|'.join(BUILT_IN)})$).+$/")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC))
     for panel_id, row in enumerate((*usage_rows(), *cost_rows(), *consumer_rows(),
-                                             *health_rows()), start=1):
+                                             *health_rows(), *key_rows()), start=1):
         board = board.with_row(row.id(panel_id)) if isinstance(row, db.Row) \
             else board.with_panel(row.id(panel_id))
     encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))

@@ -68,11 +68,11 @@ def problems(data: object, environ: dict[str, str] = ENV, base_dir: str = "/etc/
 BAD = [
     # structure and unknown keys
     ({"apii": {}},
-     "apii: unknown key (expected one of: api, poll, state, windows, targets, pricing, budgets,"
-     " discovery, keys)"),
+     "apii: unknown key (expected one of: api, accounts, poll, state, windows, targets, pricing,"
+     " budgets, discovery, keys)"),
     ({"poll.intreval": "60s"}, f"poll.intreval: unknown key (expected one of: {POLL_KEYS})"),
     ({"targets.0.colour": "red"},
-     "targets[0].colour: unknown key (expected one of: project, key, model, labels)"),
+     "targets[0].colour: unknown key (expected one of: account, project, key, model, labels)"),
     ({"state": "x"}, 'state: expected a mapping, got "x" (str)'),
     # durations: wrong type, syntax, limits
     ({"poll.interval": 12}, "poll.interval: expected a duration like 60s, got 12 (int)"),

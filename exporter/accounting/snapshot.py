@@ -58,6 +58,7 @@ class KeyHealth:
     daily_used: Decimal | None = None
     monthly_limit: Decimal | None = None
     monthly_used: Decimal | None = None
+    account: str = ""  # with several accounts, the one that lists the key
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from exporter.config.types import (
     DEFAULT_ENDPOINT,
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
+    AccountConfig,
     ApiConfig,
     BudgetConfig,
     Config,
@@ -27,7 +28,7 @@ from exporter.config.types import (
 
 __all__ = [
     "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
-    "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig", "KeysConfig",
-    "ModelPrice", "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
+    "AccountConfig", "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig",
+    "KeysConfig", "ModelPrice", "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
     "load_config", "parse_config", "redacted",
 ]

@@ -9,7 +9,7 @@ from exporter.config.sections import labels_section
 from exporter.config.types import DiscoveryConfig
 
 DISCOVERY_KEYS = ("projects", "statuses", "include", "exclude", "models", "refresh",
-                  "max_targets", "labels")
+                  "max_targets", "labels", "accounts")
 MAX_TARGETS = 100_000
 
 
@@ -28,6 +28,7 @@ def discovery_section(r: Reader, raw: object) -> DiscoveryConfig | None:
         refresh=r.duration("discovery.refresh", d.get("refresh"), at_least(1)),
         max_targets=r.integer("discovery.max_targets", d.get("max_targets"), 1, MAX_TARGETS),
         labels=labels_section(r, "discovery.labels", d.get("labels")),
+        accounts=r.strings("discovery.accounts", d.get("accounts")),
     )
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from decimal import Decimal
 
 import yaml
 
+from exporter.config.accounts import accounts_section, aggregate, labelled
 from exporter.config.cost import budgets_section, pricing_section
 from exporter.config.discovery import discovery_section
-from exporter.config.reader import REDACTED, Reader, build, got, scrub
+from exporter.config.reader import REDACTED, Reader, build, got, quote, scrub
 from exporter.config.sections import (
     POLL_KEYS,
     api_section,
@@ -26,6 +27,7 @@ from exporter.config.sections import (
     windows_section,
 )
 from exporter.config.types import (
+    ApiConfig,
     Config,
     ConfigError,
     DiscoveryConfig,
@@ -36,8 +38,8 @@ from exporter.core.durations import format_duration
 
 #: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
 CONFIG_CAP = 4 << 20
-_ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery",
-              "keys")
+_ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing", "budgets",
+              "discovery", "keys")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
@@ -65,22 +67,46 @@ def parse_config(
     root = reader.section("", data, _ROOT_KEYS)
     discovery = discovery_section(reader, root.get("discovery"))
     pricing = pricing_section(reader, root.get("pricing"))
+    accounts = accounts_section(reader, root.get("accounts"), base_dir) or ()
+    names = tuple(a.name for a in accounts)
+    if accounts and "api" in root:
+        reader.fail("accounts", "conflicts with api; configure one account as api: or every "
+                    "account under accounts:, not both")
+    several = len(accounts) > 1
+    # Read in the order of the file's usual layout, so problems are listed in that order.
+    api = (api_section(reader, root.get("api"), base_dir) if "accounts" not in root
+           else aggregate(accounts) if several else accounts[0].api if accounts else ApiConfig())
+    poll = poll_section(reader, root.get("poll"))
+    state = state_section(reader, root.get("state"), base_dir)
+    windows = windows_section(reader, root.get("windows"))
+    # With discovery, static targets are optional: the keys found are the targets.
+    targets = targets_section(reader, root.get("targets"), require_targets and not discovery,
+                              names)
     config = build(
-        Config,
-        api=api_section(reader, root.get("api"), base_dir),
-        poll=poll_section(reader, root.get("poll")),
-        state=state_section(reader, root.get("state"), base_dir),
-        windows=windows_section(reader, root.get("windows")),
-        # With discovery, static targets are optional: the keys found are the targets.
-        targets=targets_section(reader, root.get("targets"), require_targets and not discovery),
+        Config, api=api, poll=poll, state=state, windows=windows,
+        targets=tuple(labelled(t, several) for t in targets),
         pricing=pricing,
         budgets=budgets_section(reader, root.get("budgets"), pricing.currency),
-        discovery=discovery,
+        discovery=_discovery_accounts(reader, discovery, names),
         keys=keys_section(reader, root.get("keys")),
+        accounts=accounts if several else (),
     )
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
     return config
+
+
+def _discovery_accounts(r: Reader, discovery: DiscoveryConfig | None,
+                        names: tuple[str, ...]) -> DiscoveryConfig | None:
+    """Discovery's accounts checked against ``accounts:`` (none with a single account)."""
+    if discovery is None:
+        return None
+    for i, name in enumerate(discovery.accounts):
+        if name not in names:
+            r.fail(f"discovery.accounts[{i}]", f"unknown account {quote(name)}"
+                   + (f" (accounts: {', '.join(names)})" if names else
+                      " (no accounts are configured)"))
+    return replace(discovery, accounts=()) if len(names) < 2 else discovery
 
 
 def redacted(config: Config) -> dict[str, object]:
@@ -93,7 +119,8 @@ def redacted(config: Config) -> dict[str, object]:
         "poll": {name: format_duration(getattr(poll, name)) for name in POLL_KEYS},
         "state": {"path": state.path, "max_backfill": format_duration(state.max_backfill)},
         "windows": [window.name for window in config.windows],
-        "targets": [{"project": t.project, "key": t.key, "model": t.model, "labels": dict(t.labels)}
+        "targets": [{"project": t.project, "key": t.key, "model": t.model, "labels": dict(t.labels),
+                     **({"account": t.account} if t.account else {})}
                     for t in config.targets],
         "pricing": _redacted_pricing(config.pricing),
         "budgets": [{k: str(v) if isinstance(v, Decimal) else v
@@ -101,6 +128,10 @@ def redacted(config: Config) -> dict[str, object]:
         "discovery": _redacted_discovery(config.discovery),
         "keys": {"enabled": config.keys.enabled,
                  "interval": format_duration(config.keys.interval)},
+        "accounts": [{"name": a.name, "endpoint": a.api.endpoint, "public_key": a.api.public_key,
+                      "private_key": REDACTED, "timeout": format_duration(a.api.timeout),
+                      "max_concurrency": a.api.max_concurrency, "rate_limit": a.api.rate_limit}
+                     for a in config.accounts],
     }
 
 

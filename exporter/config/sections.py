@@ -37,47 +37,50 @@ API_KEYS = ("endpoint", "public_key", "public_key_file", "private_key", "private
 POLL_KEYS = ("interval", "settle", "period", "window_interval", "permanent_error_retry")
 STATE_KEYS = ("path", "max_backfill")
 KEYS_KEYS = ("enabled", "interval")
-TARGET_KEYS = ("project", "key", "model", "labels")
+TARGET_KEYS = ("account", "project", "key", "model", "labels")
 _MAX_WINDOW = 31 * DAY
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-def api_section(r: Reader, raw: object, base_dir: str) -> ApiConfig:
-    """The ``api`` section."""
-    d = r.section("api", raw, API_KEYS)
+def api_section(r: Reader, raw: object, base_dir: str, path: str = "api",
+                extra: tuple[str, ...] = ()) -> ApiConfig:
+    """The ``api`` section (or one entry of ``accounts`` at ``path``, which may also hold the
+    ``extra`` keys its caller reads)."""
+    d = r.section(path, raw, (*extra, *API_KEYS))
     return build(
         ApiConfig,
-        endpoint=_endpoint(r, d.get("endpoint")),
-        public_key=_credential(r, d, "public_key", base_dir),
-        private_key=_credential(r, d, "private_key", base_dir),
-        timeout=r.duration("api.timeout", d.get("timeout"), positive),
-        max_concurrency=r.integer("api.max_concurrency", d.get("max_concurrency"), 1, 256),
-        rate_limit=r.rate("api.rate_limit", d.get("rate_limit")),
+        endpoint=_endpoint(r, f"{path}.endpoint", d.get("endpoint")),
+        public_key=_credential(r, d, path, "public_key", base_dir),
+        private_key=_credential(r, d, path, "private_key", base_dir),
+        timeout=r.duration(f"{path}.timeout", d.get("timeout"), positive),
+        max_concurrency=r.integer(f"{path}.max_concurrency", d.get("max_concurrency"), 1, 256),
+        rate_limit=r.rate(f"{path}.rate_limit", d.get("rate_limit")),
     )
 
 
-def _endpoint(r: Reader, raw: object) -> str | None:
-    url = r.string("api.endpoint", raw)
+def _endpoint(r: Reader, path: str, raw: object) -> str | None:
+    url = r.string(path, raw)
     if url is not None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            r.fail("api.endpoint", f"expected an http:// or https:// URL, got {quote(url)}")
+            r.fail(path, f"expected an http:// or https:// URL, got {quote(url)}")
             return None
     return url
 
 
-def _credential(r: Reader, d: dict[str, object], name: str, base_dir: str) -> str | None:
+def _credential(r: Reader, d: dict[str, object], section: str, name: str,
+                base_dir: str) -> str | None:
     """``name`` given literally or as ``name_file``: exactly one of the two."""
-    path, file_key, secret = f"api.{name}", f"{name}_file", name == "private_key"
+    path, file_key, secret = f"{section}.{name}", f"{name}_file", name == "private_key"
     literal = r.string(path, d.get(name), secret=secret)
-    filename = r.string(f"api.{file_key}", d.get(file_key))
+    filename = r.string(f"{section}.{file_key}", d.get(file_key))
     if name in d and file_key in d:
-        r.fail(f"api.{file_key}", f"conflicts with api.{name}; set only one of them")
+        r.fail(f"{section}.{file_key}", f"conflicts with {section}.{name}; set only one of them")
         return None
     if filename is not None:
-        return _read_key_file(r, f"api.{file_key}", os.path.join(base_dir, filename))
+        return _read_key_file(r, f"{section}.{file_key}", os.path.join(base_dir, filename))
     if name not in d:
-        r.fail(path, f"required (or set api.{file_key})")
+        r.fail(path, f"required (or set {section}.{file_key})")
     elif literal == "":
         r.fail(path, "must not be empty")
         return None
@@ -172,8 +175,10 @@ def windows_section(r: Reader, raw: object) -> tuple[Window, ...] | None:
     return tuple(windows)
 
 
-def targets_section(r: Reader, raw: object, required: bool) -> tuple[Target, ...]:
-    """The static ``targets`` list; empty is a problem when ``required``."""
+def targets_section(r: Reader, raw: object, required: bool,
+                    accounts: tuple[str, ...] = ()) -> tuple[Target, ...]:
+    """The static ``targets`` list; empty is a problem when ``required``. ``accounts`` are the
+    names under ``accounts:`` (none for the ``api:`` form), which targets must use."""
     if raw is not None and not isinstance(raw, list):
         r.fail("targets", f"expected a list of targets, got {got(raw)}")
         return ()
@@ -181,21 +186,34 @@ def targets_section(r: Reader, raw: object, required: bool) -> tuple[Target, ...
         if required:
             r.fail("targets", "at least one target is required")
         return ()
-    seen: dict[tuple[str, str, str], int] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
     targets: list[Target] = []
     for i, item in enumerate(raw):
         target = _target(r, f"targets[{i}]", item)
-        if target is None:
+        if target is None or not _account_ok(r, target, f"targets[{i}].account", accounts):
             continue
-        ident = (target.project, target.key, target.model)
+        ident = (target.account, target.project, target.key, target.model)
         if ident in seen:
-            project, key, model = (quote(part) for part in ident)
+            project, key, model = (quote(part) for part in ident[1:])
             what = f"(project {project}, key {key}, model {model})"
             r.fail(f"targets[{i}]", f"duplicate of targets[{seen[ident]}] {what}")
             continue
         seen[ident] = i
         targets.append(target)
     return tuple(targets)
+
+
+def _account_ok(r: Reader, target: Target, path: str, names: tuple[str, ...]) -> bool:
+    """Whether the target names a configured account, as it must when there are several."""
+    if target.account and not names:
+        r.fail(path, "no accounts are configured (set accounts:, or remove it)")
+    elif target.account and target.account not in names:
+        r.fail(path, f"unknown account {quote(target.account)} (accounts: {', '.join(names)})")
+    elif not target.account and len(names) > 1:
+        r.fail(path, f"required with several accounts (one of: {', '.join(names)})")
+    else:
+        return True
+    return False
 
 
 def _target(r: Reader, path: str, raw: object) -> Target | None:
@@ -205,10 +223,11 @@ def _target(r: Reader, path: str, raw: object) -> Target | None:
     d = r.section(path, raw, TARGET_KEYS)
     key, model = (required_string(r, f"{path}.{name}", d.get(name)) for name in ("key", "model"))
     project = r.string(f"{path}.project", d.get("project"))
+    account = r.string(f"{path}.account", d.get("account"))
     labels = labels_section(r, f"{path}.labels", d.get("labels"))
     if key is None or model is None:
         return None
-    return build(Target, key=key, model=model, project=project, labels=labels)
+    return build(Target, key=key, model=model, project=project, labels=labels, account=account)
 
 
 def required_string(r: Reader, path: str, raw: object) -> str | None:

@@ -9,7 +9,8 @@ DEFAULT_ENDPOINT = "https://api.sigcalcloud.com/"
 DEFAULT_PORT = 9866
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
 BUILTIN_LABELS = ("project_id", "key_id", "model", "window", "currency", "instance", "job",
-                  "key_name", "budget", "period")
+                  "key_name", "budget", "period", "account")
+ACCOUNT_LABEL = "account"
 
 
 class ConfigError(Exception):
@@ -67,11 +68,13 @@ class Target:
     model: str
     project: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    account: str = ""  # "" with a single account (``api:``); else the name in ``accounts:``
 
     @property
     def ident(self) -> str:
-        """A stable identity for state files and sharding."""
-        return f"{self.project}/{self.key}/{self.model}"
+        """A stable identity for state files and sharding (unchanged for a single account)."""
+        base = f"{self.project}/{self.key}/{self.model}"
+        return f"{self.account}:{base}" if self.account else base
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,15 @@ class DiscoveryConfig:
     refresh: float = 600.0
     max_targets: int = 1000
     labels: tuple[tuple[str, str], ...] = ()
+    accounts: tuple[str, ...] = ()  # accounts whose keys are listed; empty: every account
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One cloud account of several: its name (the ``account`` label) and how to reach it."""
+
+    name: str
+    api: ApiConfig
 
 
 @dataclass(frozen=True)
@@ -148,3 +160,11 @@ class Config:
     budgets: tuple[BudgetConfig, ...] = ()
     discovery: DiscoveryConfig | None = None  # None: only the static targets
     keys: KeysConfig = KeysConfig()
+    # Two or more accounts, by name; empty: the one account of ``api`` (a single entry under
+    # ``accounts:`` is read as that form). With several, ``api`` is their aggregate for the
+    # poll loop (largest timeout, summed concurrency and rate) and every target names one.
+    accounts: tuple[AccountConfig, ...] = ()
+
+    def account_apis(self) -> dict[str, ApiConfig]:
+        """How to reach each account, by the name targets use ("" for the single account)."""
+        return {a.name: a.api for a in self.accounts} if self.accounts else {"": self.api}

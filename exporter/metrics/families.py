@@ -202,7 +202,8 @@ def _discovery(name: str, get: Callable[[DiscoverySnapshot], float | None]
 
 
 def _key_labels(k: KeyHealth) -> str:
-    return f'project_id="{escape(k.project)}",key_id="{escape(k.key_id)}"'
+    account = f',account="{escape(k.account)}"' if k.account else ""  # only with several
+    return f'project_id="{escape(k.project)}",key_id="{escape(k.key_id)}"{account}'
 
 
 def _key_info(name: str) -> Callable[[Snapshot], Iterator[str]]:

@@ -34,10 +34,11 @@ class KeyLister(Protocol):
         ...
 
 
-def health(project: str, key: ApiKey) -> KeyHealth:
+def health(project: str, key: ApiKey, account: str = "") -> KeyHealth:
     """The exported facts of a listed key."""
     return KeyHealth(project, key.key_id, key.name, key.status, key.disabled, key.expires,
-                     key.daily_limit, key.daily_used, key.monthly_limit, key.monthly_used)
+                     key.daily_limit, key.daily_used, key.monthly_limit, key.monthly_used,
+                     account)
 
 
 def polled_keys(targets: Iterable[Target]) -> dict[str, set[str]]:
@@ -61,8 +62,10 @@ class KeyHealthRunner:
     """Lists the polled projects' keys when due; keeps the last good health on a transient
     failure, drops it when the cloud lacks or refuses the action."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, account: str = "") -> None:
+        """``account`` names the keys' account, with several (else "")."""
         self._clock = clock
+        self._account = account
         self._next = 0.0  # monotonic
         self._keys: tuple[KeyHealth, ...] = ()
         self._last_success: float | None = None
@@ -81,7 +84,7 @@ class KeyHealthRunner:
             for project in sorted(wanted):
                 for key in source.list_keys(project, deadline):
                     if key.key_id in wanted[project]:  # paging may show a key twice: one wins
-                        found[(project, key.key_id)] = health(project, key)
+                        found[(project, key.key_id)] = health(project, key, self._account)
         except ApiError as error:
             self._failed(error)
             return

@@ -40,8 +40,9 @@ DAY = 86400
 def demo_catalog(keys: int, now: float) -> Catalog:
     """The demo keys with quotas and expiry, and the demo models with list prices.
 
-    The third key (the busiest) has used 93 % of its daily limit; the second expires in five
-    days; the first has both limits and never expires. Further keys have no limits. The first
+    The third key has used 93 % of its daily limit (and has no monthly one: "0"); the second
+    expires in five days; all three expire some day and have a limit. Further keys have no
+    limits and never expire. The first
     two are metered: their used amounts grow with what they spend (``simulator.spend``), so
     the exporter's cost can be reconciled with the cloud's on ``--demo``.
     """
@@ -50,13 +51,14 @@ def demo_catalog(keys: int, now: float) -> Catalog:
         catalog.add_model(model)
     shaped = (
         SimKey(DEMO_PROJECT, _demo_key(0), DEMO_KEY_NAMES[0], _demo_secret(0),
-               daily_limit="10000.00", monthly_limit="300000.00", monthly_used="310.75",
-               metered=True),
+               expire_time=int(now) + 90 * DAY, daily_limit="10000.00",
+               monthly_limit="300000.00", monthly_used="310.75", metered=True),
         SimKey(DEMO_PROJECT, _demo_key(1), DEMO_KEY_NAMES[1], _demo_secret(1),
-               expire_time=int(now) + 5 * DAY, monthly_used="42.1", metered=True),
+               expire_time=int(now) + 5 * DAY, monthly_limit="500000", monthly_used="42.1",
+               metered=True),
         SimKey(DEMO_PROJECT, _demo_key(2), DEMO_KEY_NAMES[2], _demo_secret(2),
-               daily_limit="20.00", daily_used="18.60", monthly_limit="0",
-               monthly_used="402.35"),
+               expire_time=int(now) + 60 * DAY, daily_limit="20.00", daily_used="18.60",
+               monthly_limit="0", monthly_used="402.35"),
     )
     for k in range(keys):
         catalog.add_key(shaped[k] if k < len(shaped) else SimKey(

@@ -1,0 +1,171 @@
+"""Several accounts in one exporter: config, an ``account`` label only with more than one, and
+each account's calls through its own client, rate limit and concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.config import ConfigError, Target, parse_config
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Reading
+from exporter.polling.accounts import AccountRouter
+from exporter.service import Service
+from exporter.simulator import SimKey, build_simulator
+from exporter.simulator.build import DEMO_PROJECT
+from tests.harness import parse_metrics
+
+ENV = {"SECRET_A": "private-a", "SECRET_B": "private-b"}
+
+
+def account(name: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "endpoint": f"https://{name}.example/", "public_key": f"pub-{name}",
+            "private_key": f"${{SECRET_{name.upper()}}}", **extra}
+
+
+def target(key: str, **extra: object) -> dict[str, object]:
+    return {"key": key, "model": "m", **extra}
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, ENV, "/etc")
+    return info.value.problems
+
+
+def test_one_account_under_accounts_is_the_api_form() -> None:
+    single = parse_config({"accounts": [account("a", rate_limit=5)],
+                           "targets": [target("k", account="a"), target("j")]}, ENV, "/etc")
+    plain = parse_config({"api": {k: v for k, v in account("a", rate_limit=5).items()
+                                  if k != "name"}, "targets": [target("k"), target("j")]},
+                         ENV, "/etc")
+    assert single == plain
+    assert [t.ident for t in single.targets] == ["/k/m", "/j/m"]  # state unchanged
+
+
+def test_several_accounts_label_their_targets_and_keep_their_own_quotas() -> None:
+    config = parse_config({"accounts": [account("a", rate_limit=5, max_concurrency=2),
+                                        account("b", rate_limit=7, timeout="90s")],
+                           "targets": [target("k", account="a", labels={"team": "x"}),
+                                       target("k", account="b")]}, ENV, "/etc")
+    assert [(t.account, t.ident, t.labels) for t in config.targets] == [
+        ("a", "a:/k/m", (("account", "a"), ("team", "x"))),
+        ("b", "b:/k/m", (("account", "b"),))]
+    apis = config.account_apis()
+    assert (apis["a"].rate_limit, apis["a"].max_concurrency, apis["a"].private_key) == (
+        5, 2, "private-a")
+    assert (apis["b"].endpoint, apis["b"].timeout, apis["b"].private_key) == (
+        "https://b.example/", 90.0, "private-b")
+    assert (config.api.timeout, config.api.max_concurrency, config.api.rate_limit) == (90, 18, 12)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"accounts": [account("a"), account("b")], "targets": [target("k")]},
+     ["targets[0].account: required with several accounts (one of: a, b)"]),
+    ({"accounts": [account("a"), account("b")], "targets": [target("k", account="c")]},
+     ["targets[0].account: unknown account \"c\" (accounts: a, b)"]),
+    ({"api": {"public_key": "p", "private_key": "q"}, "targets": [target("k", account="a")]},
+     ["targets[0].account: no accounts are configured (set accounts:, or remove it)"]),
+    ({"api": {"public_key": "p", "private_key": "q"}, "accounts": [account("a")],
+      "targets": [target("k")]},
+     ["accounts: conflicts with api; configure one account as api: or every account under "
+      "accounts:, not both"]),
+    ({"accounts": [account("a"), account("a")], "targets": [target("k", account="a")]},
+     ['accounts[1].name: duplicate of accounts[0].name "a"']),
+    ({"accounts": [{"name": "a", "public_key": "p"}, account("b")],
+      "targets": [target("k", account="b")]},
+     ["accounts[0].private_key: required (or set accounts[0].private_key_file)"]),
+    ({"accounts": [account("a"), account("b")], "discovery": {"accounts": ["z"]}},
+     ["discovery.accounts[0]: unknown account \"z\" (accounts: a, b)"]),
+    ({"accounts": [], "targets": [target("k")]},
+     ["accounts: expected a non-empty list of accounts, got [] (list)"]),
+    ({"accounts": [account("a"), account("b")],
+      "targets": [target("k", account="a", labels={"account": "x"})]},
+     ["targets[0].labels.account: collides with a built-in label (built-in: project_id, "
+      "key_id, model, window, currency, instance, job, key_name, budget, period, account)"]),
+])
+def test_bad_accounts_are_reported_with_their_path(data: dict[str, Any],
+                                                   expected: list[str]) -> None:
+    assert problems(data) == expected
+
+
+class Slow:
+    """A client that records how many reads it has in flight at once."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.05)
+        with self.lock:
+            self.now -= 1
+        return Reading.__new__(Reading)
+
+    def sync_clock(self, deadline: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_router_holds_each_account_to_its_own_concurrency() -> None:
+    a, b = Slow(), Slow()
+    router = AccountRouter({"a": a, "b": b}, {"a": 2, "b": 5})
+    threads = [threading.Thread(target=router.get_usage, args=(Target("k", "m", account=n),
+                                                                0, 1, 0.0))
+               for n in "ab" * 8]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (a.most, b.most) == (2, 5)
+
+
+def test_two_accounts_each_read_through_their_own_api_with_an_account_label() -> None:
+    clock = FakeClock(1_767_225_600.0)
+    with build_simulator(1, 1, 1, clock, backfill=0, tick=60, public_key="pa",
+                         private_key="sa") as one, \
+            build_simulator(2, 2, 1, clock, backfill=0, tick=60, public_key="pb",
+                            private_key="sb") as two:
+        two.catalog.add_key(SimKey(DEMO_PROJECT, "uminferapikey-demo02", "b-only", "s",
+                                   daily_limit="5"))
+        config = parse_config({
+            "accounts": [{"name": "one", "endpoint": one.url, "public_key": "pa",
+                          "private_key": "sa"},
+                         {"name": "two", "endpoint": two.url, "public_key": "pb",
+                          "private_key": "sb"}],
+            "targets": [{"account": "one", "project": DEMO_PROJECT,
+                         "key": "uminferapikey-demo01", "model": "deepseek-ai/DeepSeek-V3"},
+                        {"account": "two", "project": DEMO_PROJECT,
+                         "key": "uminferapikey-demo02", "model": "deepseek-ai/DeepSeek-V3"}],
+            "windows": [],
+        }, {}, "/etc")
+        service = Service(config, clock, CollectorRegistry(), lambda: config)
+        try:
+            for _ in range(3):
+                service.run_cycle()
+                clock.advance(60)
+            samples = parse_metrics(service.cache.body(False).decode())
+        finally:
+            service.stop()
+        calls = {name: sim.stats().by_action for name, sim in (("one", one), ("two", two))}
+    assert calls["one"]["ListUMInferAPIKey"] == calls["two"]["ListUMInferAPIKey"] == 1
+    assert calls["one"]["GetUMInferTokenUsage"] > 0 and calls["two"]["GetUMInferTokenUsage"] > 0
+    ups = {dict(labels)["account"]: dict(labels)["key_id"]
+           for (name, labels) in samples if name == "uminfer_up"}
+    assert ups == {"one": "uminferapikey-demo01", "two": "uminferapikey-demo02"}
+    limits = {(dict(labels)["account"], dict(labels)["key_id"]): value
+              for (name, labels), value in samples.items() if name == "uminfer_key_limit_amount"
+              and dict(labels)["period"] == "daily"}
+    # demo02 of account "one" is not polled; account "two" lists its own demo02 (limit 5).
+    assert limits == {("one", "uminferapikey-demo01"): float(Decimal("10000")),
+                      ("two", "uminferapikey-demo02"): 5.0}

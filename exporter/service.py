@@ -330,15 +330,18 @@ class Service:
         session = pooled_session(api.endpoint, api.max_concurrency, os.environ)
         client = ApiClient(api, session, self.clock, self._rng, limiter, self.metrics,
                            self.api_clock)
-        self.metrics.rate_limit.set_function(lambda: limiter.current_rate)
         keys = KeyClient(client)
-        return ApiStack(WorkerPool(api.max_concurrency), client, keys)
+        return ApiStack(WorkerPool(api.max_concurrency), client, keys, limiter)
 
     def _connect_all(self, config: Config) -> ApiStack:
         """A stack per account; with several, one pool for all and a router that sends each
         target's reads through its own account's client and concurrency."""
         apis = config.account_apis()
         self._stacks = {name: self._connect(api) for name, api in apis.items()}
+        limiters = [s.limiter for s in self._stacks.values() if s.limiter is not None]
+        if limiters:  # the exporter's whole allowance: each account is its own quota
+            self.metrics.rate_limit.set_function(
+                lambda: sum(limiter.current_rate for limiter in limiters))
         if list(apis) == [""]:
             return self._stacks[""]
         router = AccountRouter({n: s.client for n, s in self._stacks.items()},
@@ -479,6 +482,7 @@ class ApiStack:
     pool: WorkerPool
     client: UsageClient
     keys: KeySource
+    limiter: RateLimiter | None = None  # the account's, for the rate-limit gauge
 
     def close(self) -> None:
         self.pool.close()

@@ -140,21 +140,24 @@ def test_two_accounts_each_read_through_their_own_api_with_an_account_label() ->
                                    daily_limit="5"))
         config = parse_config({
             "accounts": [{"name": "one", "endpoint": one.url, "public_key": "pa",
-                          "private_key": "sa"},
+                          "private_key": "sa", "rate_limit": 5},
                          {"name": "two", "endpoint": two.url, "public_key": "pb",
-                          "private_key": "sb"}],
+                          "private_key": "sb", "rate_limit": 7}],
             "targets": [{"account": "one", "project": DEMO_PROJECT,
                          "key": "uminferapikey-demo01", "model": "deepseek-ai/DeepSeek-V3"},
                         {"account": "two", "project": DEMO_PROJECT,
                          "key": "uminferapikey-demo02", "model": "deepseek-ai/DeepSeek-V3"}],
             "windows": [],
         }, {}, "/etc")
-        service = Service(config, clock, CollectorRegistry(), lambda: config)
+        registry = CollectorRegistry()
+        service = Service(config, clock, registry, lambda: config)
         try:
             for _ in range(3):
                 service.run_cycle()
                 clock.advance(60)
             samples = parse_metrics(service.cache.body(False).decode())
+            # Each account is its own quota: the gauge is the exporter's whole allowance.
+            assert registry.get_sample_value("uminfer_api_rate_limit_requests_per_second") == 12
         finally:
             service.stop()
         calls = {name: sim.stats().by_action for name, sim in (("one", one), ("two", two))}

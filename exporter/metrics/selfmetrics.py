@@ -41,7 +41,8 @@ class SelfMetrics:
             "uminfer_targets", "Number of targets this exporter polls.", registry=registry)
         self.rate_limit = Gauge(
             "uminfer_api_rate_limit_requests_per_second",
-            "Current request rate limit in requests per second (lowered on throttling; 0 = none).",
+            "Current request rate limit in requests per second, summed over accounts (lowered "
+            "on throttling; 0 = none).",
             registry=registry)
         self.backfill_skipped = Counter(
             "uminfer_backfill_skipped_seconds",

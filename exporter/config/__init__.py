@@ -11,11 +11,13 @@ from exporter.config.types import (
     DEFAULT_ENDPOINT,
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
+    AccountingConfig,
     ApiConfig,
     BudgetConfig,
     Config,
     ConfigError,
     DiscoveryConfig,
+    HaConfig,
     KeysConfig,
     ModelPrice,
     PollConfig,
@@ -27,7 +29,8 @@ from exporter.config.types import (
 
 __all__ = [
     "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
-    "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig", "KeysConfig",
+    "AccountingConfig", "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig",
+    "HaConfig", "KeysConfig",
     "ModelPrice", "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
     "load_config", "parse_config", "redacted",
 ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import yaml
 
 from exporter.config.cost import budgets_section, pricing_section
 from exporter.config.discovery import discovery_section
+from exporter.config.ha import accounting_section, ha_section
 from exporter.config.reader import REDACTED, Reader, build, got, scrub
 from exporter.config.sections import (
     POLL_KEYS,
@@ -37,7 +39,7 @@ from exporter.core.durations import format_duration
 #: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
 CONFIG_CAP = 4 << 20
 _ROOT_KEYS = ("api", "poll", "state", "windows", "targets", "pricing", "budgets", "discovery",
-              "keys")
+              "keys", "accounting", "ha")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
@@ -65,6 +67,9 @@ def parse_config(
     root = reader.section("", data, _ROOT_KEYS)
     discovery = discovery_section(reader, root.get("discovery"))
     pricing = pricing_section(reader, root.get("pricing"))
+    accounting = accounting_section(reader, root.get("accounting"))
+    raw_accounting = root.get("accounting")
+    origin_given = isinstance(raw_accounting, dict) and raw_accounting.get("origin") is not None
     config = build(
         Config,
         api=api_section(reader, root.get("api"), base_dir),
@@ -77,6 +82,8 @@ def parse_config(
         budgets=budgets_section(reader, root.get("budgets"), pricing.currency),
         discovery=discovery,
         keys=keys_section(reader, root.get("keys")),
+        accounting=accounting,
+        ha=ha_section(reader, root.get("ha"), base_dir, origin_given),
     )
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
@@ -101,7 +108,17 @@ def redacted(config: Config) -> dict[str, object]:
         "discovery": _redacted_discovery(config.discovery),
         "keys": {"enabled": config.keys.enabled,
                  "interval": format_duration(config.keys.interval)},
+        "accounting": {"origin": _rfc3339(config.accounting.origin)},
+        "ha": {"peers": list(config.ha.peers), "username": config.ha.username,
+               "password": REDACTED if config.ha.password else None,
+               "ca_file": config.ha.ca_file, "timeout": format_duration(config.ha.timeout)},
     }
+
+
+def _rfc3339(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _redacted_pricing(pricing: PricingConfig) -> dict[str, object]:

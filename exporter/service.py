@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -66,9 +67,9 @@ class Service:
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
-        self._load_config = load_config
-        self._on_reload = on_reload
+        self._load_config, self._on_reload = load_config, on_reload
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._replica = secrets.token_hex(8)  # names it in /-/ledgers: never its own peer
         self._cycle_lock = threading.Lock()  # a config swap never lands inside a cycle
         self._reload_lock = threading.Lock()  # SIGHUP and POST /-/reload may come together
         self._store = StateStore(config.state.path) if config.state.path else None
@@ -287,7 +288,7 @@ class Service:
         that have none here or an older one, and its measured buckets if none are known here.
         Without a peer that answers, catch up from the API (said in the log)."""
         fetched = fetch(self._config.ha, self._terms(origin), lambda: int(self.api_clock.now()),
-                        self.clock)
+                        self.clock, replica=self._replica)
         if fetched is None:
             log.warning("no peer gave its ledgers: catching up from accounting.origin through "
                         "the API (uminfer_catchup_remaining_seconds says how far it has to go)")
@@ -334,7 +335,7 @@ class Service:
             own = {} if origin is None else {
                 ident: led for ident, led in known.items() if 0 <= led.origin - origin < 86400}
             return render(self._terms(origin or 0), grid.period, grid.offset,
-                          self.buckets.to_dict(), own)
+                          self.buckets.to_dict(), own, replica=self._replica)
 
     def _horizon(self, config: Config) -> Horizon | None:
         """Where new targets' budget seeds start (None without budgets: nothing to seed)."""

@@ -1,9 +1,12 @@
 """The settled ledgers a replica hands its peer: read frontier, settled copy, the document, its
-checks against another config, garbage and a clock ahead, and which ledgers a replica takes."""
+checks against another config, garbage and a clock ahead, which ledgers a replica takes, and
+that a replica listed among its own peers skips itself."""
 
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,7 +20,10 @@ from exporter.accounting.handoff import (
     takeover,
 )
 from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.config import HaConfig
+from exporter.core.clock import FakeClock
 from exporter.core.usage import Totals
+from exporter.polling.peers import fetch
 
 H = 3600
 SETTLE = 600
@@ -148,3 +154,29 @@ def test_a_replica_takes_newer_ledgers_only_where_its_counters_cannot_go_down() 
     taken = takeover(theirs, mine, ["new", "older-here", "ahead-here", "read-higher-here"])
     # read-higher-here: 2 settled hours (10) + an open reading of 9 is above the peer's 15.
     assert sorted(taken) == ["new", "older-here"]
+
+
+def test_a_replica_listed_among_its_own_peers_never_takes_its_own_ledgers() -> None:
+    body = {"/self": render(TERMS, H, 0, {}, {"p/k/m": counted(3)}, replica="me"),
+            "/other": render(TERMS, H, 0, {}, {"p/k/m": counted(2)}, replica="peer")}
+
+    class Peer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            answer = body[self.path.removesuffix("/-/ledgers")]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Peer) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        ha = HaConfig(peers=(f"{base}/self", f"{base}/other"))
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me")
+        server.shutdown()
+    assert fetched is not None
+    assert fetched.url == f"{base}/other"
+    assert fetched.handoff.ledgers["p/k/m"].counters() == tok(10)

@@ -56,13 +56,14 @@ class Handoff:
     offset: int
     buckets: dict[str, Any]
     ledgers: dict[str, Ledger]
+    replica: str = ""  # the sender's random id for this process: a replica never takes its own
 
 
 def render(terms: Terms, period: int, offset: int, buckets: Mapping[str, Any],
-           ledgers: Mapping[str, Ledger]) -> bytes:
-    """The document for ``ledgers`` (their settled parts only)."""
+           ledgers: Mapping[str, Ledger], *, replica: str = "") -> bytes:
+    """The document for ``ledgers`` (their settled parts only), sent by ``replica``."""
     return json.dumps({
-        "kind": KIND, "version": VERSION, "terms": asdict(terms),
+        "kind": KIND, "version": VERSION, "replica": replica, "terms": asdict(terms),
         "grid": {"period": period, "offset": offset}, "api_buckets": dict(buckets),
         "targets": {ident: led.settled().to_dict() for ident, led in ledgers.items()},
     }, separators=(",", ":")).encode()
@@ -98,7 +99,7 @@ def _handoff(data: Any) -> Handoff:
     if not isinstance(buckets, dict) or not isinstance(targets, dict):
         raise TypeError("api_buckets and targets must be objects")
     ledgers = {str(ident): Ledger.from_dict(entry) for ident, entry in targets.items()}
-    return Handoff(terms, period, offset, buckets, ledgers)
+    return Handoff(terms, period, offset, buckets, ledgers, str(data.get("replica", ""))[:64])
 
 
 def check(handoff: Handoff, terms: Terms, now: int) -> None:

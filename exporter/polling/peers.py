@@ -9,8 +9,10 @@ the next peer is tried, and without any the replica catches up from the API.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
@@ -34,14 +36,24 @@ class Fetched:
 
 
 def fetch(ha: HaConfig, terms: Terms, api_now: Callable[[], int], clock: Clock,
-          session: requests.Session | None = None) -> Fetched | None:
-    """The first peer's document that is valid here, or None (every reason logged)."""
+          *, replica: str, session: requests.Session | None = None) -> Fetched | None:
+    """The first peer's document that is valid here, or None (every reason logged).
+
+    One config may list every replica (a StatefulSet's pods share it): a peer whose host is
+    this host's name (``pod-0`` in ``pod-0.service``) is not asked, and a document sent by this
+    very process (``replica``) is not taken."""
     http = session or requests.Session()
+    own = socket.gethostname().split(".")[0].lower()
     try:
         for url in ha.peers:
+            if (urlsplit(url).hostname or "").split(".")[0].lower() == own:
+                continue
             started = clock.monotonic()
             try:
                 handoff = parse(_get(http, ha, url))
+                if handoff.replica == replica:
+                    log.info("peer %s is this replica; skipped", url)
+                    continue
                 check(handoff, terms, api_now())
             except HandoffError as error:
                 log.error("peer %s: its ledgers are refused: %s; catching up from the API "

@@ -169,7 +169,8 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     service = Service(shard.apply(config), SystemClock(), registry, lambda: shard.apply(load()),
                       shard=shard, on_reload=web.commit)
     endpoints = Endpoints(cache=service.cache, registry=registry, ready=service.ready,
-                          reload=service.reload, web=web, healthy=service.healthy)
+                          reload=service.reload, web=web, healthy=service.healthy,
+                          ledgers=service.ledger_document)
     limits = Limits(max_connections=args.max_connections)
     _raise_file_limit(limits.max_connections)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -12,6 +13,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from exporter.accounting.handoff import Handoff, HandoffError, Terms, render, takeover
 from exporter.accounting.ledger import Ledger
 from exporter.accounting.snapshot import Snapshot
 from exporter.accounting.spend import Spend
@@ -36,6 +38,7 @@ from exporter.polling.accounts import (
 )
 from exporter.polling.discovery import DiscoveryRunner, KeySource
 from exporter.polling.keyhealth import KeyHealthRunner
+from exporter.polling.peers import fetch
 from exporter.polling.poller import Poller, UsageSource
 from exporter.polling.seeding import Horizon, Seeding
 from exporter.polling.sharding import Shard
@@ -72,9 +75,9 @@ class Service:
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
-        self._load_config = load_config
-        self._on_reload = on_reload
+        self._load_config, self._on_reload = load_config, on_reload
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+        self._replica = secrets.token_hex(8)  # names it in /-/ledgers: never its own peer
         self._cycle_lock = threading.Lock()  # a config swap never lands inside a cycle
         self._reload_lock = threading.Lock()  # SIGHUP and POST /-/reload may come together
         self._store = StateStore(config.state.path) if config.state.path else None
@@ -146,8 +149,16 @@ class Service:
             interval = self._config.poll.interval
             if elapsed > interval:
                 self.metrics.cycle_overruns.inc()
-            self._wake.wait(max(0.0, interval - elapsed))
+            self._wake.wait(self._pause(interval, elapsed))
             self._wake.clear()
+
+    def _pause(self, interval: float, elapsed: float) -> float:
+        """Seconds until the next cycle. With ``accounting.origin``, cycles start at multiples
+        of ``poll.interval`` by the API's clock, so replicas read at the same instants and
+        their open periods differ as little as their clocks' estimates do."""
+        if self._config.accounting.origin is None or not self.api_clock.known:
+            return max(0.0, interval - elapsed)
+        return interval - self.api_clock.now() % interval
 
     def run_cycle(self) -> None:
         """One cycle: poll, persist, then publish (in that order).
@@ -268,28 +279,90 @@ class Service:
             return  # the API is not answering: nothing can be read, and time is not known yet
         loaded, self._loaded = self._loaded or {}, None
         config = self._config
+        if config.ha.peers and config.accounting.origin is not None:
+            self._bootstrap(config.accounting.origin)
         grid = self._grid(config)
+        # With an origin, counters are defined from it: the whole downtime is caught up.
+        backfill = config.state.max_backfill if config.accounting.origin is None else 2**40
         with self._poller.locked():
             # At the API's time of the start: an outage after it is caught up like any other.
             result = restart(loaded, int(self.api_clock.at(self._started)), grid.period,
-                             config.poll.settle, config.state.max_backfill, audit=True,
-                             offset=grid.offset)
+                             config.poll.settle, backfill, audit=True, offset=grid.offset)
         if result.skipped_seconds:
             self.metrics.backfill_skipped.inc(result.skipped_seconds)
             log.warning("state is older than state.max_backfill: %d seconds of usage skipped",
                         result.skipped_seconds)
+
+    def _terms(self, origin: int) -> Terms:
+        poll = self._config.poll
+        return Terms(origin, poll.period, poll.settle)
+
+    def _bootstrap(self, origin: int) -> None:
+        """At start, with ``ha.peers``: take a peer's settled ledgers (one call) for the targets
+        that have none here or an older one, and its measured buckets if none are known here.
+        Without a peer that answers, catch up from the API (said in the log)."""
+        fetched = fetch(self._config.ha, self._terms(origin), lambda: int(self.api_clock.now()),
+                        self.clock, replica=self._replica)
+        if fetched is None:
+            log.warning("no peer gave its ledgers: catching up from accounting.origin through "
+                        "the API (uminfer_catchup_remaining_seconds says how far it has to go)")
+            return
+        try:
+            taken = self._take(fetched.handoff)
+        except HandoffError as error:
+            log.error("peer %s: its ledgers are refused: %s; catching up from the API instead",
+                      fetched.url, error)
+            return
+        log.info("bootstrapped %d of %d targets from peer %s in %.3fs (one call); the rest "
+                 "catch up from the API", taken, len(self._poller.targets), fetched.url,
+                 fetched.seconds)
+
+    def _take(self, handoff: Handoff) -> int:
+        """Put the peer's newer ledgers in; how many targets took one."""
+        if self.buckets.needs_probe and handoff.buckets:
+            self._restore_buckets(StateDocument(buckets=handoff.buckets))
+        grid = self._grid(self._config)
+        if grid.bucket is not None and (grid.period, grid.offset) != (handoff.period,
+                                                                      handoff.offset):
+            raise HandoffError(f"the peer cuts periods of {handoff.period}s at offset "
+                               f"{handoff.offset}s, this replica {grid.period}s at "
+                               f"{grid.offset}s: they measured the API's buckets differently")
+        polled = {t.ident for t in self._poller.targets}
+        with self._poller.locked():
+            mine = self._poller.ledgers()
+        taken = takeover(handoff.ledgers, mine, polled)
+        for ident, led in taken.items():
+            led.retune(grid.period, self._config.poll.settle, grid.offset)
+            led.audit = True
+            if ident not in mine:
+                self._seeding.begin(ident)
+            self._poller.adopt(ident, led)
+        return len(taken)
+
+    def ledger_document(self) -> bytes:
+        """The settled ledgers of every target (polled and parked) for a peer (``/-/ledgers``);
+        only ledgers that count from ``accounting.origin`` (an empty list without one)."""
+        origin = self._config.accounting.origin
+        grid = self._grid(self._config)
+        with self._poller.locked():
+            known = {**self._parked, **self._poller.ledgers()}
+            own = {} if origin is None else {
+                ident: led for ident, led in known.items() if 0 <= led.origin - origin < 86400}
+            return render(self._terms(origin or 0), grid.period, grid.offset,
+                          self.buckets.to_dict(), own, replica=self._replica)
 
     def _horizon(self, config: Config) -> Horizon | None:
         """Where new targets' budget seeds start (None without budgets: nothing to seed)."""
         return self._spend.horizon if config.budgets else None
 
     def _counting_start(self, grid: Grid) -> int | None:
-        """Where a new target's counting starts: the API's time now (once the API's bucket is
-        measured, the next bucket start); None until that time is known and the API's buckets
-        were looked for (new targets then wait, see Poller)."""
+        """Where a new target's counting starts: ``accounting.origin``, or else the API's time
+        now (once the API's bucket is measured, the next bucket start); None until that time
+        is known and the API's buckets were looked for (new targets then wait, see Poller)."""
         if not self.api_clock.known or self.buckets.needs_probe:
             return None
-        return grid.first_boundary(int(self.api_clock.now()))
+        origin = self._config.accounting.origin
+        return grid.first_boundary(int(self.api_clock.now()) if origin is None else origin)
 
     def _grid(self, config: Config) -> Grid:
         """The period grid for ``config`` (poll.period's own while counting is refused: the

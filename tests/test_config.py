@@ -69,7 +69,27 @@ BAD = [
     # structure and unknown keys
     ({"apii": {}},
      "apii: unknown key (expected one of: api, accounts, poll, state, windows, targets, pricing,"
-     " budgets, discovery, keys)"),
+     " budgets, discovery, keys, accounting, ha)"),
+    # accounting.origin and ha
+    ({"accounting.origin": "2025-13-01T00:00:00Z"},
+     'accounting.origin: expected an RFC 3339 time like 2025-01-01T00:00:00Z, got '
+     '"2025-13-01T00:00:00Z"'),
+    ({"accounting.origin": "2025-01-01T00:00:00"},
+     "accounting.origin: needs an offset (Z or +08:00): without one the instant depends on the"
+     " host's time zone, and replicas must agree on it"),
+    ({"accounting.origin": 5}, "accounting.origin: expected an RFC 3339 time like "
+                               "2025-01-01T00:00:00Z, got 5 (int)"),
+    ({"ha.peers": ["http://peer:9866"]},
+     "ha.peers: needs accounting.origin: replicas count the same usage only from the same"
+     " origin"),
+    ({"accounting.origin": "2025-01-01T00:00:00Z", "ha.peers": ["https://u:hunter2@peer"]},
+     "ha.peers[0]: must not hold credentials; set ha.username and ha.password (or"
+     " ha.password_file)"),
+    ({"accounting.origin": "2025-01-01T00:00:00Z", "ha.peers": ["peer:9866"]},
+     'ha.peers[0]: expected an http:// or https:// URL, got "peer:9866"'),
+    ({"accounting.origin": "2025-01-01T00:00:00Z", "ha.password": "hunter2"},
+     "ha.username: required with ha.password"),
+    ({"ha.timeout": "0s"}, "ha.timeout: must be greater than 0s, got 0s"),
     ({"poll.intreval": "60s"}, f"poll.intreval: unknown key (expected one of: {POLL_KEYS})"),
     ({"targets.0.colour": "red"},
      "targets[0].colour: unknown key (expected one of: account, project, key, model, labels)"),
@@ -384,3 +404,34 @@ def test_arbitrary_data_gives_config_or_config_error(
 @given(data=JSON)
 def test_any_json_is_config_or_config_error(data: object) -> None:
     assert isinstance(outcome(data, {}), Config | ConfigError)
+
+
+def test_accounting_origin_and_ha_peers_are_read_and_the_password_redacted(
+        tmp_path: Path) -> None:
+    (tmp_path / "peer-password").write_text("s3cret-peer\n")
+    text = ("api: {public_key: a, private_key: b}\ntargets: [{key: k, model: m}]\n"
+            # Unquoted, YAML reads a timestamp itself: both forms give the same instant.
+            "accounting: {origin: 2025-01-01T08:00:00+08:00}\n"
+            "ha: {peers: ['https://replica-1:9866'], username: peer,"
+            " password_file: peer-password, timeout: 5s}\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    config = load_config(str(path), {})
+    quoted = parse_config({"accounting": {"origin": "2025-01-01T00:00:00Z"},
+                           "api": {"public_key": "a", "private_key": "b"},
+                           "targets": [{"key": "k", "model": "m"}]}, {}, "/")
+    assert config.accounting.origin == quoted.accounting.origin == 1735689600
+    assert config.ha.peers == ("https://replica-1:9866",)
+    assert (config.ha.username, config.ha.password, config.ha.timeout) == \
+        ("peer", "s3cret-peer", 5.0)
+    summary = json.dumps(redacted(config))
+    assert "s3cret-peer" not in summary and "s3cret-peer" not in repr(config)
+    assert redacted(config)["accounting"] == {"origin": "2025-01-01T00:00:00Z"}
+
+
+def test_a_bad_peer_password_file_names_the_path_not_the_content(tmp_path: Path) -> None:
+    data = with_changes({"accounting.origin": "2025-01-01T00:00:00Z",
+                         "ha.peers": ["http://peer:9866"], "ha.username": "u",
+                         "ha.password_file": "missing"})
+    assert problems(data, base_dir=str(tmp_path)) == [
+        f"ha.password_file: cannot read {tmp_path}/missing: No such file or directory"]

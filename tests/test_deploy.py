@@ -209,3 +209,44 @@ def test_prometheusrule_carries_the_rules_file() -> None:
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["kind"] == "PrometheusRule"
     assert any("alert" in r for g in rule["spec"]["groups"] for r in g["rules"])
+
+
+# --- Two replicas (deploy/kubernetes-ha) ---------------------------------------------------------
+
+def ha_manifests(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """The HA overlay as kustomize builds it (kubectl's own), by kind."""
+    result = run(require_tool("kubectl"), "kustomize", str(DEPLOY / "kubernetes-ha"))
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "ha.yaml").write_text(result.stdout, encoding="utf-8")
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout) if doc}
+
+
+def test_ha_overlay_runs_two_replicas_on_different_nodes(tmp_path: Path) -> None:
+    """Strictly valid after the patches; two replicas, anti-affine by node, each its volume."""
+    built = ha_manifests(tmp_path)
+    core = [yaml.safe_dump(built[kind]) for kind in ("ConfigMap", "Service", "StatefulSet")]
+    (tmp_path / "core.yaml").write_text("---\n".join(core), encoding="utf-8")
+    result = run(tool("kubernetes-validate"), "--strict", str(tmp_path / "core.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    sts = built["StatefulSet"]["spec"]
+    assert sts["replicas"] == 2
+    [term] = sts["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= \
+        sts["template"]["metadata"]["labels"].items()
+    assert sts["volumeClaimTemplates"][0]["metadata"]["name"] == "state"
+
+
+def test_ha_overlay_config_names_both_pods_and_one_origin(tmp_path: Path) -> None:
+    """The config parses, has an origin, and lists each pod by its headless-Service name."""
+    secrets = "/etc/uminfer-exporter/secrets"
+    for name, value in load("secret.example.yaml")["stringData"].items():
+        (tmp_path / name).write_text(value, encoding="utf-8")
+    built = ha_manifests(tmp_path)
+    text = built["ConfigMap"]["data"]["config.yaml"].replace(secrets, str(tmp_path))
+    config = parse_config(yaml.safe_load(text), {}, str(tmp_path))
+    assert config.accounting.origin is not None
+    name, service = built["StatefulSet"]["metadata"]["name"], built["Service"]["metadata"]["name"]
+    port = built["Service"]["spec"]["ports"][0]["port"]
+    assert config.ha.peers == tuple(f"http://{name}-{i}.{service}:{port}" for i in range(2))

@@ -22,6 +22,7 @@ from exporter import cli
 from exporter.config import ApiConfig, PollConfig, Window
 from exporter.config.cost import BUDGET_KEYS, PRICE_KEYS, PRICING_KEYS
 from exporter.config.discovery import DISCOVERY_KEYS
+from exporter.config.ha import ACCOUNTING_KEYS, HA_KEYS
 from exporter.config.sections import API_KEYS, KEYS_KEYS, POLL_KEYS, STATE_KEYS, TARGET_KEYS
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
 from exporter.metrics.selfmetrics import SelfMetrics
@@ -113,7 +114,8 @@ def test_readme_flag_table_matches_the_command_line() -> None:
 @pytest.mark.parametrize(("section_name", "keys"), [
     ("api", API_KEYS), ("poll", POLL_KEYS), ("state", STATE_KEYS), ("targets[]", TARGET_KEYS),
     ("pricing", PRICING_KEYS), ("pricing.models.*", PRICE_KEYS), ("budgets[]", BUDGET_KEYS),
-    ("discovery", DISCOVERY_KEYS), ("keys", KEYS_KEYS),
+    ("discovery", DISCOVERY_KEYS), ("keys", KEYS_KEYS), ("accounting", ACCOUNTING_KEYS),
+    ("ha", HA_KEYS),
 ])
 def test_config_example_shows_every_config_key(section_name: str, keys: tuple[str, ...]) -> None:
     # Commented-out keys count: the example shows optional ones that way.
@@ -124,8 +126,9 @@ def test_config_example_shows_every_config_key(section_name: str, keys: tuple[st
 
 def test_readme_config_snippets_use_only_real_keys() -> None:
     known = {*API_KEYS, *POLL_KEYS, *STATE_KEYS, *TARGET_KEYS, *PRICING_KEYS, *PRICE_KEYS,
-             *BUDGET_KEYS, *DISCOVERY_KEYS, *KEYS_KEYS, "windows", "targets", "budgets",
-             "pricing", "discovery", "keys", "api", "poll", "state"}
+             *BUDGET_KEYS, *DISCOVERY_KEYS, *KEYS_KEYS, *ACCOUNTING_KEYS, *HA_KEYS, "windows",
+             "targets", "budgets", "pricing", "discovery", "keys", "api", "poll", "state",
+             "accounting", "ha"}
     text = README.read_text()
     for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
         loaded = yaml.safe_load(block)

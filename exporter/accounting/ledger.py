@@ -129,6 +129,26 @@ class Ledger:
         """Last second up to which every stretch is closed (``origin - 1`` when none is)."""
         return self._cursor - 1
 
+    def read_frontier(self) -> int:
+        """First second, from the origin on, that no successful read has covered yet: what a
+        catch-up still has to read starts here (a stretch given up counts as covered)."""
+        pos = self._cursor
+        for start in sorted(self._open):
+            stretch = self._open[start]
+            if start != pos:
+                return pos
+            if not stretch.final and stretch.read_to < stretch.end:
+                return stretch.read_to + 1
+            pos = stretch.end + 1
+        return pos
+
+    def settled(self) -> Ledger:
+        """A copy holding only the closed prefix (what no later read can change) and the
+        ledger's own counts: what a peer may take over and continue from."""
+        data = self.to_dict()
+        data["open"], data["audits"], data["audit"] = [], [], False
+        return Ledger.from_dict(data)
+
     def plan(self, now: int, max_reads: int | None = None) -> list[Read]:
         """The reads to make at ``now``, oldest first, then a due audit.
 

@@ -27,6 +27,11 @@ class TargetSnapshot:
     given_up: tuple[tuple[str, int], ...] = ()  # reason -> seconds the API kept rejecting
     cost: tuple[tuple[str, Decimal], ...] = ()  # currency -> exact cost counted so far
     window_cost: tuple[tuple[Window, str, Decimal], ...] = ()  # window totals at today's price
+    # False: counters and cost are not exported (behind the origin, they would differ from a
+    # peer's settled value); catchup_remaining: API seconds not read yet (with an origin only).
+    counting: bool = True
+    catchup_remaining: int | None = None
+    settled: Totals | None = None  # the closed part of the counters (with an origin only)
 
 
 @dataclass(frozen=True, slots=True)

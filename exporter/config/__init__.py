@@ -12,11 +12,13 @@ from exporter.config.types import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
     AccountConfig,
+    AccountingConfig,
     ApiConfig,
     BudgetConfig,
     Config,
     ConfigError,
     DiscoveryConfig,
+    HaConfig,
     KeysConfig,
     ModelPrice,
     PollConfig,
@@ -28,7 +30,8 @@ from exporter.config.types import (
 
 __all__ = [
     "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
-    "AccountConfig", "ApiConfig", "BudgetConfig", "Config", "ConfigError", "DiscoveryConfig",
-    "KeysConfig", "ModelPrice", "PollConfig", "PricingConfig", "StateConfig", "Target", "Window",
+    "AccountConfig", "AccountingConfig", "ApiConfig", "BudgetConfig", "Config", "ConfigError",
+    "DiscoveryConfig", "HaConfig", "KeysConfig", "ModelPrice", "PollConfig", "PricingConfig",
+    "StateConfig", "Target", "Window",
     "load_config", "parse_config", "redacted",
 ]

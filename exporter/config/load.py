@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import yaml
@@ -16,6 +17,7 @@ import yaml
 from exporter.config.accounts import accounts_section, aggregate, labelled
 from exporter.config.cost import budgets_section, pricing_section
 from exporter.config.discovery import discovery_section
+from exporter.config.ha import accounting_section, ha_section
 from exporter.config.reader import REDACTED, Reader, build, got, quote, scrub
 from exporter.config.sections import (
     POLL_KEYS,
@@ -39,7 +41,7 @@ from exporter.core.durations import format_duration
 #: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
 CONFIG_CAP = 4 << 20
 _ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing", "budgets",
-              "discovery", "keys")
+              "discovery", "keys", "accounting", "ha")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
@@ -82,6 +84,9 @@ def parse_config(
     # With discovery, static targets are optional: the keys found are the targets.
     targets = targets_section(reader, root.get("targets"), require_targets and not discovery,
                               names)
+    accounting = accounting_section(reader, root.get("accounting"))
+    raw_accounting = root.get("accounting")
+    origin_given = isinstance(raw_accounting, dict) and raw_accounting.get("origin") is not None
     config = build(
         Config, api=api, poll=poll, state=state, windows=windows,
         targets=tuple(labelled(t, several) for t in targets),
@@ -90,6 +95,8 @@ def parse_config(
         discovery=_discovery_accounts(reader, discovery, names),
         keys=keys_section(reader, root.get("keys")),
         accounts=accounts if several else (),
+        accounting=accounting,
+        ha=ha_section(reader, root.get("ha"), base_dir, origin_given),
     )
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
@@ -132,7 +139,17 @@ def redacted(config: Config) -> dict[str, object]:
                       "private_key": REDACTED, "timeout": format_duration(a.api.timeout),
                       "max_concurrency": a.api.max_concurrency, "rate_limit": a.api.rate_limit}
                      for a in config.accounts],
+        "accounting": {"origin": _rfc3339(config.accounting.origin)},
+        "ha": {"peers": list(config.ha.peers), "username": config.ha.username,
+               "password": REDACTED if config.ha.password else None,
+               "ca_file": config.ha.ca_file, "timeout": format_duration(config.ha.timeout)},
     }
+
+
+def _rfc3339(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _redacted_pricing(pricing: PricingConfig) -> dict[str, object]:

@@ -148,6 +148,27 @@ class KeysConfig:
 
 
 @dataclass(frozen=True)
+class AccountingConfig:
+    """Where counting begins: ``origin`` (Unix seconds, by the API's clock) makes every replica
+    with the same config count the same usage; None counts from when each target's counting
+    began in this process (or its state)."""
+
+    origin: int | None = None
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """The other replicas of a pair: a replica without state (or with older state) takes their
+    settled ledgers from ``peers`` (base URLs), authenticating as their web config demands."""
+
+    peers: tuple[str, ...] = ()
+    username: str | None = None
+    password: str = field(default="", repr=False)
+    ca_file: str | None = None  # verifies the peers' TLS certificates (default: system CAs)
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole, validated configuration."""
 
@@ -168,3 +189,5 @@ class Config:
     def account_apis(self) -> dict[str, ApiConfig]:
         """How to reach each account, by the name targets use ("" for the single account)."""
         return {a.name: a.api for a in self.accounts} if self.accounts else {"": self.api}
+    accounting: AccountingConfig = AccountingConfig()
+    ha: HaConfig = HaConfig()

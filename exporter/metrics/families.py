@@ -58,7 +58,8 @@ class _Family:
 
 def _counter(attr: str, stem: str, what: str) -> _Family:
     def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
-        yield f"uminfer_{stem}_total{{{labels}}} {getattr(t.counters, attr)}\n"
+        if t.counting:
+            yield f"uminfer_{stem}_total{{{labels}}} {getattr(t.counters, attr)}\n"
 
     return _Family(
         f"uminfer_{stem}_total",
@@ -128,6 +129,8 @@ def _money(value: Decimal) -> str:
 
 
 def _cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
+    if not t.counting:
+        return
     for currency, amount in t.cost:
         yield f'uminfer_cost_total{{{labels},currency="{escape(currency)}"}} {_money(amount)}\n'
 
@@ -150,6 +153,14 @@ FAMILIES: tuple[_Family, ...] = (
     _optional("uminfer_settled_timestamp_seconds", "gauge",
               "Unix time in seconds up to which the target's usage is settled and final.",
               lambda t: t.settled_until),
+    _optional("uminfer_catchup_remaining_seconds", "gauge",
+              "Seconds of usage from accounting.origin not read yet; counters are exported "
+              "once it is 0.",
+              lambda t: t.catchup_remaining),
+    _optional("uminfer_settled_tokens_total", "counter",
+              "Number of tokens up to uminfer_settled_timestamp_seconds: final, the same on "
+              "every replica with the same accounting.origin.",
+              lambda t: None if t.settled is None or not t.counting else t.settled.tokens),
     _optional("uminfer_window_timestamp_seconds", "gauge",
               "Unix time in seconds at which the target's window gauges end.",
               lambda t: t.windows_at),

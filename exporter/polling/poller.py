@@ -91,6 +91,9 @@ class _Health:
     window_problem: str | None = None
     polled: bool = False  # polled at least once: new targets are read at once, not paced
     strikes: dict[int, int] = field(default_factory=dict)  # failed reads by stretch start
+    catchup: int | None = None  # API seconds between the read frontier and the latest plan
+    planned: int | None = None  # API time of the latest plan
+    caught_up: bool = False  # once in this process: every second up to a plan's time was read
 
 
 class Poller:
@@ -158,6 +161,16 @@ class Poller:
     def grid(self) -> Grid | Refusal:
         """The period grid of the last cycle (see api.buckets)."""
         return self._grid
+
+    def adopt(self, ident: str, ledger: Ledger) -> None:
+        """Poll ``ident`` from ``ledger`` on (a peer's settled ledger): it replaces the ledger
+        the target had, or ends its wait for one; it still has to catch up to be exported."""
+        with self._lock:
+            self._pending.pop(ident, None)
+            self._ledgers[ident] = ledger
+            health = self._health.get(ident)
+            if health is not None:
+                health.caught_up, health.catchup = False, None
 
     def pending(self) -> dict[str, float]:
         """Targets still waiting for the API's clock, by the monotonic instant counting began."""
@@ -236,9 +249,19 @@ class Poller:
 
     def _target_snapshot(self, target: Target) -> TargetSnapshot:
         ledger, health = self._ledgers.get(target.ident), self._health[target.ident]
+        shared = self._config.accounting.origin is not None
         if ledger is None:  # counting has not begun: the API's time is not known yet
-            return TargetSnapshot(target=target, failures=tuple(sorted(health.failures.items())))
+            return TargetSnapshot(target=target, failures=tuple(sorted(health.failures.items())),
+                                  counting=not shared)
+        if shared and not health.caught_up:
+            # Behind the origin's catch-up, this replica's counters would differ from its
+            # peer's settled value: they are not exported until every second was read.
+            return TargetSnapshot(
+                target=target, counters=ledger.counters(), up=False, counting=False,
+                catchup_remaining=health.catchup, failures=tuple(sorted(health.failures.items())))
         return TargetSnapshot(
+            catchup_remaining=health.catchup if shared else None,
+            settled=ledger.settled_totals() if shared else None,
             target=target, counters=ledger.counters(), windows=health.windows,
             windows_at=health.windows_at, up=health.up, last_success=health.last_success,
             settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
@@ -259,6 +282,7 @@ class Poller:
         except Exception:  # a bug must cost one target one cycle, not the poll loop
             log.exception("internal error polling target %s", target.ident)
             error = ApiError("internal", "internal error (see log)", transient=True)
+        self._track_catchup(target, health)
         if error is not None:
             self._failed(target, health, error)
             return  # the API is failing this target: window reads would only fail too
@@ -283,7 +307,8 @@ class Poller:
             if ledger is None:
                 return ApiError("network", "the API has not answered yet: counting begins, "
                                 "from the moment it was to begin, once it does", transient=True)
-            reads = ledger.plan(int(self._api_clock.now()), max_reads=MAX_READS_PER_CYCLE)
+            health.planned = now = int(self._api_clock.now())
+            reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
             reads = self._cut_at_buckets(target, ledger, grid, reads)
         newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
         failed: list[tuple[Read, ApiError]] = []
@@ -313,6 +338,21 @@ class Poller:
             succeeded = True
         self._strike(target, ledger, health, failed, succeeded)
         return failed[0][1] if failed else None
+
+    def _track_catchup(self, target: Target, health: _Health) -> None:
+        """How far the target's reads are behind the time of this cycle's plan; the first time
+        nothing is, it has caught up (for good, in this process: later outages hold counters
+        still, as ever, and never hide them)."""
+        with self._lock:
+            ledger = self._ledgers.get(target.ident)
+            if ledger is None or health.planned is None:
+                return
+            health.catchup = max(0, health.planned - ledger.read_frontier() + 1)
+        if health.catchup == 0 and not health.caught_up:
+            health.caught_up = True
+            if self._config.accounting.origin is not None:
+                log.info("target %s caught up from the origin: counters exported from now on",
+                         target.ident)
 
     def _held(self, target: Target, ledger: Ledger, read: Read, read_at: int) -> None:
         """A held answer for the stretch where a target's counting began (inside a bucket,
@@ -390,8 +430,10 @@ class Poller:
         if ledger is None and self._api_clock.known and not self._buckets.needs_probe:
             began = self._pending.pop(ident)
             # The estimate errs early by up to a second (see api.clock): the next whole second
-            # keeps usage from before the start out.
-            origin = grid.first_boundary(int(self._api_clock.at(began)) + 1)
+            # keeps usage from before the start out. A configured origin is every replica's.
+            configured = self._config.accounting.origin
+            origin = grid.first_boundary(int(self._api_clock.at(began)) + 1
+                                         if configured is None else configured)
             ledger = self._ledgers[ident] = Ledger(origin, grid.period, self._config.poll.settle,
                                                    audit=True, offset=grid.offset)
             if self._seeding is not None:

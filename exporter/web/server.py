@@ -54,6 +54,8 @@ class Endpoints:
     reload: ReloadHook
     web: Callable[[], WebConfig] = field(default=_plain)  # read per connection/request
     healthy: Callable[[], bool] = lambda: True  # False once the poll loop stopped finishing cycles
+    # The settled ledgers as a JSON document, for a peer replica's bootstrap (/-/ledgers).
+    ledgers: Callable[[], bytes] | None = None
 
 
 class MetricsServer:
@@ -118,6 +120,8 @@ class MetricsServer:
         if path == "/metrics":
             gzipped = "gzip" in (request.header("accept-encoding") or "")
             return await self._off_loop("handler", self._metrics, gzipped)
+        if path == "/-/ledgers" and self._endpoints.ledgers is not None:
+            return await self._off_loop("handler", self._ledgers, self._endpoints.ledgers)
         pages: dict[str, Callable[[], Response]] = {
             "/-/healthy": self._healthy, "/-/ready": self._ready, "/": _landing,
             "/-/reload": lambda: _text(HTTPStatus.METHOD_NOT_ALLOWED, "use POST")}
@@ -134,6 +138,10 @@ class MetricsServer:
         extra = (("Content-Encoding", "gzip"),) if gzipped else ()
         return Response(HTTPStatus.OK, self._endpoints.cache.body(gzipped), CONTENT_TYPE, extra,
                         tail=tail)
+
+    @staticmethod
+    def _ledgers(document: Callable[[], bytes]) -> Response:
+        return Response(HTTPStatus.OK, document(), "application/json")
 
     def _healthy(self) -> Response:
         if self._endpoints.healthy():

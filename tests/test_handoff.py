@@ -1,0 +1,182 @@
+"""The settled ledgers a replica hands its peer: read frontier, settled copy, the document, its
+checks against another config, garbage and a clock ahead, which ledgers a replica takes, and
+that a replica listed among its own peers skips itself."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from exporter.accounting.handoff import (
+    CLOCK_SLACK,
+    HandoffError,
+    Terms,
+    check,
+    parse,
+    render,
+    takeover,
+)
+from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.config import HaConfig
+from exporter.core.clock import FakeClock
+from exporter.core.usage import Totals
+from exporter.polling.peers import fetch
+
+H = 3600
+SETTLE = 600
+T0 = 1_700_000_000 // DAY * DAY
+TERMS = Terms(T0, H, SETTLE)
+
+
+def tok(n: int) -> Totals:
+    return Totals(input_tokens=n, tokens=n)
+
+
+def counted(hours: int, per_hour: int = 5, open_reading: int = 3) -> Ledger:
+    """A ledger from T0 whose first ``hours`` hours are settled, and the next one read open."""
+    led = Ledger(T0, H, SETTLE, audit=True)
+    for h in range(hours):
+        start = T0 + h * H
+        led.record(Read(start, start + H - 1, (start,)), tok(per_hour), start + H + SETTLE)
+    now = T0 + hours * H + 100
+    led.record(Read(now - 100, now, (now - 100,)), tok(open_reading), now)
+    return led
+
+
+def test_read_frontier_is_the_first_second_no_read_covered() -> None:
+    led = Ledger(T0, H, SETTLE)
+    assert led.read_frontier() == T0
+    led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
+    assert led.read_frontier() == T0 + 101
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(2), T0 + H + 5)
+    assert led.read_frontier() == T0 + H  # read whole, still open: covered
+    led.record(Read(T0 + H, T0 + H + 5, (T0 + H,)), tok(0), T0 + H + 5)
+    assert led.read_frontier() == T0 + H + 6
+
+
+def test_a_capped_catch_up_leaves_the_frontier_at_the_first_unread_period() -> None:
+    led = Ledger(T0, H, SETTLE)
+    now = T0 + 20 * DAY
+    reads = led.plan(now, max_reads=8)
+    for read in reads[:-1]:
+        led.record(read, tok(1), now)
+    led.record(reads[-1], tok(1), now)  # the newest, kept in place of an old one
+    assert T0 < led.read_frontier() < now - DAY
+
+
+def test_settled_copy_holds_only_closed_time() -> None:
+    led = counted(3)
+    copy = led.settled()
+    assert copy.counters() == copy.settled_totals() == tok(15)
+    assert led.counters() == tok(18)
+    assert copy.settled_until() == led.settled_until() == T0 + 3 * H - 1
+    assert copy.read_frontier() == T0 + 3 * H  # the open rest is the receiver's to read
+
+
+def test_the_document_round_trips_and_carries_no_open_reading() -> None:
+    body = render(TERMS, H, 0, {"step": 60}, {"p/k/m": counted(3)})
+    handoff = parse(body)
+    check(handoff, TERMS, T0 + 4 * H)
+    assert handoff.ledgers["p/k/m"].counters() == tok(15)
+    assert handoff.buckets == {"step": 60}
+    assert json.loads(body)["targets"]["p/k/m"]["open"] == []
+
+
+@pytest.mark.parametrize(("terms", "reason"), [
+    (Terms(T0 + H, H, SETTLE), "the peer counts with accounting.origin=%d, poll.period=3600s, "
+                               "poll.settle=600s, this replica with accounting.origin=%d"),
+    (Terms(T0, H, 60), "poll.settle=60s; make them identical on every replica"),
+])
+def test_a_peer_with_other_terms_is_refused_with_the_reason(terms: Terms, reason: str) -> None:
+    handoff = parse(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    with pytest.raises(HandoffError) as refused:
+        check(handoff, terms, T0 + 4 * H)
+    expected = reason % (T0, T0 + H) if "%d" in reason else reason
+    assert expected in str(refused.value)
+
+
+def test_a_peer_settled_beyond_the_apis_clock_is_refused() -> None:
+    handoff = parse(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    settled_end = T0 + 3 * H - 1
+    check(handoff, TERMS, settled_end + SETTLE - CLOCK_SLACK)
+    with pytest.raises(HandoffError, match="is the peer's clock ahead"):
+        check(handoff, TERMS, settled_end + SETTLE - CLOCK_SLACK - 1)
+
+
+def _doc(**changes: object) -> bytes:
+    data = json.loads(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    entry = data["targets"]["p/k/m"]
+    for key, value in changes.items():
+        if key in entry:
+            entry[key] = value
+        else:
+            data[key] = value
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"<html>proxy error</html>", "not a ledger document: not JSON"),
+    (b"[]", "wrong kind"),
+    (_doc(version=2), "document version '2', expected 1"),
+    (_doc(closed={"tokens": -5}), "totals must not be negative"),
+    (_doc(cursor=T0 - 1), "cursor before origin"),
+    (_doc(targets=[]), "api_buckets and targets must be objects"),
+    (b'{"kind": "uminfer-settled-ledgers", "version": 1, "terms": {"origin": 1e400}}',
+     "not a ledger document"),
+    (b"[" * 100 + b"]" * 100, "not a ledger document: nested"),
+])
+def test_garbage_from_a_peer_is_refused_not_raised(body: bytes, reason: str) -> None:
+    with pytest.raises(HandoffError) as refused:
+        parse(body)
+    assert reason in str(refused.value)
+
+
+def test_open_time_or_another_origin_in_a_ledger_is_refused() -> None:
+    data = json.loads(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    data["targets"]["p/k/m"]["open"] = [{"start": T0 + 3 * H, "end": T0 + 4 * H - 1,
+                                         "totals": {"tokens": 9}, "final": False}]
+    with pytest.raises(HandoffError, match="holds time that is not settled"):
+        check(parse(json.dumps(data).encode()), TERMS, T0 + 5 * H)
+    other = render(TERMS, H, 0, {}, {"p/k/m": Ledger(T0 - H, H, SETTLE)})
+    with pytest.raises(HandoffError, match=r"does not count from accounting\.origin"):
+        check(parse(other), TERMS, T0 + 5 * H)
+
+
+def test_a_replica_takes_newer_ledgers_only_where_its_counters_cannot_go_down() -> None:
+    theirs = {"new": counted(3), "older-here": counted(3), "ahead-here": counted(3),
+              "read-higher-here": counted(3), "not-polled": counted(3)}
+    theirs = {ident: led.settled() for ident, led in theirs.items()}
+    mine = {"older-here": counted(1), "ahead-here": counted(4),
+            "read-higher-here": counted(2, open_reading=9)}
+    taken = takeover(theirs, mine, ["new", "older-here", "ahead-here", "read-higher-here"])
+    # read-higher-here: 2 settled hours (10) + an open reading of 9 is above the peer's 15.
+    assert sorted(taken) == ["new", "older-here"]
+
+
+def test_a_replica_listed_among_its_own_peers_never_takes_its_own_ledgers() -> None:
+    body = {"/self": render(TERMS, H, 0, {}, {"p/k/m": counted(3)}, replica="me"),
+            "/other": render(TERMS, H, 0, {}, {"p/k/m": counted(2)}, replica="peer")}
+
+    class Peer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            answer = body[self.path.removesuffix("/-/ledgers")]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Peer) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        ha = HaConfig(peers=(f"{base}/self", f"{base}/other"))
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me")
+        server.shutdown()
+    assert fetched is not None
+    assert fetched.url == f"{base}/other"
+    assert fetched.handoff.ledgers["p/k/m"].counters() == tok(10)

@@ -101,15 +101,23 @@ def ranking(title: str, about: str, expr: str, unit: str = "short") -> table.Pan
     return _with_queries(panel, title, about, [target])  # type: ignore[no-any-return]
 
 
+def once(expr: str) -> str:
+    """``expr`` with each series once however many replicas export it (ha.peers, --shard):
+    the highest replica's value. Replicas of a pair count the same usage, so a sum across
+    them doubles it; every aggregation of per-target, budget or key series goes through this.
+    A chosen $instance still narrows the inner selector to that replica."""
+    return f"max without (instance, pod) ({expr})"
+
+
 def in_range(metric: str, by: str = "") -> str:
-    """Sum of a counter's increase over the dashboard's time range."""
+    """Sum of a counter's increase over the dashboard's time range, each target once."""
     grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (increase({metric}{{{TARGET}}}[$__range]))"
+    return f"sum{grouping} ({once(f'increase({metric}{{{TARGET}}}[$__range])')})"
 
 
-def rate(metric: str, by: str) -> str:
-    """A counter's per-second rate, summed by ``by``."""
-    return f"sum by ({by}) (rate({metric}{{{TARGET}}}[$__rate_interval]))"
+def rate(metric: str, by: str, over: str = "$__rate_interval") -> str:
+    """A counter's per-second rate, each target once, summed by ``by``."""
+    return f"sum by ({by}) ({once(f'rate({metric}{{{TARGET}}}[{over}])')})"
 
 
 def quantiles(metric: str) -> list[prometheus.Dataquery]:
@@ -137,8 +145,8 @@ def usage_rows() -> Iterator[db.Row | Any]:
         yield single(title, f"{title} counted in the selected time range (increase).", "short",
                      query(in_range(metric), title, instant=True))
     yield single("Targets up", "Targets whose latest poll succeeded, of all targets.", "short",
-                 query(f"sum(uminfer_up{{{TARGET}}})", "up", instant=True),
-                 query(f"count(uminfer_up{{{TARGET}}})", "targets", instant=True))
+                 query(f"sum({once(f'uminfer_up{{{TARGET}}}')})", "up", instant=True),
+                 query(f"count({once(f'uminfer_up{{{TARGET}}}')})", "targets", instant=True))
     yield db.Row("Token rate")
     for by, what in (("model", "model"), ("key_id", "key")):
         yield graph(f"Token rate by {what}, input vs output",
@@ -151,11 +159,11 @@ def usage_rows() -> Iterator[db.Row | Any]:
                 query(rate("uminfer_image_generations_total", "model"), "{{model}}"))
     yield db.Row("Trailing windows (exact API totals at the latest poll)")
     yield graph("Tokens in trailing windows by model", "uminfer_window_tokens by model.", "short",
-                query(f"sum by (model, window) (uminfer_window_tokens{{{TARGET}}})",
+                query(f"sum by (model, window) ({once(f'uminfer_window_tokens{{{TARGET}}}')})",
                       "{{model}} {{window}}"))
     yield single("Trailing-window totals", "Sums of the window gauges, one value per window.",
                  "short", *(
-                     query(f"sum by (window) (uminfer_window_{name}{{{TARGET}}})",
+                     query(f"sum by (window) ({once(f'uminfer_window_{name}{{{TARGET}}}')})",
                            f"{{{{window}}}} {name.replace('_', ' ')}", instant=True)
                      for name in ("tokens", "input_tokens", "output_tokens", "requests",
                                   "image_generations")), width=12, height=8)
@@ -181,7 +189,8 @@ def cost_rows() -> Iterator[db.Row | Any]:
                              "{{$group}} {{currency}}"), width=8)
     yield graph("Cost in trailing windows", "uminfer_window_cost: the window's usage at the "
                 "prices in force now.", MONEY,
-                query(f"sum by (window, currency) (uminfer_window_cost{{{TARGET}}})",
+                query(f"sum by (window, currency) "
+                      f"({once(f'uminfer_window_cost{{{TARGET}}}')})",
                       "{{window}} {{currency}}"), width=8)
     yield single("Budget used (share of limit)", "Use this period divided by the limit; "
                  "over 100% means the budget is exceeded.", "percentunit",
@@ -208,8 +217,7 @@ def consumer_rows() -> Iterator[db.Row | Any]:
     yield ranking("Top models by tokens (selected range)", "The cost drivers: tokens by model.",
                   f"topk(10, {in_range('uminfer_tokens_total', 'model')})")
     by = "project_id, key_id, model"
-    fast = f"sum by ({by}) (rate(uminfer_tokens_total{{{TARGET}}}[15m]))"
-    slow = f"sum by ({by}) (rate(uminfer_tokens_total{{{TARGET}}}[1d]))"
+    fast, slow = (rate("uminfer_tokens_total", by, over) for over in ("15m", "1d"))
     yield ranking("Who is spiking (15m rate / 1d rate)",
                   "Key and model pairs whose token rate of the last 15 minutes is highest "
                   "against their own average of the last day; 1 is normal.",
@@ -249,16 +257,19 @@ def health_rows() -> Iterator[db.Row | Any]:
                  query(f"max by (instance) (uminfer_api_rate_limit_requests_per_second"
                        f"{{{EXPORTER}}})", "{{instance}}", instant=True),
                  width=8, height=8).mappings([unlimited])
+    # Overruns and skipped backfill are each process's own, added up over the processes;
+    # revisions and late tokens are the targets' (every replica sees them), counted once.
     yield single("Problems (selected range)", "Poll overruns, readings revised downwards, "
                  "tokens that came after settling, backfill seconds skipped; and whether the "
-                 "last config reload worked (1).", "short", *(
-                     query(f"sum(increase({metric}{{{selector}}}[$__range]))", title, instant=True)
-                     for title, metric, selector in (
-                         ("overruns", "uminfer_poll_overruns_total", EXPORTER),
-                         ("revisions", "uminfer_revisions_total", TARGET),
-                         ("late tokens", "uminfer_late_tokens_after_settle_total", TARGET),
-                         ("backfill skipped s", "uminfer_backfill_skipped_seconds_total",
-                          EXPORTER))),
+                 "last config reload worked (1).", "short",
+                 *(query(f"sum(increase({metric}{{{EXPORTER}}}[$__range]))", title, instant=True)
+                   for title, metric in (("overruns", "uminfer_poll_overruns_total"),
+                                         ("backfill skipped s",
+                                          "uminfer_backfill_skipped_seconds_total"))),
+                 *(query(in_range(metric), title, instant=True)
+                   for title, metric in (("revisions", "uminfer_revisions_total"),
+                                         ("late tokens",
+                                          "uminfer_late_tokens_after_settle_total"))),
                  query(f"min(uminfer_config_last_reload_successful{{{EXPORTER}}})",
                        "config reload ok", instant=True), width=8, height=8)
     yield single("API time buckets", "The API's time bucket as measured from its answers, "
@@ -289,6 +300,7 @@ def key_rows() -> Iterator[db.Row | Any]:
     exporter's cost reconciled with the cloud's spend (ListUMInferAPIKey, ``keys:``)."""
     yield db.Row("Keys (the cloud's quotas, spend and expiry)")
     keys = f'{EXPORTER}, project_id=~"$project_id", key_id=~"$key_id"'
+    daily = f'{keys}, period="daily"'
     yield graph("Key spend vs limit", "What the cloud says each polled key spent in its "
                 "current day and month (uminfer_key_used_amount) against its limit, in the "
                 "account's currency. Keys without a limit show no limit line.", "short",
@@ -313,11 +325,13 @@ def key_rows() -> Iterator[db.Row | Any]:
                 "hour: the exporter's cost of the key's polled models, and the growth of the "
                 "cloud's DailyUsedAmount. They differ by unpolled models, tiered or changed "
                 "prices, currency and billing delay (docs/cost.md, Reconciliation).", "short",
-                query(f"sum by (key_id) (project_id_key_id:uminfer_cost:increase1h{{{keys}}})",
-                      "{{key_id}} exporter"),
-                query(f"sum by (key_id) "
-                      f"(project_id_key_id:uminfer_key_used_amount:increase1h{{{keys}}})",
-                      "{{key_id}} cloud"), width=8)
+                # What the reconciliation rules record, here from the raw series: the rules'
+                # output has no instance label for $instance to narrow.
+                *(query(f"sum by (key_id) ({once(f'increase({metric}{{{scope}}}[1h])')})",
+                        f"{{{{key_id}}}} {side}")
+                  for metric, scope, side in (("uminfer_cost_total", keys, "exporter"),
+                                              ("uminfer_key_used_amount", daily, "cloud"))),
+                width=8)
     yield single("Key listing and prices", "Age of the latest key listing, failed listings in "
                  "the range (reason unsupported: the cloud lacks ListUMInferAPIKey), and polled "
                  "models without a price (uminfer_unpriced).", "short",

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.harness import Exporter
 from tests.prom import Prometheus, PromQueryError
+from tests.replicas import undeduplicated
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "grafana" / "dashboard.py"
@@ -193,6 +195,45 @@ def test_rules_load_and_record_on_demo(demo_prometheus: Prometheus) -> None:
     assert unhealthy == []
 
 
+RECORDED = re.compile(r"(?<![\w:])(\w+:uminfer_\w+:\w+)")
+
+
+def test_no_query_adds_up_replicas() -> None:
+    """With two replicas scraping the same targets (ha.peers), every usage, cost, budget,
+    window and key series is taken once per series (max across replicas) before any sum,
+    count or topk; a recorded series it reads must be built the same way in rules.yml."""
+    board = dashboard()
+    rules = {rule["record"]: rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"]
+             for rule in group["rules"] if "record" in rule}
+    problems = [f"{where}: {problem}" for where, kind, expr in dashboard_queries(board)
+                if kind != "variable"  # label values are a set: replicas cannot double them
+                for problem in undeduplicated(expr)]
+    problems += [f"{where}: {name} (rules.yml): {problem}"
+                 for where, kind, expr in dashboard_queries(board) if kind != "variable"
+                 for name in RECORDED.findall(expr) for problem in undeduplicated(rules[name])]
+    assert problems == []
+
+
+@pytest.mark.parametrize(("expr", "problems"), [
+    ("sum(increase(uminfer_tokens_total[5m]))",
+     ["uminfer_tokens_total: sum across replicas before deduplicating"]),
+    ("sum(max without (instance, pod) (increase(uminfer_tokens_total[5m])))", []),
+    ("topk(5, sum by (model) (max without (pod, instance) (rate(uminfer_cost_total[1m]))))", []),
+    ("max by (budget) (uminfer_budget_used) / max by (budget) (uminfer_budget_limit)", []),
+    ("max by (instance, budget) (uminfer_budget_used)",
+     ["uminfer_budget_used: max across replicas before deduplicating"]),
+    ("max without (instance) (uminfer_window_tokens)",
+     ["uminfer_window_tokens: max across replicas before deduplicating"]),
+    ("sum(max(uminfer_up) by (key_id))", []),
+    ("count(uminfer_up)", ["uminfer_up: count across replicas before deduplicating"]),
+    ("uminfer_up == 0", ["uminfer_up: shown per replica (no max/min across replicas)"]),
+    ('sum(rate(uminfer_api_requests_total{retcode=~"(uminfer_up)"}[1m]))', []),
+    ("sum(target:uminfer_tokens_total:max)", []),
+])
+def test_the_replica_check_sees_sums_across_replicas(expr: str, problems: list[str]) -> None:
+    assert undeduplicated(expr) == problems
+
+
 def panel(board: dict[str, Any], title: str) -> dict[str, Any]:
     """The panel called ``title``."""
     found = [p for p in panels(board) if p["title"] == title]
@@ -212,9 +253,12 @@ def units(p: dict[str, Any]) -> dict[str, str]:
 
 def test_cost_panels_are_in_each_series_currency() -> None:
     board = dashboard()
+    # The reconciliation panel is not one: it sets the exporter's cost (all currencies) beside
+    # the cloud's spend, both in the account's currency.
     cost = [p for p in panels(board)
             if any("uminfer_cost_total" in t["expr"] or "uminfer_window_cost" in t["expr"]
-                   for t in p["targets"]) and p["type"] != "table"]
+                   for t in p["targets"]) and p["type"] != "table"
+            and not any("uminfer_key_used_amount" in t["expr"] for t in p["targets"])]
     assert len(cost) >= 4
     for p in cost:
         shown = units(p)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.replicas import undeduplicated
 from tests.tools import require_tool
 
 PROMETHEUS_DIR = Path(__file__).resolve().parent.parent / "prometheus"
@@ -67,6 +68,17 @@ def test_every_recording_rule_is_used_or_tested() -> None:
     untested = [name for name in rules_of_kind("record")
                 if name not in tests_text and name not in alert_exprs]
     assert untested == []
+
+
+def test_no_rule_adds_up_replicas() -> None:
+    """Two replicas (ha.peers) export the same target, budget and key series: every rule takes
+    them once (max or min across replicas) before it sums or compares, so an alert fires once
+    per target, budget or key with one replica's value. Alerts about one process read only
+    its self-metrics, which the check leaves alone."""
+    problems = [f"{rule.get('alert') or rule.get('record')}: {problem}"
+                for group in load(RULES)["groups"] for rule in group["rules"]
+                for problem in undeduplicated(rule["expr"])]
+    assert problems == []
 
 
 def test_recording_rule_names_follow_level_metric_operations() -> None:

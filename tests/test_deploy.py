@@ -56,12 +56,17 @@ def test_hadolint_passes_dockerfile(tmp_path: Path) -> None:
 
 # --- Compose -----------------------------------------------------------------------------------
 
-def compose_config(env_file: Path | None = None) -> dict[str, Any]:
+COMPOSE = DEPLOY / "docker-compose.yml"
+COMPOSE_HA = DEPLOY / "docker-compose.ha.yml"
+REPLICAS = ("uminfer-exporter-a", "uminfer-exporter-b")
+
+
+def compose_config(env_file: Path | None = None, file: Path = COMPOSE) -> dict[str, Any]:
     """``docker compose config`` as JSON, from the real Compose v2 binary (needs no daemon)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("UMINFER_", "GRAFANA_", "COMPOSE_"))}
     extra = ["--env-file", str(env_file)] if env_file else []
-    result = run(tool("docker-compose"), "-f", str(DEPLOY / "docker-compose.yml"), *extra,
+    result = run(tool("docker-compose"), "-f", str(file), *extra,
                  "config", "--format", "json", env=env)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
@@ -91,19 +96,21 @@ def test_compose_env_file_switches_to_real_credentials() -> None:
     }
 
 
+@pytest.mark.parametrize("file", [COMPOSE, COMPOSE_HA], ids=["one", "ha"])
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=["default", "env-example"])
-def test_compose_mounted_host_paths_exist(env_file: Path | None) -> None:
+def test_compose_mounted_host_paths_exist(env_file: Path | None, file: Path) -> None:
     """Every bind-mounted host path exists (Docker would silently create an empty dir)."""
-    binds = [v["source"] for s in compose_config(env_file)["services"].values()
+    binds = [v["source"] for s in compose_config(env_file, file)["services"].values()
              for v in s.get("volumes", []) if v["type"] == "bind"]
     assert len(binds) >= 5
     missing = [source for source in binds if not Path(source).exists()]
-    assert not missing, f"mounted by deploy/docker-compose.yml but missing: {missing}"
+    assert not missing, f"mounted by deploy/{file.name} but missing: {missing}"
 
 
-def test_compose_grafana_finds_the_datasource_and_dashboard() -> None:
+@pytest.mark.parametrize("file", [COMPOSE, COMPOSE_HA], ids=["one", "ha"])
+def test_compose_grafana_finds_the_datasource_and_dashboard(file: Path) -> None:
     """Provisioning points at the compose Prometheus and reads where the dashboards are mounted."""
-    grafana = compose_config()["services"]["grafana"]
+    grafana = compose_config(file=file)["services"]["grafana"]
     sources = yaml.safe_load(
         (REPO / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8"))
     assert sources["datasources"][0]["url"] == "http://prometheus:9090"
@@ -115,17 +122,58 @@ def test_compose_grafana_finds_the_datasource_and_dashboard() -> None:
     assert (Path(mount["source"]) / Path(home).relative_to(path)).is_file()
 
 
-def test_compose_prometheus_config_and_rules_are_valid(tmp_path: Path) -> None:
-    """promtool accepts the compose prometheus.yml with the project's rules file in place."""
-    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text(encoding="utf-8"))
+@pytest.mark.parametrize(("name", "targets"), [
+    ("prometheus.yml", ["uminfer-exporter:9866"]),
+    ("prometheus.ha.yml", [f"{replica}:9866" for replica in REPLICAS]),
+], ids=["one", "ha"])
+def test_compose_prometheus_config_and_rules_are_valid(
+        tmp_path: Path, name: str, targets: list[str]) -> None:
+    """promtool accepts the compose prometheus.yml with the project's rules file in place;
+    the two-replica one scrapes both replicas in the one job the rules expect."""
+    config = yaml.safe_load((DEPLOY / name).read_text(encoding="utf-8"))
     assert config["scrape_configs"][0]["job_name"] == "uminfer"  # what rules.yml expects
-    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == [
-        "uminfer-exporter:9866"]
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == targets
     shutil.copy(REPO / "prometheus/rules.yml", tmp_path / "rules.yml")
     config["rule_files"] = [str(tmp_path / "rules.yml")]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     result = run(require_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_ha_runs_two_replicas_that_name_each_other() -> None:
+    """Two exporter services on the real API (no --demo: each would run its own simulator),
+    one config for both, a state volume each, host names the peer list knows them by."""
+    services = compose_config(file=COMPOSE_HA)["services"]
+    assert set(services) == {*REPLICAS, "prometheus", "grafana"}
+    configs, states = set(), set()
+    for replica in REPLICAS:
+        exporter = services[replica]
+        assert exporter["hostname"] == replica
+        assert exporter["command"] == ["--config.file=/etc/uminfer-exporter/config.yaml",
+                                       f"--state.path={STATE_DIR}/state.json"]
+        mounts = {v["target"]: v for v in exporter["volumes"]}
+        configs.add(mounts["/etc/uminfer-exporter/config.yaml"]["source"])
+        assert mounts[STATE_DIR]["type"] == "volume"
+        states.add(mounts[STATE_DIR]["source"])
+        assert set(exporter["environment"]) == {"UMINFER_PUBLIC_KEY", "UMINFER_PRIVATE_KEY"}
+    assert configs == {str(DEPLOY / "config.ha.example.yaml")}
+    assert len(states) == 2
+    published = {p["published"] for r in REPLICAS for p in services[r]["ports"]}
+    assert len(published) == 2
+    assert set(services["prometheus"]["depends_on"]) == set(REPLICAS)
+    prometheus = {v["target"]: v["source"] for v in services["prometheus"]["volumes"]}
+    assert prometheus["/etc/prometheus/prometheus.yml"] == str(DEPLOY / "prometheus.ha.yml")
+
+
+def test_compose_ha_config_has_one_origin_and_both_replicas_as_peers() -> None:
+    """The shared config parses, sets accounting.origin, and lists each replica by its
+    service name on the port the exporter listens on in the container."""
+    text = (DEPLOY / "config.ha.example.yaml").read_text(encoding="utf-8")
+    env = {"UMINFER_PUBLIC_KEY": "pub", "UMINFER_PRIVATE_KEY": "priv"}
+    config = parse_config(yaml.safe_load(text), env, str(DEPLOY))
+    assert config.accounting.origin is not None
+    assert config.ha.peers == tuple(f"http://{replica}:9866" for replica in REPLICAS)
+    assert config.state.path == f"{STATE_DIR}/state.json"
 
 
 # --- Kubernetes --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import subprocess
 from decimal import Decimal
@@ -13,7 +14,7 @@ from exporter.accounting.snapshot import KeyHealth, KeysSnapshot, Snapshot, Targ
 from exporter.config import Target, Window
 from exporter.core.failures import CATEGORIES
 from exporter.core.usage import Totals
-from exporter.metrics.exposition import ExpositionCache, render
+from exporter.metrics.exposition import BATCH, ExpositionCache, render
 from exporter.metrics.families import escape
 from tests.harness import parse_metrics, target_labels
 from tests.tools import require_tool
@@ -44,6 +45,20 @@ def sample_snapshot() -> Snapshot:
 
 def test_render_matches_golden_file() -> None:
     assert render(sample_snapshot()).decode() == GOLDEN.read_text()
+
+
+def test_text_is_made_in_batches_yet_reads_as_one_block_per_family() -> None:
+    # Two batches and a bit: each family's samples stay together, under one HELP and TYPE.
+    base = sample_snapshot()
+    many = tuple(dataclasses.replace(t, target=dataclasses.replace(t.target, key=f"k{i}"))
+                 for i in range(BATCH + 3) for t in base.targets)
+    text = render(dataclasses.replace(base, targets=many)).decode()
+    assert text.count("# TYPE uminfer_up gauge") == 1
+    assert sum(1 for name, _ in parse_metrics(text) if name == "uminfer_up") == len(many)
+    names = [line.split("{")[0].split(" ")[0] for line in text.splitlines()
+             if not line.startswith("#")]
+    runs = [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+    assert runs == list(dict.fromkeys(names))  # every family's samples are contiguous
 
 
 def test_golden_file_is_lint_clean() -> None:

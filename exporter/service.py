@@ -124,7 +124,7 @@ class Service:
 
     def _wire_gauges(self, config: Config) -> None:
         """The self-metrics read from the service's parts at scrape time, and the first values."""
-        self.metrics.budget_seeding.set_function(lambda: len(self._seeding.pending()))
+        self.metrics.budget_seeding.set_function(lambda: len(self._seeds_left()))
         self.metrics.accounting_period.set_function(self._period)
         self.metrics.accounting_refused.set_function(
             lambda: float(isinstance(self._poller.grid, Refusal)))
@@ -351,6 +351,10 @@ class Service:
             return render(self._terms(origin or 0), grid.period, grid.offset,
                           self.buckets.to_dict(), own, replica=self._replica)
 
+    def _seeds_left(self) -> set[str]:
+        """Polled targets whose budget seed is still to be read (a parked one's waits)."""
+        return set(self._seeding.pending()) & {t.ident for t in self._poller.targets}
+
     def _horizon(self, config: Config) -> Horizon | None:
         """Where new targets' budget seeds start (None without budgets: nothing to seed)."""
         return self._spend.horizon if config.budgets else None
@@ -522,7 +526,7 @@ class Service:
         for seed in self._seeding.take_done():
             self._spend.seed(seed.target, seed.days, now)
             self._seeds_due = True
-        if self._seeds_due and not self._seeding.pending():
+        if self._seeds_due and not self._seeds_left():
             self._seeds_due = False
             log.info("budget seeding done: every budget holds its period's usage from before "
                      "counting began")

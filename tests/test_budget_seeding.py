@@ -70,6 +70,14 @@ def test_a_day_is_read_only_once_it_has_settled() -> None:
     assert seeding.plan(TARGET, origin, settled_before=origin) == [(NOV_15, origin - 1)]
 
 
+def test_a_ledger_begun_before_the_periods_in_force_reads_nothing() -> None:
+    # E.g. accounting.origin in October: the ledger itself counts all of November.
+    seeding = Seeding(horizon=BudgetTracker((BudgetConfig("m", "monthly", tokens=1),)).horizon)
+    seeding.begin(TARGET.ident)
+    assert seeding.plan(TARGET, NOV_1 - 5 * DAY, settled_before=NOON) == []
+    assert seeding.pending() == []
+
+
 def test_without_budgets_or_a_matching_one_nothing_is_read() -> None:
     Seeding(horizon=None).begin(TARGET.ident)
     unmatched = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", key="x",

@@ -83,10 +83,10 @@ class Spend:
                   for day, totals in days]
         self._budgets.add_before(target, priced, price.currency if price else "", now)
 
-    def horizon(self, target: Target, origin: int) -> int | None:
-        """Where ``target``'s budget seed starts: the earliest start of the budget periods
-        containing ``origin`` that it falls under; None when none."""
-        return self._budgets.horizon(target, origin)
+    def horizon(self, target: Target, at: int) -> int | None:
+        """Where ``target``'s budget seed starts: the earliest start of the periods containing
+        ``at`` of the budgets it falls under; None when none."""
+        return self._budgets.horizon(target, at)
 
     def meters(self) -> dict[str, CostMeter]:
         """The cost meters by target ident, for the state document."""

@@ -93,10 +93,10 @@ class BudgetTracker:
                     (cost for day, _, cost in days if day >= start and cost is not None),
                     Decimal(0))
 
-    def horizon(self, target: Target, origin: int) -> int | None:
-        """The earliest start of the periods containing ``origin`` of the budgets ``target``
-        falls under (None: it falls under none)."""
-        return min((period_bounds(b.period, origin)[0] for b in self._budgets
+    def horizon(self, target: Target, at: int) -> int | None:
+        """The earliest start of the periods containing ``at`` of the budgets ``target`` falls
+        under (None: it falls under none)."""
+        return min((period_bounds(b.period, at)[0] for b in self._budgets
                     if matches(b, target)), default=None)
 
     def snapshot(self, now: float) -> tuple[BudgetSnapshot, ...]:

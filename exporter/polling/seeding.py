@@ -3,9 +3,10 @@
 A target's counters start at its ledger's origin, so a monthly budget deployed mid-month would
 otherwise miss everything spent since the 1st. For every target whose ledger is new (first
 deployment, lost state, a target added by a reload or discovery), the poller reads, once, the
-UTC days from the earliest budget period it falls under up to its origin, each day once it has
-settled; the service then adds them to the budgets (cost/budgets). Restored ledgers are never
-seeded: what they counted is already in the budgets, or arrives as their increments.
+UTC days from the start of the earliest budget period in force it falls under up to its
+origin, each day once it has settled; the service then adds them to the budgets
+(cost/budgets). Restored ledgers are never seeded: what they counted is already in the
+budgets, or arrives as their increments.
 
 Progress within a target is not kept across restarts (its days are read again); which targets
 still wait is (``pending``), and it is saved in the same state document as the budgets' use, so
@@ -26,9 +27,8 @@ DAY = 86400
 MAX_SEED_READS = 8
 
 Horizon = Callable[[Target, int], int | None]
-"""Where a target's seed starts, for counting that began at ``origin``: the earliest start of
-the budget periods (containing ``origin``) the target falls under, a UTC day's first second;
-None when it falls under none."""
+"""Where a target's seed starts: the earliest start of the budget periods it falls under that
+contain the given instant (now), a UTC day's first second; None when it falls under none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,9 @@ class Seeding:
             if progress is None:
                 return []
             if progress.start < 0:
-                start = None if self._horizon is None else self._horizon(target, origin)
+                # The periods in force now: days of earlier ones can count for no budget, and a
+                # ledger that began before them already counts all of them itself.
+                start = None if self._horizon is None else self._horizon(target, settled_before)
                 if start is None or start >= origin:
                     del self._progress[target.ident]  # nothing before counting to add
                     return []

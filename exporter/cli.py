@@ -65,7 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log.level", dest="log_level", choices=tuple(LEVELS), default="info")
     p.add_argument("--log.format", dest="log_format", choices=FORMATS, default="logfmt")
     p.add_argument("--version", action="version", version=f"uminfer-exporter {__version__}")
+    # For tests only, hidden: periods of this many seconds instead of the provider's days.
+    p.add_argument("--accounting.test-period", dest="test_period", type=_period, default=None,
+                   help=argparse.SUPPRESS)
     return p
+
+
+def _period(text: str) -> int:
+    seconds = int(text.removesuffix("s")) if text.removesuffix("s").isdigit() else 0
+    if seconds < 1 or 86400 % seconds:
+        raise argparse.ArgumentTypeError(f"expected seconds that divide a day, got {text!r}")
+    return seconds
 
 
 def _positive(text: str) -> int:
@@ -97,10 +107,13 @@ def parse_flags(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _with_state(config: Config, state_path: str | None) -> Config:
-    if state_path is None:
-        return config
-    return replace(config, state=StateConfig(state_path, config.state.max_backfill))
+def _with_flags(config: Config, args: argparse.Namespace) -> Config:
+    """``config`` with what the flags override: the state path, the hidden test period."""
+    if args.state_path is not None:
+        config = replace(config, state=StateConfig(args.state_path, config.state.max_backfill))
+    if args.test_period is not None:
+        config = replace(config, poll=replace(config.poll, test_period=args.test_period))
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,13 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args, _serve)
     try:
-        config = _with_state(load_config(args.config_file, os.environ), args.state_path)
+        config = _with_flags(load_config(args.config_file, os.environ), args)
     except ConfigError as error:
         _print_problems(error)
         return Exit.INVALID
 
     def reload() -> Config:
-        return _with_state(load_config(args.config_file, os.environ), args.state_path)
+        return _with_flags(load_config(args.config_file, os.environ), args)
 
     return _serve(args, config, reload)
 

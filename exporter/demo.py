@@ -44,8 +44,8 @@ def demo_config(endpoint: str, state_path: str | None) -> Config:
     return Config(
         api=ApiConfig(endpoint=endpoint, public_key=DEMO_PUBLIC_KEY, private_key=DEMO_PRIVATE_KEY,
                       timeout=5.0, rate_limit=0.0),
-        # The simulator delivers up to 30 s late; settle covers it, periods are short.
-        poll=PollConfig(interval=2.0, settle=60, period=300, window_interval=10.0),
+        # The simulator delivers up to 30 s late; settle covers it.
+        poll=PollConfig(interval=2.0, settle=60, window_interval=10.0),
         state=StateConfig(path=state_path),
         windows=(Window("1h", 3600), Window("24h", 86400)),
         targets=targets,

@@ -18,7 +18,7 @@ from exporter.accounting.ledger import Ledger
 from exporter.accounting.snapshot import Snapshot
 from exporter.accounting.spend import Spend
 from exporter.accounting.state import StateDocument, StateError, StateStore, restart, retarget
-from exporter.api.buckets import BucketMeter, Grid, Refusal
+from exporter.api.buckets import BucketMeter
 from exporter.api.client import ApiClient
 from exporter.api.clock import ApiClock
 from exporter.api.keys import KeyClient
@@ -26,6 +26,7 @@ from exporter.api.ratelimit import RateLimiter
 from exporter.api.transport import pooled_session
 from exporter.config import ApiConfig, Config, ConfigError, ModelPrice
 from exporter.core.clock import Clock
+from exporter.core.grid import Grid
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.accounts import (
@@ -86,8 +87,7 @@ class Service:
         self.api_clock = ApiClock(clock)
         self.metrics.api_clock_offset.set_function(self._clock_offset)
         self.buckets = BucketMeter(self.metrics)
-        self.metrics.api_bucket.set_function(
-            lambda: float(self.buckets.bucket or "nan"))
+        self.metrics.api_bucket.set_function(lambda: float(self.buckets.width or "nan"))
         self._connect = connect or self._api_stack
         self._stacks: dict[str, ApiStack] = {}  # by account ("" alone), inside self._api
         self._api = self._connect_all(config)
@@ -99,22 +99,17 @@ class Service:
         self._discoveries: dict[str, DiscoveryRunner] = {}
         self._keyhealths: dict[str, KeyHealthRunner] = {}
         doc = self._load_state()
-        self._restore_buckets(doc)
         self._spend = Spend(config, doc.meters, doc.budgets)
         self._seeding = Seeding(doc.seeds, self._horizon(config))
         self._seeds_due = bool(doc.seeds)  # to say once when the last seed is counted
-        grid = self._grid(config)
         ledgers = retarget(doc.ledgers, [t.ident for t in config.targets],
-                           self._counting_start(grid), grid.period, config.poll.settle,
-                           audit=True, offset=grid.offset)
+                           self._grid_of(config), config.poll.settle, audit=True)
         now = int(self.api_clock.now())
         for ident, led in doc.ledgers.items():
             if ident not in ledgers:
                 self._parked[ident] = led
                 self._parked_at[ident] = doc.parked.get(ident, now)
         self._spend.sync({**self._parked, **ledgers})
-        for ident in ledgers.keys() - doc.ledgers.keys():
-            self._seeding.begin(ident)
         # Rebased at the first cycle, by the API's clock at the moment of the start.
         self._loaded: dict[str, Ledger] | None = doc.ledgers
         self._started = clock.monotonic()
@@ -125,9 +120,6 @@ class Service:
     def _wire_gauges(self, config: Config) -> None:
         """The self-metrics read from the service's parts at scrape time, and the first values."""
         self.metrics.budget_seeding.set_function(lambda: len(self._seeds_left()))
-        self.metrics.accounting_period.set_function(self._period)
-        self.metrics.accounting_refused.set_function(
-            lambda: float(isinstance(self._poller.grid, Refusal)))
         self.metrics.targets.set(len(config.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.time())
@@ -177,6 +169,8 @@ class Service:
             guard.run("keys", self._refresh_keys, None)
             started = self.clock.monotonic()
             polled = guard.run("poll", self._poller.cycle, None)
+            if self._loaded is not None:  # the poll's answers may have settled the API's time
+                guard.run("clock", self._start_counting, None)
             if polled is not None:
                 snapshot = guard.run("cost", lambda: self._priced(polled), polled)
                 if guard.run("state", self.save_state, False):
@@ -244,8 +238,7 @@ class Service:
                 # One document: ledgers (polled and parked), cost and budgets move together.
                 store.save(StateDocument({**self._parked, **self._poller.ledgers()},
                                          dict(self._parked_at), self._spend.meters(),
-                                         self._spend.budget_use(), self.buckets.to_dict(),
-                                         self._seeding.pending()))
+                                         self._spend.budget_use(), self._seeding.pending()))
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
             if not self._state_failing:
@@ -270,39 +263,39 @@ class Service:
             return StateDocument()
 
     def _start_counting(self) -> None:
-        """Before the first poll: learn the API's clock, then rebase the loaded ledgers for the
-        time the process was down, by that clock (tried again each cycle until the API answers).
+        """At the first cycles: learn the API's clock, then, once answers agree on it, rebase
+        the loaded ledgers for the time the process was down, by that clock (meanwhile they
+        are read, but nothing closes).
         The one place ``state.max_backfill`` applies (a reload or a discovery change never
         rebases). Call under the cycle lock."""
         self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
-        if not self.api_clock.known:
-            return  # the API is not answering: nothing can be read, and time is not known yet
+        if not self.api_clock.settled:
+            return  # until answers agree on the API's time, no time is skipped (see api.clock)
         loaded, self._loaded = self._loaded or {}, None
         config = self._config
         if config.ha.peers and config.accounting.origin is not None:
             self._bootstrap(config.accounting.origin)
-        grid = self._grid(config)
         # With an origin, counters are defined from it: the whole downtime is caught up.
         backfill = config.state.max_backfill if config.accounting.origin is None else 2**40
         with self._poller.locked():
-            # At the API's time of the start: an outage after it is caught up like any other.
-            result = restart(loaded, int(self.api_clock.at(self._started)), grid.period,
-                             config.poll.settle, backfill, audit=True, offset=grid.offset)
+            # At the API's time of the start (never ahead of it, see api.clock): an outage
+            # after it is caught up like any other.
+            result = restart(loaded, int(self.api_clock.at(self._started)),
+                             self._grid_of(config), config.poll.settle, backfill, audit=True)
         if result.skipped_seconds:
             self.metrics.backfill_skipped.inc(result.skipped_seconds)
             log.warning("state is older than state.max_backfill: %d seconds of usage skipped",
                         result.skipped_seconds)
 
     def _terms(self, origin: int) -> Terms:
-        poll = self._config.poll
-        return Terms(origin, poll.period, poll.settle)
+        return Terms(origin, self._config.poll.settle)
 
     def _bootstrap(self, origin: int) -> None:
         """At start, with ``ha.peers``: take a peer's settled ledgers (one call) for the targets
         that have none here or an older one, and its measured buckets if none are known here.
         Without a peer that answers, catch up from the API (said in the log)."""
         fetched = fetch(self._config.ha, self._terms(origin), lambda: int(self.api_clock.now()),
-                        self.clock, replica=self._replica)
+                        self.clock, replica=self._replica, grid_of=self._grid_of(self._config))
         if fetched is None:
             log.warning("no peer gave its ledgers: catching up from accounting.origin through "
                         "the API (uminfer_catchup_remaining_seconds says how far it has to go)")
@@ -319,20 +312,13 @@ class Service:
 
     def _take(self, handoff: Handoff) -> int:
         """Put the peer's newer ledgers in; how many targets took one."""
-        if self.buckets.needs_probe and handoff.buckets:
-            self._restore_buckets(StateDocument(buckets=handoff.buckets))
-        grid = self._grid(self._config)
-        if grid.bucket is not None and (grid.period, grid.offset) != (handoff.period,
-                                                                      handoff.offset):
-            raise HandoffError(f"the peer cuts periods of {handoff.period}s at offset "
-                               f"{handoff.offset}s, this replica {grid.period}s at "
-                               f"{grid.offset}s: they measured the API's buckets differently")
         polled = {t.ident for t in self._poller.targets}
         with self._poller.locked():
             mine = self._poller.ledgers()
         taken = takeover(handoff.ledgers, mine, polled)
+        grid_of = self._grid_of(self._config)
         for ident, led in taken.items():
-            led.retune(grid.period, self._config.poll.settle, grid.offset)
+            led.retune(grid_of(ident), self._config.poll.settle)
             led.audit = True
             if ident not in mine:
                 self._seeding.begin(ident)
@@ -343,13 +329,13 @@ class Service:
         """The settled ledgers of every target (polled and parked) for a peer (``/-/ledgers``);
         only ledgers that count from ``accounting.origin`` (an empty list without one)."""
         origin = self._config.accounting.origin
-        grid = self._grid(self._config)
+        grid_of = self._grid_of(self._config)
         with self._poller.locked():
             known = {**self._parked, **self._poller.ledgers()}
             own = {} if origin is None else {
-                ident: led for ident, led in known.items() if 0 <= led.origin - origin < 86400}
-            return render(self._terms(origin or 0), grid.period, grid.offset,
-                          self.buckets.to_dict(), own, replica=self._replica)
+                ident: led for ident, led in known.items()
+                if not led.fresh and led.origin == grid_of(ident).start(origin)}
+            return render(self._terms(origin or 0), own, replica=self._replica)
 
     def _seeds_left(self) -> set[str]:
         """Polled targets whose budget seed is still to be read (a parked one's waits)."""
@@ -359,33 +345,15 @@ class Service:
         """Where new targets' budget seeds start (None without budgets: nothing to seed)."""
         return self._spend.horizon if config.budgets else None
 
-    def _counting_start(self, grid: Grid) -> int | None:
-        """Where a new target's counting starts: ``accounting.origin``, or else the API's time
-        now (once the API's bucket is measured, the next bucket start); None until that time
-        is known and the API's buckets were looked for (new targets then wait, see Poller)."""
-        if not self.api_clock.known or self.buckets.needs_probe:
-            return None
-        origin = self._config.accounting.origin
-        return grid.first_boundary(int(self.api_clock.now()) if origin is None else origin)
+    @staticmethod
+    def _grid_of(config: Config) -> Callable[[str], Grid]:
+        """The grid of a target's ledger by ident: its account's provider days."""
+        accounts = config.account_apis()
 
-    def _grid(self, config: Config) -> Grid:
-        """The period grid for ``config`` (poll.period's own while counting is refused: the
-        poller then reads nothing anyway)."""
-        grid = self.buckets.grid(config.poll.period)
-        return Grid(config.poll.period) if isinstance(grid, Refusal) else grid
-
-    def _period(self) -> float:
-        grid = self._poller.grid
-        return float("nan") if isinstance(grid, Refusal) else float(grid.period)
-
-    def _restore_buckets(self, doc: StateDocument) -> None:
-        if not doc.buckets:
-            return
-        try:
-            self.buckets.restore(doc.buckets)
-        except (TypeError, ValueError) as error:
-            log.warning("state: the API's measured buckets are unreadable (%s); measured "
-                        "again", error)
+        def grid_of(ident: str) -> Grid:
+            account, sep, _ = ident.partition(":")
+            return config.grid(account if sep and account in accounts else "")
+        return grid_of
 
     def _expire_parked(self) -> None:
         """Forget parked ledgers older than PARKED_RETENTION (said once per batch)."""
@@ -490,12 +458,9 @@ class Service:
         and catch up everything they still have to (nothing is rebased within a process);
         gone ones are parked."""
         known = {**self._parked, **self._poller.ledgers()}
-        pending = self._poller.pending()  # the new poller starts them at their own instant
         now = int(self.api_clock.now())
-        grid = self._grid(effective)
-        ledgers = retarget(known, [t.ident for t in effective.targets if t.ident not in pending],
-                           self._counting_start(grid), grid.period, effective.poll.settle,
-                           audit=True, offset=grid.offset)
+        ledgers = retarget(known, [t.ident for t in effective.targets],
+                           self._grid_of(effective), effective.poll.settle, audit=True)
         for ident, led in known.items():
             if ident in ledgers:
                 self._parked.pop(ident, None)
@@ -503,10 +468,8 @@ class Service:
             elif ident not in self._parked:
                 self._parked[ident], self._parked_at[ident] = led, now
         self._spend.sync({**self._parked, **ledgers})
-        for ident in ledgers.keys() - known.keys():
-            self._seeding.begin(ident)
         poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers,
-                        self.api_clock, pending, self.buckets, self._seeding)
+                        self.api_clock, self.buckets, self._seeding)
         poller.carry_health(self._poller, lift_pauses=reloaded)
         self._poller = poller
         self.metrics.targets.set(len(effective.targets))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.api.clock import ApiClock
@@ -64,17 +65,28 @@ class FakeApi:
         # How the API buckets time (None: exact timestamps, no Usages rows at all).
         self.buckets: BucketPolicy | None = None
         self.api_clock: ApiClock | None = None
+        # Answers whose Date is off by this much (a stray node, a gateway's error page), while
+        # ``stray_answers`` lasts; ``stray`` draws each answer's offset when set.
+        self.stray_answers = 0
+        self.stray_offset = 0
+        self.stray: Callable[[], int] | None = None
 
     def _answer(self) -> None:
+        offset = 0
+        if self.stray_answers > 0:
+            self.stray_answers -= 1
+            offset = self.stray_offset
+        elif self.stray is not None:
+            offset = self.stray()
+        if self.api_clock is not None:  # an error page carries a Date too
+            self.api_clock.observe(email.utils.formatdate(self.clock.api() + offset, usegmt=True),
+                                   self.clock.monotonic())
         if self.down:
             raise ApiError("network", "API down", transient=True)
-        if self.api_clock is not None:
-            self.api_clock.observe(email.utils.formatdate(self.clock.api(), usegmt=True),
-                                   self.clock.monotonic())
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self._answer()
-        assert 0 <= end - start < 86400
+        assert 0 <= end - start < 25 * 3600  # at most a provider day
         if start < self.reject_before:
             raise ApiError("retcode", "RetCode 230: invalid parameter", retcode=230)
         now = self.clock.api()

@@ -63,6 +63,7 @@ class Exporter:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "config.yaml"
+        self.test_period = None
         if config is not None:
             self.write_config(config)
         self.log_path = workdir / "exporter.log"
@@ -71,13 +72,22 @@ class Exporter:
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        """Write (or rewrite, before a reload) the YAML config."""
-        self.config_path.write_text(yaml.safe_dump(dict(config)))
+        """Write (or rewrite, before a reload) the YAML config. ``poll.test_period`` is no
+        config key: it becomes the hidden flag ``--accounting.test-period`` (fixed periods of
+        that many seconds instead of the provider's days, so periods close within a test)."""
+        data = dict(config)
+        if isinstance(data.get("poll"), Mapping) and "test_period" in data["poll"]:
+            poll = dict(data["poll"])
+            self.test_period: str | None = str(poll.pop("test_period"))
+            data["poll"] = poll
+        self.config_path.write_text(yaml.safe_dump(data))
 
     def start(self) -> Exporter:
         """Start the process; does not wait for readiness."""
         command = [sys.executable, "-m", "exporter", f"--config.file={self.config_path}",
                    f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=debug", *self.args]
+        if self.test_period is not None:
+            command.append(f"--accounting.test-period={self.test_period}")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             env=self.env, cwd=self.workdir)

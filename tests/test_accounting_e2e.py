@@ -59,8 +59,8 @@ MODEL, PROJECT = fleet.MODEL, fleet.PROJECT
 PRICE = ModelPrice(MODEL, input=Decimal("0.27"), output=Decimal("1.10"),
                    request=Decimal("0.001"))
 #: Short periods so that several of them pass within a test (period must divide a day).
-FAST = {"period": "2s", "settle": "1s"}
-CLOCKED = {"period": "5s", "settle": "2s", "window_interval": "1s"}
+FAST = {"test_period": "2s", "settle": "1s"}
+CLOCKED = {"test_period": "5s", "settle": "2s", "window_interval": "1s"}
 LISTING = "ListUMInferAPIKey"
 
 

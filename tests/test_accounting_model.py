@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from exporter.accounting.ledger import DAY, Ledger, Read
 from exporter.accounting.state import restart, retarget
 from exporter.config.types import ModelPrice
+from exporter.core.grid import Grid
 from exporter.core.usage import ZERO, Totals
 from exporter.cost.meters import CostMeter
 from exporter.cost.pricing import cost_of
@@ -319,9 +320,10 @@ class Sim:
         if self.rng.random() < 0.5:
             self.settle = self.rng.choice([0, self.period, self.sc.settle, 3 * self.period])
             self.min_settle = min(self.min_settle, self.settle)
+        period = self.period
         kept = retarget({"t": self.ledger, "gone": Ledger(0, self.period, 0)}, ["t", "new"],
-                        self.now, self.period, self.settle, audit=self.sc.audit)
-        assert kept["t"] is self.ledger and kept["new"].counters() == ZERO
+                        lambda _: Grid.every(period), self.settle, audit=self.sc.audit)
+        assert kept["t"] is self.ledger and "new" not in kept and "gone" not in kept
         assert self.ledger.counters() == before
 
     def ledger_lost(self) -> None:
@@ -347,8 +349,9 @@ class Sim:
             self.period = self.rng.choice([p for p in periods_for(self.sc.interval)
                                            if 24 * p >= self.settle] or [self.period])
             self.periods_used.add(self.period)
-        result = restart({"t": loaded}, self.now, self.period, self.settle, self.sc.max_backfill,
-                         audit=self.sc.audit)
+        period = self.period
+        result = restart({"t": loaded}, self.now, lambda _: Grid.every(period),
+                         self.settle, self.sc.max_backfill, audit=self.sc.audit)
         self.ledger = result.ledgers["t"]
         assert self.ledger.counters() == before, "a restart with state must continue the counters"
         self.books = books.copy()

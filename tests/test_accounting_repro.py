@@ -34,7 +34,7 @@ TARGET = Target("k1", "m", "org")
 
 def config(tmp: Path | None = None, **changes: Any) -> Config:
     base = Config(api=ApiConfig(endpoint="http://127.0.0.1:9", timeout=5, rate_limit=0),
-                  poll=PollConfig(interval=60, settle=600, period=H), windows=(),
+                  poll=PollConfig(interval=60, settle=600, test_period=H), windows=(),
                   state=StateConfig(str(tmp / "state.json") if tmp else None),
                   targets=(TARGET,))
     return replace(base, **changes)
@@ -175,7 +175,7 @@ def test_7_a_backward_step_invents_no_revision_and_windows_keep_their_cadence() 
     clock = SkewClock(T0 + 1200, 0)
     api = FakeApi(clock)
     cfg = config(windows=(Window("1h", H),),
-                 poll=PollConfig(interval=60, settle=600, period=H, window_interval=300))
+                 poll=PollConfig(interval=60, settle=600, test_period=H, window_interval=300))
     with running(cfg, clock, api) as service:
         stamps = []
         for minute in range(65):

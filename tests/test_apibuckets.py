@@ -1,276 +1,157 @@
-"""The API's buckets, measured from the labels of its answers, and the grid that follows them.
+"""What the API's labels say about its buckets (information, never a gate), and the grid of
+provider days that makes knowing them unnecessary.
 
 Every expected value is computed by hand here (see the comments), not by the code under test.
 """
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import logging
 
 import pytest
 
-from exporter.accounting.ledger import Ledger
-from exporter.api.buckets import CONFIDENT, BucketMeter, Grid, Refusal
-from exporter.api.clock import ApiClock
-from exporter.config import ApiConfig, Config, PollConfig, Target
-from exporter.core.clock import FakeClock
-from exporter.core.usage import Reading, Totals
-from exporter.polling.poller import Poller
-from exporter.polling.workers import WorkerPool
+from exporter.api.buckets import BucketMeter
+from exporter.core.grid import DAY, LONGEST, Grid, GridError, check_zone
+from exporter.core.usage import Totals
 
-H, DAY = 3600, 86400
+H = 3600
 T0 = 1_700_006_400  # a UTC midnight (1_700_006_400 / 86400 = 19676.0)
 UTC8 = T0 - 8 * H  # 16:00 UTC the day before: where a UTC+8 day starts
+SHANGHAI = Grid("Asia/Shanghai")
 
 
 class Observer:
     def __init__(self) -> None:
         self.errors: list[int] = []
-        self.holds = 0
+        self.off = 0
 
     def additivity_error(self, excess_tokens: int) -> None:
         self.errors.append(excess_tokens)
 
-    def held(self) -> None:
-        self.holds += 1
+    def off_grid(self) -> None:
+        self.off += 1
 
 
-def every(step: int, first: int = T0, n: int = CONFIDENT) -> list[int]:
-    """``n`` labels ``step`` apart: enough for a measurement to be believed."""
-    return [first + i * step for i in range(n)]
+def test_the_default_grid_is_this_clouds_days_from_16_utc() -> None:
+    assert Grid() == SHANGHAI
+    assert (SHANGHAI.start(T0), SHANGHAI.end(T0)) == (UTC8, UTC8 + DAY - 1)
+    assert SHANGHAI.start(UTC8) == UTC8 and SHANGHAI.on_line(UTC8)
+    assert not SHANGHAI.on_line(T0)
+    # Every hour and minute line is a line of no day, but every day line is an hour line.
+    assert all(SHANGHAI.start(t) % H == 0 for t in range(T0 - 3 * DAY, T0 + 3 * DAY, 977))
 
 
-def test_nothing_measured_keeps_the_configured_grid() -> None:
+@pytest.mark.parametrize(("day", "hours"), [(3, 24), (5, 25), (6, 24)])
+def test_a_zone_with_daylight_saving_has_days_of_23_24_and_25_hours(day: int, hours: int) -> None:
+    # America/New_York left daylight saving on 2023-11-05 (a 25-hour day) and entered it on
+    # 2024-03-10 (23 hours); its midnights are 04:00 UTC in summer, 05:00 UTC in winter.
+    zone = Grid("America/New_York")
+    noon = int(datetime.datetime(2023, 11, day, 17, tzinfo=datetime.UTC).timestamp())
+    start = zone.start(noon)
+    assert datetime.datetime.fromtimestamp(start, datetime.UTC).hour in (4, 5)
+    assert zone.end(noon) - start + 1 == hours * H
+    spring = int(datetime.datetime(2024, 3, 10, 17, tzinfo=datetime.UTC).timestamp())
+    assert zone.end(spring) - zone.start(spring) + 1 == 23 * H
+    assert 25 * H == LONGEST
+
+
+def test_a_fixed_grid_and_its_forms() -> None:
+    grid = Grid.every(H, 600)
+    assert (grid.start(T0), grid.end(T0)) == (T0 - H + 600, T0 + 599)
+    assert Grid.from_dict(grid.to_dict()) == grid
+    assert Grid.from_dict(SHANGHAI.to_dict()) == SHANGHAI
+    for bad in ({"zone": "Nowhere/Else"}, {"period": 7 * H}, {"period": H, "offset": H}):
+        with pytest.raises(GridError):
+            Grid.from_dict(bad)
+    with pytest.raises(TypeError):
+        Grid.from_dict({"period": "1h"})
+    assert check_zone("UTC") is None
+    assert check_zone("Mars/Olympus") == ("unknown time zone 'Mars/Olympus' (an IANA name such "
+                                          "as Asia/Shanghai or UTC)")
+
+
+def test_nothing_seen_is_no_width() -> None:
     meter = BucketMeter()
-    assert meter.bucket is None and meter.needs_probe
-    assert meter.grid(60) == Grid(60)
-    meter.observe([T0 + 120])  # one label says nothing about a width
-    assert meter.grid(60) == Grid(60)
+    assert meter.width is None
+    meter.answered(SHANGHAI, UTC8, UTC8 + 100, ())
+    meter.answered(SHANGHAI, UTC8, UTC8 + 100, (UTC8 + 60,))  # one label: no spacing
+    assert meter.width is None
 
 
-@pytest.mark.parametrize(("labels", "period", "want"), [
-    # minute labels under a 1 h period: the hour is a multiple, nothing changes
-    (every(60), 3600, Grid(3600, 0, 60)),
-    # hourly labels under a 60 s period: periods become the hour
-    (every(H), 60, Grid(H, 0, H, adapted=True)),
-    # hourly labels under a 7200 s period: already a multiple
-    (every(H), 7200, Grid(7200, 0, H)),
-    # labels 3 h apart under 7200 s: 10800 s, which divides a day
-    (every(3 * H), 7200, Grid(10800, 0, 10800, adapted=True)),
-    # daily labels at 16:00 UTC (UTC+8 days) under 1 h: a day, cut at 16:00 (57600 s)
-    (every(DAY, UTC8), 3600, Grid(DAY, 16 * H, DAY, adapted=True)),
-    # 15-minute buckets under a 10-minute period: 15 minutes divide a day (96 of them)
-    (every(900), 600, Grid(900, 0, 900, adapted=True)),
-    # 15-minute buckets under a 20-minute period: 30 minutes is the first multiple dividing a day
-    (every(900), 1200, Grid(1800, 0, 900, adapted=True)),
-    # minute labels at :30 s under 60 s periods: same width, cut half a minute later
-    (every(60, T0 + 30), 60, Grid(60, 30, 60, adapted=True)),
+@pytest.mark.parametrize(("labels", "width"), [
+    ([T0, T0 + 60, T0 + 180], 60),
+    ([T0, T0 + H, T0 + 3 * H], H),
+    ([T0 + 7, T0 + 8, T0 + 10], 1),  # labels by the second
+    ([T0, T0 + 7 * 60], None),  # 420 s divides no day: no fixed width fits
 ])
-def test_the_grid_follows_the_measured_bucket(labels: list[int], period: int,
-                                              want: Grid) -> None:
+def test_the_width_fits_the_labels_spacing(labels: list[int], width: int | None) -> None:
     meter = BucketMeter()
-    meter.observe(labels)
-    assert meter.grid(period) == want
+    meter.answered(Grid.every(60), labels[0], labels[-1], labels)
+    assert meter.width == width
 
 
-def test_a_few_sparse_labels_are_not_believed() -> None:
+def test_labels_on_every_midnight_are_a_provider_day_whatever_its_length() -> None:
+    zone = Grid("America/New_York")
+    nov = int(datetime.datetime(2023, 11, 1, 12, tzinfo=datetime.UTC).timestamp())
+    midnights = [zone.start(nov + d * DAY) for d in range(8)]  # across the 25-hour day
     meter = BucketMeter()
-    meter.observe([T0 + 7 * 60, T0 + 10 * 60, T0 + 16 * 60])  # gcd 180 s: sparse minutes?
-    assert meter.bucket is None and meter.grid(3600) == Grid(3600)
-    meter.observe(every(60, T0 + 20 * 60, 5))
-    assert meter.bucket == 60
+    for a, b in itertools.pairwise(midnights):
+        meter.answered(zone, a, zone.end(b), (a, b))
+    assert meter.width == DAY  # not the 1 h a gcd of 23, 24 and 25 h would give
 
 
-def test_a_label_far_before_its_window_proves_a_coarse_bucket() -> None:
+def test_the_width_follows_a_change_and_says_it_once_each(caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
     meter = BucketMeter()
-    # Two daily labels, and the last day's window began 13 h into the first bucket: the true
-    # bucket divides 86400 and exceeds 46800 s (more than half a day), so it is the day.
-    meter.answered(UTC8 + 13 * H, UTC8 + 13 * H + DAY - 1, (UTC8, UTC8 + DAY))
-    assert meter.bucket == DAY
-    eight = BucketMeter()  # 8 h in: a 12 h bucket would fit too
-    eight.answered(UTC8 + 8 * H, UTC8 + 8 * H + DAY - 1, (UTC8, UTC8 + DAY))
-    assert eight.bucket is None
-    few = BucketMeter()
-    few.answered(T0 + 30, T0 + 89, (T0, T0 + 60))  # 30 s before: the bucket could be 60 or 120
-    few.observe([T0 + 240])
-    assert few.bucket is None  # gcd 60, floor 30: not more than half
+    grid = Grid.every(60)
+    with caplog.at_level(logging.INFO, logger="exporter.api.buckets"):
+        for i in range(3):
+            meter.answered(grid, T0 + i * H, T0 + i * H + 600, (T0 + i * H, T0 + i * H + 60))
+        assert meter.width == 60
+        for i in range(8):  # the API moves to hourly buckets: its minute labels age out
+            meter.answered(grid, T0, T0 + DAY - 1, (T0 + i * H, T0 + (i + 1) * H))
+        assert meter.width == H
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["the API reports usage in buckets of 60 s (from its recent labels; counting "
+                    "does not depend on it)",
+                    "the API reports usage in buckets of 3600 s (from its recent labels; counting "
+                    "does not depend on it)"]
 
 
-def test_the_bucket_is_the_gcd_of_label_distances_and_only_shrinks() -> None:
-    meter = BucketMeter()
-    meter.observe(every(7200))
-    assert meter.bucket == 7200  # labels two hours apart: all we know
-    meter.observe([T0 + 3 * H])
-    assert meter.bucket == H
-    meter.observe([T0 + H + 120])
-    assert meter.bucket == 120  # gcd(3600, 3720) = 120
-
-
-def test_a_bucket_dividing_no_day_is_refused_once_believed() -> None:
-    meter = BucketMeter()
-    meter.observe([T0, T0 + 420])  # 7 minutes: 86400 / 420 is not whole
-    assert meter.grid(60) == Grid(60)  # two labels may be sparse minutes: not believed yet
-    meter.observe(T0 + 420 * i for i in range(2, CONFIDENT))
-    grid = meter.grid(60)
-    assert isinstance(grid, Refusal)
-    assert "buckets of 420 s" in grid.reason
-
-
-def test_labels_that_cannot_be_bucket_starts_are_ignored(
+def test_a_label_before_a_midnight_window_is_said_once_and_counted(
         caplog: pytest.LogCaptureFixture) -> None:
-    meter = BucketMeter()
-    with caplog.at_level(logging.WARNING):
-        # Milliseconds, and a label after the window: neither measures anything.
-        kept = meter.answered(T0, T0 + 59, (T0 * 1000, T0 + 3600, T0 - 60, T0))
-    assert kept == (T0 - 60, T0)
-    assert meter.bucket == 60
-    assert "not in Unix seconds" in caplog.text
-
-
-def test_grid_boundaries() -> None:
-    grid = Grid(DAY, 16 * H, DAY, adapted=True)
-    assert grid.on_boundary(UTC8) and not grid.on_boundary(T0)
-    assert grid.first_boundary(T0) == T0 + 16 * H
-    assert grid.first_boundary(UTC8) == UTC8
-    assert Grid(60).first_boundary(T0 + 7) == T0 + 7  # not measured: counting begins at once
-    assert Grid(3600, 0, 60).first_boundary(T0 + 7) == T0 + 60  # minute buckets: the minute
-
-
-def test_holds_an_answer_with_labels_outside_its_window_until_the_bucket_is_known() -> None:
+    # Daily buckets at UTC midnight while api.time_zone is UTC+8: the read of [16:00, now]
+    # comes back labelled 00:00 UTC, a bucket straddling the provider's midnight.
     observer = Observer()
     meter = BucketMeter(observer)
-    # Labels inside the window: fine whatever is known.
-    assert not meter.hold(T0, T0 + 59, (T0,), Grid(60))
-    # A label before the window while nothing is measured: the totals may hold usage before it.
-    assert meter.hold(T0 + 60, T0 + 119, (T0,), Grid(60))
-    # Measured, and the window starts on a bucket: trusted.
-    hourly = Grid(H, 0, H, adapted=True)
-    assert not meter.hold(T0 + H, T0 + H + 59, (T0 + H,), hourly)
-    # Measured, but the window (planned before the grid changed) starts inside a bucket.
-    assert meter.hold(T0 + 60, T0 + 119, (T0,), hourly)
-    assert meter.hold(T0 + 30, T0 + 59, (T0,), Grid(H, 0, 60))
-    assert observer.holds == meter.held_answers == 3
+    with caplog.at_level(logging.WARNING, logger="exporter.api.buckets"):
+        for _ in range(3):
+            meter.answered(SHANGHAI, T0 + 16 * H, T0 + 20 * H, (T0,))
+        meter.answered(SHANGHAI, T0 + 17 * H, T0 + 20 * H, (T0,))  # no midnight: no contradiction
+    assert observer.off == 3 and meter.off_grid == 3
+    [said] = [r.getMessage() for r in caplog.records]
+    assert "set api.time_zone to the zone the cloud cuts its days in" in said
+    assert "days of Asia/Shanghai" in said
+
+
+def test_labels_that_cannot_be_bucket_starts_are_ignored(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    meter = BucketMeter()
+    with caplog.at_level(logging.WARNING, logger="exporter.api.buckets"):
+        meter.answered(SHANGHAI, T0, T0 + 600, (T0 * 1000, T0 * 1000 + 60_000))  # milliseconds
+        meter.answered(SHANGHAI, T0, T0 + 600, (T0 - 2 * DAY,))
+    assert meter.width is None and meter.off_grid == 0
+    assert len(caplog.records) == 1 and "not in Unix seconds?" in caplog.records[0].getMessage()
 
 
 def test_an_additivity_error_is_counted_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
     observer = Observer()
     meter = BucketMeter(observer)
-    meter.observe(every(H))
-    with caplog.at_level(logging.WARNING):
-        meter.additivity_error("p/k/m", Totals(tokens=40))
+    with caplog.at_level(logging.WARNING, logger="exporter.api.buckets"):
+        meter.additivity_error("p/k/m", Totals(tokens=8))
         meter.additivity_error("p/k/m", Totals(tokens=2))
-    assert observer.errors == [40, 2] and meter.additivity_errors == 2
-    said = [r.getMessage() for r in caplog.records if "fewer than the sum" in r.getMessage()]
-    assert len(said) == 1
-    assert "40 tokens" in said[0] and "3600 s buckets" in said[0]
-
-
-def test_the_probe_is_tried_a_few_times_then_counting_goes_on(
-        caplog: pytest.LogCaptureFixture) -> None:
-    meter = BucketMeter()
-    meter.probe_done(answered=False)
-    meter.probe_done(answered=False)
-    assert meter.needs_probe
-    with caplog.at_level(logging.WARNING):
-        meter.probe_done(answered=False)  # three cycles without an answer: go on without it
-    assert not meter.needs_probe
-    assert "counting begins without measuring" in caplog.text
-    answered = BucketMeter()
-    answered.probe_done(answered=True)
-    assert not answered.needs_probe
-
-
-def test_measurement_survives_a_restart_and_bad_saved_values_are_refused() -> None:
-    meter = BucketMeter()
-    meter.observe(every(DAY, UTC8))
-    again = BucketMeter()
-    again.restore(meter.to_dict())
-    assert again.bucket == DAY and not again.needs_probe
-    assert again.grid(3600) == Grid(DAY, 16 * H, DAY, adapted=True)
-    bad: object
-    for bad in ({"anchor": "x"}, {"anchor": 1, "step": -5}, {"anchor": 1, "step": True}, []):
-        with pytest.raises((TypeError, ValueError)):
-            BucketMeter().restore(bad)
-
-
-def test_a_grid_change_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
-    meter = BucketMeter()
-    meter.observe(every(H))
-    with caplog.at_level(logging.INFO):
-        for _ in range(3):
-            meter.grid(60)
-    said = [r.getMessage() for r in caplog.records if "buckets of 3600 s" in r.getMessage()]
-    assert len(said) == 1
-    assert "3600 s periods" in said[0]
-
-
-# -- through the poller -----------------------------------------------------------------------
-
-class Hourly:
-    """An API of hourly buckets rounding windows outward, with one token a second since T0 - 2
-    days; every answer lists its labels. Notes each call's window."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.calls: list[tuple[int, int]] = []
-
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
-        self.calls.append((start, end))
-        first, last = start - start % H, end - end % H + H - 1
-        last = min(last, int(self.clock.time()))
-        labels = tuple(range(first, last + 1, H))
-        return Reading(Totals(tokens=last - first + 1), labels)
-
-
-TARGET = Target("k", "m", "p")
-
-
-def hourly_poller(api: Hourly, meter: BucketMeter, ledgers: dict[str, Ledger]) -> Poller:
-    config = Config(api=ApiConfig(timeout=10.0, rate_limit=0),
-                    poll=PollConfig(interval=60, settle=60, period=60), windows=(),
-                    targets=(TARGET,))
-    return Poller(config, api, api.clock, WorkerPool(1), ledgers, ApiClock.trusting(api.clock),
-                  buckets=meter)
-
-
-def test_the_probe_measures_before_counting_begins_at_the_next_bucket() -> None:
-    clock = FakeClock(T0 + 600.0)  # ten minutes into an hour
-    api = Hourly(clock)
-    meter = BucketMeter()
-    poller = hourly_poller(api, meter, {})
-    poller.cycle()
-    # First the last day (its labels: 25 hours), then counting: not yet, it begins at T0 + H.
-    assert api.calls[0] == (T0 + 600 - DAY + 1, T0 + 600)
-    assert meter.bucket == H and not meter.needs_probe
-    ledger = poller.ledgers()[TARGET.ident]
-    assert (ledger.origin, ledger.period) == (T0 + H, H)
-    clock.advance(H)  # T0 + H + 600: the first bucket is being counted, whole
-    snapshot = poller.cycle()
-    assert snapshot.targets[0].counters.tokens == 601  # [T0 + H, T0 + H + 600]
-    assert snapshot.targets[0].given_up == ()
-
-
-def test_answers_outside_their_window_are_held_then_the_partial_bucket_given_up() -> None:
-    clock = FakeClock(T0 + 600.0)
-    api = Hourly(clock)
-    meter = BucketMeter()
-    meter.probe_done(answered=True)  # the probe found nothing: the bucket is not known
-    poller = hourly_poller(api, meter, {TARGET.ident: Ledger(T0 + 300, 60, 60, audit=True)})
-    for _ in range(3):  # [T0 + 300, ...] answers carry the label T0: held, never counted
-        snapshot = poller.cycle()
-        assert snapshot.targets[0].counters == Totals()
-        assert not snapshot.targets[0].up
-        assert dict(snapshot.targets[0].failures)["window_semantics"] >= 1
-        clock.advance(60)
-    assert meter.held_answers >= 3
-    # The stretch counting began in (off the grid, inside the bucket of T0) is given up once
-    # settled; the others wait: being held is not being rejected, no strikes.
-    assert dict(snapshot.targets[0].given_up) == {"window_semantics": 60}
-    meter.observe(every(H, T0 - 8 * H))  # a day's labels: hourly
-    clock.advance(H)
-    calls = len(api.calls)
-    snapshot = poller.cycle()
-    # The rest of the bucket counting began in is given up unread; the next hour is counted.
-    assert (T0 + 300, T0 + H - 1) not in api.calls[calls:]
-    assert dict(snapshot.targets[0].given_up) == {"window_semantics": H - 300}
-    assert snapshot.targets[0].counters.tokens == int(clock.time()) - (T0 + H) + 1
+    assert observer.errors == [8, 2] and meter.additivity_errors == 2
+    assert len(caplog.records) == 1
+    assert "returned 8 tokens fewer than the sum" in caplog.records[0].getMessage()

@@ -107,3 +107,36 @@ def test_answers_without_a_date_fall_back_to_the_host_clock_once(
     api.observe(date(API), clock.monotonic())  # a dated answer after all: it is believed
     assert api.now() == API
     assert api.offset() == pytest.approx(-4.5)
+
+
+def test_time_is_settled_only_once_three_answers_agree() -> None:
+    # The start's plain GET answered by a gateway whose clock is two days ahead: one Date moves
+    # the estimate, but nothing may close or be skipped by it until answers agree.
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    api.observe(date(API + 2 * 86400), clock.monotonic())
+    assert api.known and not api.settled
+    api.observe(date(API), clock.monotonic())
+    api.observe(date(API), clock.monotonic())
+    assert not api.settled  # [stray, good, good]: the median is good, but only two agree yet
+    api.observe(date(API), clock.monotonic())
+    assert api.settled and api.now() == API
+
+
+def test_agreeing_strays_that_are_outnumbered_never_settle_the_time() -> None:
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    for offset in (7200, 7200, 0, 0):  # two strays and two good answers: no majority
+        api.observe(date(API + offset), clock.monotonic())
+    assert not api.settled
+    api.observe(date(API), clock.monotonic())
+    assert api.settled and api.now() == API
+
+
+def test_without_dates_the_trusted_host_clock_is_settled() -> None:
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    for _ in range(UNDATED):
+        api.observe(None, clock.monotonic())
+    assert api.settled
+    assert ApiClock.trusting(clock).settled

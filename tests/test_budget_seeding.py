@@ -129,7 +129,7 @@ def config(url: str, state: Path, *targets: Target) -> Config:
     return Config(
         api=ApiConfig(endpoint=url, public_key="pub", private_key="priv", timeout=5,
                       rate_limit=0),
-        poll=PollConfig(interval=1, settle=1, period=10), windows=(),
+        poll=PollConfig(interval=1, settle=1, test_period=10), windows=(),
         state=StateConfig(path=str(state)), targets=targets,
         # A dollar a token, so the money budget reads like the token ones.
         pricing=PricingConfig(currency="USD", models=(ModelPrice("m", Decimal(10**6)),)),

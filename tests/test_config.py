@@ -23,6 +23,7 @@ from exporter.config import (
     parse_config,
     redacted,
 )
+from exporter.core.grid import Grid
 
 PRIVATE = "46f09bb9fab4f12dfc160dae12273d5332b5debe"
 ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": "search"}
@@ -104,11 +105,9 @@ BAD = [
      'poll.interval: invalid duration "-1m": negative durations are not allowed'),
     ({"poll.interval": "500ms"}, "poll.interval: must be at least 1s, got 500ms"),
     ({"poll.settle": "1500ms"}, "poll.settle: must be whole seconds, got 1500ms"),
-    ({"poll.period": "2d"}, "poll.period: must be at most 1d, got 2d"),
-    ({"poll.period": "7h"}, "poll.period: must divide 1d evenly (like 15m, 1h or 6h), got 7h"),
-    ({"poll.period": "0s"}, "poll.period: must be greater than 0s, got 0s"),
-    ({"poll.period": "30s"}, "poll.period: must be at least poll.interval (1m), got 30s"),
-    ({"poll.interval": "2h"}, "poll.period: must be at least poll.interval (2h), got 1h"),
+    ({"api.time_zone": "Mars/Olympus"}, "api.time_zone: unknown time zone 'Mars/Olympus' "
+                                        "(an IANA name such as Asia/Shanghai or UTC)"),
+    ({"api.time_zone": 8}, "api.time_zone: expected a string, got 8 (int)"),
     ({"poll.window_interval": ""}, "poll.window_interval: empty duration; write whole numbers"
                                    " with units (ms, s, m, h, d, w, y), like 30s, 5m or 1h30m"),
     ({"poll.permanent_error_retry": "0s"},
@@ -212,17 +211,26 @@ def test_defaults_come_from_the_dataclasses() -> None:
 def test_values_are_converted_and_labels_sorted() -> None:
     data = with_changes({
         "api.timeout": "1m30s", "api.max_concurrency": 4, "api.rate_limit": 0,
-        "poll.interval": "1s", "poll.settle": "0s", "poll.period": "15m",
+        "poll.interval": "1s", "poll.settle": "0s", "api.time_zone": "Europe/Berlin",
         "state.path": "state.json", "state.max_backfill": "2d", "windows": ["90m", "1w"],
         "targets.0.labels": {"zone": "b", "app": "${TEAM}"},
     })
     config = parse_config(data, ENV, "/etc/x")
     assert (config.api.timeout, config.api.max_concurrency, config.api.rate_limit) == (90, 4, 0)
-    assert (config.poll.interval, config.poll.settle, config.poll.period) == (1, 0, 900)
+    assert (config.poll.interval, config.poll.settle) == (1, 0)
+    assert config.grid() == Grid("Europe/Berlin")
+    assert parse_config(base(), ENV, "/").grid() == Grid("Asia/Shanghai")  # this cloud's days
     assert config.state.path == "/etc/x/state.json"  # relative to the config file
     assert config.state.max_backfill == 2 * 86400
     assert config.windows == (Window("90m", 5400), Window("1w", 604800))
     assert config.targets[0].labels == (("app", "search"), ("zone", "b"))
+
+
+def test_poll_period_of_older_versions_still_loads_and_is_said_unused(
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = parse_config(with_changes({"poll.period": "1h"}), ENV, "/")
+    assert config.grid() == Grid("Asia/Shanghai")
+    assert "poll.period is no longer used" in caplog.text
 
 
 @pytest.mark.parametrize(("interval", "window_interval", "expected"),
@@ -230,7 +238,7 @@ def test_values_are_converted_and_labels_sorted() -> None:
 def test_window_interval_is_never_below_interval(
     interval: str, window_interval: str, expected: float
 ) -> None:
-    data = with_changes({"poll.interval": interval, "poll.period": "1h",
+    data = with_changes({"poll.interval": interval,
                          "poll.window_interval": window_interval})
     assert parse_config(data, ENV, "/").poll.window_interval == expected
 
@@ -329,6 +337,7 @@ def test_redacted_is_json_and_hides_the_private_key() -> None:
     assert summary["api"] == {
         "endpoint": "https://api.sigcalcloud.com/", "public_key": "pub-key",
         "private_key": "<secret>", "timeout": "1m", "max_concurrency": 16, "rate_limit": 20.0,
+        "time_zone": "Asia/Shanghai",
     }
     assert summary["windows"] == ["1h", "24h"]
 

@@ -177,8 +177,8 @@ def test_readme_counts_the_dashboards_panels_and_rows() -> None:
 
 def calls_per_poll(windows: int = 2) -> float:
     """Calls per target per poll at the defaults, as the README's table works it out."""
-    poll = PollConfig()
-    return (1 + poll.settle / poll.period + poll.interval / max(poll.settle, poll.period)
+    poll, day = PollConfig(), 86400  # periods are the provider's days
+    return (1 + poll.settle / day + poll.interval / max(poll.settle, day)
             + windows * poll.interval / poll.window_interval)
 
 

@@ -20,7 +20,7 @@ _SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
 # Keys the loaders know, so generated documents get past "unknown key" into the real checks.
 CONFIG_KEYS = ("api", "poll", "state", "windows", "targets", "endpoint", "public_key",
                "private_key", "private_key_file", "timeout", "max_concurrency", "rate_limit",
-               "interval", "settle", "period", "window_interval", "path", "max_backfill",
+               "interval", "settle", "period", "window_interval", "path", "max_backfill", "time_zone",
                "project", "key", "model", "labels", "team")
 WEB_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "cert_file",
             "key_file", "client_ca_file", "cert", "key", "client_ca", "client_auth_type",
@@ -100,7 +100,7 @@ def test_web_config_loader_on_arbitrary_yaml(document: object) -> None:
 VALID_CONFIG: dict[str, object] = {
     "api": {"endpoint": "http://127.0.0.1:9/", "public_key": "p", "private_key": "secret-key-1234",
             "timeout": "2s", "max_concurrency": 4, "rate_limit": 5},
-    "poll": {"interval": "1s", "settle": "20s", "period": "10s"},
+    "poll": {"interval": "1s", "settle": "20s"},
     "state": {"path": "state.json", "max_backfill": "1h"},
     "windows": ["1h", "24h"],
     "targets": [{"project": "p", "key": "k", "model": "m", "labels": {"team": "t"}}],

@@ -75,7 +75,7 @@ def api() -> Iterator[tuple[EventStore, MovableClock, SimulatorServer, Simulator
 def config(sim: SimulatorServer, origin: int, peer: str, state: Path) -> dict[str, Any]:
     stamp = datetime.fromtimestamp(origin, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return fleet.fleet_config(
-        sim.url, KEYS, poll={"interval": "1s", "settle": f"{SETTLE}s", "period": f"{PERIOD}s"},
+        sim.url, KEYS, poll={"interval": "1s", "settle": f"{SETTLE}s", "test_period": f"{PERIOD}s"},
         state={"path": str(state)}, accounting={"origin": stamp}, ha={"peers": [peer]})
 
 

@@ -22,13 +22,19 @@ from exporter.accounting.handoff import (
 from exporter.accounting.ledger import DAY, Ledger, Read
 from exporter.config import HaConfig
 from exporter.core.clock import FakeClock
+from exporter.core.grid import Grid
 from exporter.core.usage import Totals
 from exporter.polling.peers import fetch
 
 H = 3600
 SETTLE = 600
 T0 = 1_700_000_000 // DAY * DAY
-TERMS = Terms(T0, H, SETTLE)
+TERMS = Terms(T0, SETTLE)
+
+
+def HOURS(_: str) -> Grid:  # noqa: N802 (reads as the constant it stands for)
+    """This replica's grid for every target: hours (the ledgers here are cut so)."""
+    return Grid.every(H)
 
 
 def tok(n: int) -> Totals:
@@ -77,37 +83,36 @@ def test_settled_copy_holds_only_closed_time() -> None:
 
 
 def test_the_document_round_trips_and_carries_no_open_reading() -> None:
-    body = render(TERMS, H, 0, {"step": 60}, {"p/k/m": counted(3)})
+    body = render(TERMS, {"p/k/m": counted(3)})
     handoff = parse(body)
-    check(handoff, TERMS, T0 + 4 * H)
+    check(handoff, TERMS, T0 + 4 * H, HOURS)
     assert handoff.ledgers["p/k/m"].counters() == tok(15)
-    assert handoff.buckets == {"step": 60}
     assert json.loads(body)["targets"]["p/k/m"]["open"] == []
 
 
 @pytest.mark.parametrize(("terms", "reason"), [
-    (Terms(T0 + H, H, SETTLE), "the peer counts with accounting.origin=%d, poll.period=3600s, "
-                               "poll.settle=600s, this replica with accounting.origin=%d"),
-    (Terms(T0, H, 60), "poll.settle=60s; make them identical on every replica"),
+    (Terms(T0 + H, SETTLE), "the peer counts with accounting.origin=%d, poll.settle=600s, "
+                            "this replica with accounting.origin=%d"),
+    (Terms(T0, 60), "poll.settle=60s; make them identical on every replica"),
 ])
 def test_a_peer_with_other_terms_is_refused_with_the_reason(terms: Terms, reason: str) -> None:
-    handoff = parse(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    handoff = parse(render(TERMS, {"p/k/m": counted(3)}))
     with pytest.raises(HandoffError) as refused:
-        check(handoff, terms, T0 + 4 * H)
+        check(handoff, terms, T0 + 4 * H, HOURS)
     expected = reason % (T0, T0 + H) if "%d" in reason else reason
     assert expected in str(refused.value)
 
 
 def test_a_peer_settled_beyond_the_apis_clock_is_refused() -> None:
-    handoff = parse(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    handoff = parse(render(TERMS, {"p/k/m": counted(3)}))
     settled_end = T0 + 3 * H - 1
-    check(handoff, TERMS, settled_end + SETTLE - CLOCK_SLACK)
+    check(handoff, TERMS, settled_end + SETTLE - CLOCK_SLACK, HOURS)
     with pytest.raises(HandoffError, match="is the peer's clock ahead"):
-        check(handoff, TERMS, settled_end + SETTLE - CLOCK_SLACK - 1)
+        check(handoff, TERMS, settled_end + SETTLE - CLOCK_SLACK - 1, HOURS)
 
 
 def _doc(**changes: object) -> bytes:
-    data = json.loads(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    data = json.loads(render(TERMS, {"p/k/m": counted(3)}))
     entry = data["targets"]["p/k/m"]
     for key, value in changes.items():
         if key in entry:
@@ -120,11 +125,11 @@ def _doc(**changes: object) -> bytes:
 @pytest.mark.parametrize(("body", "reason"), [
     (b"<html>proxy error</html>", "not a ledger document: not JSON"),
     (b"[]", "wrong kind"),
-    (_doc(version=2), "document version '2', expected 1"),
+    (_doc(version=1), "document version '1', expected 2"),
     (_doc(closed={"tokens": -5}), "totals must not be negative"),
     (_doc(cursor=T0 - 1), "cursor before origin"),
-    (_doc(targets=[]), "api_buckets and targets must be objects"),
-    (b'{"kind": "uminfer-settled-ledgers", "version": 1, "terms": {"origin": 1e400}}',
+    (_doc(targets=[]), "targets must be an object"),
+    (b'{"kind": "uminfer-settled-ledgers", "version": 2, "terms": {"origin": 1e400}}',
      "not a ledger document"),
     (b"[" * 100 + b"]" * 100, "not a ledger document: nested"),
 ])
@@ -135,14 +140,20 @@ def test_garbage_from_a_peer_is_refused_not_raised(body: bytes, reason: str) -> 
 
 
 def test_open_time_or_another_origin_in_a_ledger_is_refused() -> None:
-    data = json.loads(render(TERMS, H, 0, {}, {"p/k/m": counted(3)}))
+    data = json.loads(render(TERMS, {"p/k/m": counted(3)}))
     data["targets"]["p/k/m"]["open"] = [{"start": T0 + 3 * H, "end": T0 + 4 * H - 1,
                                          "totals": {"tokens": 9}, "final": False}]
     with pytest.raises(HandoffError, match="holds time that is not settled"):
-        check(parse(json.dumps(data).encode()), TERMS, T0 + 5 * H)
-    other = render(TERMS, H, 0, {}, {"p/k/m": Ledger(T0 - H, H, SETTLE)})
+        check(parse(json.dumps(data).encode()), TERMS, T0 + 5 * H, HOURS)
+    other = render(TERMS, {"p/k/m": Ledger(T0 - H, H, SETTLE)})
     with pytest.raises(HandoffError, match=r"does not count from accounting\.origin"):
-        check(parse(other), TERMS, T0 + 5 * H)
+        check(parse(other), TERMS, T0 + 5 * H, HOURS)
+
+
+def test_a_peer_cutting_other_days_is_refused() -> None:
+    handoff = parse(render(TERMS, {"p/k/m": counted(3)}))
+    with pytest.raises(HandoffError, match=r"set the same api\.time_zone on every replica"):
+        check(handoff, TERMS, T0 + 4 * H, lambda _: Grid("Asia/Shanghai"))
 
 
 def test_a_replica_takes_newer_ledgers_only_where_its_counters_cannot_go_down() -> None:
@@ -157,8 +168,8 @@ def test_a_replica_takes_newer_ledgers_only_where_its_counters_cannot_go_down() 
 
 
 def test_a_replica_listed_among_its_own_peers_never_takes_its_own_ledgers() -> None:
-    body = {"/self": render(TERMS, H, 0, {}, {"p/k/m": counted(3)}, replica="me"),
-            "/other": render(TERMS, H, 0, {}, {"p/k/m": counted(2)}, replica="peer")}
+    body = {"/self": render(TERMS, {"p/k/m": counted(3)}, replica="me"),
+            "/other": render(TERMS, {"p/k/m": counted(2)}, replica="peer")}
 
     class Peer(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -175,7 +186,8 @@ def test_a_replica_listed_among_its_own_peers_never_takes_its_own_ledgers() -> N
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_address[1]}"
         ha = HaConfig(peers=(f"{base}/self", f"{base}/other"))
-        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me")
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                        grid_of=HOURS)
         server.shutdown()
     assert fetched is not None
     assert fetched.url == f"{base}/other"

@@ -41,7 +41,7 @@ def config(endpoint: str, state: Path | None = None) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "api": {"endpoint": endpoint, "public_key": PUBLIC, "private_key": "${IT_PRIVATE_KEY}",
                 "timeout": "2s", "rate_limit": 0},
-        "poll": {"interval": "1s", "settle": f"{SETTLE}s", "period": f"{PERIOD}s",
+        "poll": {"interval": "1s", "settle": f"{SETTLE}s", "test_period": f"{PERIOD}s",
                  "window_interval": "1s", "permanent_error_retry": "2s"},
         "windows": ["1m"],
         "targets": [{"project": PROJECT, "key": k, "model": m} for k, m in (CHAT, FLAKY, DENIED)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.core.grid import Grid
 from exporter.core.usage import ZERO, Totals
 
 H = 3600
@@ -152,11 +154,12 @@ def test_rebase_skips_old_unread_time_and_keeps_counters() -> None:
     led.record(Read(T0, T0 + 1000, (T0,)), tok(9), T0 + 1000)
     now = T0 + 10 * DAY + 123
     skipped = led.rebase(now, DAY)
-    assert skipped == now - DAY - T0
+    keep_from = now - DAY - 123  # back to the grid line: never a line inside an API bucket
+    assert skipped == keep_from - T0
     assert led.skipped_seconds == skipped
     assert led.counters() == tok(9)
-    assert led.settled_until() == now - DAY - 1
-    assert led.plan(now)[0].start == now - DAY
+    assert led.settled_until() == keep_from - 1
+    assert led.plan(now)[0].start == keep_from
     assert led.rebase(now, DAY) == 0
 
 
@@ -189,15 +192,62 @@ def test_retune_keeps_a_read_stretch_off_the_new_grid_lines() -> None:
         (T0 + H, T0 + 2 * H - 1), (T0 + 2 * H, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H)]
 
 
-def test_a_grid_offset_cuts_periods_at_the_apis_bucket_starts() -> None:
-    # Daily buckets in UTC+8 start at 16:00 UTC: T0 (a UTC midnight) is 8 h into one.
-    led = Ledger(T0, DAY, 0, offset=16 * H)
+def test_a_grid_of_provider_days_cuts_at_their_midnights() -> None:
+    # The default zone is UTC+8: its days start at 16:00 UTC; T0 (a UTC midnight) is 8 h in.
+    led = Ledger(T0, Grid(), 0)
     assert [(r.start, r.end) for r in led.plan(T0 + DAY)] == [
         (T0, T0 + 16 * H - 1), (T0 + 16 * H, T0 + DAY)]
-    restored = Ledger.from_dict(led.to_dict())
-    assert restored.offset == 16 * H
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    assert restored.grid == Grid("Asia/Shanghai")
     with pytest.raises(ValueError, match="offset"):
         Ledger(T0, H, 0, offset=H)
+
+
+@pytest.mark.parametrize(("day", "hours"), [(5, 25), (6, 24), (12, 24)])
+def test_a_day_that_daylight_saving_lengthens_is_one_period(day: int, hours: int) -> None:
+    # America/New_York left daylight saving on 2023-11-05: that day had 25 hours.
+    zone = Grid("America/New_York")
+    start = zone.start(int(datetime.datetime(2023, 11, day, 12, tzinfo=datetime.UTC).timestamp()))
+    led = Ledger(start, zone, 0)
+    (read,) = led.plan(start + 3 * H)
+    assert (read.start, read.end) == (start, start + 3 * H)
+    led.record(read, tok(1), start + 3 * H)
+    closing = led.plan(start + hours * H)[0]
+    assert (closing.start, closing.end) == (start, start + hours * H - 1)
+    led.record(closing, tok(2), start + hours * H)
+    assert led.settled_until() == start + hours * H - 1
+    assert Ledger.from_dict(led.to_dict()).settled_until() == start + hours * H - 1
+
+
+def test_a_fresh_ledger_counts_growth_above_its_first_reading_only() -> None:
+    # Begins mid-day: the day so far is its baseline; what appears later counts, late usage
+    # timestamped before the start included; the next day counts from zero.
+    led = Ledger(T0, H, 600, fresh=True)
+    first = led.plan(T0 + 5 * H + 17)
+    assert first == [Read(T0 + 5 * H, T0 + 5 * H + 17, (T0 + 5 * H,))]  # moved to its period
+    led.record(first[0], tok(40), T0 + 5 * H + 17)
+    assert (led.counters(), led.baseline, led.fresh) == (ZERO, tok(40), False)
+    again = led.plan(T0 + 5 * H + 77)[0]
+    led.record(again, tok(43), T0 + 5 * H + 77)
+    assert led.counters() == tok(3)
+    led.record(again, tok(41), T0 + 5 * H + 80)  # a revision: the higher reading stays
+    assert led.counters() == tok(3)
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    closing = restored.plan(T0 + 6 * H + 600)
+    assert [(r.start, r.end) for r in closing] == [(T0 + 5 * H, T0 + 6 * H - 1),
+                                                   (T0 + 6 * H, T0 + 6 * H + 600)]
+    restored.record(closing[0], tok(45), T0 + 6 * H + 600)
+    restored.record(closing[1], tok(2), T0 + 6 * H + 600)
+    assert restored.counters() == tok(7)
+    assert restored.settled_totals() == tok(5)
+    assert restored.settled_until() == T0 + 6 * H - 1
+
+
+def test_a_fresh_ledger_moves_with_time_until_its_first_read_succeeds() -> None:
+    led = Ledger(T0, H, 600, fresh=True)
+    led.plan(T0 + 100)  # its read fails: nothing is recorded
+    (read,) = led.plan(T0 + 3 * H + 5)
+    assert (read.start, led.origin, led.settled_until()) == (T0 + 3 * H, T0 + 3 * H, T0 + 3 * H - 1)
 
 
 def test_an_audit_below_the_sum_of_its_parts_is_an_additivity_error() -> None:
@@ -286,9 +336,10 @@ def test_counters_are_monotonic_under_any_readings(steps: list[tuple[int, int, b
 
 
 @pytest.mark.parametrize(("length", "ok"), [(1, True), (DAY - 1, True), (DAY, True),
-                                            (DAY + 1, False), (0, False)])
+                                            (25 * H, True), (25 * H + 1, False), (0, False)])
 def test_a_saved_stretch_may_hold_a_day_and_no_more(length: int, ok: bool) -> None:
-    # No API call spans more than a day, so a saved stretch longer than that is damage.
+    # No API call spans more than a provider day (25 h when daylight saving ends), so a saved
+    # stretch longer than that is damage.
     led = Ledger(T0, H, 600)
     data = led.to_dict()
     data["open"] = [{"start": T0, "end": T0 + length - 1, "totals": {"tokens": 1},

@@ -68,7 +68,7 @@ class _Recorder:
 def _poller(clock: FakeClock, source: _Recorder, count: int, rate: float) -> Poller:
     targets = tuple(Target(f"k{i}", "m", "p") for i in range(count))
     config = Config(api=ApiConfig(rate_limit=rate, max_concurrency=4),
-                    poll=PollConfig(interval=60.0, settle=600, period=3600), windows=(),
+                    poll=PollConfig(interval=60.0, settle=600, test_period=3600), windows=(),
                     targets=targets)
     ledgers = {t.ident: Ledger(int(clock.time()) - 60, 3600, 600) for t in targets}
     return make_poller(config, source, clock, WorkerPool(4), ledgers)

@@ -58,7 +58,7 @@ def pool() -> Iterator[WorkerPool]:
 def config(*targets: Target, windows: tuple[Window, ...] = (), timeout: float = 10.0,
            window_interval: float = 60.0) -> Config:
     return Config(api=ApiConfig(timeout=timeout, rate_limit=0),
-                  poll=PollConfig(interval=60, settle=600, period=3600,
+                  poll=PollConfig(interval=60, settle=600, test_period=3600,
                                   window_interval=window_interval),
                   windows=windows, targets=targets)
 
@@ -288,16 +288,16 @@ def test_failed_window_reads_leave_the_target_up_and_are_logged_once(
         ("WARNING", "target /uminferapikey-a/m: window gauges not read: no answer within 10.0s")]
 
 
-def test_a_pending_target_starts_counting_the_second_after_it_began(
-        clock: FakeClock, pool: WorkerPool) -> None:
-    poller = Poller(config(A), FakeApi(clock), clock, pool, {}, ApiClock.trusting(clock),
-                    {A.ident: -30.0})  # began 30 s before this poller was made
-    clock.advance(60.0)
+def test_a_new_target_counts_from_its_first_read(clock: FakeClock, pool: WorkerPool) -> None:
+    # One token a second: the first read [START, START + 100] is the baseline, counted never.
+    poller = Poller(config(A), FakeApi(clock), clock, pool, {}, ApiClock.trusting(clock))
     [target] = poller.cycle().targets
     ledger = poller.ledgers()[A.ident]
-    # The API's time of the instant counting began (START + 70), plus one whole second.
-    assert (ledger.origin, ledger.audit) == (START + 71, True)
-    assert target.counters.tokens == START + 160 - (START + 71) + 1
+    assert (ledger.origin, ledger.audit, ledger.baseline.tokens) == (START, True, 101)
+    assert target.up and target.counters == Totals()  # exported at once, at zero
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert target.counters.tokens == 60  # (START, START + 160]: what appeared since
 
 
 @pytest.mark.parametrize("same", [True, False])
@@ -331,9 +331,21 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
     assert api.calls == [] and poller.ledgers() == {}
     assert records(caplog) == [
         ("WARNING", "target /uminferapikey-a/m failing: the API has not answered yet: counting "
-         "begins, from the moment it was to begin, once it does")]
+         "begins at the first poll it answers")]
     clock.advance(1.0)  # transient: tried again next cycle, no pause
     api_clock.observe("Tue, 14 Nov 2023 22:13:20 GMT", clock.monotonic())  # 1_700_000_000
     [target] = poller.cycle().targets
-    # Counting began when the poller was made, a second before that Date: its next second.
-    assert target.up and poller.ledgers()[A.ident].origin == 1_700_000_000
+    # Up and exported at once; one Date settles nothing, so its first answer waits to become
+    # the baseline until answers agree on the API's time.
+    ledger = poller.ledgers()[A.ident]
+    assert target.up and target.counters == Totals()
+    assert (ledger.fresh, ledger.origin) == (True, 1_699_999_200)  # the hour holding that Date
+    clock.advance(30.0)
+    for _ in range(2):  # two more answers agree: the first answer becomes the baseline
+        api_clock.observe("Tue, 14 Nov 2023 22:13:51 GMT", clock.monotonic())
+    [target] = poller.cycle().targets
+    # By the agreed clock the first answer was sent at 1_700_000_001 (the later Dates say the
+    # API's clock runs a second ahead of the first): inside the read, which ended a second
+    # before, within the Date header's rounding.
+    assert not ledger.fresh and ledger.began == 1_700_000_001
+    assert target.counters.tokens == 31  # read to 1_700_000_031 after 1_700_000_000

@@ -116,7 +116,7 @@ def _config(endpoint: str, keys: list[str], concurrency: int, rate: float) -> Co
                                                   "private_key": fleet.PRIVATE},
                              # One read per target per cycle (no settling periods, no
                              # audits), so the cycle times below compare like with like.
-                             poll={"settle": "0s", "period": "1h"})
+                             poll={"settle": "0s", "test_period": "1h"})
     return parse_config(raw, {}, ".")
 
 

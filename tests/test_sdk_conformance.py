@@ -192,7 +192,7 @@ def test_every_request_the_exporter_sends_passes_the_sdk_request_schema(
         clients.append(client)
         return ApiStack(WorkerPool(2), client, KeyClient(client))
 
-    config = Config(api=api, poll=PollConfig(interval=60, settle=60, period=300), windows=(),
+    config = Config(api=api, poll=PollConfig(interval=60, settle=60, test_period=300), windows=(),
                     targets=(Target("uminferapikey-demo01", "deepseek-ai/DeepSeek-V3",
                                     DEMO_PROJECT),),
                     discovery=DiscoveryConfig(projects=(DEMO_PROJECT,)),

@@ -20,10 +20,16 @@ from exporter.accounting.state import (
     retarget,
 )
 from exporter.core.clock import FakeClock
+from exporter.core.grid import Grid
 from exporter.core.usage import Totals
 from exporter.cost.meters import CostMeter
 
 H = 3600
+
+
+def HOURS(_: str) -> Grid:  # noqa: N802 (reads as the constant it stands for)
+    """The hour grid of every ledger here."""
+    return Grid.every(H)
 T0 = 1_700_000_000 // H * H
 
 
@@ -169,27 +175,23 @@ def test_state_holds_only_idents_and_numbers(tmp_path: Path) -> None:
 def test_restart_rebases_every_loaded_ledger() -> None:
     kept, parked = ledger(4), ledger(2)
     now = T0 + 3 * 86400
-    result = restart({"kept": kept, "parked": parked}, now, H, 600, 86400)
+    result = restart({"kept": kept, "parked": parked}, now, HOURS, 600, 86400)
     assert result.ledgers == {"kept": kept, "parked": parked}
     assert kept.counters() == Totals(tokens=5)
     # Each ledger's open hour [T0 + H, ...) was never settled: given up, for both.
     assert result.skipped_seconds == 2 * (now - 86400 - (T0 + H))
 
 
-def test_retarget_never_rebases_and_new_targets_start_now() -> None:
+def test_retarget_never_rebases_and_leaves_new_targets_to_the_poller() -> None:
     old = ledger(4)
-    now = T0 + 3 * 86400
-    ledgers = retarget({"kept": old, "gone": ledger()}, ["kept", "new"], now, H, 600)
-    assert set(ledgers) == {"kept", "new"}
-    assert ledgers["kept"] is old
+    ledgers = retarget({"kept": old, "gone": ledger()}, ["kept", "new"], HOURS, 600)
+    assert ledgers == {"kept": old}
     assert old.settled_until() == T0 + H - 1 and old.skipped_seconds == 0
-    assert ledgers["new"].settled_until() == now - 1
-    assert ledgers["new"].counters() == Totals()
 
 
 def test_retarget_with_a_new_period_keeps_counters_and_read_bounds() -> None:
     old = ledger(4)
-    led = retarget({"a": old}, ["a"], T0 + 2 * H, 1800, 600)["a"]
+    led = retarget({"a": old}, ["a"], lambda _: Grid.every(1800), 600)["a"]
     assert (led.period, led.counters()) == (1800, Totals(tokens=5))
     reads = led.plan(T0 + 2 * H + 700)
     # The hour read under the old grid stays whole; new time follows the half-hour grid.
@@ -201,9 +203,9 @@ def test_retarget_with_a_new_period_keeps_counters_and_read_bounds() -> None:
 def test_the_audit_setting_applies_to_saved_ledgers_on_restart_and_retarget(audit: bool) -> None:
     # ``reconcile`` became restart (a new process) and retarget (a reload or discovery change):
     # both must turn audits on or off for ledgers that already exist, not only for new ones.
-    restarted = restart({"a": Ledger(T0, H, 600, audit=not audit)}, T0 + H, H, 600, 86400,
+    restarted = restart({"a": Ledger(T0, H, 600, audit=not audit)}, T0 + H, HOURS, 600, 86400,
                         audit=audit).ledgers["a"]
-    retargeted = retarget({"a": Ledger(T0, H, 600, audit=not audit)}, ["a"], T0 + H, H, 600,
+    retargeted = retarget({"a": Ledger(T0, H, 600, audit=not audit)}, ["a"], HOURS, 600,
                           audit=audit)["a"]
     for led in (restarted, retargeted):
         assert led.audit is audit
@@ -238,9 +240,3 @@ def test_a_document_without_budgets_has_none() -> None:
     assert _parse({"version": 2, "targets": {}}).budgets == {}
 
 
-def test_retarget_before_the_api_time_is_known_keeps_known_ledgers_and_waits_with_new_ones(
-        ) -> None:
-    old = ledger(4)
-    assert retarget({"kept": old}, ["new", "kept", "other"], None, H, 600) == {"kept": old}
-    fresh = retarget({}, ["new"], T0, H, 600, audit=True)["new"]
-    assert (fresh.origin, fresh.audit) == (T0, True)

@@ -34,13 +34,13 @@ def test_unwritable_state_holds_metrics_then_resumes(tmp_path: Path,
         config = Config(
             api=ApiConfig(endpoint=sim.url, public_key="pub", private_key="priv", timeout=5,
                           rate_limit=0),
-            poll=PollConfig(interval=1, settle=0, period=3600), windows=(),
+            poll=PollConfig(interval=1, settle=0, test_period=3600), windows=(),
             state=StateConfig(path=str(state)), targets=(TARGET,))
         service = Service(config, SystemClock(), CollectorRegistry(), lambda: config)
-        store.add(Event(int(time.time()), 0, "org", TARGET.key, TARGET.model,
-                        Usage(5, 5, 10, 1, 0)))
         with caplog.at_level(logging.ERROR, logger="exporter"):
-            service.run_cycle()
+            service.run_cycle()  # the first read: counting begins
+            store.add(Event(int(time.time()), 0, "org", TARGET.key, TARGET.model,
+                            Usage(5, 5, 10, 1, 0)))
             service.run_cycle()
         assert not service.ready.is_set()
         assert tokens(service) is None  # nothing published that a restart could take back

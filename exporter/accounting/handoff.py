@@ -1,25 +1,26 @@
 """The settled ledgers one replica hands another: built, bounded, checked before any is used.
 
 Only closed time travels (what no later read can change): the receiver reads the open rest
-itself. A document is taken only when the terms that define a settled value (origin, period,
-settle) are the receiver's own, and it is bounded and checked like the state file, so a peer
-with another config, a peer that answers garbage or a peer whose clock runs ahead cannot put a
-number in the receiver's counters that the API would not give it. It holds target identities
-and numbers only, never a credential.
+itself. A document is taken only when the terms that define a settled value (origin, settle,
+and each ledger's grid of provider days) are the receiver's own, and it is bounded and checked
+like the state file, so a peer with another config, a peer that answers garbage or a peer whose
+clock runs ahead cannot put a number in the receiver's counters that the API would not give it.
+It holds target identities and numbers only, never a credential.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from exporter.accounting.ledger import DAY, Ledger
+from exporter.accounting.ledger import Ledger
+from exporter.core.grid import Grid
 from exporter.core.safejson import SHAPE_ERRORS, STATE_FILE, UnsafeJsonError, loads
 
 KIND = "uminfer-settled-ledgers"
-VERSION = 1
+VERSION = 2
 #: How far a peer's settled time may run ahead of the receiver's estimate of the API's clock
 #: (both are estimates of one clock, each late by about a second; more is a peer not to trust).
 CLOCK_SLACK = 120
@@ -33,38 +34,30 @@ class HandoffError(ValueError):
 
 @dataclass(frozen=True)
 class Terms:
-    """What makes one replica's settled value another's: the same origin (Unix seconds),
-    ``poll.period`` and ``poll.settle``."""
+    """What makes one replica's settled value another's: the same origin (Unix seconds) and
+    ``poll.settle`` (and each ledger's grid, checked ledger by ledger)."""
 
     origin: int
-    period: int
     settle: int
 
     def describe(self) -> str:
         """The terms as an operator writes them."""
-        return f"accounting.origin={self.origin}, poll.period={self.period}s, " \
-               f"poll.settle={self.settle}s"
+        return f"accounting.origin={self.origin}, poll.settle={self.settle}s"
 
 
 @dataclass(frozen=True)
 class Handoff:
-    """A peer's settled ledgers, on its grid (``period``, ``offset``), with the API's buckets
-    it measured (the receiver then need not probe the past for them)."""
+    """A peer's settled ledgers."""
 
     terms: Terms
-    period: int
-    offset: int
-    buckets: dict[str, Any]
     ledgers: dict[str, Ledger]
     replica: str = ""  # the sender's random id for this process: a replica never takes its own
 
 
-def render(terms: Terms, period: int, offset: int, buckets: Mapping[str, Any],
-           ledgers: Mapping[str, Ledger], *, replica: str = "") -> bytes:
+def render(terms: Terms, ledgers: Mapping[str, Ledger], *, replica: str = "") -> bytes:
     """The document for ``ledgers`` (their settled parts only), sent by ``replica``."""
     return json.dumps({
         "kind": KIND, "version": VERSION, "replica": replica, "terms": asdict(terms),
-        "grid": {"period": period, "offset": offset}, "api_buckets": dict(buckets),
         "targets": {ident: led.settled().to_dict() for ident, led in ledgers.items()},
     }, separators=(",", ":")).encode()
 
@@ -92,28 +85,28 @@ def _handoff(data: Any) -> Handoff:
         raise HandoffError(f"document version {str(data.get('version'))[:20]!r}, expected "
                            f"{VERSION}: run the same exporter version on every replica")
     raw = data["terms"]
-    terms = Terms(_int(raw["origin"]), _int(raw["period"]), _int(raw["settle"]))
-    period, offset = _int(data["grid"]["period"]), _int(data["grid"]["offset"])
-    buckets = data.get("api_buckets", {})
+    terms = Terms(_int(raw["origin"]), _int(raw["settle"]))
     targets = data["targets"]
-    if not isinstance(buckets, dict) or not isinstance(targets, dict):
-        raise TypeError("api_buckets and targets must be objects")
+    if not isinstance(targets, dict):
+        raise TypeError("targets must be an object")
     ledgers = {str(ident): Ledger.from_dict(entry) for ident, entry in targets.items()}
-    return Handoff(terms, period, offset, buckets, ledgers, str(data.get("replica", ""))[:64])
+    return Handoff(terms, ledgers, str(data.get("replica", ""))[:64])
 
 
-def check(handoff: Handoff, terms: Terms, now: int) -> None:
+def check(handoff: Handoff, terms: Terms, now: int, grid_of: Callable[[str], Grid]) -> None:
     """HandoffError unless every ledger is valid here at ``now`` (the API's time): same terms,
-    each ledger on the document's grid, starting at the origin (snapped to a bucket start, at
-    most a day on), holding only closed time that the API's clock allows to be closed."""
+    each ledger on this replica's grid for it (``grid_of``), counting from the origin's day,
+    holding only closed time that the API's clock allows to be closed."""
     if handoff.terms != terms:
         raise HandoffError(f"the peer counts with {handoff.terms.describe()}, this replica with "
                            f"{terms.describe()}; make them identical on every replica")
     for ident, led in handoff.ledgers.items():
         what = f"target {ident[:200]!r}"
-        if (led.period, led.offset) != (handoff.period, handoff.offset):
-            raise HandoffError(f"{what} is not on the document's grid")
-        if not 0 <= led.origin - terms.origin < DAY:
+        grid = grid_of(ident)
+        if led.grid != grid:
+            raise HandoffError(f"{what} is cut into {led.grid.describe()}, here into "
+                               f"{grid.describe()}: set the same api.time_zone on every replica")
+        if led.fresh or led.origin != grid.start(terms.origin):
             raise HandoffError(f"{what} does not count from accounting.origin")
         if led.counters() != led.settled_totals():
             raise HandoffError(f"{what} holds time that is not settled")

@@ -2,11 +2,16 @@
 
 Vocabulary (one meaning each):
 
-- **period**: a cell of the grid ``poll.period`` cuts time into; planning starts a new one at
-  each grid line.
+- **period**: a cell of the ledger's grid (see ``core.grid``: the provider's days, whose
+  lines are bucket boundaries under every bucketing the API may use); planning starts a new one
+  at each grid line.
 - **stretch**: a contiguous interval ``[start, end]`` that is read as one and holds one reading.
   A stretch is one period, or several never-read periods merged by a catch-up read (at most a
-  day), or a period of an older grid kept whole after ``poll.period`` changed.
+  day), or a period of an older grid kept whole after the grid changed.
+- **baseline**: a ledger that begins now (first start, a new target, a lost ledger) takes the
+  first reading of its first stretch as that stretch's baseline and counts only the growth above
+  it: counting starts at the first poll, usage from before it is not counted, and no stretch
+  boundary falls inside an API bucket. Only the first stretch carries one.
 - **open** / **closed**: a stretch is open until a *final* read (one sent at or after
   ``end + settle`` by the API's clock) settles it; closed time is always a prefix
   ``[origin, cursor)``, folded into one sum.
@@ -23,9 +28,8 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Literal
 
+from exporter.core.grid import DAY, LONGEST, Grid, GridError
 from exporter.core.usage import ZERO, Totals
-
-DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class _Stretch:
     totals: Totals = ZERO
     final: bool = False
     read_to: int = -1
+    base: Totals = ZERO  # the baseline: the first reading of a ledger's first stretch
+
+    @property
+    def counted(self) -> Totals:
+        """What this stretch adds to the counters."""
+        return self.totals - self.base
 
 
 def _clip(t: Totals) -> Totals:
@@ -63,12 +73,17 @@ def _clip(t: Totals) -> Totals:
     return Totals(*(max(0, v) for v in t.values()))
 
 
-def _check(period: int, settle: int, offset: int) -> None:
-    """Reject a grid the accounting cannot work with."""
-    if period <= 0 or DAY % period:
-        raise ValueError(f"period must divide 86400 seconds (one day), got {period}")
-    if not 0 <= offset < period:
-        raise ValueError(f"grid offset must be in [0, period), got {offset}")
+def _grid(grid: Grid | int, offset: int) -> Grid:
+    """``grid`` itself, or a fixed grid of that many seconds (tests, older state files)."""
+    if isinstance(grid, Grid):
+        return grid
+    try:
+        return Grid.every(grid, offset)
+    except GridError as error:
+        raise ValueError(str(error)) from None
+
+
+def _check(settle: int) -> None:
     if settle < 0:
         raise ValueError(f"settle must not be negative, got {settle}")
 
@@ -76,13 +91,18 @@ def _check(period: int, settle: int, offset: int) -> None:
 class Ledger:
     """Accounting for one target: open stretches are re-read until settled, then folded."""
 
-    def __init__(self, origin: int, period: int, settle: int, *, audit: bool = False,
-                 offset: int = 0) -> None:
-        """Periods are the cells between grid lines at ``offset + k * period`` (``offset`` is
-        not 0 only to follow API buckets that start elsewhere, see api.buckets)."""
-        _check(period, settle, offset)
-        self.origin, self.period, self.settle, self.audit = origin, period, settle, audit
-        self.offset = offset
+    def __init__(self, origin: int, grid: Grid | int, settle: int, *, audit: bool = False,
+                 offset: int = 0, fresh: bool = False) -> None:
+        """Periods are the cells of ``grid`` (a number: a fixed grid of that many seconds from
+        ``offset``); ``origin`` should be a line of it. ``fresh``: the ledger begins now, at
+        its first successful read, with a baseline (see the module docstring); until that
+        read it moves its origin to the period holding the time it plans for."""
+        _check(settle)
+        self.grid = _grid(grid, offset)
+        self.origin, self.settle, self.audit = origin, settle, audit
+        self.fresh = fresh
+        self.baseline = ZERO  # the first reading of a fresh ledger: never counted
+        self.began: int | None = None  # API time its baseline was read: counting began then
         self.revisions = 0  # readings lower than an earlier one (the higher one is kept)
         self.revised_away = ZERO  # how much those readings were lower, summed
         self.late_after_settle = ZERO  # usage audits found after its stretch closed (not counted)
@@ -95,13 +115,19 @@ class Ledger:
         self._open: dict[int, _Stretch] = {}  # open stretches read at least once, by start
         self._audits: list[_Stretch] = []  # closed stretches awaiting their audit, oldest first
 
-    def retune(self, period: int, settle: int, offset: int = 0) -> None:
+    @property
+    def period(self) -> int:
+        """The length of a fixed grid's period (a day on a grid of days)."""
+        return self.grid.period
+
+    def retune(self, grid: Grid | int, settle: int, offset: int = 0) -> None:
         """Use a new grid and horizon; stretches already read keep their bounds, nothing shifts,
         except that an open stretch starting on a line of a new grid widens to its cell: a wider
         read never counts less, and the rest of the cell may not be readable apart from it."""
-        _check(period, settle, offset)
-        regrid = (period, offset) != (self.period, self.offset)
-        self.period, self.settle, self.offset = period, settle, offset
+        _check(settle)
+        new = _grid(grid, offset)
+        regrid = new != self.grid
+        self.grid, self.settle = new, settle
         if regrid:
             self._widen()
 
@@ -109,7 +135,7 @@ class Ledger:
         starts = sorted(self._open)
         for i, start in enumerate(starts):
             stretch = self._open[start]
-            if stretch.final or (start - self.offset) % self.period:
+            if stretch.final or not self.grid.on_line(start):
                 continue
             end = self._grid_end(start)
             if i + 1 < len(starts):
@@ -118,8 +144,9 @@ class Ledger:
                 self._open[start] = replace(stretch, end=end)
 
     def counters(self) -> Totals:
-        """Everything counted so far: closed sum plus the latest reading of each open stretch."""
-        return sum((s.totals for s in self._open.values()), self._closed)
+        """Everything counted so far: closed sum plus the latest reading of each open stretch
+        (above its baseline)."""
+        return sum((s.counted for s in self._open.values()), self._closed)
 
     def settled_totals(self) -> Totals:
         """The closed part of :meth:`counters`: final, never read again."""
@@ -157,6 +184,8 @@ class Ledger:
         the current period from being counted; a due audit keeps one slot of its own, so audits
         run whatever ``settle / period`` is.
         """
+        if self.fresh and not self._open:  # begins at its first successful read
+            self.origin = self._cursor = self.grid.start(now)
         audit = self._due_audit(now) if self.audit else None
         limit = max_reads
         if max_reads is not None and audit is not None and max_reads > 1:
@@ -174,8 +203,9 @@ class Ledger:
             reads.append(audit)
         return reads
 
-    def record(self, read: Read, totals: Totals, read_at: int) -> bool:
-        """Apply a successful read sent at ``read_at``; False (ignored) if the ledger moved on."""
+    def record(self, read: Read, totals: Totals, read_at: int | None) -> bool:
+        """Apply a successful read sent at ``read_at`` (None: the API's time is not settled
+        yet, so nothing may close); False (ignored) if the ledger moved on."""
         if read.kind == "audit":
             return self._record_audit(read, totals)
         covered = self._covered(read)
@@ -183,14 +213,19 @@ class Ledger:
             return False
         last = covered[-1]
         before = self._open.get(read.start)
+        base = ZERO
         if before is not None:  # a stretch read before is always read alone (see _count_reads)
             if read.end >= before.read_to and not totals.dominates(before.totals):
                 self.revisions += 1
                 self.revised_away += _clip(before.totals - totals)
-            totals = totals.maximum(before.totals)
-        final = read.end >= last.end and read_at >= last.end + self.settle
+            totals, base = totals.maximum(before.totals), before.base
+        elif self.fresh and read.start == self.origin:
+            # The first reading: counting starts above it.
+            base, self.baseline, self.fresh, self.began = totals, totals, False, read_at
+        final = (read_at is not None and read.end >= last.end
+                 and read_at >= last.end + self.settle)
         read_to = max(read.end, before.read_to if before is not None else read.end)
-        self._open[read.start] = _Stretch(read.start, last.end, totals, final, read_to)
+        self._open[read.start] = _Stretch(read.start, last.end, totals, final, read_to, base)
         self._close_prefix(read_at)
         return True
 
@@ -201,9 +236,9 @@ class Ledger:
         if covered is None or read.kind != "count":
             return 0
         seconds = covered[-1].end - read.start + 1
-        first = self._open.get(read.start)
-        totals = first.totals if first is not None else ZERO
-        self._open[read.start] = _Stretch(read.start, covered[-1].end, totals, True, read.end)
+        first = self._open.get(read.start) or _Stretch(read.start, read.end)
+        self._open[read.start] = replace(first, end=covered[-1].end, final=True,
+                                         read_to=read.end)
         self.given_up[reason] = self.given_up.get(reason, 0) + seconds
         self._close_prefix(None)
         return seconds
@@ -211,7 +246,8 @@ class Ledger:
     def rebase(self, now: int, max_backfill: int) -> int:
         """On a restart only: give up on open time older than ``now - max_backfill``; return the
         seconds given up. A running process never calls this (it catches everything up)."""
-        keep_from = now - max_backfill
+        # On a grid line: a line inside an API bucket would count part of it twice or never.
+        keep_from = self.grid.start(now - max_backfill)
         if self._cursor >= keep_from:
             return 0
         settled = 0
@@ -220,7 +256,7 @@ class Ledger:
                 break
             # Folded, not dropped: what was read stays counted, counters never go down.
             del self._open[stretch.start]
-            self._closed += stretch.totals
+            self._closed += stretch.counted
             settled += (stretch.end - stretch.start + 1) if stretch.final else 0
         straddling = [s.start for s in self._open.values() if s.start < keep_from]
         # A stretch already read is kept whole: re-reading only its tail would count its head twice.
@@ -232,7 +268,7 @@ class Ledger:
         return skipped
 
     def _grid_end(self, pos: int) -> int:
-        return pos + self.period - 1 - (pos - self.offset) % self.period
+        return self.grid.end(pos)
 
     def _walk(self, until: int) -> Iterator[_Stretch]:
         """Open stretches from the cursor starting at or before ``until``; unread ones at zero."""
@@ -279,7 +315,7 @@ class Ledger:
     def _newest_read(self, now: int) -> Read | None:
         """The read of the stretch holding ``now``, if it is open and not yet closing."""
         starts = sorted(s for s in self._open if s <= now)
-        start = max(self._cursor, now - (now - self.offset) % self.period)
+        start = max(self._cursor, self.grid.start(now))
         if starts and self._open[starts[-1]].end >= start:
             start = starts[-1]  # ``now`` lies in a stretch already read (maybe an older grid)
         elif starts:
@@ -309,7 +345,7 @@ class Ledger:
         each joins the audit queue (given-up ones are not audited: they were never read whole)."""
         while (stretch := self._open.get(self._cursor)) is not None and stretch.final:
             del self._open[stretch.start]
-            self._closed += stretch.totals
+            self._closed += stretch.counted
             self._cursor = stretch.end + 1
             if self.audit and read_at is not None and stretch.read_to >= stretch.end:
                 self._queue_audit(stretch, read_at)
@@ -372,7 +408,8 @@ class Ledger:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form: numbers only."""
         return {
-            "origin": self.origin, "period": self.period, "offset": self.offset,
+            "origin": self.origin, "grid": self.grid.to_dict(), "fresh": self.fresh,
+            "baseline": self.baseline.as_dict(), "began": self.began,
             "settle": self.settle, "audit": self.audit, "cursor": self._cursor,
             "closed": self._closed.as_dict(),
             "revisions": self.revisions, "revised_away": self.revised_away.as_dict(),
@@ -387,8 +424,15 @@ class Ledger:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ledger:
         """Inverse of :meth:`to_dict`; ValueError/KeyError/TypeError on anything inconsistent."""
-        led = cls(_int(data["origin"]), _int(data["period"]), _int(data["settle"]),
-                  audit=bool(data["audit"]), offset=_int(data.get("offset", 0)))
+        if "grid" in data:
+            grid = Grid.from_dict(data["grid"])
+        else:  # saved before grids of days: a fixed grid
+            grid = _grid(_int(data["period"]), _int(data.get("offset", 0)))
+        led = cls(_int(data["origin"]), grid, _int(data["settle"]), audit=bool(data["audit"]),
+                  fresh=bool(data.get("fresh", False)))
+        led.baseline = _totals(data.get("baseline", {}))
+        began = data.get("began")
+        led.began = None if began is None else _int(began)
         led._cursor = _int(data["cursor"])
         if led._cursor < led.origin:
             raise ValueError("cursor before origin")
@@ -419,8 +463,11 @@ class Ledger:
 
 
 def _stretch_dict(s: _Stretch) -> dict[str, Any]:
-    return {"start": s.start, "end": s.end, "totals": s.totals.as_dict(), "final": s.final,
+    data = {"start": s.start, "end": s.end, "totals": s.totals.as_dict(), "final": s.final,
             "read_to": s.read_to}
+    if s.base != ZERO:
+        data["base"] = s.base.as_dict()
+    return data
 
 
 def _stretch_from(data: dict[str, Any]) -> _Stretch:
@@ -428,9 +475,12 @@ def _stretch_from(data: dict[str, Any]) -> _Stretch:
     # Version 1 files have no read_to: the stretch was read to its end or to some point
     # before; its start - 1 means "no bound", which is what version 1 did.
     read_to = _int(data.get("read_to", start - 1))
-    stretch = _Stretch(start, end, _totals(data["totals"]), bool(data["final"]), read_to)
-    if not 0 <= stretch.end - stretch.start < DAY:
+    stretch = _Stretch(start, end, _totals(data["totals"]), bool(data["final"]), read_to,
+                       _totals(data.get("base", {})))
+    if not 0 <= stretch.end - stretch.start < LONGEST:
         raise ValueError(f"stretch [{stretch.start}, {stretch.end}] is empty or longer than a day")
+    if not stretch.totals.dominates(stretch.base):
+        raise ValueError(f"stretch at {start}: baseline above its reading")
     if not start - 1 <= read_to:
         raise ValueError(f"stretch at {start}: read_to {read_to} before its start")
     return stretch

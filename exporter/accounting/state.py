@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.accounting.ledger import Ledger
 from exporter.core.atomicfile import write_json
 from exporter.core.clock import Clock, SystemClock
+from exporter.core.grid import Grid
 from exporter.core.safejson import (
     SHAPE_ERRORS,
     STATE_FILE,
@@ -51,7 +52,6 @@ class StateDocument:
     parked: dict[str, int] = field(default_factory=dict)
     meters: dict[str, CostMeter] = field(default_factory=dict)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    buckets: dict[str, Any] = field(default_factory=dict)
     seeds: list[str] = field(default_factory=list)  # targets whose budget seed is still due
 
 
@@ -76,7 +76,6 @@ class StateStore:
             "targets": {ident: _target_dict(ident, led, doc)
                         for ident, led in doc.ledgers.items()},
             "budgets": doc.budgets,
-            "api_buckets": doc.buckets,
             "budget_seeds": doc.seeds,
         }
         try:
@@ -143,10 +142,6 @@ def _parse(data: Any) -> StateDocument:
     if not isinstance(targets, dict):
         raise TypeError("targets must be an object")
     doc = StateDocument(budgets=budget_use(data.get("budgets", {})))
-    buckets = data.get("api_buckets", {})
-    if not isinstance(buckets, dict):
-        raise TypeError("api_buckets must be an object")
-    doc.buckets = buckets
     seeds = data.get("budget_seeds", [])
     if not isinstance(seeds, list) or not all(isinstance(s, str) for s in seeds):
         raise TypeError("budget_seeds must be a list of target idents")
@@ -173,53 +168,37 @@ class Reconciled:
     skipped_seconds: int
 
 
-def restart(
-    loaded: Mapping[str, Ledger],
-    now: int,
-    period: int,
-    settle: int,
-    max_backfill: int,
-    *,
-    audit: bool = False,
-    offset: int = 0,
-) -> Reconciled:
+GridOf = Callable[[str], Grid]
+"""The grid a target's ledger runs on, by ident (its account's ``api.time_zone``)."""
+
+
+def restart(loaded: Mapping[str, Ledger], now: int, grid_of: GridOf, settle: int,
+            max_backfill: int, *, audit: bool = False) -> Reconciled:
     """Loaded ledgers, retuned and rebased: the one place ``state.max_backfill`` applies.
 
     Every loaded ledger is rebased, polled or parked, because the time the process was down is
     time no process read. Within a process (reload, discovery change) nothing is rebased.
+    ``now`` must not run ahead of the API's clock (see api.clock): it decides what is skipped.
     """
     skipped = 0
     ledgers: dict[str, Ledger] = {}
     for ident, led in loaded.items():
-        led.retune(period, settle, offset)
+        led.retune(grid_of(ident), settle)
         led.audit = audit
         skipped += led.rebase(now, max_backfill)
         ledgers[ident] = led
     return Reconciled(ledgers, skipped)
 
 
-def retarget(
-    known: Mapping[str, Ledger],
-    idents: Iterable[str],
-    now: int | None,
-    period: int,
-    settle: int,
-    *,
-    audit: bool = False,
-    offset: int = 0,
-) -> dict[str, Ledger]:
-    """Ledgers for ``idents``: known ones retuned (never rebased), new ones start at ``now``,
-    the API's time; with ``now`` None (the API's time not known yet) new ones are left out.
-    A changed period (or grid ``offset``) applies to time not yet read."""
+def retarget(known: Mapping[str, Ledger], idents: Iterable[str], grid_of: GridOf, settle: int,
+             *, audit: bool = False) -> dict[str, Ledger]:
+    """The known ledgers of ``idents``, retuned (never rebased): a changed grid or horizon
+    applies to time not yet read. Targets without one get theirs from the poller."""
     ledgers: dict[str, Ledger] = {}
     for ident in idents:
         led = known.get(ident)
-        if led is None:
-            if now is None:
-                continue
-            led = Ledger(now, period, settle, audit=audit, offset=offset)
-        else:
-            led.retune(period, settle, offset)
+        if led is not None:
+            led.retune(grid_of(ident), settle)
             led.audit = audit
-        ledgers[ident] = led
+            ledgers[ident] = led
     return ledgers

@@ -29,7 +29,7 @@ from exporter.core.usage import Reading
 
 ACTION = "GetUMInferTokenUsage"
 T = TypeVar("T")
-MAX_SPAN = 86400
+MAX_SPAN = 25 * 3600  # a provider day: 25 h when daylight saving ends (see core.grid)
 BACKOFF_BASE = 0.5
 THROTTLED_BACKOFF_BASE = 2.0
 BACKOFF_CAP = 30.0

@@ -13,6 +13,13 @@ estimate is the median of the last samples: robust to a stray server with a wron
 below the true base (by about half a second plus half a round trip) when most servers are
 right. Erring low is the safe side: a period then closes a moment later, never earlier.
 
+The estimate is ``settled`` once ``QUORUM`` samples agree with their median (within ``AGREE``
+seconds). Nothing that gives time up waits for less: a period closes, a restart skips backfill,
+and a new ledger takes its baseline (which fixes the day its counting begins in) only by a
+settled clock. So a wrong ``Date`` (the start's plain GET answered by a gateway's error page, a
+stray node), even one the local clock happens to agree with, can only make counting wait for a
+few more answers; it never moves a ledger.
+
 Until the first answer, the local wall clock stands in (``known`` is False). If answers come
 but none carries a usable ``Date`` (a proxy that strips it), the local clock is trusted after
 ``UNDATED`` of them, said once in the log; ``offset`` then stays unknown.
@@ -31,6 +38,10 @@ from exporter.core.clock import Clock
 
 #: Answers the estimate is the median of.
 SAMPLES = 15
+#: Samples that must agree with their median before time is given up by it (module docstring).
+QUORUM = 3
+#: How far (seconds) samples of one clock may differ: the Date header's second, a round trip.
+AGREE = 5.0
 #: Answers without a usable Date after which, with none dated yet, the local clock is trusted.
 UNDATED = 3
 
@@ -59,6 +70,19 @@ class ApiClock:
         """Whether at least one answer has told the API's time."""
         with self._lock:
             return self._base is not None
+
+    @property
+    def settled(self) -> bool:
+        """Whether QUORUM answers tell the API's time (or, none dated, the local clock is
+        trusted): what a ledger's baseline waits for, since it fixes where counting begins."""
+        with self._lock:
+            return self._agreed() or (self._base is not None and not self._samples)
+
+    def _agreed(self) -> bool:
+        """Whether QUORUM samples agree with their median (call under the lock)."""
+        base = self._base
+        return base is not None and sum(
+            abs(sample - base) <= AGREE for sample in self._samples) >= QUORUM
 
     def observe(self, date: str | None, received: float) -> None:
         """One answer's ``Date`` header, received at monotonic ``received``."""

@@ -122,8 +122,9 @@ def redacted(config: Config) -> dict[str, object]:
     return {
         "api": {"endpoint": api.endpoint, "public_key": api.public_key, "private_key": REDACTED,
                 "timeout": format_duration(api.timeout), "max_concurrency": api.max_concurrency,
-                "rate_limit": api.rate_limit},
-        "poll": {name: format_duration(getattr(poll, name)) for name in POLL_KEYS},
+                "rate_limit": api.rate_limit, "time_zone": api.time_zone},
+        "poll": {name: format_duration(getattr(poll, name)) for name in POLL_KEYS
+                 if name != "period"},  # accepted from older configs, unused
         "state": {"path": state.path, "max_backfill": format_duration(state.max_backfill)},
         "windows": [window.name for window in config.windows],
         "targets": [{"project": t.project, "key": t.key, "model": t.model, "labels": dict(t.labels),
@@ -137,7 +138,8 @@ def redacted(config: Config) -> dict[str, object]:
                  "interval": format_duration(config.keys.interval)},
         "accounts": [{"name": a.name, "endpoint": a.api.endpoint, "public_key": a.api.public_key,
                       "private_key": REDACTED, "timeout": format_duration(a.api.timeout),
-                      "max_concurrency": a.api.max_concurrency, "rate_limit": a.api.rate_limit}
+                      "max_concurrency": a.api.max_concurrency, "rate_limit": a.api.rate_limit,
+                      "time_zone": a.api.time_zone}
                      for a in config.accounts],
         "accounting": {"origin": _rfc3339(config.accounting.origin)},
         "ha": {"peers": list(config.ha.peers), "username": config.ha.username,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import replace
@@ -13,7 +14,6 @@ from exporter.config.reader import (
     at_least,
     at_most,
     build,
-    divides_day,
     got,
     join,
     positive,
@@ -29,17 +29,19 @@ from exporter.config.types import (
     Target,
     Window,
 )
-from exporter.core.durations import format_duration
+from exporter.core.grid import check_zone
 from exporter.core.smallfile import SETTING_CAP, read_capped
 
 API_KEYS = ("endpoint", "public_key", "public_key_file", "private_key", "private_key_file",
-            "timeout", "max_concurrency", "rate_limit")
+            "timeout", "max_concurrency", "rate_limit", "time_zone")
 POLL_KEYS = ("interval", "settle", "period", "window_interval", "permanent_error_retry")
 STATE_KEYS = ("path", "max_backfill")
 KEYS_KEYS = ("enabled", "interval")
 TARGET_KEYS = ("account", "project", "key", "model", "labels")
 _MAX_WINDOW = 31 * DAY
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+log = logging.getLogger(__name__)
 
 
 def api_section(r: Reader, raw: object, base_dir: str, path: str = "api",
@@ -55,7 +57,17 @@ def api_section(r: Reader, raw: object, base_dir: str, path: str = "api",
         timeout=r.duration(f"{path}.timeout", d.get("timeout"), positive),
         max_concurrency=r.integer(f"{path}.max_concurrency", d.get("max_concurrency"), 1, 256),
         rate_limit=r.rate(f"{path}.rate_limit", d.get("rate_limit")),
+        time_zone=_time_zone(r, f"{path}.time_zone", d.get("time_zone")),
     )
+
+
+def _time_zone(r: Reader, path: str, raw: object) -> str | None:
+    """The zone whose midnights the cloud's days start at (an IANA name)."""
+    name = r.string(path, raw)
+    if name is not None and (why := check_zone(name)) is not None:
+        r.fail(path, why)
+        return None
+    return name
 
 
 def _endpoint(r: Reader, path: str, raw: object) -> str | None:
@@ -110,22 +122,16 @@ def poll_section(r: Reader, raw: object) -> PollConfig:
     read = {
         "interval": r.duration("poll.interval", d.get("interval"), at_least(1)),
         "settle": r.seconds("poll.settle", d.get("settle")),
-        "period": r.seconds("poll.period", d.get("period"), positive, at_most(DAY), divides_day),
         "window_interval": r.duration("poll.window_interval", d.get("window_interval"), positive),
         "permanent_error_retry": r.duration(
             "poll.permanent_error_retry", d.get("permanent_error_retry"), positive),
     }
     poll = build(PollConfig, **read)
-    if all(read[k] is not None or k not in d for k in ("interval", "period")):
-        _check_period(r, poll)
+    if "period" in d:  # accepted so that configs of older versions still load
+        log.warning("poll.period is no longer used and can be removed: counting cuts time at "
+                    "the provider's midnights (api.time_zone), whatever the API's buckets")
     # A window read more often than the targets are polled would show nothing new.
     return replace(poll, window_interval=max(poll.window_interval, poll.interval))
-
-
-def _check_period(r: Reader, poll: PollConfig) -> None:
-    if poll.period < poll.interval:
-        r.fail("poll.period", f"must be at least poll.interval ({format_duration(poll.interval)}),"
-                              f" got {format_duration(poll.period)}")
 
 
 def state_section(r: Reader, raw: object, base_dir: str) -> StateConfig:

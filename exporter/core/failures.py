@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal",
-                   "window_semantics"]
+Category = Literal["network", "timeout", "http", "retcode", "invalid_response", "internal"]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 #: Why a key listing (key health) failed: the cloud lacks the action (RetCode 161), refuses it
 #: (a permanent RetCode), or one of the categories above.

@@ -55,23 +55,14 @@ class SelfMetrics:
             registry=registry)
         self.api_bucket = Gauge(
             "uminfer_api_bucket_seconds",
-            "The API's time bucket in seconds, measured from the Usages timestamps of its answers "
-            "(a multiple of the true one); NaN until the measurement is believed.",
-            registry=registry)
-        self.accounting_period = Gauge(
-            "uminfer_accounting_period_seconds",
-            "The period counting runs on, in seconds: poll.period, or a multiple of the API's "
-            "bucket when the buckets are coarser (docs/accounting.md); NaN while refused.",
+            "The width of the API's time buckets in seconds that fits the Usages timestamps of its "
+            "recent answers (86400: a provider day); NaN while none fits. Information only: "
+            "counting does not depend on it.",
             registry=registry)
         self.budget_seeding = Gauge(
             "uminfer_budget_seeding_targets",
             "New targets whose usage from their budgets' period start to where their counting "
             "began is still being read (docs/cost.md, Budgets); their budgets show less until 0.",
-            registry=registry)
-        self.accounting_refused = Gauge(
-            "uminfer_accounting_refused",
-            "Whether counting is refused (1): no period grid can keep counters exact under the "
-            "API's measured buckets, so nothing is counted (the log says why).",
             registry=registry)
         self.additivity_errors = Counter(
             "uminfer_api_additivity_errors",
@@ -82,10 +73,11 @@ class SelfMetrics:
             "uminfer_api_additivity_excess_tokens",
             "Tokens by which the periods' final readings exceeded one read over them, summed over "
             "additivity errors: how far the counters may be too high.", registry=registry)
-        self.answers_held = Counter(
-            "uminfer_api_answers_held",
-            "Number of count answers not counted because they reported usage outside the window "
-            "asked for while the API's bucket was not measured.", registry=registry)
+        self.labels_off_grid = Counter(
+            "uminfer_api_labels_off_grid",
+            "Number of answers that labelled usage in a bucket straddling a midnight of "
+            "api.time_zone: the cloud's days start in another zone (the log says which label).",
+            registry=registry)
         self.state_writes = Counter(
             "uminfer_state_writes", "Number of state file writes, by outcome.", ["outcome"],
             registry=registry)
@@ -108,13 +100,13 @@ class SelfMetrics:
         build.labels(__version__, platform.python_version()).set(1)
 
     def additivity_error(self, excess_tokens: int) -> None:
-        """An audit found the whole below its parts (api.buckets' MismatchObserver)."""
+        """An audit found the whole below its parts (api.buckets' BucketObserver)."""
         self.additivity_errors.inc()
         self.additivity_excess.inc(excess_tokens)
 
-    def held(self) -> None:
-        """A count answer was held back (api.buckets' MismatchObserver)."""
-        self.answers_held.inc()
+    def off_grid(self) -> None:
+        """An answer's label contradicted the grid (api.buckets' BucketObserver)."""
+        self.labels_off_grid.inc()
 
     def observe_call(self, outcome: str, retcode: str, seconds: float) -> None:
         """Record one API call attempt (the client's CallObserver)."""

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 
 from exporter.accounting.handoff import MAX_BYTES, Handoff, HandoffError, Terms, check, parse
+from exporter.accounting.state import GridOf
 from exporter.config import HaConfig
 from exporter.core.clock import Clock
 
@@ -36,7 +37,8 @@ class Fetched:
 
 
 def fetch(ha: HaConfig, terms: Terms, api_now: Callable[[], int], clock: Clock,
-          *, replica: str, session: requests.Session | None = None) -> Fetched | None:
+          *, replica: str, grid_of: GridOf, session: requests.Session | None = None
+          ) -> Fetched | None:
     """The first peer's document that is valid here, or None (every reason logged).
 
     One config may list every replica (a StatefulSet's pods share it): a peer whose host is
@@ -54,7 +56,7 @@ def fetch(ha: HaConfig, terms: Terms, api_now: Callable[[], int], clock: Clock,
                 if handoff.replica == replica:
                     log.info("peer %s is this replica; skipped", url)
                     continue
-                check(handoff, terms, api_now())
+                check(handoff, terms, api_now(), grid_of)
             except HandoffError as error:
                 log.error("peer %s: its ledgers are refused: %s; catching up from the API "
                           "instead", url, error)

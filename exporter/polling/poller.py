@@ -6,26 +6,19 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
 from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.windows import window_slices
-from exporter.api.buckets import (
-    DAY,
-    PROBE_ATTEMPTS,
-    PROBE_DAYS,
-    PROBE_TARGETS,
-    BucketMeter,
-    Grid,
-    Refusal,
-)
+from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.config import Config, Target, Window
 from exporter.core.clock import Clock
+from exporter.core.grid import DAY
 from exporter.core.usage import ZERO, Reading, Totals
 from exporter.polling.seeding import Seeding
 from exporter.polling.workers import WorkerPool
@@ -39,18 +32,8 @@ MAX_STRIKES = 5
 #: Share of poll.interval over which target starts are spread when pacing applies; the rest is
 #: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
 SPREAD = 0.5
-
-
-def _held(read: Read) -> ApiError:
-    return ApiError("window_semantics", f"the answer for [{read.start}, {read.end}] reports "
-                    "usage outside that window; not counted until the API's bucket is measured",
-                    transient=True)
-
-
-def _first_stretch(read: Read) -> Read:
-    """The part of a (possibly merged) count read that covers only its first stretch."""
-    end = read.stretches[1] - 1 if len(read.stretches) > 1 else read.end
-    return replace(read, end=end, stretches=read.stretches[:1])
+_STRADDLED = ("the API's buckets straddle UTC midnight, so no read can hold exactly the UTC days "
+              "before counting began")
 
 
 def start_gap(targets: int, interval: float, rate: float) -> float:
@@ -94,6 +77,9 @@ class _Health:
     catchup: int | None = None  # API seconds between the read frontier and the latest plan
     planned: int | None = None  # API time of the latest plan
     caught_up: bool = False  # once in this process: every second up to a plan's time was read
+    # A fresh ledger's first answer while the API's time was not settled: (read, totals, sent
+    # monotonic), taken as its baseline once the time settles and agrees (see _take_baseline).
+    first: tuple[Read, Totals, float] | None = None
 
 
 class Poller:
@@ -106,27 +92,21 @@ class Poller:
     # The collaborators are the agreed seam; keywords would not make the call clearer.
     def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
                  pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
-                 pending: Mapping[str, float] | None = None,
                  buckets: BucketMeter | None = None, seeding: Seeding | None = None) -> None:
-        """``pending``: targets without a ledger yet, by the monotonic instant their counting
-        began; each gets one, starting at the API's time of that instant, once the API's clock
-        is known and its buckets measured (or looked for). Targets with neither are new: their
-        counting begins now. ``buckets`` and ``seeding`` (the budget seeds of new ledgers) are
-        shared by the pollers of a process."""
+        """Targets without a ledger get one, once the API has told its time: from
+        ``accounting.origin``'s day when one is set, else fresh (counting from its first
+        successful read, see accounting.ledger). ``buckets`` and ``seeding`` (the budget seeds
+        of new ledgers) are shared by the pollers of a process."""
         self._config = config
         self._source = source
         self._clock = clock
         self._api_clock = api_clock
         self._buckets = buckets if buckets is not None else BucketMeter()
         self._seeding = seeding
-        self._grid: Grid | Refusal = self._buckets.grid(config.poll.period)
         self._pool = pool
         self._lock = threading.Lock()  # guards every ledger
         self._ledgers = dict(ledgers)
         self._health = {t.ident: _Health() for t in config.targets}
-        began = clock.monotonic()
-        self._pending = {t.ident: (pending or {}).get(t.ident, began)
-                         for t in config.targets if t.ident not in self._ledgers}
 
     def carry_health(self, previous: Poller, *, lift_pauses: bool) -> None:
         """Keep the poll health of targets ``previous`` also polled (a reload is not a restart).
@@ -157,82 +137,22 @@ class Poller:
         """The live ledgers (callers must not mutate them)."""
         return dict(self._ledgers)
 
-    @property
-    def grid(self) -> Grid | Refusal:
-        """The period grid of the last cycle (see api.buckets)."""
-        return self._grid
-
     def adopt(self, ident: str, ledger: Ledger) -> None:
         """Poll ``ident`` from ``ledger`` on (a peer's settled ledger): it replaces the ledger
         the target had, or ends its wait for one; it still has to catch up to be exported."""
         with self._lock:
-            self._pending.pop(ident, None)
             self._ledgers[ident] = ledger
             health = self._health.get(ident)
             if health is not None:
                 health.caught_up, health.catchup = False, None
 
-    def pending(self) -> dict[str, float]:
-        """Targets still waiting for the API's clock, by the monotonic instant counting began."""
-        with self._lock:
-            return dict(self._pending)
-
     def cycle(self) -> Snapshot:
         """Poll every target once, concurrently, and return the resulting snapshot."""
         budget = max(self._config.poll.interval, self._config.api.timeout)
         deadline = self._clock.monotonic() + budget
-        if self._buckets.needs_probe:
-            self._probe(deadline)
-        self._regrid()
         tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
         self._pool.run_all(tasks, self._gap(), self._clock)
         return self.snapshot()
-
-    def _probe(self, deadline: float) -> None:
-        """Before counting begins: read the last day of up to PROBE_TARGETS targets that answer
-        (trying at most PROBE_ATTEMPTS), then earlier days of those, up to PROBE_DAYS, until
-        the API's bucket is believed, so it is known before any period is cut. When no target
-        answers, counting waits a cycle, up to PROBE_CYCLES cycles (keys the API refuses must
-        not keep the others from counting)."""
-        if not self._api_clock.known:
-            return  # the API has not answered at all yet (the service asks at start)
-        now = int(self._api_clock.now())
-        answered: list[Target] = []
-        for target in self._config.targets[:PROBE_ATTEMPTS]:
-            if len(answered) >= PROBE_TARGETS:
-                break
-            if self._probe_day(target, now, deadline):
-                answered.append(target)
-                if self._buckets.bucket is not None:
-                    break
-        for back in range(1, PROBE_DAYS):
-            if self._buckets.bucket is not None:
-                break
-            for target in answered:
-                if self._probe_day(target, now - back * DAY, deadline) and \
-                        self._buckets.bucket is not None:
-                    break
-        self._buckets.probe_done(answered=bool(answered))
-
-    def _probe_day(self, target: Target, end: int, deadline: float) -> bool:
-        """Read the day ending at ``end`` for the bucket's labels; whether it answered."""
-        try:
-            reading = self._source.get_usage(target, end - DAY + 1, end, self._for_call(deadline))
-        except ApiError:
-            return False
-        self._buckets.answered(end - DAY + 1, end, reading.labels)
-        return True
-
-    def _regrid(self) -> None:
-        """Put every ledger on the grid the API's buckets allow (see api.buckets)."""
-        grid = self._grid = self._buckets.grid(self._config.poll.period)
-        if isinstance(grid, Refusal):
-            return
-        settle = self._config.poll.settle
-        with self._lock:
-            for ledger in self._ledgers.values():
-                if (ledger.period, ledger.offset) != (grid.period, grid.offset):
-                    ledger.retune(grid.period, settle, grid.offset)
 
     def _gap(self) -> float:
         """Pace only steady cycles: the first poll of a target (start, reload) is not delayed."""
@@ -299,17 +219,18 @@ class Poller:
         that fails in ``MAX_STRIKES`` cycles in which another read of the target succeeded is a
         range the API rejects: it is given up and counted as such, never retried for ever.
         """
-        grid = self._grid
-        if isinstance(grid, Refusal):
-            return ApiError("window_semantics", grid.reason, transient=False)
         with self._lock:
-            ledger = self._ledger(target.ident, grid)
+            ledger = self._ledger(target)
             if ledger is None:
-                return ApiError("network", "the API has not answered yet: counting begins, "
-                                "from the moment it was to begin, once it does", transient=True)
+                return ApiError("network", "the API has not answered yet: counting begins at "
+                                "the first poll it answers", transient=True)
+            self._take_baseline(ledger, health)
             health.planned = now = int(self._api_clock.now())
+            if not self._api_clock.settled:
+                # An estimate behind the ledger (a stray Date, a host clock behind) plans no
+                # read, and then no answer ever corrects it: read at least where it stands.
+                now = max(now, ledger.read_frontier())
             reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
-            reads = self._cut_at_buckets(target, ledger, grid, reads)
         newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
         failed: list[tuple[Read, ApiError]] = []
         succeeded = False
@@ -325,14 +246,19 @@ class Poller:
             except ApiError as error:
                 failed.append((read, error))
                 continue
-            # Taken at sending, by the API's clock as best known after this very answer.
-            read_at = int(self._api_clock.at(sent))
-            labels = self._buckets.answered(read.start, read.end, reading.labels)
-            if read.kind == "count" and self._buckets.hold(
-                    read.start, read.end, labels, self._checked_grid(self._config.poll.period)):
-                self._held(target, ledger, read, read_at)
-                failed.append((read, _held(read)))
-                continue
+            # Taken at sending, by the API's clock as best known after this very answer; None
+            # while that clock is not settled: then nothing closes (see api.clock).
+            read_at = int(self._api_clock.at(sent)) if self._api_clock.settled else None
+            self._buckets.answered(ledger.grid, read.start, read.end, reading.labels)
+            if ledger.fresh:
+                with self._lock:
+                    self._take_baseline(ledger, health)
+                    if ledger.fresh:  # this answer is the first: a baseline once time agrees
+                        health.first = (read, reading.totals, sent)
+                        self._take_baseline(ledger, health)
+                        succeeded = True
+                        health.strikes.pop(read.start, None)
+                        continue
             self._record(target, ledger, read, reading.totals, read_at)
             health.strikes.pop(read.start, None)
             succeeded = True
@@ -354,28 +280,22 @@ class Poller:
                 log.info("target %s caught up from the origin: counters exported from now on",
                          target.ident)
 
-    def _held(self, target: Target, ledger: Ledger, read: Read, read_at: int) -> None:
-        """A held answer for the stretch where a target's counting began (inside a bucket,
-        its labels say) is given up once that stretch has settled: it cannot be told from the
-        part of the bucket before the start, so it is never counted, as once the bucket is
-        measured (see _cut_at_buckets). Other held stretches wait for the measurement."""
-        first = _first_stretch(read)
-        if read.start != ledger.origin or first.end + self._config.poll.settle > read_at:
+    def _take_baseline(self, ledger: Ledger, health: _Health) -> None:
+        """Record a fresh ledger's first answer as its baseline once the API's time is settled
+        (see api.clock), if by that time the read held the moment it was sent (its end within
+        the second the Date header rounds to): then usage from before the start can never be
+        counted as new, nor the start's day be wrong. Else it is read again. Call under the
+        lock."""
+        if health.first is None or not self._api_clock.settled:
             return
-        with self._lock:
-            seconds = ledger.give_up(first, "window_semantics")
-        if seconds:
-            log.info("target %s: [%d, %d], where counting began, holds usage of an API bucket "
-                     "that began before it: %d seconds given up", target.ident, read.start,
-                     first.end, seconds)
-
-    def _checked_grid(self, period: int) -> Grid:
-        grid = self._buckets.grid(period)
-        # A refusal found by this very answer: hold it like an answer for an unknown bucket.
-        return Grid(period) if isinstance(grid, Refusal) else grid
+        read, totals, sent = health.first
+        health.first = None
+        read_at = int(self._api_clock.at(sent))
+        if ledger.fresh and read.start <= read_at <= read.end + 1:
+            ledger.record(read, totals, read_at)
 
     def _record(self, target: Target, ledger: Ledger, read: Read, totals: Totals,
-                read_at: int) -> None:
+                read_at: int | None) -> None:
         with self._lock:
             errors, excess = ledger.additivity_errors, ledger.additivity_excess
             ledger.record(read, totals, read_at)
@@ -384,33 +304,13 @@ class Poller:
         if found:
             self._buckets.additivity_error(target.ident, excess)
 
-    def _cut_at_buckets(self, target: Target, ledger: Ledger, grid: Grid,
-                        reads: list[Read]) -> list[Read]:
-        """Give up, unread, the part of a bucket a count read would start inside (counting that
-        began before the bucket was measured, or a grid that was widened to the buckets): no
-        window the API answers can tell it from the rest of its bucket. Call under the lock."""
-        if grid.bucket is None:
-            return reads
-        kept = []
-        for read in reads:
-            if read.kind != "count" or grid.on_boundary(read.start):
-                kept.append(read)
-                continue
-            first = _first_stretch(read)
-            seconds = ledger.give_up(first, "window_semantics")
-            if seconds:
-                log.info("target %s: [%d, %d] starts inside one of the API's %d s buckets and "
-                         "cannot be read apart from it: %d seconds given up", target.ident,
-                         read.start, first.end, grid.bucket, seconds)
-        return kept
-
     def _strike(self, target: Target, ledger: Ledger, health: _Health,
                 failed: list[tuple[Read, ApiError]], succeeded: bool) -> None:
         if not succeeded:
             return  # the target as a whole failed: an outage, not a range the API rejects
         for read, error in failed:
-            if read.kind != "count" or error.category == "window_semantics":
-                continue  # held until the bucket is measured: waiting, not rejected
+            if read.kind != "count":
+                continue
             strikes = health.strikes[read.start] = health.strikes.get(read.start, 0) + 1
             if strikes < MAX_STRIKES:
                 continue
@@ -422,38 +322,39 @@ class Poller:
                           "of usage are not counted", target.ident, read.start, read.end,
                           strikes, error.message, seconds)
 
-    def _ledger(self, ident: str, grid: Grid) -> Ledger | None:
-        """The target's ledger; a pending one gets its ledger once the API's time is known and
-        its buckets were looked for, starting at the API's time of the instant its counting
-        began (once the bucket is measured: the next bucket start). Call under the lock."""
-        ledger = self._ledgers.get(ident)
-        if ledger is None and self._api_clock.known and not self._buckets.needs_probe:
-            began = self._pending.pop(ident)
-            # The estimate errs early by up to a second (see api.clock): the next whole second
-            # keeps usage from before the start out. A configured origin is every replica's.
-            configured = self._config.accounting.origin
-            origin = grid.first_boundary(int(self._api_clock.at(began)) + 1
-                                         if configured is None else configured)
-            ledger = self._ledgers[ident] = Ledger(origin, grid.period, self._config.poll.settle,
-                                                   audit=True, offset=grid.offset)
+    def _ledger(self, target: Target) -> Ledger | None:
+        """The target's ledger; one without gets it once the API's time is known: counting
+        from ``accounting.origin``'s day (every replica's), or else fresh, from its first
+        successful read. Call under the lock."""
+        ledger = self._ledgers.get(target.ident)
+        if ledger is None and self._api_clock.known:
+            grid, settle = self._config.grid(target.account), self._config.poll.settle
+            origin = self._config.accounting.origin
+            if origin is None:
+                ledger = Ledger(grid.start(int(self._api_clock.now())), grid, settle,
+                                audit=True, fresh=True)
+            else:
+                ledger = Ledger(grid.start(origin), grid, settle, audit=True)
+            self._ledgers[target.ident] = ledger
             if self._seeding is not None:
-                self._seeding.begin(ident)
+                self._seeding.begin(target.ident)
         return ledger
 
     def _read_seed(self, target: Target, seeding: Seeding, deadline: float) -> None:
         """Read the due days of the target's budget seed (see seeding). A failed read is read
         again next poll; a range the API rejects for good, or days that do not start on the
         API's buckets, give the seed up (said once per reason)."""
-        grid = self._grid
         with self._lock:
             ledger = self._ledgers.get(target.ident)
-        if ledger is None or isinstance(grid, Refusal):
-            return
-        origin, now = ledger.origin, int(self._api_clock.now())
-        for start, end in seeding.plan(target, origin, now - self._config.poll.settle):
-            if not grid.on_boundary(start):
-                self._seed_given_up(target, seeding, "the API's time buckets do not start at UTC "
-                                    "midnight, so no read can hold exactly the days before")
+        if ledger is None or ledger.fresh or not self._api_clock.settled:
+            return  # where counting begins is known at its baseline; which days are done, by
+            # a settled clock
+        origin, now, grid = ledger.origin, int(self._api_clock.now()), ledger.grid
+        slices = seeding.plan(target, origin, now - self._config.poll.settle)
+        seeding.baseline(target, origin, ledger.baseline)
+        for start, end in slices:
+            if self._buckets.width == DAY and not grid.on_line(start):
+                self._seed_given_up(target, seeding, _STRADDLED)
                 return
             if self._clock.monotonic() >= deadline:
                 return
@@ -463,9 +364,10 @@ class Poller:
                 if not error.transient:
                     self._seed_given_up(target, seeding, error.message)
                 return
-            labels = self._buckets.answered(start, end, reading.labels)
-            if self._buckets.hold(start, end, labels, self._checked_grid(self._config.poll.period)):
-                return  # the buckets are not measured yet: read again next poll
+            self._buckets.answered(grid, start, end, reading.labels)
+            if reading.labels and min(reading.labels) < start:
+                self._seed_given_up(target, seeding, _STRADDLED)
+                return
             seeding.record(target, origin, start, reading.totals)
 
     @staticmethod
@@ -501,7 +403,8 @@ class Poller:
             totals = ZERO
             for start, stop in window_slices(end, window.seconds):
                 reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
-                self._buckets.answered(start, stop, reading.labels)
+                self._buckets.answered(self._config.grid(target.account), start, stop,
+                                       reading.labels)
                 totals += reading.totals
             results.append((window, totals))
         health.windows, health.windows_at = tuple(results), float(end)

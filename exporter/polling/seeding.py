@@ -4,7 +4,8 @@ A target's counters start at its ledger's origin, so a monthly budget deployed m
 otherwise miss everything spent since the 1st. For every target whose ledger is new (first
 deployment, lost state, a target added by a reload or discovery), the poller reads, once, the
 UTC days from the start of the earliest budget period in force it falls under up to its
-origin, each day once it has settled; the service then adds them to the budgets
+origin, each day once it has settled, plus the ledger's baseline (what its first stretch held
+at its first read, which its counters leave out); the service then adds them to the budgets
 (cost/budgets). Restored ledgers are never seeded: what they counted is already in the
 budgets, or arrives as their increments.
 
@@ -100,6 +101,14 @@ class Seeding:
                 if len(slices) == MAX_SEED_READS:
                     break
             return slices
+
+    def baseline(self, target: Target, origin: int, totals: Totals) -> None:
+        """The ledger's baseline (usage from ``origin`` to its first read), counted with the
+        seed's days; call after :meth:`plan` and before the days' reads."""
+        with self._lock:
+            progress = self._progress.get(target.ident)
+            if progress is not None and 0 <= progress.start < origin:
+                progress.read[origin] = totals
 
     def record(self, target: Target, origin: int, start: int, totals: Totals) -> None:
         """``totals`` for the slice starting at ``start``; the seed is done with its last."""

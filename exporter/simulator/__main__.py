@@ -61,6 +61,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="time bucket of the Usages rows, e.g. 1m, 1h, 1d")
     parser.add_argument("--bucket-utc-offset", type=_duration, default="0s",
                         help="buckets start at multiples of --bucket in this zone, e.g. 8h")
+    parser.add_argument("--bucket-zone", default=None,
+                        help="daily buckets at the midnights of this IANA zone (daylight saving "
+                        "included), e.g. America/New_York; overrides --bucket")
     parser.add_argument("--windows", choices=MODES, default="exact",
                         help="which usage a window counts: exact timestamps, whole buckets "
                         "labelled inside it, or every bucket it touches (outward)")
@@ -89,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host, port = args.listen
     try:
         buckets = BucketPolicy(int(args.bucket), int(args.bucket_utc_offset), args.windows,
-                               rows=not args.no_usages)
+                               rows=not args.no_usages, zone=args.bucket_zone)
         sim = build_simulator(
             args.seed, args.keys, args.models, WallClock(),
             public_key=args.public_key, private_key=args.private_key, backfill=args.backfill,

@@ -10,14 +10,18 @@ The real service documents neither, so the simulator can play each plausible API
 - ``outward``: a window is rounded outward to whole buckets: it counts every bucket it touches.
 
 Buckets start at multiples of ``seconds`` in a time zone ``utc_offset`` seconds east of UTC
-(daily buckets at UTC+8 start at 16:00 UTC). With ``rows`` off the answers carry no ``Usages``
-(the field is optional), so only the exporter's additivity audit can tell the modes apart.
+(daily buckets at UTC+8 start at 16:00 UTC), or, with ``zone``, at the local midnights of that
+IANA zone (days of 23 or 25 hours where daylight saving changes). With ``rows`` off the answers
+carry no ``Usages`` (the field is optional), so only the additivity audit can tell the modes
+apart.
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 WindowMode = Literal["exact", "buckets", "outward"]
 MODES: tuple[WindowMode, ...] = ("exact", "buckets", "outward")
@@ -31,8 +35,14 @@ class BucketPolicy:
     utc_offset: int = 0
     mode: WindowMode = "exact"
     rows: bool = True
+    zone: str | None = None
 
     def __post_init__(self) -> None:
+        if self.zone is not None:
+            try:
+                ZoneInfo(self.zone)
+            except (KeyError, ValueError, OSError):
+                raise ValueError(f"unknown time zone {self.zone!r}") from None
         if self.seconds < 1:
             raise ValueError(f"bucket must be at least 1 second, got {self.seconds}")
         if not -86400 < self.utc_offset < 86400:
@@ -42,14 +52,25 @@ class BucketPolicy:
 
     def label(self, ts: int) -> int:
         """The first second of the bucket holding ``ts``."""
+        if self.zone is not None:
+            zone = ZoneInfo(self.zone)
+            day = datetime.datetime.fromtimestamp(ts, zone).date()
+            start = int(datetime.datetime.combine(day, datetime.time(0), zone).timestamp())
+            return start if start <= ts else self.label(ts - 3600)
         return ts - (ts + self.utc_offset) % self.seconds
+
+    def following(self, label: int) -> int:
+        """The first second of the bucket after the one starting at ``label``."""
+        if self.zone is not None:
+            return self.label(label + 25 * 3600)  # past a day of 23, 24 or 25 hours
+        return label + self.seconds
 
     def event_range(self, start: int, end: int) -> tuple[int, int]:
         """The event timestamps a window ``[start, end]`` counts (empty when first > last)."""
         if self.mode == "exact":
             return start, end
-        last = self.label(end) + self.seconds - 1  # every bucket labelled at or before ``end``
+        last = self.following(self.label(end)) - 1  # every bucket labelled at or before end
         if self.mode == "outward":
             return self.label(start), last
         first = self.label(start)
-        return (first if first == start else first + self.seconds), last
+        return (first if first == start else self.following(first)), last

@@ -63,7 +63,7 @@ class Exporter:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "config.yaml"
-        self.test_period = None
+        self.test_period: str | None = None
         if config is not None:
             self.write_config(config)
         self.log_path = workdir / "exporter.log"
@@ -78,7 +78,7 @@ class Exporter:
         data = dict(config)
         if isinstance(data.get("poll"), Mapping) and "test_period" in data["poll"]:
             poll = dict(data["poll"])
-            self.test_period: str | None = str(poll.pop("test_period"))
+            self.test_period = str(poll.pop("test_period"))
             data["poll"] = poll
         self.config_path.write_text(yaml.safe_dump(data))
 

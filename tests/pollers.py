@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from exporter.accounting.ledger import Ledger
-from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.config import Config
 from exporter.core.clock import FakeClock
@@ -15,9 +14,5 @@ from exporter.polling.workers import WorkerPool
 
 def make_poller(config: Config, source: UsageSource, clock: FakeClock, pool: WorkerPool,
                 ledgers: Mapping[str, Ledger]) -> Poller:
-    """A poller whose API clock is the fake clock (the API's Date agrees with it), past its
-    start probe for the API's buckets (tests/test_apibuckets.py covers it)."""
-    buckets = BucketMeter()
-    buckets.probed = True
-    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock),
-                  buckets=buckets)
+    """A poller whose API clock is the fake clock (the API's Date agrees with it)."""
+    return Poller(config, source, clock, pool, ledgers, ApiClock.trusting(clock))

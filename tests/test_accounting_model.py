@@ -35,10 +35,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.state import restart, retarget
 from exporter.config.types import ModelPrice
-from exporter.core.grid import Grid
+from exporter.core.grid import DAY, Grid
 from exporter.core.usage import ZERO, Totals
 from exporter.cost.meters import CostMeter
 from exporter.cost.pricing import cost_of

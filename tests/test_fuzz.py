@@ -20,7 +20,8 @@ _SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
 # Keys the loaders know, so generated documents get past "unknown key" into the real checks.
 CONFIG_KEYS = ("api", "poll", "state", "windows", "targets", "endpoint", "public_key",
                "private_key", "private_key_file", "timeout", "max_concurrency", "rate_limit",
-               "interval", "settle", "period", "window_interval", "path", "max_backfill", "time_zone",
+               "interval", "settle", "period", "window_interval", "path", "max_backfill",
+               "time_zone",
                "project", "key", "model", "labels", "team")
 WEB_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "cert_file",
             "key_file", "client_ca_file", "cert", "key", "client_ca", "client_auth_type",

@@ -19,10 +19,10 @@ from exporter.accounting.handoff import (
     render,
     takeover,
 )
-from exporter.accounting.ledger import DAY, Ledger, Read
+from exporter.accounting.ledger import Ledger, Read
 from exporter.config import HaConfig
 from exporter.core.clock import FakeClock
-from exporter.core.grid import Grid
+from exporter.core.grid import DAY, Grid
 from exporter.core.usage import Totals
 from exporter.polling.peers import fetch
 

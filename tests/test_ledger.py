@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.accounting.ledger import DAY, Ledger, Read
-from exporter.core.grid import Grid
+from exporter.accounting.ledger import Ledger, Read
+from exporter.core.grid import DAY, Grid
 from exporter.core.usage import ZERO, Totals
 
 H = 3600

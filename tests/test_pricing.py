@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.accounting.spend import Spend
 from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
 from exporter.core.usage import Totals
 from exporter.cost.meters import CostMeter, budget_use
-from exporter.cost.pricing import PriceBook, cost_of
+from exporter.cost.pricing import MILLION, PriceBook, cost_of
 
 OLD = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), image=Decimal("0.003"),
                  request=Decimal("0.0001"))
@@ -157,3 +160,35 @@ def test_bad_saved_budget_use_is_refused(raw: object, error: type[Exception],
     with pytest.raises(error) as caught:
         budget_use(raw)
     assert str(caught.value).startswith(message)
+
+
+def _rounding_traps(prec: int = 6) -> decimal.Context:
+    """A caller's context that rounds early and raises when it does: money arithmetic done in
+    the thread's context instead of the exporter's own would raise here."""
+    return decimal.Context(prec=prec, traps=[decimal.Rounded, decimal.Inexact])
+
+
+def test_sums_of_cost_and_budget_use_are_never_rounded() -> None:
+    # A trillion tokens at an 18-place price, then single tokens: the total needs 39 digits,
+    # more than Python's default 28 (which rounded it by 1.1e-22).
+    price = Decimal("0.123456789012345678")
+    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
+                           "targets": [{"key": "k", "model": "m"}],
+                           "pricing": {"currency": "USD",
+                                       "models": {"m": {"input": str(price)}}},
+                           "budgets": [{"name": "b", "period": "monthly", "cost": "1000000"}]},
+                          {}, ".")
+    spend, counters, now = Spend(config), Totals(), 1_773_100_800.0
+    spend.sync({})
+    with decimal.localcontext(_rounding_traps()):
+        for n in (10**12, 1, 1, 1, 1, 1):
+            counters += usage(n, 0)
+            snapshot = spend.apply(Snapshot((TargetSnapshot(config.targets[0], counters),)), now)
+        spend.seed(config.targets[0], [(int(now) - 86400, usage(10**12, 0))], now)
+        used = spend.apply(Snapshot((TargetSnapshot(config.targets[0], counters),)), now)
+    with decimal.localcontext(decimal.Context(prec=200)):
+        exact = Decimal(10**12 + 5) * price / MILLION
+        seeded = exact + Decimal(10**12) * price / MILLION
+    assert dict(snapshot.targets[0].cost) == {"USD": exact}
+    assert used.budgets[0].used == seeded
+    assert len(exact.as_tuple().digits) > 28  # really past the default context

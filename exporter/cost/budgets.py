@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from exporter.config.types import BudgetConfig, Target
+from exporter.cost.pricing import money
 
 DAY = 86400
 
@@ -69,6 +70,11 @@ class BudgetTracker:
     def add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
             now: float) -> None:
         """Count ``tokens`` (and ``cost`` in ``currency``, if priced) against matching budgets."""
+        with money():
+            self._add(target, tokens, cost, currency, now)
+
+    def _add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
+             now: float) -> None:
         for budget in self._budgets:
             if not matches(budget, target):
                 continue
@@ -81,6 +87,11 @@ class BudgetTracker:
                    currency: str, now: float) -> None:
         """Usage ``target`` had before its counting began, by UTC day (first second, tokens,
         cost or None): each matching budget takes the days within its current period."""
+        with money():
+            self._add_before(target, days, currency, now)
+
+    def _add_before(self, target: Target, days: Sequence[tuple[int, int, Decimal | None]],
+                    currency: str, now: float) -> None:
         for budget in self._budgets:
             if not matches(budget, target):
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 from exporter.config.types import ModelPrice
 from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.usage import ZERO, Totals
-from exporter.cost.pricing import cost_of
+from exporter.cost.pricing import cost_of, money
 
 
 @dataclass
@@ -34,7 +34,8 @@ class CostMeter:
         if price is None:
             return delta, None
         amount = cost_of(delta, price)
-        self.cost[price.currency] = self.cost.get(price.currency, Decimal(0)) + amount
+        with money():
+            self.cost[price.currency] = self.cost.get(price.currency, Decimal(0)) + amount
         return delta, amount
 
     def to_dict(self) -> dict[str, Any]:

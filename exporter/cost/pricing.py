@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, localcontext
+from contextlib import AbstractContextManager
+from decimal import Context, Decimal, localcontext
 
 from exporter.config.types import ModelPrice, PricingConfig
 from exporter.core.usage import Totals
@@ -14,10 +15,15 @@ MILLION = Decimal(1_000_000)
 PRECISION = 80
 
 
+def money() -> AbstractContextManager[Context]:
+    """The context every money sum and product runs in: 80 digits, built here rather than
+    copied from the thread's (whose default 28 digits would round a large total)."""
+    return localcontext(Context(prec=PRECISION))
+
+
 def cost_of(delta: Totals, price: ModelPrice) -> Decimal:
     """The exact cost of ``delta``: tokens at the per-million prices, images and requests each."""
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
+    with money():
         tokens = delta.input_tokens * price.input + delta.output_tokens * price.output
         return (tokens / MILLION + delta.image_generations * price.image
                 + delta.requests * price.request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
-from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
+from exporter.config import Config, ConfigError, ModelPrice, PricingConfig, parse_config
+from exporter.config.load import load_config
 from exporter.core.usage import Totals
 from exporter.cost.meters import CostMeter, budget_use
 from exporter.cost.pricing import MILLION, PriceBook, cost_of
@@ -192,3 +194,32 @@ def test_sums_of_cost_and_budget_use_are_never_rounded() -> None:
     assert dict(snapshot.targets[0].cost) == {"USD": exact}
     assert used.budgets[0].used == seeded
     assert len(exact.as_tuple().digits) > 28  # really past the default context
+
+
+def _loaded(tmp_path: Path, pricing: str, cost: str) -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text("api: {public_key: p, private_key: s}\ntargets: [{key: k, model: m}]\n"
+                    f"pricing:\n  models:\n    m: {pricing}\n"
+                    f"budgets: [{{name: b, period: monthly, cost: {cost}}}]\n")
+    return load_config(str(path), {})
+
+
+def test_unquoted_amounts_a_float_cannot_hold_are_refused_not_rounded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _loaded(tmp_path, "{input: 0.123456789012345678, output: 1.000000000000000001}",
+                "99999999.999999999")
+    assert caught.value.problems == [
+        "pricing.models.m.input: 0.123456789012345678 has more digits than a YAML number holds"
+        ' (it reads as 0.12345678901234568): quote it to keep every digit, "0.123456789012345678"',
+        "pricing.models.m.output: 1.000000000000000001 has more digits than a YAML number holds"
+        ' (it reads as 1.0): quote it to keep every digit, "1.000000000000000001"',
+        "budgets[0].cost: 99999999.999999999 has more digits than a YAML number holds"
+        ' (it reads as 100000000.0): quote it to keep every digit, "99999999.999999999"']
+
+
+def test_unquoted_amounts_a_float_holds_and_quoted_ones_are_exact(tmp_path: Path) -> None:
+    config = _loaded(tmp_path, '{input: 0.27, output: 1_000.50, image: "1.000000000000000001"}',
+                     "99999999.99")
+    assert config.pricing.models == (ModelPrice("m", Decimal("0.27"), Decimal("1000.5"),
+                                                Decimal("1.000000000000000001")),)
+    assert config.budgets[0].cost == Decimal("99999999.99")

@@ -50,8 +50,7 @@ def amount(r: Reader, path: str, raw: object) -> Decimal | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         r.fail(path, f"expected a decimal amount like 0.27, got {got(raw)}")
         return None
-    # repr() of a YAML float is its shortest spelling: 0.27 stays 0.27, not 0.27000000000000002.
-    text = r.string(path, raw) if isinstance(raw, str) else repr(raw)
+    text = r.string(path, raw) if isinstance(raw, str) else _number(r, path, raw)
     if text is None:
         return None
     if not _DECIMAL.fullmatch(text.strip()):
@@ -62,6 +61,23 @@ def amount(r: Reader, path: str, raw: object) -> Decimal | None:
     except InvalidOperation:  # pragma: no cover -- the pattern admits only valid decimals
         r.fail(path, f"not a decimal amount: {quote(raw)}")
         return None
+
+
+def _number(r: Reader, path: str, raw: int | float) -> str | None:
+    """A YAML number's decimal spelling: repr() of a float is its shortest one (0.27 stays
+    0.27, not 0.27000000000000002). A float that does not hold what was written (more digits
+    than a binary float keeps) is refused rather than rounded."""
+    shortest = repr(raw)
+    written = str(getattr(raw, "written", shortest)).replace("_", "")
+    try:
+        held = Decimal(written) == Decimal(shortest)
+    except InvalidOperation:  # not a decimal spelling (.inf): the pattern refuses it next
+        held = True
+    if not held:
+        r.fail(path, f"{written} has more digits than a YAML number holds (it reads as "
+                     f"{shortest}): quote it to keep every digit, {quote(written)}")
+        return None
+    return shortest
 
 
 def _currency(r: Reader, path: str, raw: object) -> str | None:

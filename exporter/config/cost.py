@@ -22,13 +22,14 @@ _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 def pricing_section(r: Reader, raw: object) -> PricingConfig:
     """The ``pricing`` section."""
     d = r.section("pricing", raw, PRICING_KEYS)
-    currency = _currency(r, "pricing.currency", d.get("currency")) or PricingConfig.currency
+    written = _currency(r, "pricing.currency", d.get("currency"))
+    currency = written or PricingConfig.currency
     models = []
     for model, item in r.mapping("pricing.models", d.get("models")).items():
         price = _price(r, join("pricing.models", model), model, item, currency)
         if price is not None:
             models.append(price)
-    return build(PricingConfig, currency=currency, models=tuple(models),
+    return build(PricingConfig, currency=currency, models=tuple(models), listed_currency=written,
                  from_api=r.flag("pricing.from_api", d.get("from_api")))
 
 

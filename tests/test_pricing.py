@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,11 +68,46 @@ def test_unpriced_usage_is_never_priced_later() -> None:
 
 
 def test_price_book_config_wins_over_list_prices() -> None:
-    listed = {"m": NEW, "other": OLD}
+    listed = {"": (NEW, replace(OLD, model="other"))}
     book = PriceBook(PricingConfig(from_api=True, models=(OLD,)), listed)
-    assert book.price("m") == OLD
-    assert book.price("other") == OLD
-    assert PriceBook(PricingConfig(from_api=False), listed).price("other") is None
+    assert book.price("", "m") == OLD
+    assert book.price("", "other") == replace(OLD, model="other")
+    assert PriceBook(PricingConfig(from_api=False), listed).price("", "other") is None
+
+
+CN = ModelPrice("m", input=Decimal(2), output=Decimal(8), currency="CNY")
+INTL = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), currency="USD")
+
+
+def test_each_account_prices_its_usage_at_its_own_list_price() -> None:
+    book = PriceBook(PricingConfig(from_api=True), {"cn": (CN,), "intl": (INTL,)})
+    assert (book.price("cn", "m"), book.price("intl", "m")) == (CN, INTL)
+    assert book.price("other", "m") is None  # never lent another account's price
+
+
+def test_two_accounts_listing_one_model_each_count_in_their_currency(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # r6: account intl's usage was priced at account cn's CNY list price (the first account's
+    # price of a model won), so its USD budget stayed at 0.
+    config = parse_config({
+        "accounts": [{"name": n, "public_key": "p", "private_key": "s"} for n in ("cn", "intl")],
+        "targets": [{"account": n, "key": "k", "model": "m"} for n in ("cn", "intl")],
+        "pricing": {"currency": "USD", "from_api": True},
+        "budgets": [{"name": "intl-usd", "period": "daily", "cost": "1000"}]}, {}, ".")
+    spend, used = Spend(config), usage(3601, 2499)
+    spend.sync({})
+    spend.configure(config, {"cn": (CN,), "intl": (INTL,)}, {})
+    snapshot = spend.apply(Snapshot(tuple(TargetSnapshot(t, used) for t in config.targets)),
+                           1_773_100_800.0)
+    assert [dict(t.cost) for t in snapshot.targets] == [
+        {"CNY": Decimal("0.027194")}, {"USD": Decimal("0.00372117")}]
+    assert snapshot.budgets[0].used == Decimal("0.00372117")
+    assert [r.getMessage() for r in caplog.records] == [
+        "budget intl-usd counts only its own currency: cost in CNY of targets it selects is not "
+        "counted in it (price those models in its currency, or add a budget in CNY)"]
+    spend.apply(Snapshot(tuple(TargetSnapshot(t, used + used) for t in config.targets)),
+                1_773_100_860.0)
+    assert len(caplog.records) == 1  # said once
 
 
 def test_counters_below_what_was_priced_are_a_reset_and_priced_in_full() -> None:

@@ -108,7 +108,7 @@ def test_an_unpriced_model_is_logged_once_and_exported_with_its_reason(
         "list price of odd not used (unknown_unit: unit '元/次 / per request'); the model is "
         "unpriced until pricing.models prices it"]
     spend = Spend(config)
-    spend.configure(config, runner.prices, runner.unpriced)
+    spend.configure(config, {"": runner.prices}, {"": runner.unpriced})
     snapshot = spend.apply(Snapshot(tuple(TargetSnapshot(t) for t in targets)), clock.time())
     assert snapshot.unpriced == (("free-text", "no_price"), ("odd", "unknown_unit"))
     lines = [line for line in render(snapshot).decode().splitlines()

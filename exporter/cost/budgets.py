@@ -68,13 +68,15 @@ class BudgetTracker:
             self._used[name] = _Used(int(data["start"]), Decimal(str(data["amount"])))
 
     def add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
-            now: float) -> None:
-        """Count ``tokens`` (and ``cost`` in ``currency``, if priced) against matching budgets."""
+            now: float) -> tuple[str, ...]:
+        """Count ``tokens`` (and ``cost`` in ``currency``, if priced) against matching budgets;
+        the money budgets that did not count ``cost`` because it is in another currency."""
         with money():
-            self._add(target, tokens, cost, currency, now)
+            return self._add(target, tokens, cost, currency, now)
 
     def _add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
-             now: float) -> None:
+             now: float) -> tuple[str, ...]:
+        foreign = []
         for budget in self._budgets:
             if not matches(budget, target):
                 continue
@@ -82,13 +84,20 @@ class BudgetTracker:
                 self._current(budget, now).amount += tokens
             elif cost is not None and currency == budget.currency:
                 self._current(budget, now).amount += cost
+            elif cost is not None:
+                foreign.append(budget.name)
+        return tuple(foreign)
 
     def add_before(self, target: Target, days: Sequence[tuple[int, int, Decimal | None]],
-                   currency: str, now: float) -> None:
+                   currency: str, now: float) -> tuple[str, ...]:
         """Usage ``target`` had before its counting began, by UTC day (first second, tokens,
-        cost or None): each matching budget takes the days within its current period."""
+        cost or None): each matching budget takes the days within its current period. The
+        money budgets left out because the cost is in another currency are returned."""
         with money():
             self._add_before(target, days, currency, now)
+        priced = currency and any(cost is not None for _, _, cost in days)
+        return tuple(b.name for b in self._budgets if priced and b.tokens is None
+                     and b.currency != currency and matches(b, target))
 
     def _add_before(self, target: Target, days: Sequence[tuple[int, int, Decimal | None]],
                     currency: str, now: float) -> None:

@@ -192,6 +192,8 @@ def test_saved_budget_use_is_read_exactly() -> None:
     ({"n" * 100: {"amount": "1"}}, TypeError, f"budget use '{'n' * 64}' must be an object"),
     ({"b": {"start": 0, "amount": "-1"}}, ValueError, "not a finite amount >= 0"),
     ({"b": {"start": 0, "amount": "1" + "0" * 40}}, ValueError, "must be below 1e40"),
+    ({"b": {"start": 0, "amount": "1", "definition": 5}}, TypeError,
+     "budget use 'b': definition must be a string of at most 4096 characters"),
 ])
 def test_bad_saved_budget_use_is_refused(raw: object, error: type[Exception],
                                          message: str) -> None:

@@ -35,7 +35,11 @@ class Spend:
         ``listed`` gives each account's list prices ("" with a single account), ``unlisted``
         why an account's list price of a model was not taken (its unit, say)."""
         self._book = PriceBook(config.pricing).with_listed(listed or {})
-        self._budgets = BudgetTracker(config.budgets, self._budgets.to_dict())
+        known, self._budgets = self._budgets.names(), BudgetTracker(config.budgets,
+                                                                    self._budgets.to_dict())
+        for name in sorted(self._budgets.names() - known):
+            log.info("budget %s added: it counts usage from now on (the targets already "
+                     "counting are not read back to the start of its period)", name)
         self._unlisted = {account: dict(why) for account, why in (unlisted or {}).items()}
 
     def sync(self, ledgers: Mapping[str, Ledger]) -> None:

@@ -513,14 +513,17 @@ class Service:
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""
         now = self.api_clock.now()
-        for seed in self._seeding.take_done():
-            self._spend.seed(seed.target, seed.days, now)
-            self._seeds_due = True
+        # Under the lock save_state holds (stop() saves without waiting for the cycle): a
+        # state shows a seed pending or counted, and a meter's counters with their cost.
+        with self._poller.locked():
+            for seed in self._seeding.take_done():
+                self._spend.seed(seed.target, seed.days, now)
+                self._seeds_due = True
+            snapshot = self._spend.apply(snapshot, now)
         if self._seeds_due and not self._seeds_left():
             self._seeds_due = False
             log.info("budget seeding done: every budget holds its period's usage from before "
                      "counting began")
-        snapshot = self._spend.apply(snapshot, now)
         accounts, targets = self._accounts(), self._poller.targets
         keys = merged_keys(self._keyhealths.setdefault(
             a, KeyHealthRunner(self.clock, a)).snapshot(

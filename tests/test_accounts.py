@@ -3,6 +3,7 @@ each account's calls through its own client, rate limit and concurrency."""
 
 from __future__ import annotations
 
+import decimal
 import threading
 import time
 from decimal import Decimal
@@ -195,14 +196,21 @@ def test_two_accounts_listing_one_model_each_price_their_own_usage() -> None:
             "budgets": [{"name": "intl-usd", "period": "daily", "cost": "1000"}],
             "windows": [], "poll": {"interval": "60s", "settle": "5s"},
         }, {}, "/etc")
-        service = Service(config, clock, CollectorRegistry(), lambda: config)
+        registry = CollectorRegistry()
+        service = Service(config, clock, registry, lambda: config)
+        # A caller's context that raises on any rounding: money arithmetic anywhere in the
+        # cycle outside the exporter's own context would cost the stage and these numbers.
+        rounding = decimal.Context(prec=6, traps=[decimal.Rounded, decimal.Inexact])
         try:
-            for _ in range(5):
-                service.run_cycle()
-                clock.advance(60)
+            with decimal.localcontext(rounding):
+                for _ in range(5):
+                    service.run_cycle()
+                    clock.advance(60)
             samples = parse_metrics(service.cache.body(False).decode())
         finally:
             service.stop()
+        assert registry.get_sample_value("uminfer_poll_errors_total", {"stage": "cost"}) in (
+            None, 0)
 
     def of(name: str, account: str) -> dict[str, float]:
         return {dict(labels).get("currency", ""): value for (n, labels), value in samples.items()

@@ -158,3 +158,10 @@ def test_a_list_price_naming_no_currency_takes_pricing_currency_only_when_writte
     assert parse_config({"api": {"public_key": "p", "private_key": "s"},
                          "targets": [{"key": "k", "model": "m"}], "pricing": {"from_api": True}},
                         {}, ".").pricing.listed_currency is None  # the USD default is no answer
+
+
+def test_a_list_price_with_every_digit_a_price_may_hold_is_scaled_exactly() -> None:
+    price = "12345678901.123456789012345678"  # 29 digits: past the default context's 28
+    model = listed(price, price, unit_en="per 1M tokens")
+    assert model.price is not None
+    assert (model.price.input, model.price.output) == (Decimal(price), Decimal(price))

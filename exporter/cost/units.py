@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from exporter.cost.pricing import money
+
 Kind = Literal["tokens", "image"]
 
 
@@ -113,4 +115,5 @@ def scale(unit: Unit, input_: Decimal, output: Decimal, image: Decimal
         return "unit_mismatch" if input_ or output else (Decimal(0), Decimal(0), image)
     if image:
         return "unit_mismatch"
-    return input_ * unit.scale, output * unit.scale, Decimal(0)
+    with money():  # a list price may have 36 digits: the default 28 would round it
+        return input_ * unit.scale, output * unit.scale, Decimal(0)

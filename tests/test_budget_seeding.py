@@ -111,7 +111,7 @@ def test_each_budget_takes_the_days_of_its_own_current_period() -> None:
     tracker.add_before(TARGET, days, "EUR", NOON)
     used = {b.name: b.used for b in tracker.snapshot(NOON)}
     assert used == {"d": 4, "m": 12, "e": Decimal("0.75")}
-    tracker.add_before(TARGET, days, "USD", NOON)  # not this budget's money
+    assert tracker.add_before(TARGET, days, "USD", NOON) == ("e",)  # not this budget's money
     assert tracker.snapshot(NOON)[2].used == Decimal("0.75")
 
 

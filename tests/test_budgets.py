@@ -39,7 +39,8 @@ def test_use_counts_matching_targets_and_resets_each_period() -> None:
     tracker = BudgetTracker((tokens, money))
     tracker.add(A, 300, Decimal("0.1"), "USD", T)
     tracker.add(B, 50, Decimal("0.2"), "USD", T)
-    tracker.add(B, 50, Decimal("9"), "CNY", T)  # another currency: not this budget's money
+    assert tracker.add(B, 50, Decimal("9"), "CNY", T) == ("all-month",)  # not its money
+    assert tracker.add(B, 0, Decimal(0), "CNY", T) == ()  # a free model's zero is no news
     by_name = {b.name: b for b in tracker.snapshot(T)}
     assert (by_name["k1-day"].used, by_name["k1-day"].unit) == (Decimal(300), "tokens")
     assert (by_name["all-month"].used, by_name["all-month"].unit) == (Decimal("0.3"), "USD")

@@ -114,7 +114,7 @@ class BudgetTracker:
                 self._current(budget, now).amount += tokens
             elif cost is not None and currency == budget.currency:
                 self._current(budget, now).amount += cost
-            elif cost is not None:
+            elif cost:  # money in another currency (a free model's zero is no news)
                 foreign.append(budget.name)
         return tuple(foreign)
 
@@ -125,7 +125,7 @@ class BudgetTracker:
         money budgets left out because the cost is in another currency are returned."""
         with money():
             self._add_before(target, days, currency, now)
-        priced = currency and any(cost is not None for _, _, cost in days)
+        priced = currency and any(cost for _, _, cost in days)
         return tuple(b.name for b in self._budgets if priced and b.tokens is None
                      and b.currency != currency and matches(b, target))
 

@@ -24,7 +24,7 @@ from exporter.api.clock import ApiClock
 from exporter.api.keys import KeyClient
 from exporter.api.ratelimit import RateLimiter
 from exporter.api.transport import pooled_session
-from exporter.config import ApiConfig, Config, ConfigError, ModelPrice
+from exporter.config import ApiConfig, Config, ConfigError
 from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.metrics.exposition import ExpositionCache
@@ -402,21 +402,11 @@ class Service:
     def _discovery(self, account: str) -> DiscoveryRunner:
         return self._discoveries.setdefault(account, DiscoveryRunner(self.clock))
 
-    def _prices(self) -> tuple[tuple[ModelPrice, ...], dict[str, str]]:
-        """List prices of every account (the first account's price of a model wins)."""
-        prices: dict[str, ModelPrice] = {}
-        unpriced: dict[str, str] = {}
-        for account in self._accounts():
-            runner = self._discovery(account)
-            for price in runner.prices:
-                prices.setdefault(price.model, price)
-            for model, why in runner.unpriced.items():
-                unpriced.setdefault(model, why)
-        return tuple(prices.values()), unpriced
-
     def _configure_spend(self, config: Config) -> None:
-        prices, unpriced = self._prices()
-        self._spend.configure(config, prices, unpriced)
+        """Prices and budgets of ``config``, with each account's own list prices."""
+        runners = {account: self._discovery(account) for account in self._accounts()}
+        self._spend.configure(config, {a: r.prices for a, r in runners.items()},
+                              {a: r.unpriced for a, r in runners.items()})
 
     def _apply(self, config: Config) -> None:
         """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
@@ -486,14 +476,17 @@ class Service:
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""
         now = self.api_clock.now()
-        for seed in self._seeding.take_done():
-            self._spend.seed(seed.target, seed.days, now)
-            self._seeds_due = True
+        # Under the lock save_state holds (stop() saves without waiting for the cycle): a
+        # state shows a seed pending or counted, and a meter's counters with their cost.
+        with self._poller.locked():
+            for seed in self._seeding.take_done():
+                self._spend.seed(seed.target, seed.days, now)
+                self._seeds_due = True
+            snapshot = self._spend.apply(snapshot, now)
         if self._seeds_due and not self._seeds_left():
             self._seeds_due = False
             log.info("budget seeding done: every budget holds its period's usage from before "
                      "counting began")
-        snapshot = self._spend.apply(snapshot, now)
         accounts, targets = self._accounts(), self._poller.targets
         keys = merged_keys(self._keyhealths.setdefault(
             a, KeyHealthRunner(self.clock, a)).snapshot(

@@ -3,6 +3,7 @@ each account's calls through its own client, rate limit and concurrency."""
 
 from __future__ import annotations
 
+import decimal
 import threading
 import time
 from decimal import Decimal
@@ -16,8 +17,9 @@ from exporter.core.clock import FakeClock
 from exporter.core.usage import Reading
 from exporter.polling.accounts import AccountRouter
 from exporter.service import Service
-from exporter.simulator import SimKey, build_simulator
+from exporter.simulator import SimKey, SimModel, build_simulator
 from exporter.simulator.build import DEMO_PROJECT
+from tests.fleet import SECOND_BUCKETS
 from tests.harness import parse_metrics
 
 ENV = {"SECRET_A": "private-a", "SECRET_B": "private-b"}
@@ -172,3 +174,54 @@ def test_two_accounts_each_read_through_their_own_api_with_an_account_label() ->
     # demo02 of account "one" is not polled; account "two" lists its own demo02 (limit 5).
     assert limits == {("one", "uminferapikey-demo01"): float(Decimal("10000")),
                       ("two", "uminferapikey-demo02"): 5.0}
+
+
+def test_two_accounts_listing_one_model_each_price_their_own_usage() -> None:
+    # r6: account cn lists the model at CNY 2/8 per million tokens, account intl at USD
+    # 0.27/1.10; intl's usage was priced at cn's CNY price and its USD budget stayed at 0.
+    clock, model = FakeClock(1_767_225_600.0), "deepseek-ai/DeepSeek-V3"
+    with build_simulator(1, 1, 1, clock, backfill=0, tick=60, public_key="pa",
+                         private_key="sa", buckets=SECOND_BUCKETS) as cn, \
+            build_simulator(1, 1, 1, clock, backfill=0, tick=60, public_key="pb",
+                            private_key="sb", buckets=SECOND_BUCKETS) as intl:
+        intl.catalog.add_model(SimModel(model, prompt=0.27, completion=1.10, currency="USD"))
+        config = parse_config({
+            "accounts": [{"name": "cn", "endpoint": cn.url, "public_key": "pa",
+                          "private_key": "sa"},
+                         {"name": "intl", "endpoint": intl.url, "public_key": "pb",
+                          "private_key": "sb"}],
+            "targets": [{"account": name, "project": DEMO_PROJECT, "key": "uminferapikey-demo01",
+                         "model": model} for name in ("cn", "intl")],
+            "pricing": {"currency": "USD", "from_api": True},
+            "budgets": [{"name": "intl-usd", "period": "daily", "cost": "1000"}],
+            "windows": [], "poll": {"interval": "60s", "settle": "5s"},
+        }, {}, "/etc")
+        registry = CollectorRegistry()
+        service = Service(config, clock, registry, lambda: config)
+        # A caller's context that raises on any rounding: money arithmetic anywhere in the
+        # cycle outside the exporter's own context would cost the stage and these numbers.
+        rounding = decimal.Context(prec=6, traps=[decimal.Rounded, decimal.Inexact])
+        try:
+            with decimal.localcontext(rounding):
+                for _ in range(5):
+                    service.run_cycle()
+                    clock.advance(60)
+            samples = parse_metrics(service.cache.body(False).decode())
+        finally:
+            service.stop()
+        assert registry.get_sample_value("uminfer_poll_errors_total", {"stage": "cost"}) in (
+            None, 0)
+
+    def of(name: str, account: str) -> dict[str, float]:
+        return {dict(labels).get("currency", ""): value for (n, labels), value in samples.items()
+                if n == name and dict(labels)["account"] == account}
+
+    tokens = {a: (of("uminfer_input_tokens_total", a)[""], of("uminfer_output_tokens_total", a)[""])
+              for a in ("cn", "intl")}
+    assert min(tokens["intl"]) > 0
+    assert of("uminfer_cost_total", "cn") == pytest.approx(
+        {"CNY": (tokens["cn"][0] * 2 + tokens["cn"][1] * 8) / 1e6})
+    usd = (tokens["intl"][0] * 0.27 + tokens["intl"][1] * 1.10) / 1e6
+    assert of("uminfer_cost_total", "intl") == pytest.approx({"USD": usd})
+    budget = [v for (n, labels), v in samples.items() if n == "uminfer_budget_used"]
+    assert budget == pytest.approx([usd])

@@ -62,6 +62,20 @@ def test_a_new_target_reads_each_day_from_its_earliest_period_start_up_to_its_or
     assert seeding.pending() == [] and seeding.take_done() == []
 
 
+def test_a_seed_read_but_not_yet_counted_is_still_saved_as_pending() -> None:
+    # stop() writes the state without waiting for the cycle: between the poll that reads a
+    # seed's last day and the cost stage that adds it to the budgets, the state must still
+    # list it, or a restart neither reads it again nor finds it in the budgets.
+    seeding = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", tokens=1),)).horizon)
+    seeding.begin(TARGET.ident)
+    origin = NOV_15 + 600
+    [(start, _)] = seeding.plan(TARGET, origin, settled_before=origin)
+    seeding.record(TARGET, origin, start, Totals(tokens=5))
+    assert seeding.pending() == [TARGET.ident]  # read, not in the budgets yet
+    assert len(seeding.take_done()) == 1
+    assert seeding.pending() == []
+
+
 def test_a_day_is_read_only_once_it_has_settled() -> None:
     seeding = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", tokens=1),)).horizon)
     seeding.begin(TARGET.ident)
@@ -97,7 +111,7 @@ def test_each_budget_takes_the_days_of_its_own_current_period() -> None:
     tracker.add_before(TARGET, days, "EUR", NOON)
     used = {b.name: b.used for b in tracker.snapshot(NOON)}
     assert used == {"d": 4, "m": 12, "e": Decimal("0.75")}
-    tracker.add_before(TARGET, days, "USD", NOON)  # not this budget's money
+    assert tracker.add_before(TARGET, days, "USD", NOON) == ("e",)  # not this budget's money
     assert tracker.snapshot(NOON)[2].used == Decimal("0.75")
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from decimal import Decimal
 
 import pytest
 
-from exporter.config import BudgetConfig, ConfigError, Target, parse_config
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.accounting.spend import Spend
+from exporter.config import BudgetConfig, Config, ConfigError, Target, parse_config
+from exporter.core.usage import Totals
 from exporter.cost.budgets import BudgetTracker, period_bounds
+from exporter.cost.meters import budget_use
 
 T = datetime.datetime(2026, 3, 31, 23, 59, 30, tzinfo=datetime.UTC).timestamp()
 A = Target(key="k1", model="m", project="p")
@@ -34,7 +39,8 @@ def test_use_counts_matching_targets_and_resets_each_period() -> None:
     tracker = BudgetTracker((tokens, money))
     tracker.add(A, 300, Decimal("0.1"), "USD", T)
     tracker.add(B, 50, Decimal("0.2"), "USD", T)
-    tracker.add(B, 50, Decimal("9"), "CNY", T)  # another currency: not this budget's money
+    assert tracker.add(B, 50, Decimal("9"), "CNY", T) == ("all-month",)  # not its money
+    assert tracker.add(B, 0, Decimal(0), "CNY", T) == ()  # a free model's zero is no news
     by_name = {b.name: b for b in tracker.snapshot(T)}
     assert (by_name["k1-day"].used, by_name["k1-day"].unit) == (Decimal(300), "tokens")
     assert (by_name["all-month"].used, by_name["all-month"].unit) == (Decimal("0.3"), "USD")
@@ -78,3 +84,86 @@ def test_bad_budgets_are_reported(raw: object, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _budgets(raw)
     assert caught.value.problems == [message]
+
+
+def _config(*budgets: dict[str, object]) -> Config:
+    return parse_config({"api": {"public_key": "p", "private_key": "s"},
+                         "targets": [{"key": "k1", "model": "m"}, {"key": "k2", "model": "m"}],
+                         "pricing": {"currency": "USD", "models": {
+                             "m": {"input": "1", "output": "1"}}},  # $1 per million tokens
+                         "budgets": list(budgets)}, {}, ".")
+
+
+TEAM = {"name": "team", "period": "daily", "key": "k1", "tokens": 1000000}
+USED = Totals(input_tokens=400_000, output_tokens=400_000, tokens=800_000, requests=10)
+
+
+def _used(spend: Spend, config: Config, k1: Totals,
+          at: float = T) -> dict[str, tuple[Decimal, str, Decimal]]:
+    counters = (k1, Totals())
+    snapshot = spend.apply(Snapshot(tuple(
+        TargetSnapshot(t, c) for t, c in zip(config.targets, counters, strict=True))), at)
+    return {b.name: (b.used, b.unit, b.limit) for b in snapshot.budgets}
+
+
+@pytest.mark.parametrize(("edited", "shown"), [
+    # r1: 800,000 tokens became "800000 USD" against a $50 limit and paged as exceeded.
+    ({**TEAM, "tokens": None, "cost": "50"}, (Decimal(0), "USD", Decimal(50))),
+    ({**TEAM, "key": "k2"}, (Decimal(0), "tokens", Decimal(1000000))),  # k2 used nothing
+    ({**TEAM, "period": "monthly"}, (Decimal(0), "tokens", Decimal(1000000))),
+])
+@pytest.mark.parametrize("path", ["reload", "restart"])
+def test_a_budget_redefined_under_its_name_never_shows_the_old_definitions_use(
+        edited: dict[str, object], shown: tuple[object, ...], path: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    before = _config(TEAM)
+    spend = Spend(before)
+    spend.sync({})
+    assert _used(spend, before, USED)["team"] == (Decimal(800_000), "tokens", Decimal(1000000))
+    after = _config({k: v for k, v in edited.items() if v is not None})
+    if path == "reload":
+        spend.configure(after)
+    else:
+        spend = Spend(after, spend.meters(), budget_use(spend.budget_use()))
+    assert _used(spend, after, USED, T + 1)["team"] == shown
+    assert "budget team is redefined" in caplog.text
+
+
+def test_a_money_budget_moved_to_another_currency_does_not_relabel_its_amount() -> None:
+    usd = _config({"name": "team", "period": "daily", "cost": "50"})
+    spend = Spend(usd)
+    spend.sync({})
+    assert _used(spend, usd, USED)["team"] == (Decimal("0.8"), "USD", Decimal(50))
+    cny = _config({"name": "team", "period": "daily", "cost": "350", "currency": "CNY"})
+    spend.configure(cny)
+    assert _used(spend, cny, USED, T + 1)["team"] == (Decimal(0), "CNY", Decimal(350))
+
+
+def test_a_new_limit_for_the_same_definition_keeps_the_use() -> None:
+    spend = Spend(_config(TEAM))
+    spend.sync({})
+    _used(spend, _config(TEAM), USED)
+    raised = _config({**TEAM, "tokens": 2000000})
+    spend.configure(raised)
+    assert _used(spend, raised, USED, T + 1)["team"] == (Decimal(800_000), "tokens",
+                                                         Decimal(2000000))
+
+
+def test_a_budget_removed_and_added_again_in_the_period_starts_afresh(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    spend = Spend(_config(TEAM))
+    spend.sync({})
+    _used(spend, _config(TEAM), USED)
+    spend.configure(_config())
+    assert "team" not in spend.budget_use()  # a removed budget's use is dropped
+    spend.configure(_config(TEAM))
+    assert _used(spend, _config(TEAM), USED, T + 1)["team"][0] == 0
+    assert "budget team added: it counts usage from now on" in caplog.text
+
+
+def test_use_saved_before_definitions_were_saved_stays_with_its_name() -> None:
+    saved = {"team": {"start": period_bounds("daily", T)[0], "amount": "800000"}}
+    spend = Spend(_config(TEAM), budgets=budget_use(saved))
+    assert _used(spend, _config(TEAM), Totals())["team"][0] == 800_000
+    assert spend.budget_use()["team"]["definition"] == "daily tokens [key=k1]"

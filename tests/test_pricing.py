@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import decimal
+from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.config import ConfigError, ModelPrice, PricingConfig, parse_config
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.accounting.spend import Spend
+from exporter.config import Config, ConfigError, ModelPrice, PricingConfig, parse_config
+from exporter.config.load import load_config
 from exporter.core.usage import Totals
 from exporter.cost.meters import CostMeter, budget_use
-from exporter.cost.pricing import PriceBook, cost_of
+from exporter.cost.pricing import MILLION, PriceBook, cost_of
 
 OLD = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), image=Decimal("0.003"),
                  request=Decimal("0.0001"))
@@ -62,11 +68,46 @@ def test_unpriced_usage_is_never_priced_later() -> None:
 
 
 def test_price_book_config_wins_over_list_prices() -> None:
-    listed = {"m": NEW, "other": OLD}
+    listed = {"": (NEW, replace(OLD, model="other"))}
     book = PriceBook(PricingConfig(from_api=True, models=(OLD,)), listed)
-    assert book.price("m") == OLD
-    assert book.price("other") == OLD
-    assert PriceBook(PricingConfig(from_api=False), listed).price("other") is None
+    assert book.price("", "m") == OLD
+    assert book.price("", "other") == replace(OLD, model="other")
+    assert PriceBook(PricingConfig(from_api=False), listed).price("", "other") is None
+
+
+CN = ModelPrice("m", input=Decimal(2), output=Decimal(8), currency="CNY")
+INTL = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), currency="USD")
+
+
+def test_each_account_prices_its_usage_at_its_own_list_price() -> None:
+    book = PriceBook(PricingConfig(from_api=True), {"cn": (CN,), "intl": (INTL,)})
+    assert (book.price("cn", "m"), book.price("intl", "m")) == (CN, INTL)
+    assert book.price("other", "m") is None  # never lent another account's price
+
+
+def test_two_accounts_listing_one_model_each_count_in_their_currency(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # r6: account intl's usage was priced at account cn's CNY list price (the first account's
+    # price of a model won), so its USD budget stayed at 0.
+    config = parse_config({
+        "accounts": [{"name": n, "public_key": "p", "private_key": "s"} for n in ("cn", "intl")],
+        "targets": [{"account": n, "key": "k", "model": "m"} for n in ("cn", "intl")],
+        "pricing": {"currency": "USD", "from_api": True},
+        "budgets": [{"name": "intl-usd", "period": "daily", "cost": "1000"}]}, {}, ".")
+    spend, used = Spend(config), usage(3601, 2499)
+    spend.sync({})
+    spend.configure(config, {"cn": (CN,), "intl": (INTL,)}, {})
+    snapshot = spend.apply(Snapshot(tuple(TargetSnapshot(t, used) for t in config.targets)),
+                           1_773_100_800.0)
+    assert [dict(t.cost) for t in snapshot.targets] == [
+        {"CNY": Decimal("0.027194")}, {"USD": Decimal("0.00372117")}]
+    assert snapshot.budgets[0].used == Decimal("0.00372117")
+    assert [r.getMessage() for r in caplog.records] == [
+        "budget intl-usd counts only its own currency: cost in CNY of targets it selects is not "
+        "counted in it (price those models in its currency, or add a budget in CNY)"]
+    spend.apply(Snapshot(tuple(TargetSnapshot(t, used + used) for t in config.targets)),
+                1_773_100_860.0)
+    assert len(caplog.records) == 1  # said once
 
 
 def test_counters_below_what_was_priced_are_a_reset_and_priced_in_full() -> None:
@@ -151,9 +192,72 @@ def test_saved_budget_use_is_read_exactly() -> None:
     ({"n" * 100: {"amount": "1"}}, TypeError, f"budget use '{'n' * 64}' must be an object"),
     ({"b": {"start": 0, "amount": "-1"}}, ValueError, "not a finite amount >= 0"),
     ({"b": {"start": 0, "amount": "1" + "0" * 40}}, ValueError, "must be below 1e40"),
+    ({"b": {"start": 0, "amount": "1", "definition": 5}}, TypeError,
+     "budget use 'b': definition must be a string of at most 4096 characters"),
 ])
 def test_bad_saved_budget_use_is_refused(raw: object, error: type[Exception],
                                          message: str) -> None:
     with pytest.raises(error) as caught:
         budget_use(raw)
     assert str(caught.value).startswith(message)
+
+
+def _rounding_traps(prec: int = 6) -> decimal.Context:
+    """A caller's context that rounds early and raises when it does: money arithmetic done in
+    the thread's context instead of the exporter's own would raise here."""
+    return decimal.Context(prec=prec, traps=[decimal.Rounded, decimal.Inexact])
+
+
+def test_sums_of_cost_and_budget_use_are_never_rounded() -> None:
+    # A trillion tokens at an 18-place price, then single tokens: the total needs 39 digits,
+    # more than Python's default 28 (which rounded it by 1.1e-22).
+    price = Decimal("0.123456789012345678")
+    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
+                           "targets": [{"key": "k", "model": "m"}],
+                           "pricing": {"currency": "USD",
+                                       "models": {"m": {"input": str(price)}}},
+                           "budgets": [{"name": "b", "period": "monthly", "cost": "1000000"}]},
+                          {}, ".")
+    spend, counters, now = Spend(config), Totals(), 1_773_100_800.0
+    spend.sync({})
+    with decimal.localcontext(_rounding_traps()):
+        for n in (10**12, 1, 1, 1, 1, 1):
+            counters += usage(n, 0)
+            snapshot = spend.apply(Snapshot((TargetSnapshot(config.targets[0], counters),)), now)
+        spend.seed(config.targets[0], [(int(now) - 86400, usage(10**12, 0))], now)
+        used = spend.apply(Snapshot((TargetSnapshot(config.targets[0], counters),)), now)
+    with decimal.localcontext(decimal.Context(prec=200)):
+        exact = Decimal(10**12 + 5) * price / MILLION
+        seeded = exact + Decimal(10**12) * price / MILLION
+    assert dict(snapshot.targets[0].cost) == {"USD": exact}
+    assert used.budgets[0].used == seeded
+    assert len(exact.as_tuple().digits) > 28  # really past the default context
+
+
+def _loaded(tmp_path: Path, pricing: str, cost: str) -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text("api: {public_key: p, private_key: s}\ntargets: [{key: k, model: m}]\n"
+                    f"pricing:\n  models:\n    m: {pricing}\n"
+                    f"budgets: [{{name: b, period: monthly, cost: {cost}}}]\n")
+    return load_config(str(path), {})
+
+
+def test_unquoted_amounts_a_float_cannot_hold_are_refused_not_rounded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _loaded(tmp_path, "{input: 0.123456789012345678, output: 1.000000000000000001}",
+                "99999999.999999999")
+    assert caught.value.problems == [
+        "pricing.models.m.input: 0.123456789012345678 has more digits than a YAML number holds"
+        ' (it reads as 0.12345678901234568): quote it to keep every digit, "0.123456789012345678"',
+        "pricing.models.m.output: 1.000000000000000001 has more digits than a YAML number holds"
+        ' (it reads as 1.0): quote it to keep every digit, "1.000000000000000001"',
+        "budgets[0].cost: 99999999.999999999 has more digits than a YAML number holds"
+        ' (it reads as 100000000.0): quote it to keep every digit, "99999999.999999999"']
+
+
+def test_unquoted_amounts_a_float_holds_and_quoted_ones_are_exact(tmp_path: Path) -> None:
+    config = _loaded(tmp_path, '{input: 0.27, output: 1_000.50, image: "1.000000000000000001"}',
+                     "99999999.99")
+    assert config.pricing.models == (ModelPrice("m", Decimal("0.27"), Decimal("1000.5"),
+                                                Decimal("1.000000000000000001")),)
+    assert config.budgets[0].cost == Decimal("99999999.99")

@@ -10,17 +10,17 @@ import pytest
 
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
-from exporter.api.keys import ApiModel, parse_models
-from exporter.config import Config, ModelPrice, PricingConfig, Target
+from exporter.api.keys import ApiModel, parse_models, with_currency
+from exporter.config import Config, ModelPrice, PricingConfig, Target, parse_config
 from exporter.core.clock import FakeClock
-from exporter.cost.units import normalise, parse_unit
+from exporter.cost.units import named_currencies, normalise, parse_unit
 from exporter.metrics.exposition import render
 from exporter.polling.discovery import DiscoveryRunner
 
 
 def listed(prompt: object = 0.0, completion: object = 0.0, image: object = 0.0,
-           unit: object = None, unit_en: object = None) -> ApiModel:
-    pricing = {"Prompt": prompt, "Completion": completion, "Image": image, "Currency": "CNY",
+           unit: object = None, unit_en: object = None, currency: object = "CNY") -> ApiModel:
+    pricing = {"Prompt": prompt, "Completion": completion, "Image": image, "Currency": currency,
                "Unit": unit, "UnitEn": unit_en}
     [model] = parse_models({"RetCode": 0, "Data": [{"Name": "m", "Pricing": pricing}]})
     return model
@@ -42,10 +42,11 @@ def listed(prompt: object = 0.0, completion: object = 0.0, image: object = 0.0,
 ])
 def test_token_prices_are_scaled_to_per_million_exactly(unit: str | None, unit_en: str | None,
                                                        prompt: object, per_million: str) -> None:
-    model = listed(prompt, prompt, unit=unit, unit_en=unit_en)
+    currency = "USD" if "USD" in named_currencies(unit_en) else "CNY"
+    model = listed(prompt, prompt, unit=unit, unit_en=unit_en, currency=currency)
     assert model.unpriced is None
     assert model.price == ModelPrice("m", input=Decimal(per_million),
-                                     output=Decimal(per_million), currency="CNY")
+                                     output=Decimal(per_million), currency=currency)
     assert str(model.price.input) == per_million  # exact: no float arithmetic on the way
 
 
@@ -107,7 +108,7 @@ def test_an_unpriced_model_is_logged_once_and_exported_with_its_reason(
         "list price of odd not used (unknown_unit: unit '元/次 / per request'); the model is "
         "unpriced until pricing.models prices it"]
     spend = Spend(config)
-    spend.configure(config, runner.prices, runner.unpriced)
+    spend.configure(config, {"": runner.prices}, {"": runner.unpriced})
     snapshot = spend.apply(Snapshot(tuple(TargetSnapshot(t) for t in targets)), clock.time())
     assert snapshot.unpriced == (("free-text", "no_price"), ("odd", "unknown_unit"))
     lines = [line for line in render(snapshot).decode().splitlines()
@@ -120,3 +121,47 @@ def test_without_any_pricing_nothing_is_called_unpriced() -> None:
     config = Config(targets=(Target("k", "m"),))
     spend = Spend(config)
     assert spend.apply(Snapshot((TargetSnapshot(Target("k", "m")),)), 0.0).unpriced == ()
+
+
+@pytest.mark.parametrize(("row", "unit", "unit_en", "currency"), [
+    ("", "元/百万tokens", "per 1M tokens", "CNY"),  # the unit names it: never a default USD
+    (None, "元/百万tokens", None, "CNY"),
+    (None, "美元/百万tokens", "per 1M tokens", "USD"),  # 美元 is dollars, though it holds 元
+    ("", "¥/千tokens", None, "CNY"),
+    (None, None, "$/M tokens", "USD"),
+    ("usd", None, "per 1M tokens", "USD"),
+])
+def test_a_list_price_is_in_the_currency_its_row_or_unit_names(
+        row: object, unit: str | None, unit_en: str | None, currency: str) -> None:
+    model = listed(2, 8, unit=unit, unit_en=unit_en, currency=row)
+    assert model.price is not None
+    assert (model.price.currency, model.unpriced) == (currency, None)
+
+
+@pytest.mark.parametrize(("row", "unit", "unit_en"), [
+    ("USD", "元/百万tokens", "per 1M tokens"),  # the simulator's own defaults send this pair
+    ("CNY", None, "USD per 1K tokens"),
+    ("", "元/百万tokens", "$ per 1M tokens"),
+])
+def test_a_row_and_unit_naming_different_currencies_leave_the_model_unpriced(
+        row: str, unit: str | None, unit_en: str) -> None:
+    model = listed(2, 8, unit=unit, unit_en=unit_en, currency=row)
+    assert (model.price, model.unpriced) == (None, "conflicting_currency")
+    assert model.unit.endswith(f"Currency {row}" if row else unit_en)
+
+
+def test_a_list_price_naming_no_currency_takes_pricing_currency_only_when_written() -> None:
+    model = listed(2, 8, unit_en="per 1M tokens", currency=None)
+    assert with_currency(model, "CNY").price == ModelPrice("m", Decimal(2), Decimal(8),
+                                                         currency="CNY")
+    assert with_currency(model, None) == ApiModel("m", None, "missing_currency", "per 1M tokens")
+    assert parse_config({"api": {"public_key": "p", "private_key": "s"},
+                         "targets": [{"key": "k", "model": "m"}], "pricing": {"from_api": True}},
+                        {}, ".").pricing.listed_currency is None  # the USD default is no answer
+
+
+def test_a_list_price_with_every_digit_a_price_may_hold_is_scaled_exactly() -> None:
+    price = "12345678901.123456789012345678"  # 29 digits: past the default context's 28
+    model = listed(price, price, unit_en="per 1M tokens")
+    assert model.price is not None
+    assert (model.price.input, model.price.output) == (Decimal(price), Decimal(price))

@@ -26,15 +26,21 @@ class Spend:
         self._meters = dict(meters or {})
         self._book = PriceBook(config.pricing)
         self._budgets = BudgetTracker(config.budgets, budgets)
-        self._unlisted: Mapping[str, str] = {}
+        self._unlisted: Mapping[str, Mapping[str, str]] = {}
+        self._said: set[tuple[str, str]] = set()  # (budget, currency) told about once
 
-    def configure(self, config: Config, listed: Iterable[ModelPrice] = (),
-                  unlisted: Mapping[str, str] | None = None) -> None:
+    def configure(self, config: Config, listed: Mapping[str, Iterable[ModelPrice]] | None = None,
+                  unlisted: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Use ``config``'s prices and budgets from now on; cost already counted stays.
-        ``unlisted`` gives why a model's list price was not taken (its unit, say)."""
-        self._book = PriceBook(config.pricing).with_listed(listed)
-        self._budgets = BudgetTracker(config.budgets, self._budgets.to_dict())
-        self._unlisted = dict(unlisted or {})
+        ``listed`` gives each account's list prices ("" with a single account), ``unlisted``
+        why an account's list price of a model was not taken (its unit, say)."""
+        self._book = PriceBook(config.pricing).with_listed(listed or {})
+        known, self._budgets = self._budgets.names(), BudgetTracker(config.budgets,
+                                                                    self._budgets.to_dict())
+        for name in sorted(self._budgets.names() - known):
+            log.info("budget %s added: it counts usage from now on (the targets already "
+                     "counting are not read back to the start of its period)", name)
+        self._unlisted = {account: dict(why) for account, why in (unlisted or {}).items()}
 
     def sync(self, ledgers: Mapping[str, Ledger]) -> None:
         """Meters for exactly these targets (polled and parked). A new meter for a ledger that
@@ -56,18 +62,20 @@ class Spend:
         pricing = self._book.config
         if not pricing.from_api and not pricing.models:
             return ()
-        models = {t.target.model for t in snapshot.targets}
-        return tuple(sorted((m, self._unlisted.get(m, "no_price")) for m in models
-                            if self._book.price(m) is None))
+        return tuple(sorted({
+            (t.model, self._unlisted.get(t.account, {}).get(t.model, "no_price"))
+            for t in (ts.target for ts in snapshot.targets)
+            if self._book.price(t.account, t.model) is None}))
 
     def _target(self, t: TargetSnapshot, now: float) -> TargetSnapshot:
         # A target first seen here began counting in this process: all it counted is new.
         meter = self._meters.setdefault(t.target.ident, CostMeter())
-        price = self._book.price(t.target.model)
+        price = self._book.price(t.target.account, t.target.model)
         delta, amount = meter.charge(t.counters, price)
         currency = price.currency if price is not None else ""
         if delta.tokens or delta.requests or delta.image_generations:
-            self._budgets.add(t.target, delta.tokens, amount, currency, now)
+            self._say_foreign(self._budgets.add(t.target, delta.tokens, amount, currency, now),
+                              currency)
         window_cost: tuple[tuple[Window, str, Decimal], ...] = ()
         if price is not None:
             window_cost = tuple((w, price.currency, cost_of(totals, price))
@@ -78,10 +86,21 @@ class Spend:
     def seed(self, target: Target, days: Sequence[tuple[int, Totals]], now: float) -> None:
         """Add ``target``'s usage from before its counting began (by UTC day) to its budgets,
         priced at the prices in force now (see polling.seeding)."""
-        price = self._book.price(target.model)
+        price = self._book.price(target.account, target.model)
         priced = [(day, totals.tokens, None if price is None else cost_of(totals, price))
                   for day, totals in days]
-        self._budgets.add_before(target, priced, price.currency if price else "", now)
+        currency = price.currency if price else ""
+        self._say_foreign(self._budgets.add_before(target, priced, currency, now), currency)
+
+    def _say_foreign(self, budgets: Iterable[str], currency: str) -> None:
+        """Log once per budget and currency that a money budget saw cost in another currency
+        (it counts only its own: amounts in two currencies are never added)."""
+        for name in budgets:
+            if (name, currency) not in self._said:
+                self._said.add((name, currency))
+                log.warning("budget %s counts only its own currency: cost in %s of targets it "
+                            "selects is not counted in it (price those models in its currency, "
+                            "or add a budget in %s)", name, currency, currency)
 
     def horizon(self, target: Target, at: int) -> int | None:
         """Where ``target``'s budget seed starts: the earliest start of the periods containing

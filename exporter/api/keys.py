@@ -7,7 +7,7 @@ fixed set of other fields, so no object built here can carry, log or export it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from exporter.api.client import ApiClient
@@ -15,7 +15,7 @@ from exporter.api.response import as_int, envelope, invalid
 from exporter.config.types import ModelPrice
 from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.safejson import has_surrogate
-from exporter.cost.units import read_unit, scale
+from exporter.cost.units import read_currency, read_unit, scale
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -45,8 +45,9 @@ class ApiModel:
     """A model a key may call, with its list price when the API gave one it can read.
 
     ``unpriced`` says why a listed price was not taken (``unknown_unit``, ``missing_unit``,
-    ``conflicting_units``, ``unit_mismatch``, ``out_of_range``); ``unit`` is what the API wrote
-    (cut short), for the log.
+    ``conflicting_units``, ``unit_mismatch``, ``out_of_range``, ``conflicting_currency``,
+    ``missing_currency``); ``unit`` is what the API wrote (cut short), for the log. A price's
+    currency is "" when neither the row nor its unit names one (see :func:`with_currency`).
     """
 
     name: str
@@ -159,7 +160,10 @@ def _model(row: object, where: str) -> ApiModel | None:
     if not isinstance(pricing, dict):
         return ApiModel(name, None)
     price = _price(name, pricing, where)
-    unit = " / ".join(str(pricing[f]) for f in ("Unit", "UnitEn") if pricing.get(f))[:60]
+    written = [str(pricing[f]) for f in ("Unit", "UnitEn") if pricing.get(f)]
+    if price == "conflicting_currency" and pricing.get("Currency"):
+        written.append(f"Currency {pricing['Currency']}")
+    unit = " / ".join(written)[:60]
     if isinstance(price, str):
         return ApiModel(name, None, price, unit)
     return ApiModel(name, price, None, unit)
@@ -171,8 +175,9 @@ def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice 
     what is priced. All prices zero is free whatever the unit."""
     fields = (("input_", "Prompt"), ("output", "Completion"), ("image", "Image"))
     amounts = {field: _amount(pricing.get(api), f"{where}.Pricing.{api}") for field, api in fields}
-    currency = pricing.get("Currency")
-    currency = currency if isinstance(currency, str) and currency else "USD"
+    currency = read_currency(pricing.get("Currency"), pricing.get("Unit"), pricing.get("UnitEn"))
+    if currency is None:
+        return "conflicting_currency"
     if not any(amounts.values()):
         return ModelPrice(model, currency=currency)
     unit = read_unit(pricing.get("Unit"), pricing.get("UnitEn"))
@@ -193,6 +198,16 @@ def _amount(value: object, where: str) -> Decimal:
         return bounded(value)
     except ValueError as exc:
         raise invalid(f"{where} is not a price: {exc}") from None
+
+
+def with_currency(model: ApiModel, fallback: str | None) -> ApiModel:
+    """``model`` in the currency its list price names, else in ``fallback`` (``pricing.currency``
+    when the config sets it); unpriced ``missing_currency`` when neither names one."""
+    if model.price is None or model.price.currency:
+        return model
+    if fallback:
+        return replace(model, price=replace(model.price, currency=fallback))
+    return replace(model, price=None, unpriced="missing_currency")
 
 
 class KeyClient:

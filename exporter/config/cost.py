@@ -22,13 +22,14 @@ _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 def pricing_section(r: Reader, raw: object) -> PricingConfig:
     """The ``pricing`` section."""
     d = r.section("pricing", raw, PRICING_KEYS)
-    currency = _currency(r, "pricing.currency", d.get("currency")) or PricingConfig.currency
+    written = _currency(r, "pricing.currency", d.get("currency"))
+    currency = written or PricingConfig.currency
     models = []
     for model, item in r.mapping("pricing.models", d.get("models")).items():
         price = _price(r, join("pricing.models", model), model, item, currency)
         if price is not None:
             models.append(price)
-    return build(PricingConfig, currency=currency, models=tuple(models),
+    return build(PricingConfig, currency=currency, models=tuple(models), listed_currency=written,
                  from_api=r.flag("pricing.from_api", d.get("from_api")))
 
 
@@ -50,8 +51,7 @@ def amount(r: Reader, path: str, raw: object) -> Decimal | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         r.fail(path, f"expected a decimal amount like 0.27, got {got(raw)}")
         return None
-    # repr() of a YAML float is its shortest spelling: 0.27 stays 0.27, not 0.27000000000000002.
-    text = r.string(path, raw) if isinstance(raw, str) else repr(raw)
+    text = r.string(path, raw) if isinstance(raw, str) else _number(r, path, raw)
     if text is None:
         return None
     if not _DECIMAL.fullmatch(text.strip()):
@@ -62,6 +62,23 @@ def amount(r: Reader, path: str, raw: object) -> Decimal | None:
     except InvalidOperation:  # pragma: no cover -- the pattern admits only valid decimals
         r.fail(path, f"not a decimal amount: {quote(raw)}")
         return None
+
+
+def _number(r: Reader, path: str, raw: int | float) -> str | None:
+    """A YAML number's decimal spelling: repr() of a float is its shortest one (0.27 stays
+    0.27, not 0.27000000000000002). A float that does not hold what was written (more digits
+    than a binary float keeps) is refused rather than rounded."""
+    shortest = repr(raw)
+    written = str(getattr(raw, "written", shortest)).replace("_", "")
+    try:
+        held = Decimal(written) == Decimal(shortest)
+    except InvalidOperation:  # not a decimal spelling (.inf): the pattern refuses it next
+        held = True
+    if not held:
+        r.fail(path, f"{written} has more digits than a YAML number holds (it reads as "
+                     f"{shortest}): quote it to keep every digit, {quote(written)}")
+        return None
+    return shortest
 
 
 def _currency(r: Reader, path: str, raw: object) -> str | None:

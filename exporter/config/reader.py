@@ -268,7 +268,8 @@ def _literal(text: str) -> str:
 
 def got(value: object) -> str:
     """``value`` and its type, for "expected X, got Y" messages."""
-    return quote(value) if value is None else f"{quote(value)} ({type(value).__name__})"
+    kind = "float" if isinstance(value, float) else type(value).__name__  # a WrittenFloat too
+    return quote(value) if value is None else f"{quote(value)} ({kind})"
 
 
 def scrub(problems: list[str], secrets: list[str]) -> list[str]:

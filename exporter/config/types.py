@@ -102,6 +102,9 @@ class PricingConfig:
     currency: str = "USD"
     from_api: bool = False
     models: tuple[ModelPrice, ...] = ()
+    #: The currency of list prices whose row and unit name none: ``pricing.currency`` when the
+    #: config writes it, else None (such a price is not taken: its currency is never guessed).
+    listed_currency: str | None = None
 
 
 @dataclass(frozen=True)

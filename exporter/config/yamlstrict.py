@@ -38,6 +38,19 @@ class ValueYAMLError(yaml.constructor.ConstructorError):
     """A scalar YAML resolves to a type but cannot build, like the date 2024-02-30."""
 
 
+class WrittenFloat(float):
+    """A YAML float that keeps how it was written, so that a reader needing the exact value
+    (a price) can tell ``0.27`` (what the float prints back) from ``1.000000000000000001``
+    (which no float holds: it reads as 1.0)."""
+
+    written: str
+
+    def __new__(cls, value: float, written: str) -> WrittenFloat:
+        number = super().__new__(cls, value)
+        number.written = written
+        return number
+
+
 class StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` with limits, that checks each document for duplicate keys.
 
@@ -78,6 +91,12 @@ class StrictLoader(yaml.SafeLoader):
             _check(node, "", set())
         return node
 
+    def construct_written_float(self, node: Node) -> float:
+        """A float, as a :class:`WrittenFloat` that remembers its spelling."""
+        if not isinstance(node, ScalarNode):  # "!!float" on a list or a mapping
+            raise ValueYAMLError(None, None, "not a valid float", node.start_mark)
+        return WrittenFloat(self.construct_yaml_float(node), str(node.value))
+
     def construct_object(self, node: Node, deep: bool = False) -> object:
         """A value, or ValueYAMLError where PyYAML would raise ValueError or OverflowError."""
         try:
@@ -87,6 +106,9 @@ class StrictLoader(yaml.SafeLoader):
             reason = str(exc).split(";")[0].split(":")[0][:80]
             raise ValueYAMLError(None, None, f"not a valid {kind} ({reason})",
                                  node.start_mark) from None
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_written_float)
 
 
 def load_strict(stream: str | bytes | IO[str] | IO[bytes]) -> object:

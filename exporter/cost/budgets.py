@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from exporter.config.types import BudgetConfig, Target
+from exporter.cost.pricing import money
 
 DAY = 86400
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +50,22 @@ def matches(budget: BudgetConfig, target: Target) -> bool:
         (budget.project, target.project), (budget.key, target.key), (budget.model, target.model)))
 
 
+def definition(budget: BudgetConfig) -> str:
+    """What a budget's use belongs to: its period, its unit (tokens or the currency: the kind
+    of limit and the money it counts) and its selectors; not its name, not its limit. Use
+    saved under one definition is never shown under another, though the name stays."""
+    unit = "tokens" if budget.tokens is not None else budget.currency
+    selectors = ",".join(f"{s}={v}" for s, v in (("project", budget.project),
+                                                   ("key", budget.key), ("model", budget.model))
+                         if v is not None)
+    return f"{budget.period} {unit} [{selectors}]"
+
+
 @dataclass
 class _Used:
     start: int
     amount: Decimal
+    definition: str
 
 
 class BudgetTracker:
@@ -61,14 +77,36 @@ class BudgetTracker:
 
     def __init__(self, budgets: tuple[BudgetConfig, ...],
                  used: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """``used``: saved use by name (see :meth:`to_dict`). Only a budget of ``budgets`` with
+        that name and the same definition takes it: a removed budget's use is dropped, and a
+        redefined one starts from now (said in the log)."""
         self._budgets = budgets
         self._used: dict[str, _Used] = {}
-        for name, data in (used or {}).items():
-            self._used[name] = _Used(int(data["start"]), Decimal(str(data["amount"])))
+        for budget in budgets:
+            data = (used or {}).get(budget.name)
+            if data is not None:
+                self._restore(budget, data)
+
+    def _restore(self, budget: BudgetConfig, data: Mapping[str, Any]) -> None:
+        now = definition(budget)
+        # A state from before definitions were saved cannot tell: its use stays with the name.
+        was = str(data.get("definition", now))
+        if was != now:
+            log.warning("budget %s is redefined (%s, was %s): it counts from now on; the use "
+                        "counted under its old definition is dropped", budget.name, now, was)
+            return
+        self._used[budget.name] = _Used(int(data["start"]), Decimal(str(data["amount"])), now)
 
     def add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
-            now: float) -> None:
-        """Count ``tokens`` (and ``cost`` in ``currency``, if priced) against matching budgets."""
+            now: float) -> tuple[str, ...]:
+        """Count ``tokens`` (and ``cost`` in ``currency``, if priced) against matching budgets;
+        the money budgets that did not count ``cost`` because it is in another currency."""
+        with money():
+            return self._add(target, tokens, cost, currency, now)
+
+    def _add(self, target: Target, tokens: int, cost: Decimal | None, currency: str,
+             now: float) -> tuple[str, ...]:
+        foreign = []
         for budget in self._budgets:
             if not matches(budget, target):
                 continue
@@ -76,11 +114,23 @@ class BudgetTracker:
                 self._current(budget, now).amount += tokens
             elif cost is not None and currency == budget.currency:
                 self._current(budget, now).amount += cost
+            elif cost:  # money in another currency (a free model's zero is no news)
+                foreign.append(budget.name)
+        return tuple(foreign)
 
     def add_before(self, target: Target, days: Sequence[tuple[int, int, Decimal | None]],
-                   currency: str, now: float) -> None:
+                   currency: str, now: float) -> tuple[str, ...]:
         """Usage ``target`` had before its counting began, by UTC day (first second, tokens,
-        cost or None): each matching budget takes the days within its current period."""
+        cost or None): each matching budget takes the days within its current period. The
+        money budgets left out because the cost is in another currency are returned."""
+        with money():
+            self._add_before(target, days, currency, now)
+        priced = currency and any(cost for _, _, cost in days)
+        return tuple(b.name for b in self._budgets if priced and b.tokens is None
+                     and b.currency != currency and matches(b, target))
+
+    def _add_before(self, target: Target, days: Sequence[tuple[int, int, Decimal | None]],
+                    currency: str, now: float) -> None:
         for budget in self._budgets:
             if not matches(budget, target):
                 continue
@@ -114,9 +164,14 @@ class BudgetTracker:
         start, _ = period_bounds(budget.period, now)
         used = self._used.get(budget.name)
         if used is None or used.start != start:  # a new period starts from zero
-            used = self._used[budget.name] = _Used(start, Decimal(0))
+            used = self._used[budget.name] = _Used(start, Decimal(0), definition(budget))
         return used
 
+    def names(self) -> set[str]:
+        """The names of the budgets tracked."""
+        return {b.name for b in self._budgets}
+
     def to_dict(self) -> dict[str, dict[str, object]]:
-        """JSON-able: amounts as exact decimal strings."""
-        return {name: {"start": u.start, "amount": str(u.amount)} for name, u in self._used.items()}
+        """JSON-able: amounts as exact decimal strings, each with the definition it counts."""
+        return {name: {"start": u.start, "amount": str(u.amount), "definition": u.definition}
+                for name, u in self._used.items()}

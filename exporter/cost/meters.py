@@ -10,7 +10,10 @@ from typing import Any
 from exporter.config.types import ModelPrice
 from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.usage import ZERO, Totals
-from exporter.cost.pricing import cost_of
+from exporter.cost.pricing import cost_of, money
+
+#: A budget definition is its period, unit and three selectors: far shorter than this.
+MAX_DEFINITION = 4096
 
 
 @dataclass
@@ -34,7 +37,8 @@ class CostMeter:
         if price is None:
             return delta, None
         amount = cost_of(delta, price)
-        self.cost[price.currency] = self.cost.get(price.currency, Decimal(0)) + amount
+        with money():
+            self.cost[price.currency] = self.cost.get(price.currency, Decimal(0)) + amount
         return delta, amount
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,7 +56,8 @@ class CostMeter:
 
 
 def budget_use(raw: object) -> dict[str, dict[str, Any]]:
-    """Saved budget use by name, each ``{"start": seconds, "amount": "exact decimal"}``;
+    """Saved budget use by name, each ``{"start": seconds, "amount": "exact decimal",
+    "definition": "what it counts"}`` (no definition in a state from before it was saved);
     TypeError or ValueError for anything else (BudgetTracker trusts what this returns)."""
     if not isinstance(raw, dict):
         raise TypeError("budgets must be an object")
@@ -64,4 +69,10 @@ def budget_use(raw: object) -> dict[str, dict[str, Any]]:
                             "start and an amount")
         amount = bounded(entry.get("amount"), TOTAL_DIGITS, TOTAL_PLACES)
         use[str(name)] = {"start": start, "amount": str(amount)}
+        definition = entry.get("definition")
+        if definition is not None:
+            if not isinstance(definition, str) or len(definition) > MAX_DEFINITION:
+                raise TypeError(f"budget use {str(name)[:64]!r}: definition must be a string "
+                                f"of at most {MAX_DEFINITION} characters")
+            use[str(name)]["definition"] = definition
     return use

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from exporter.cost.pricing import money
+
 Kind = Literal["tokens", "image"]
 
 
@@ -54,6 +56,34 @@ def normalise(text: str) -> str:
     return flat
 
 
+#: Currency words a unit may carry, each with its code; longer words first (美元 holds 元).
+_NAMED = (("人民币", "CNY"), ("美元", "USD"), ("元", "CNY"), ("￥", "CNY"), ("¥", "CNY"),
+          ("rmb", "CNY"), ("cny", "CNY"), ("usd", "USD"), ("$", "USD"))
+
+
+def named_currencies(text: object) -> set[str]:
+    """The currency codes that the words in ``text`` name (none for anything but a string)."""
+    flat = text.lower() if isinstance(text, str) else ""
+    found = set()
+    for word, code in _NAMED:
+        if word in flat:
+            found.add(code)
+            flat = flat.replace(word, " ")
+    return found
+
+
+def read_currency(row: object, unit: object, unit_en: object) -> str | None:
+    """The currency of a list price: the row's ``Currency``, else the one its units name (元,
+    ¥, CNY, $, USD); "" when none is named; None when they name different ones (``USD`` beside
+    ``元``): never guessed."""
+    named = named_currencies(unit) | named_currencies(unit_en)
+    if isinstance(row, str) and row.strip():
+        named.add(row.strip().upper())
+    if len(named) > 1:
+        return None
+    return next(iter(named), "")
+
+
 def parse_unit(text: str) -> Unit | None:
     """The unit ``text`` names, or None when it is not a spelling the table knows."""
     return SPELLINGS.get(normalise(text))
@@ -85,4 +115,5 @@ def scale(unit: Unit, input_: Decimal, output: Decimal, image: Decimal
         return "unit_mismatch" if input_ or output else (Decimal(0), Decimal(0), image)
     if image:
         return "unit_mismatch"
-    return input_ * unit.scale, output * unit.scale, Decimal(0)
+    with money():  # a list price may have 36 digits: the default 28 would round it
+        return input_ * unit.scale, output * unit.scale, Decimal(0)

@@ -347,5 +347,6 @@ GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
     _global("uminfer_unpriced", "gauge",
             "A polled model whose usage has no price, so no cost is counted for it; reason: "
             "no_price, or why its list price was not taken (unknown_unit, missing_unit, "
-            "conflicting_units, unit_mismatch, out_of_range). Always 1.", _unpriced),
+            "conflicting_units, unit_mismatch, out_of_range, conflicting_currency, "
+            "missing_currency). Always 1.", _unpriced),
 )

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from exporter.accounting.snapshot import DiscoverySnapshot
 from exporter.api.errors import ApiError
-from exporter.api.keys import ApiKey, ApiModel
+from exporter.api.keys import ApiKey, ApiModel, with_currency
 from exporter.config.types import Config, DiscoveryConfig, ModelPrice, Target
 from exporter.core.clock import Clock
 
@@ -101,8 +101,10 @@ class PriceListing:
     unpriced: tuple[tuple[str, str, str], ...] = ()  # (model, reason, unit as written)
 
 
-def list_prices(source: KeySource, targets: Iterable[Target], deadline: float) -> PriceListing:
-    """List prices of the polled models (first price seen per model wins).
+def list_prices(source: KeySource, targets: Iterable[Target], deadline: float,
+                currency: str | None = None) -> PriceListing:
+    """List prices of the polled models (first price seen per model wins); a price whose row
+    and unit name no currency is in ``currency`` (``pricing.currency`` when set), else unpriced.
 
     A list price belongs to the model, not the key, so keys are asked one after another only
     until every polled model has a price or a reason it has none: a few calls, not two per key
@@ -116,7 +118,8 @@ def list_prices(source: KeySource, targets: Iterable[Target], deadline: float) -
     for (project, key), models in wanted.items():
         if models <= prices.keys() | unpriced.keys():
             continue
-        for model in source.list_models(project, key, deadline):
+        for listed in source.list_models(project, key, deadline):
+            model = with_currency(listed, currency)
             if model.price is not None:
                 prices.setdefault(model.name, model.price)
             elif model.unpriced is not None:
@@ -156,8 +159,8 @@ class DiscoveryRunner:
             if config.discovery is not None:
                 result = discover(source, config.discovery, config.targets, deadline)
             polled = (*config.targets, *result.targets)
-            listing = (list_prices(source, polled, deadline) if config.pricing.from_api
-                       else PriceListing())
+            listing = (list_prices(source, polled, deadline, config.pricing.listed_currency)
+                       if config.pricing.from_api else PriceListing())
         except ApiError as error:
             self._failures += 1
             if not self._failing:  # log a change of state once, not every refresh
@@ -181,7 +184,9 @@ class DiscoveryRunner:
             if (model, why, unit) not in self._logged:  # one line per model and unit, ever
                 self._logged.add((model, why, unit))
                 log.warning("list price of %s not used (%s: unit %r); the model is unpriced "
-                            "until pricing.models prices it", model, why, unit)
+                            "until pricing.models prices it%s", model, why, unit,
+                            " (or pricing.currency names the currency of list prices)"
+                            if why == "missing_currency" else "")
         self._last_success = self._clock.time()
 
     def _keep_absent(self, result: DiscoveryResult) -> DiscoveryResult:

@@ -73,9 +73,11 @@ class Seeding:
                 self._progress.setdefault(ident, _Progress())
 
     def pending(self) -> list[str]:
-        """The targets whose seed is still to be counted (saved in the state)."""
+        """The targets whose seed is not in the budgets yet (saved in the state): still being
+        read, or read and not taken yet. A state written in between (``stop()`` does not wait
+        for the cycle) must not lose a seed that is in neither the budgets nor this list."""
         with self._lock:
-            return sorted(self._progress)
+            return sorted({*self._progress, *(seed.target.ident for seed in self._done)})
 
     def plan(self, target: Target, origin: int, settled_before: int) -> list[tuple[int, int]]:
         """The inclusive ``(start, end)`` day slices to read for ``target`` now: days before

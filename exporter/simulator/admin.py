@@ -163,7 +163,7 @@ class Admin:
     def _add_model(self, _: dict[str, str], payload: Any) -> Reply:
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
             raise AdminError('send {"name": ..., "kind": 1, "prompt": 0.27, "completion": ...,'
-                             ' "image": ..., "currency": "USD", "unit": "元/百万tokens",'
+                             ' "image": ..., "currency": "CNY", "unit": "元/百万tokens",'
                              ' "unit_en": "per 1M tokens"}')
         prompt, completion, image = (_price(payload.get(f, 0.0))
                                      for f in ("prompt", "completion", "image"))

@@ -47,8 +47,10 @@ class SimKey:
                 "OrganizationId": 1, "TopOrganizationId": 1, "Key": self.secret}
 
 
-#: ``Pricing.Unit`` / ``UnitEn`` by model kind when a model names none.
-DEFAULT_UNITS = {1: ("元/百万tokens", "per 1M tokens"), 2: ("元/张", "per image")}
+#: ``Pricing.Unit`` / ``UnitEn`` by model kind when a model names none; ``Unit`` names the
+#: model's currency (元 for CNY, 美元 for USD, else its code), as the vendor's units do.
+DEFAULT_UNITS = {1: ("{}/百万tokens", "per 1M tokens"), 2: ("{}/张", "per image")}
+CURRENCY_WORDS = {"CNY": "元", "USD": "美元"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SimModel:
     def as_api(self, index: int) -> dict[str, Any]:
         """The ``Data[]`` entry, in the SDK's ``UMinferAPIModelSchema`` names and types."""
         unit, unit_en = DEFAULT_UNITS.get(self.kind, ("", ""))
+        unit = unit.format(CURRENCY_WORDS.get(self.currency, self.currency))
         return {"ServedModelName": self.name, "Name": self.name, "Id": f"model-{index}",
                 "CreateAt": 1_767_225_600, "UpdateAt": 1_767_225_600, "Icon": "",
                 "Language": ["zh", "en"], "SimpleDescribe": "",

@@ -20,6 +20,7 @@ from exporter import __version__
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateConfig, load_config
 from exporter.core.clock import SystemClock
 from exporter.core.logs import FORMATS, LEVELS, configure
+from exporter.core.statedir import missing_state_dir, prepare_state_dir
 from exporter.polling.sharding import Shard, parse_shard
 from exporter.service import Service
 from exporter.web.config import check_web_config
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(args: argparse.Namespace) -> int:
     problems: list[str] = []
     try:
-        config = load_config(args.config_file, os.environ)
+        config = _with_state(load_config(args.config_file, os.environ), args.state_path)
     except ConfigError as error:
         problems += error.problems
     if args.web_config:
@@ -143,6 +144,9 @@ def _check(args: argparse.Namespace) -> int:
     if problems:
         _print_problems(ConfigError(problems))
         return Exit.INVALID
+    warning = config.state.path and missing_state_dir(config.state.path)
+    if warning:
+        print(warning, file=sys.stderr)
     print(f"{args.config_file}: valid ({len(config.targets)} targets)")
     return Exit.OK
 
@@ -160,6 +164,10 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     except (ConfigError, ValueError) as error:
         _print_problems(error if isinstance(error, ConfigError) else ConfigError([str(error)]))
         return Exit.INVALID
+    unwritable = config.state.path and prepare_state_dir(config.state.path)
+    if unwritable:
+        print(f"uminfer-exporter: {unwritable}", file=sys.stderr)
+        return Exit.STARTUP
     shard: Shard = args.shard
     if shard.count > 1:
         log.info("shard %d/%d: polling %d of %d configured targets", shard.index, shard.count,

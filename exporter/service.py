@@ -181,6 +181,8 @@ class Service:
                 snapshot = guard.run("cost", lambda: self._priced(polled), polled)
                 if guard.run("state", self.save_state, False):
                     guard.run("publish", lambda: self._publish(snapshot), None)
+                else:  # health still shown, so the operator sees why
+                    guard.run("publish", lambda: self.cache.hold(snapshot), None)
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
 
     def _publish(self, snapshot: Snapshot) -> None:

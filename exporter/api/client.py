@@ -100,10 +100,10 @@ class ApiClient:
             try:
                 return self._attempt(url, form, parse, timeout)
             except ApiError as err:
-                last = _detached(err)
-                pause = self._pause(err, attempt, deadline)
+                last = _detached(err.naming(str(params["Action"])))
+                pause = self._pause(last, attempt, deadline)
                 if pause is None:
-                    raise
+                    raise last from None
             # Outside the except block, and with the error detached from its traceback: the
             # frames of a failed attempt hold its answer (up to 4 MiB and its parse), which
             # must not stay in memory through the pause.

@@ -13,14 +13,13 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from exporter.accounting.snapshot import KeyHealth, KeysSnapshot
-from exporter.api.errors import ApiError
+from exporter.api.errors import UNSUPPORTED_RETCODE, ApiError
 from exporter.api.keys import LIST_KEYS, ApiKey
 from exporter.config.types import KeysConfig, Target
 from exporter.core.clock import Clock
 from exporter.core.failures import KEY_LISTING_REASONS
 
 log = logging.getLogger(__name__)
-UNSUPPORTED_RETCODE = 161  # the action does not exist on this cloud
 #: ``reason`` label values besides the error categories: the cloud lacks the action, or refuses
 #: it (a permanent RetCode such as an IAM denial); both drop the key series until it answers.
 UNSUPPORTED, REFUSED = KEY_LISTING_REASONS[:2]

@@ -170,8 +170,7 @@ def test_the_key_families_render_exact_amounts_and_no_series_without_a_value() -
         "uminfer_key_listing_last_success_timestamp_seconds 1700000000",
         'uminfer_key_listing_failures_total{reason="unsupported"} 1',
         *(f'uminfer_key_listing_failures_total{{reason="{r}"}} 0' for r in (
-            "refused", "network", "timeout", "http", "retcode", "invalid_response", "internal",
-            "window_semantics")),
+            "refused", "network", "timeout", "http", "retcode", "invalid_response", "internal")),
     ]
     assert "uminfer_key" not in render(Snapshot()).decode().replace("# ", "#").split("\n#")[0]
     assert not [line for line in render(Snapshot()).decode().splitlines()

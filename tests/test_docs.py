@@ -26,6 +26,7 @@ from exporter.config.ha import ACCOUNTING_KEYS, HA_KEYS
 from exporter.config.sections import API_KEYS, KEYS_KEYS, POLL_KEYS, STATE_KEYS, TARGET_KEYS
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.supervisor import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -80,6 +81,14 @@ def test_readme_metric_tables_name_every_metric_and_no_other() -> None:
     documented = {name.split("{")[0] for name in TICKED.findall(text)
                   if name.startswith("uminfer_")}
     assert documented == exposed_metric_names()
+
+
+def test_readme_names_every_stage_of_the_poll_loop() -> None:
+    row = next(row for row in table_rows(section(README, "## Metrics"))
+               if row[0].startswith("`uminfer_poll_errors_total"))
+    stages = re.search(r"\(([^)]*)\)", row[2])
+    assert stages is not None
+    assert TICKED.findall(stages.group(1).split(";")[0]) == list(STAGES)
 
 
 def test_observability_alert_table_matches_rules_yml() -> None:

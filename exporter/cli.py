@@ -141,6 +141,10 @@ def _check(args: argparse.Namespace) -> int:
         problems += error.problems
     if args.web_config:
         problems += check_web_config(args.web_config)
+    try:
+        parse_listen_address(args.listen)
+    except ValueError as error:
+        problems.append(str(error))
     if problems:
         _print_problems(ConfigError(problems))
         return Exit.INVALID

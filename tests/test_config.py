@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,8 @@ from exporter.config import (
 )
 
 PRIVATE = "46f09bb9fab4f12dfc160dae12273d5332b5debe"
-ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": "search"}
+ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": "search",
+       "BLANK": ""}
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
 DELETE = object()
 POLL_KEYS = "interval, settle, period, window_interval, permanent_error_retry"
@@ -133,6 +135,16 @@ BAD = [
     ({"api.private_key_file": "sk.txt"},
      "api.private_key_file: conflicts with api.private_key; set only one of them"),
     ({"api.private_key": "${NOPE}"}, "api.private_key: environment variable NOPE is not set"),
+    ({"api.private_key": "${BLANK}"},
+     "api.private_key: must not be empty (environment variable BLANK is set but empty)"),
+    ({"targets.1.model": "${BLANK}"},
+     "targets[1].model: must not be empty (environment variable BLANK is set but empty)"),
+    ({"budgets": yaml.safe_load("[{name: b, period: daily, tokens: 5e6}]")},
+     'budgets[0].tokens: expected an integer, got "5e6" (str: YAML reads a number written like '
+     "this as text; write 5000000)"),
+    ({"api.max_concurrency": "5e6"}, 'api.max_concurrency: expected an integer, got "5e6" '
+                                     "(str: YAML reads a number written like this as text; "
+                                     "write 5000000)"),
     ({"api.public_key": "x${"}, "api.public_key: ${ must be followed by a variable name and },"
                                 " like ${HOME} (write $${ for a literal ${)"),
     # windows

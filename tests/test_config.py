@@ -325,6 +325,21 @@ def test_load_config_file_errors_are_one_line(tmp_path: Path) -> None:
     assert PRIVATE not in message
 
 
+def test_load_config_problems_name_the_line_of_their_value(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  public_key: a\n  private_key: b\npoll:\n  intreval: 1m\n"
+                    "targets:\n  - {key: k, model: m}\n  - model: m\n    labels: {a-b: x}\n"
+                    "budgets:\n  - name: b\n    period: daily\n    tokens: 5e6\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), {})
+    assert [p.split(": ", 2)[:2] for p in caught.value.problems] == [
+        [f"{path}:5", "poll.intreval"],  # an unknown key: its own line
+        [f"{path}:8", "targets[1].key"],  # a missing key: where its mapping begins
+        [f"{path}:9", "targets[1].labels.a-b"],
+        [f"{path}:13", "budgets[0].tokens"],
+    ]
+
+
 def test_load_config_requires_targets_but_parse_config_can_allow_none(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("api: {public_key: a, private_key: b}\n")

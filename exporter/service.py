@@ -42,6 +42,7 @@ from exporter.polling.peers import fetch
 from exporter.polling.poller import Poller, UsageSource
 from exporter.polling.seeding import Horizon, Seeding
 from exporter.polling.sharding import Shard
+from exporter.polling.status import PollStatus
 from exporter.polling.supervisor import Heartbeat, StageGuard
 from exporter.polling.workers import WorkerPool
 
@@ -136,6 +137,11 @@ class Service:
     def config(self) -> Config:
         """The configuration in force."""
         return self._config
+
+    @property
+    def status(self) -> PollStatus:
+        """What polling is doing now, in words (the landing page tells it)."""
+        return self._poller.status
 
     def run(self) -> None:
         """Poll until :meth:`stop`: first cycle at once, then every ``poll.interval``."""
@@ -276,8 +282,9 @@ class Service:
         time the process was down, by that clock (tried again each cycle until the API answers).
         The one place ``state.max_backfill`` applies (a reload or a discovery change never
         rebases). Call under the cycle lock."""
-        self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
+        unanswered = self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
         if not self.api_clock.known:
+            self._poller.status.no_answer(unanswered)  # each waiting target says why
             return  # the API is not answering: nothing can be read, and time is not known yet
         loaded, self._loaded = self._loaded or {}, None
         config = self._config
@@ -545,8 +552,8 @@ class Service:
 class UsageClient(UsageSource, Protocol):
     """What the service needs of the API client besides usage reads."""
 
-    def sync_clock(self, deadline: float) -> None:
-        """Learn the API's clock if no answer has told it yet."""
+    def sync_clock(self, deadline: float) -> str | None:
+        """Learn the API's clock if no answer has told it yet; why the API did not answer."""
         ...
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from exporter.config import Config, Target, Window
 from exporter.core.clock import Clock
 from exporter.core.usage import ZERO, Reading, Totals
 from exporter.polling.seeding import Seeding
+from exporter.polling.status import PollStatus
 from exporter.polling.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,15 @@ class Poller:
     def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
                  pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
                  pending: Mapping[str, float] | None = None,
-                 buckets: BucketMeter | None = None, seeding: Seeding | None = None) -> None:
+                 buckets: BucketMeter | None = None, seeding: Seeding | None = None,
+                 status: PollStatus | None = None) -> None:
         """``pending``: targets without a ledger yet, by the monotonic instant their counting
         began; each gets one, starting at the API's time of that instant, once the API's clock
         is known and its buckets measured (or looked for). Targets with neither are new: their
         counting begins now. ``buckets`` and ``seeding`` (the budget seeds of new ledgers) are
         shared by the pollers of a process."""
         self._config = config
+        self.status = status or PollStatus()  # what polling does now, in words
         self._source = source
         self._clock = clock
         self._api_clock = api_clock
@@ -136,6 +139,7 @@ class Poller:
         gauges are dropped if the windows changed.
         """
         same_windows = previous._config.windows == self._config.windows
+        self.status = previous.status
         for ident in self._health.keys() & previous._health.keys():
             health = previous._health[ident]
             if lift_pauses:
@@ -218,7 +222,8 @@ class Poller:
         """Read the day ending at ``end`` for the bucket's labels; whether it answered."""
         try:
             reading = self._source.get_usage(target, end - DAY + 1, end, self._for_call(deadline))
-        except ApiError:
+        except ApiError as error:
+            self.status.no_answer(error.message)  # why the targets wait, said by each
             return False
         self._buckets.answered(end - DAY + 1, end, reading.labels)
         return True
@@ -305,8 +310,7 @@ class Poller:
         with self._lock:
             ledger = self._ledger(target.ident, grid)
             if ledger is None:
-                return ApiError("network", "the API has not answered yet: counting begins, "
-                                "from the moment it was to begin, once it does", transient=True)
+                return self.status.not_answered()
             health.planned = now = int(self._api_clock.now())
             reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
             reads = self._cut_at_buckets(target, ledger, grid, reads)
@@ -519,11 +523,10 @@ class Poller:
             health.retry_at = self._clock.monotonic() + self._config.poll.permanent_error_retry
         problem = f"{error.category}:{error.retcode}:{error.http_status}"
         if problem != health.last_problem:  # log a change of state once, not every cycle
-            log.warning("target %s failing: %s", target.ident, error.message)
+            self.status.failed(target.ident, error)  # and once for the targets failing alike
             health.last_problem = problem
 
     def _succeeded(self, target: Target, health: _Health) -> None:
-        if health.last_problem is not None:
-            log.info("target %s recovered", target.ident)
+        self.status.succeeded(target.ident, self._ledgers[target.ident].origin)
         health.up, health.last_problem, health.retry_at = True, None, 0.0
         health.last_success = self._clock.time()

@@ -25,6 +25,7 @@ from exporter.polling.sharding import Shard, parse_shard
 from exporter.service import Service
 from exporter.web.config import check_web_config
 from exporter.web.httpfront import Limits
+from exporter.web.landing import Landing
 from exporter.web.listen import parse_listen_address
 from exporter.web.server import Endpoints, MetricsServer
 from exporter.web.state import WebState, loading_both
@@ -180,9 +181,10 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     load = loading_both(reload, web)
     service = Service(shard.apply(config), SystemClock(), registry, lambda: shard.apply(load()),
                       shard=shard, on_reload=web.commit)
+    landing = Landing(service.cache, lambda: service.status, registry, lambda: service.config)
     endpoints = Endpoints(cache=service.cache, registry=registry, ready=service.ready,
                           reload=service.reload, web=web, healthy=service.healthy,
-                          ledgers=service.ledger_document)
+                          ledgers=service.ledger_document, status=landing.now)
     limits = Limits(max_connections=args.max_connections)
     _raise_file_limit(limits.max_connections)
     try:

@@ -262,6 +262,7 @@ class Service:
             self._state_failing = True
             return False
         self.metrics.state_writes.labels("success").inc()
+        self.metrics.state_saved.set(self.clock.time())
         if self._state_failing:
             log.info("state file %s written again; publishing resumes", store.path)
         self._state_failing = False

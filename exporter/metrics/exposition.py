@@ -81,6 +81,7 @@ class ExpositionCache:
     _gzipped: bytes = field(default_factory=lambda: gzip.compress(b"", GZIP_LEVEL, mtime=0))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _published: Snapshot = field(default_factory=Snapshot)  # the last one published, for hold
+    _shown: Snapshot = field(default_factory=Snapshot)  # what the body shows (the landing page)
 
     def publish(self, snapshot: Snapshot) -> None:
         """Render ``snapshot`` (plain and gzip) and make it the body served from now on."""
@@ -91,10 +92,15 @@ class ExpositionCache:
         """Serve ``snapshot``'s health but the counted values last published (state not saved)."""
         self._serve(held(self._published, snapshot))
 
+    def shown(self) -> Snapshot:
+        """The snapshot the current body was rendered from."""
+        with self._lock:
+            return self._shown
+
     def _serve(self, snapshot: Snapshot) -> None:
         body, gzipped = render_both(snapshot)
         with self._lock:
-            self._body, self._gzipped = body, gzipped
+            self._body, self._gzipped, self._shown = body, gzipped, snapshot
 
     def body(self, compressed: bool) -> bytes:
         """The current body, gzip-compressed when asked."""

@@ -29,6 +29,7 @@ PRIVATE = "46f09bb9fab4f12dfc160dae12273d5332b5debe"
 ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": "search",
        "BLANK": ""}
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+MINIMAL = EXAMPLE.with_name("config.minimal.yaml")
 DELETE = object()
 POLL_KEYS = "interval, settle, period, window_interval, permanent_error_retry"
 BUILTINS = ", ".join(BUILTIN_LABELS)
@@ -283,8 +284,30 @@ def test_the_example_file_loads() -> None:
     assert len(config.targets) == 3
     assert all(t.labels for t in config.targets)
     assert "team" in dict(config.targets[0].labels)
+    # Prices and budgets are the operator's to set: shown, commented out, never in force.
+    assert (config.pricing.models, config.budgets) == ((), ())
+
+
+def test_the_example_files_commented_pricing_and_budgets_load(tmp_path: Path) -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    for block in ("# pricing:", "# budgets:"):
+        start = lines.index(block)
+        end = lines.index("", start)
+        lines[start:end] = [line.removeprefix("# ") for line in lines[start:end]]
+    path = tmp_path / "with-prices.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    config = load_config(str(path), ENV)
     assert {p.model for p in config.pricing.models} >= {"deepseek-ai/DeepSeek-V3"}
     assert [b.name for b in config.budgets] == ["search-daily-tokens", "org-monthly-spend"]
+
+
+def test_the_minimal_config_is_five_lines_and_loads() -> None:
+    text = MINIMAL.read_text()
+    assert len([line for line in text.splitlines() if not line.startswith("#")]) == 5
+    config = load_config(str(MINIMAL), ENV)
+    assert (config.api.public_key, config.api.private_key) == ("pub-key", PRIVATE)
+    assert [(t.key, t.model) for t in config.targets] == [
+        ("uminferapikey-xyz", "deepseek-ai/DeepSeek-V3")]
 
 
 def test_the_example_files_commented_discovery_block_loads(tmp_path: Path) -> None:

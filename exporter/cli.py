@@ -20,10 +20,12 @@ from exporter import __version__
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, StateConfig, load_config
 from exporter.core.clock import SystemClock
 from exporter.core.logs import FORMATS, LEVELS, configure
+from exporter.core.statedir import missing_state_dir, prepare_state_dir
 from exporter.polling.sharding import Shard, parse_shard
 from exporter.service import Service
 from exporter.web.config import check_web_config
 from exporter.web.httpfront import Limits
+from exporter.web.landing import Landing
 from exporter.web.listen import parse_listen_address
 from exporter.web.server import Endpoints, MetricsServer
 from exporter.web.state import WebState, loading_both
@@ -148,14 +150,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(args: argparse.Namespace) -> int:
     problems: list[str] = []
     try:
-        config = load_config(args.config_file, os.environ)
+        config = _with_flags(load_config(args.config_file, os.environ), args)
     except ConfigError as error:
         problems += error.problems
     if args.web_config:
         problems += check_web_config(args.web_config)
+    try:
+        parse_listen_address(args.listen)
+    except ValueError as error:
+        problems.append(str(error))
     if problems:
         _print_problems(ConfigError(problems))
         return Exit.INVALID
+    warning = config.state.path and missing_state_dir(config.state.path)
+    if warning:
+        print(warning, file=sys.stderr)
     print(f"{args.config_file}: valid ({len(config.targets)} targets)")
     return Exit.OK
 
@@ -173,6 +182,10 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     except (ConfigError, ValueError) as error:
         _print_problems(error if isinstance(error, ConfigError) else ConfigError([str(error)]))
         return Exit.INVALID
+    unwritable = config.state.path and prepare_state_dir(config.state.path)
+    if unwritable:
+        print(f"uminfer-exporter: {unwritable}", file=sys.stderr)
+        return Exit.STARTUP
     shard: Shard = args.shard
     if shard.count > 1:
         log.info("shard %d/%d: polling %d of %d configured targets", shard.index, shard.count,
@@ -181,9 +194,10 @@ def _serve(args: argparse.Namespace, config: Config, reload: Callable[[], Config
     load = loading_both(reload, web)
     service = Service(shard.apply(config), SystemClock(), registry, lambda: shard.apply(load()),
                       shard=shard, on_reload=web.commit)
+    landing = Landing(service.cache, lambda: service.status, registry, lambda: service.config)
     endpoints = Endpoints(cache=service.cache, registry=registry, ready=service.ready,
                           reload=service.reload, web=web, healthy=service.healthy,
-                          ledgers=service.ledger_document)
+                          ledgers=service.ledger_document, status=landing.now)
     limits = Limits(max_connections=args.max_connections)
     _raise_file_limit(limits.max_connections)
     try:

@@ -43,6 +43,7 @@ from exporter.polling.peers import fetch
 from exporter.polling.poller import Poller, UsageSource
 from exporter.polling.seeding import Horizon, Seeding
 from exporter.polling.sharding import Shard
+from exporter.polling.status import PollStatus
 from exporter.polling.supervisor import Heartbeat, StageGuard
 from exporter.polling.workers import WorkerPool
 
@@ -129,6 +130,11 @@ class Service:
         """The configuration in force."""
         return self._config
 
+    @property
+    def status(self) -> PollStatus:
+        """What polling is doing now, in words (the landing page tells it)."""
+        return self._poller.status
+
     def run(self) -> None:
         """Poll until :meth:`stop`: first cycle at once, then every ``poll.interval``."""
         log.info("polling %d targets every %gs", len(self._config.targets),
@@ -175,6 +181,8 @@ class Service:
                 snapshot = guard.run("cost", lambda: self._priced(polled), polled)
                 if guard.run("state", self.save_state, False):
                     guard.run("publish", lambda: self._publish(snapshot), None)
+                else:  # health still shown, so the operator sees why
+                    guard.run("publish", lambda: self.cache.hold(snapshot), None)
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
 
     def _publish(self, snapshot: Snapshot) -> None:
@@ -247,6 +255,7 @@ class Service:
             self._state_failing = True
             return False
         self.metrics.state_writes.labels("success").inc()
+        self.metrics.state_saved.set(self.clock.time())
         if self._state_failing:
             log.info("state file %s written again; publishing resumes", store.path)
         self._state_failing = False
@@ -268,7 +277,9 @@ class Service:
         are read, but nothing closes).
         The one place ``state.max_backfill`` applies (a reload or a discovery change never
         rebases). Call under the cycle lock."""
-        self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
+        unanswered = self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
+        if not self.api_clock.known:
+            self._poller.status.no_answer(unanswered)  # each waiting target says why
         if not self.api_clock.settled:
             return  # until answers agree on the API's time, no time is skipped (see api.clock)
         loaded, self._loaded = self._loaded or {}, None
@@ -499,8 +510,8 @@ class Service:
 class UsageClient(UsageSource, Protocol):
     """What the service needs of the API client besides usage reads."""
 
-    def sync_clock(self, deadline: float) -> None:
-        """Learn the API's clock if no answer has told it yet."""
+    def sync_clock(self, deadline: float) -> str | None:
+        """Learn the API's clock if no answer has told it yet; why the API did not answer."""
         ...
 
     def close(self) -> None:

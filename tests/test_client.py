@@ -14,6 +14,7 @@ import responses
 
 from exporter.api.client import BACKOFF_BASE, BACKOFF_CAP, MIN_ATTEMPT_SECONDS, ApiClient
 from exporter.api.errors import ApiError
+from exporter.api.keys import KeyClient
 from exporter.api.ratelimit import RateLimiter
 from exporter.api.transport import pooled_session
 from exporter.config import ApiConfig, Target
@@ -191,6 +192,15 @@ def test_161_is_reported_clearly(rig: Rig) -> None:
     rig.reply({"RetCode": 161, "Message": "Action not exist"})
     with pytest.raises(ApiError, match="does not serve GetUMInferTokenUsage"):
         rig.get()
+
+
+def test_161_names_the_action_that_was_refused(rig: Rig) -> None:
+    rig.rsps.add(responses.POST, ENDPOINT + "?Action=ListUMInferAPIKey",
+                 json={"RetCode": 161, "Message": "Action not exist"})
+    with pytest.raises(ApiError) as info:
+        KeyClient(rig.client).list_keys("org", deadline=120.0)
+    assert str(info.value) == ("RetCode 161 (this cloud does not serve ListUMInferAPIKey): "
+                               "Action not exist")
 
 
 def test_secrets_never_reach_the_message(rig: Rig) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +27,10 @@ from exporter.config import (
 from exporter.core.grid import Grid
 
 PRIVATE = "46f09bb9fab4f12dfc160dae12273d5332b5debe"
-ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": "search"}
+ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": "search",
+       "BLANK": ""}
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+MINIMAL = EXAMPLE.with_name("config.minimal.yaml")
 DELETE = object()
 POLL_KEYS = "interval, settle, period, window_interval, permanent_error_retry"
 BUILTINS = ", ".join(BUILTIN_LABELS)
@@ -132,6 +135,16 @@ BAD = [
     ({"api.private_key_file": "sk.txt"},
      "api.private_key_file: conflicts with api.private_key; set only one of them"),
     ({"api.private_key": "${NOPE}"}, "api.private_key: environment variable NOPE is not set"),
+    ({"api.private_key": "${BLANK}"},
+     "api.private_key: must not be empty (environment variable BLANK is set but empty)"),
+    ({"targets.1.model": "${BLANK}"},
+     "targets[1].model: must not be empty (environment variable BLANK is set but empty)"),
+    ({"budgets": yaml.safe_load("[{name: b, period: daily, tokens: 5e6}]")},
+     'budgets[0].tokens: expected an integer, got "5e6" (str: YAML reads a number written like '
+     "this as text; write 5000000)"),
+    ({"api.max_concurrency": "5e6"}, 'api.max_concurrency: expected an integer, got "5e6" '
+                                     "(str: YAML reads a number written like this as text; "
+                                     "write 5000000)"),
     ({"api.public_key": "x${"}, "api.public_key: ${ must be followed by a variable name and },"
                                 " like ${HOME} (write $${ for a literal ${)"),
     # windows
@@ -279,8 +292,30 @@ def test_the_example_file_loads() -> None:
     assert len(config.targets) == 3
     assert all(t.labels for t in config.targets)
     assert "team" in dict(config.targets[0].labels)
+    # Prices and budgets are the operator's to set: shown, commented out, never in force.
+    assert (config.pricing.models, config.budgets) == ((), ())
+
+
+def test_the_example_files_commented_pricing_and_budgets_load(tmp_path: Path) -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    for block in ("# pricing:", "# budgets:"):
+        start = lines.index(block)
+        end = lines.index("", start)
+        lines[start:end] = [line.removeprefix("# ") for line in lines[start:end]]
+    path = tmp_path / "with-prices.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    config = load_config(str(path), ENV)
     assert {p.model for p in config.pricing.models} >= {"deepseek-ai/DeepSeek-V3"}
     assert [b.name for b in config.budgets] == ["search-daily-tokens", "org-monthly-spend"]
+
+
+def test_the_minimal_config_is_five_lines_and_loads() -> None:
+    text = MINIMAL.read_text()
+    assert len([line for line in text.splitlines() if not line.startswith("#")]) == 5
+    config = load_config(str(MINIMAL), ENV)
+    assert (config.api.public_key, config.api.private_key) == ("pub-key", PRIVATE)
+    assert [(t.key, t.model) for t in config.targets] == [
+        ("uminferapikey-xyz", "deepseek-ai/DeepSeek-V3")]
 
 
 def test_the_example_files_commented_discovery_block_loads(tmp_path: Path) -> None:
@@ -319,6 +354,21 @@ def test_load_config_file_errors_are_one_line(tmp_path: Path) -> None:
     assert message.startswith(f"{bad_yaml}:4:")
     assert "invalid YAML" in message
     assert PRIVATE not in message
+
+
+def test_load_config_problems_name_the_line_of_their_value(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  public_key: a\n  private_key: b\npoll:\n  intreval: 1m\n"
+                    "targets:\n  - {key: k, model: m}\n  - model: m\n    labels: {a-b: x}\n"
+                    "budgets:\n  - name: b\n    period: daily\n    tokens: 5e6\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), {})
+    assert [p.split(": ", 2)[:2] for p in caught.value.problems] == [
+        [f"{path}:5", "poll.intreval"],  # an unknown key: its own line
+        [f"{path}:8", "targets[1].key"],  # a missing key: where its mapping begins
+        [f"{path}:9", "targets[1].labels.a-b"],
+        [f"{path}:13", "budgets[0].tokens"],
+    ]
 
 
 def test_load_config_requires_targets_but_parse_config_can_allow_none(tmp_path: Path) -> None:

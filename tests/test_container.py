@@ -112,7 +112,8 @@ def image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     for base in base_images(REPO / "Dockerfile"):
         run([str(REPO / "tests/container/build-base.sh"), base], timeout=420, env=engine.env())
     context = tmp_path_factory.mktemp("context") / "src"
-    shutil.copytree(REPO, context, ignore=shutil.ignore_patterns(*CONTEXT_SKIP))
+    # Links are copied as links: a build context never follows one out of the tree.
+    shutil.copytree(REPO, context, symlinks=True, ignore=shutil.ignore_patterns(*CONTEXT_SKIP))
     tag = f"localhost/uminfer-exporter:test-{os.getpid()}"
     engine.build(context, tag)
     yield tag

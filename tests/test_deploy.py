@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,9 +86,20 @@ def test_compose_runs_demo_by_default() -> None:
     assert [v["type"] for v in state] == ["volume"]
 
 
-def test_compose_env_file_switches_to_real_credentials() -> None:
-    """The example env file selects the real config and passes exactly the two keys."""
+def test_compose_env_example_as_copied_keeps_the_demo() -> None:
+    """Copying the example before the keys and config are in place does not leave the demo."""
     exporter = compose_config(DEPLOY / "uminfer.env.example")["services"]["uminfer-exporter"]
+    assert exporter["command"] == ["--demo", f"--state.path={STATE_DIR}/state.json"]
+
+
+def test_compose_env_file_switches_to_real_credentials(tmp_path: Path) -> None:
+    """The example's real-API lines, uncommented, select the real config and pass exactly the
+    two keys."""
+    text = (DEPLOY / "uminfer.env.example").read_text(encoding="utf-8")
+    env_file = tmp_path / ".env"
+    env_file.write_text(re.sub(r"^# (UMINFER_(?:EXPORTER_ARGS|CONFIG)=)", r"\1", text,
+                               flags=re.MULTILINE), encoding="utf-8")
+    exporter = compose_config(env_file)["services"]["uminfer-exporter"]
     assert "--demo" not in exporter["command"]
     assert "--config.file=/etc/uminfer-exporter/config.yaml" in exporter["command"]
     assert exporter["environment"] == {

@@ -26,6 +26,7 @@ from exporter.config.ha import ACCOUNTING_KEYS, HA_KEYS
 from exporter.config.sections import API_KEYS, KEYS_KEYS, POLL_KEYS, STATE_KEYS, TARGET_KEYS
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.polling.supervisor import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -82,6 +83,14 @@ def test_readme_metric_tables_name_every_metric_and_no_other() -> None:
     assert documented == exposed_metric_names()
 
 
+def test_readme_names_every_stage_of_the_poll_loop() -> None:
+    row = next(row for row in table_rows(section(README, "## Metrics"))
+               if row[0].startswith("`uminfer_poll_errors_total"))
+    stages = re.search(r"\(([^)]*)\)", row[2])
+    assert stages is not None
+    assert TICKED.findall(stages.group(1).split(";")[0]) == list(STAGES)
+
+
 def test_observability_alert_table_matches_rules_yml() -> None:
     rows = table_rows(section(OBSERVABILITY, "## 2. Load the rules"))
     documented = {TICKED.findall(row[0])[0]: row[-1] for row in rows
@@ -124,12 +133,13 @@ def test_config_example_shows_every_config_key(section_name: str, keys: tuple[st
     assert set(keys) - shown == set(), f"{section_name} keys missing from config.example.yaml"
 
 
-def test_readme_config_snippets_use_only_real_keys() -> None:
+@pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
+def test_config_snippets_in_the_docs_use_only_real_keys(doc: Path) -> None:
     known = {*API_KEYS, *POLL_KEYS, *STATE_KEYS, *TARGET_KEYS, *PRICING_KEYS, *PRICE_KEYS,
              *BUDGET_KEYS, *DISCOVERY_KEYS, *KEYS_KEYS, *ACCOUNTING_KEYS, *HA_KEYS, "windows",
              "targets", "budgets", "pricing", "discovery", "keys", "api", "poll", "state",
              "accounting", "ha"}
-    text = README.read_text()
+    text = doc.read_text()
     for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
         loaded = yaml.safe_load(block)
         if not isinstance(loaded, dict) or not {"api", "pricing"} & set(loaded):
@@ -166,6 +176,34 @@ def test_observability_dashboard_rows_match_the_dashboard() -> None:
     documented = re.findall(r"^- \*\*(.+?):\*\*", text, re.MULTILINE)
     rows = [p["title"].split(" (")[0] for p in dashboard()["panels"] if p["type"] == "row"]
     assert documented == rows
+
+
+def readme_first_screen() -> list[str]:
+    """The README up to the first ``##`` heading after the quick start's."""
+    lines = README.read_text().splitlines()
+    quick = lines.index("## Quick start")
+    end = next(i for i in range(quick + 1, len(lines)) if lines[i].startswith("## "))
+    return lines[:end]
+
+
+def test_readme_opens_with_the_demo_and_the_test_suite() -> None:
+    text = "\n".join(readme_first_screen())
+    first = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in first.splitlines()] == [
+        "./scripts/run --demo", "./scripts/test"]
+
+
+def test_readme_first_screen_gets_a_newcomer_to_their_own_account() -> None:
+    screen = readme_first_screen()
+    text = " ".join(" ".join(screen).split())
+    assert len(screen) < 80
+    for step in ("pip install .", "config.minimal.yaml", "--config.check", "--state.path=",
+                 "The first minutes", "When nothing shows", "http://localhost:9866/"):
+        assert step in text, step
+    shown = re.search(r"```yaml\n(.*?)```", "\n".join(screen), re.DOTALL)
+    assert shown is not None
+    minimal = (ROOT / "config.minimal.yaml").read_text().splitlines()
+    assert shown.group(1).splitlines() == [line for line in minimal if not line.startswith("#")]
 
 
 def test_readme_counts_the_dashboards_panels_and_rows() -> None:

@@ -51,16 +51,16 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "alias_bomb": (_alias_bomb(), "{path}:10:9: invalid YAML: aliases expand to more than "
                                   "300000 values"),
     "surrogate_model": (BASE + 'targets:\n  - {key: k, model: "m\\ud800"}\n',
-                        'targets[0].model: holds a lone surrogate (like \\ud800), which is not '
-                        "text"),
+                        "{path}:5: targets[0].model: holds a lone surrogate (like \\ud800), "
+                        "which is not text"),
     "secret_in_endpoint": (BASE + "  endpoint: ftp://api.example.com/v1/usage/?k=${HOSTILE_"
                            "PRIVATE_KEY}\n" + TARGET,
-                           'api.endpoint: expected an http:// or https:// URL, got "ftp://api.'
-                           'example.com/v1/usage/?k=<secret>"'),
+                           '{path}:4: api.endpoint: expected an http:// or https:// URL, got '
+                           '"ftp://api.example.com/v1/usage/?k=<secret>"'),
     "huge_list_value": (BASE + TARGET + "poll: {interval: [" + ",".join(["1h"] * 50_000)
                         + "]}\n",
-                        'poll.interval: expected a duration like 60s, got [\'1h\', \'1h\', '
-                        "'1h', '1h', '1h', '1h', '1h', '1h', '1h', '1... (list)"),
+                        "{path}:6: poll.interval: expected a duration like 60s, got "
+                        "['1h', '1h', '1h', '1h', '1h', '1h', '1h', '1h', '1h', '1... (list)"),
 }
 
 
@@ -120,7 +120,8 @@ def test_key_file_must_be_a_regular_file(tmp_path: Path, special: str, kind: str
     text = f"api:\n  public_key: pub\n  private_key_file: {target}\n" + TARGET
     code, stderr, seconds, _ = _check(tmp_path, text)
     assert (code, stderr.splitlines()) == (
-        1, [f"api.private_key_file: cannot read {target}: not a regular file ({kind})"])
+        1, [f"{tmp_path / 'config.yaml'}:3: api.private_key_file: cannot read {target}: "
+            f"not a regular file ({kind})"])
     assert seconds < 10
 
 

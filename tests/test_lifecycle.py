@@ -116,3 +116,12 @@ def test_config_check_reports_web_config_problems(tmp_path: Path) -> None:
     result = _run(f"--config.file={config}", "--config.check", f"--web.config.file={good}")
     assert (result.returncode, result.stderr) == (0, "")
     assert "valid" in result.stdout
+
+
+def test_config_check_refuses_a_listen_address_the_start_would_refuse(tmp_path: Path) -> None:
+    args = (f"--config.file={_good_config(tmp_path)}", "--web.listen-address=localhost")
+    checked = _run(*args, "--config.check")
+    started = _run(*args)
+    assert (checked.returncode, started.returncode) == (1, 1)
+    assert checked.stderr == started.stderr
+    assert checked.stderr.startswith("--web.listen-address: expected HOST:PORT, got 'localhost'")

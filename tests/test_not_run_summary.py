@@ -61,7 +61,12 @@ def test_a_missing_tool_fails_unless_skipping_was_asked_for(
         tools.require_tool("no-such-tool-x")
 
 
-def test_ci_run_removes_the_opt_in_and_runs_the_readme_command() -> None:
+def test_ci_run_removes_the_opt_in_and_runs_the_readme_command_in_a_fresh_clone() -> None:
     script = (ROOT / ".ci" / "run").read_text()
-    assert "exec env -u UMINFER_TESTS_ALLOW_MISSING ./scripts/test\n" in script
+    assert "\nenv -u UMINFER_TESTS_ALLOW_MISSING ./scripts/test\n" in script
     assert "./scripts/test " in (ROOT / "README.md").read_text()
+    # From a clone of the commit at a path of its own, never from the checkout it was given.
+    clone = script.index("git clone")
+    assert "mktemp" in script[:clone]
+    assert script.index('cd "$work/') > clone
+    assert script.index("./scripts/test\n") > script.index('cd "$work/')

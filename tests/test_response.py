@@ -94,7 +94,7 @@ RETCODES = [  # code, transient, throttled, hint in the message, metric label
     (130, True, False, "gateway or auth service failure", "130"),
     (150, True, False, "service unavailable", "150"),
     (153, True, True, "throttled: the exporter lowers its request rate", "153"),
-    (161, False, False, "this cloud does not serve GetUMInferTokenUsage", "161"),
+    (161, False, False, "this cloud does not serve the action", "161"),  # the client names it
     (171, False, False, "signature wrong: check api.private_key", "171"),
     (299, False, False, "IAM permission denied for this project/key", "299"),
     (1999, False, False, "unknown RetCode, not retried", "1999"),

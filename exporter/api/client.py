@@ -21,6 +21,7 @@ from exporter.api.transport import (
     check_status,
     failure_reason,
     host_of,
+    unreachable_reason,
     with_action,
 )
 from exporter.config import ApiConfig, Target
@@ -100,10 +101,10 @@ class ApiClient:
             try:
                 return self._attempt(url, form, parse, timeout)
             except ApiError as err:
-                last = _detached(err)
-                pause = self._pause(err, attempt, deadline)
+                last = _detached(err.naming(str(params["Action"])))
+                pause = self._pause(last, attempt, deadline)
                 if pause is None:
-                    raise
+                    raise last from None
             # Outside the except block, and with the error detached from its traceback: the
             # frames of a failed attempt hold its answer (up to 4 MiB and its parse), which
             # must not stay in memory through the pause.
@@ -112,27 +113,32 @@ class ApiClient:
             self._clock.sleep(pause)
             attempt += 1
 
-    def sync_clock(self, deadline: float) -> None:
-        """Learn the API's clock from one plain GET of the endpoint while no answer has told it.
+    def sync_clock(self, deadline: float) -> str | None:
+        """Learn the API's clock from one plain GET of the endpoint while no answer has told it;
+        why the endpoint did not answer, or None.
 
         Any answer will do, an error page included: only its ``Date`` header is read. Without
         this, a restarted exporter whose clock is behind the API's could plan no read at all
         (its saved periods lie in its local future) and so never hear the API's time.
         """
         if self._api_clock is None or self._api_clock.known:
-            return
+            return None
         left = deadline - self._clock.monotonic()
         if left <= 0 or not self._limiter.acquire(deadline):
-            return
+            return None
+        timeout = min(self._api.timeout, left)
         try:
             response = self._session.get(self._api.endpoint, allow_redirects=False, stream=True,
-                                         timeout=min(self._api.timeout, left))
+                                         timeout=timeout)
+        except requests.Timeout:
+            return f"no answer from {self._host} within {timeout:.1f}s"
         except requests.RequestException as exc:
             self._log.debug("API clock not learned from %s: %s", self._host,
                             failure_reason(exc))
-            return
+            return f"cannot reach {self._host}: {unreachable_reason(exc)}"
         with response:
             self._api_clock.observe(response.headers.get("Date"), self._clock.monotonic())
+        return None
 
     def close(self) -> None:
         """Release the pooled connections."""
@@ -183,7 +189,7 @@ class ApiClient:
             raise ApiError("timeout", f"no answer from {self._host} within {timeout:.1f}s",
                            transient=True) from None
         except requests.RequestException as exc:
-            raise ApiError("network", f"cannot reach {self._host}: {failure_reason(exc)}",
+            raise ApiError("network", f"cannot reach {self._host}: {unreachable_reason(exc)}",
                            transient=True) from None
         with response:
             if self._api_clock is not None:

@@ -6,6 +6,8 @@ from exporter.core.failures import Category
 from exporter.core.secrets import mask_secrets
 
 THROTTLED_RETCODE = 153
+UNSUPPORTED_RETCODE = 161  # the action does not exist on this cloud
+_UNSUPPORTED = "this cloud does not serve the action"  # the client names which one
 _TRANSIENT_RETCODES = frozenset({110, 130, 150})
 # Above this the codes are service-specific; the vendor SDKs retry them.
 _SERVICE_SPECIFIC_FLOOR = 2000
@@ -19,7 +21,7 @@ _HINTS: dict[int, str] = {
     150: "service unavailable",
     153: "throttled: the exporter lowers its request rate",
     160: "Action missing",
-    161: "this cloud does not serve GetUMInferTokenUsage",
+    161: _UNSUPPORTED,
     170: "signature missing",
     171: "signature wrong: check api.private_key",
     172: "user does not exist: check api.public_key",
@@ -49,7 +51,7 @@ def describe(code: int) -> str:
 
 
 class ApiError(Exception):
-    """A failed GetUMInferTokenUsage call, classified for retry and for metrics."""
+    """A failed API call (of any action), classified for retry and for metrics."""
 
     def __init__(
         self,
@@ -84,12 +86,23 @@ class ApiError(Exception):
             return "other"
         return str(self.retcode)
 
+    def naming(self, action: str) -> ApiError:
+        """This error with the refused ``action`` named, where the RetCode says one is missing
+        (a parser sees only the answer, which does not say which action was asked for)."""
+        if self.retcode != UNSUPPORTED_RETCODE or _UNSUPPORTED not in self.message:
+            return self
+        return self._with(self.message.replace(_UNSUPPORTED,
+                                               f"this cloud does not serve {action}", 1))
+
     def redacted(self, secrets: tuple[str, ...]) -> ApiError:
         """A copy whose message has every secret value masked (defence in depth); see
         :func:`mask_secrets` for which occurrences count as the value."""
         message = mask_secrets(self.message, secrets, "[redacted]")
         if message == self.message:
             return self
+        return self._with(message)
+
+    def _with(self, message: str) -> ApiError:
         copy = ApiError(self.category, message, retcode=self.retcode,
                         http_status=self.http_status, transient=self.transient,
                         throttled=self.throttled, retry_after=self.retry_after)

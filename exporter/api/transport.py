@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import email.utils
 import re
+import socket
+import ssl
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -124,6 +126,28 @@ def _retry_after(value: str | None, now: float) -> float | None:
 
 def failure_reason(exc: BaseException) -> str:
     """The innermost cause's text (e.g. "Connection refused"), never the request URL."""
+    seen = _causes(exc)
+    for error in reversed(seen):
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+    return type(seen[-1]).__name__
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why no answer came, in the words an operator looks for: the name did not resolve, the
+    connection was refused, TLS failed; then the system's own text."""
+    seen, text = _causes(exc), failure_reason(exc)
+    if any(isinstance(e, ssl.SSLError) for e in seen):
+        return f"TLS failed: {text}"
+    if any(isinstance(e, socket.gaierror) for e in seen):
+        return f"name not resolved: {text}"
+    if any(isinstance(e, ConnectionRefusedError) for e in seen):
+        return "connection refused"
+    return text
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first (urllib3 keeps the cause in ``reason``)."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:
@@ -131,7 +155,4 @@ def failure_reason(exc: BaseException) -> str:
         reason = getattr(current, "reason", None)
         current = reason if isinstance(reason, BaseException) else (
             current.__cause__ or current.__context__)
-    for error in reversed(seen):
-        if isinstance(error, OSError) and error.strerror:
-            return error.strerror
-    return type(seen[-1]).__name__
+    return seen

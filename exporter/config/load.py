@@ -7,6 +7,7 @@ collecting problems), ``sections``, ``cost`` and ``discovery`` (one parser per s
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -35,11 +36,12 @@ from exporter.config.types import (
     DiscoveryConfig,
     PricingConfig,
 )
-from exporter.config.yamlstrict import DuplicateKeyError, load_file
+from exporter.config.yamlstrict import DuplicateKeyError, load_file_lines
 from exporter.core.durations import format_duration
 
 #: Far more than ten thousand targets need (~1.5 MiB); bounds what parsing YAML may cost.
 CONFIG_CAP = 4 << 20
+_ENCLOSING = re.compile(r"(?:\.[^.\[\]]*|\[[^\[\]]*\])$")  # a path's last step
 _ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing", "budgets",
               "discovery", "keys", "accounting", "ha")
 
@@ -47,14 +49,30 @@ _ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
     """Read and validate the YAML file at ``path``; raise ConfigError listing every problem."""
     try:
-        data = load_file(path, CONFIG_CAP)
+        data, lines = load_file_lines(path, CONFIG_CAP)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not valid UTF-8 text"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(path, exc)]) from None
-    return parse_config(data, environ, os.path.dirname(os.path.abspath(path)))
+    try:
+        return parse_config(data, environ, os.path.dirname(os.path.abspath(path)))
+    except ConfigError as error:
+        raise ConfigError([located(path, problem, lines) for problem in error.problems]
+                          ) from None
+
+
+def located(path: str, problem: str, lines: Mapping[str, int]) -> str:
+    """``problem`` prefixed with ``path:line`` of its value, or of the nearest enclosing one
+    (a missing key is reported where its mapping is); as it is when nothing encloses it."""
+    where = problem.split(": ", 1)[0]
+    while where not in lines:
+        enclosing = _ENCLOSING.sub("", where)
+        if enclosing == where:
+            return problem  # not a path, like "(top level)"
+        where = enclosing
+    return f"{path}:{lines[where]}: {problem}" if where else problem
 
 
 def parse_config(

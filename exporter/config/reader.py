@@ -82,6 +82,15 @@ class Reader:
             self.secrets.append(text)
         return text if len(self.problems) == before else None
 
+    def empty(self, path: str, raw: object) -> None:
+        """Record that ``path`` must not be empty, naming the variables that made it so."""
+        names = ([m.group(1) for m in _ENV_REF.finditer(raw) if m.group(1)]
+                 if isinstance(raw, str) and self.environ is not None else [])
+        blank = [name for name in names if self.environ and self.environ.get(name) == ""]
+        because = (f" (environment variable {', '.join(blank)} is set but empty)"
+                   if blank else "")
+        self.fail(path, "must not be empty" + because)
+
     def _resolve(self, path: str, ref: re.Match[str]) -> str:
         name = ref.group(1)
         assert self.environ is not None  # only called when expanding
@@ -268,8 +277,18 @@ def _literal(text: str) -> str:
 
 def got(value: object) -> str:
     """``value`` and its type, for "expected X, got Y" messages."""
+    if isinstance(value, str) and _YAML_TEXT_NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        spelt = str(int(number)) if number.is_integer() and abs(number) < 2**63 else repr(number)
+        return (f"{quote(value)} (str: YAML reads a number written like this as text; "
+                f"write {spelt})")
     kind = "float" if isinstance(value, float) else type(value).__name__  # a WrittenFloat too
     return quote(value) if value is None else f"{quote(value)} ({kind})"
+
+
+# What YAML 1.1 (PyYAML) reads as a string though it reads as a number: 5e6, 1.5E3, 2.e-4
+# (a float needs a dot and a signed exponent there, like 5.0e+6).
+_YAML_TEXT_NUMBER = re.compile(r"[-+]?(?:\d[\d_]*\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def scrub(problems: list[str], secrets: list[str]) -> list[str]:

@@ -94,7 +94,7 @@ def _credential(r: Reader, d: dict[str, object], section: str, name: str,
     if name not in d:
         r.fail(path, f"required (or set {section}.{file_key})")
     elif literal == "":
-        r.fail(path, "must not be empty")
+        r.empty(path, d.get(name))
         return None
     return literal
 
@@ -242,7 +242,7 @@ def required_string(r: Reader, path: str, raw: object) -> str | None:
         r.fail(path, "required")
     text = r.string(path, raw)
     if text == "":
-        r.fail(path, "must not be empty")
+        r.empty(path, raw)
         return None
     return text
 

@@ -8,6 +8,7 @@ from typing import IO
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from exporter.config.reader import join
 from exporter.core.smallfile import read_capped
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -65,6 +66,8 @@ class StrictLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._nodes = 0
+        #: The line (1-based) of each value, by its path as config problems name it.
+        self.lines: dict[str, int] = {}
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         """One node, refused past ``max_depth`` levels or ``max_nodes`` nodes."""
@@ -89,6 +92,7 @@ class StrictLoader(yaml.SafeLoader):
         if node is not None:
             _expanded_size(node, self.max_expanded)
             _check(node, "", set())
+            self.lines = _lines(node)
         return node
 
     def construct_written_float(self, node: Node) -> float:
@@ -123,6 +127,15 @@ def load_file(path: str, cap: int) -> object:
     large), UnicodeDecodeError when it is not UTF-8, a YAMLError when it is not usable YAML.
     """
     return load_strict(read_capped(path, cap).decode("utf-8"))
+
+
+def load_file_lines(path: str, cap: int) -> tuple[object, dict[str, int]]:
+    """Like :func:`load_file`, with the line of each value by its path (``targets[1].key``)."""
+    loader = StrictLoader(read_capped(path, cap).decode("utf-8"))
+    try:
+        return loader.get_single_data(), loader.lines
+    finally:
+        loader.dispose()
 
 
 def _expanded_size(root: Node, limit: int) -> None:
@@ -176,6 +189,28 @@ def _check(node: Node, path: str, seen: set[int]) -> None:
                 raise DuplicateKeyError(path, name, firsts[name], key.start_mark)
             firsts[name] = key.start_mark
             _check(value, _join(path, name), seen)
+
+
+def _lines(root: Node) -> dict[str, int]:
+    """Each value's line by its path as config problems spell it (a mapping value's is its
+    key's line); an alias's value keeps the line where it was first seen."""
+    lines: dict[str, int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[Node, str, int]] = [(root, "", root.start_mark.line + 1)]
+    while stack:
+        node, path, line = stack.pop()
+        lines.setdefault(path, line)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            stack.extend((item, f"{path}[{i}]", item.start_mark.line + 1)
+                         for i, item in enumerate(node.value))
+        elif isinstance(node, MappingNode):
+            stack.extend((value, join(path, key.value), key.start_mark.line + 1)
+                         for key, value in node.value
+                         if isinstance(key, ScalarNode) and key.tag != _MERGE)
+    return lines
 
 
 def _join(path: str, key: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, escape
+from exporter.metrics.held import held
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9
@@ -79,12 +80,27 @@ class ExpositionCache:
     _body: bytes = b""
     _gzipped: bytes = field(default_factory=lambda: gzip.compress(b"", GZIP_LEVEL, mtime=0))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _published: Snapshot = field(default_factory=Snapshot)  # the last one published, for hold
+    _shown: Snapshot = field(default_factory=Snapshot)  # what the body shows (the landing page)
 
     def publish(self, snapshot: Snapshot) -> None:
         """Render ``snapshot`` (plain and gzip) and make it the body served from now on."""
+        self._serve(snapshot)
+        self._published = snapshot
+
+    def hold(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot``'s health but the counted values last published (state not saved)."""
+        self._serve(held(self._published, snapshot))
+
+    def shown(self) -> Snapshot:
+        """The snapshot the current body was rendered from."""
+        with self._lock:
+            return self._shown
+
+    def _serve(self, snapshot: Snapshot) -> None:
         body, gzipped = render_both(snapshot)
         with self._lock:
-            self._body, self._gzipped = body, gzipped
+            self._body, self._gzipped, self._shown = body, gzipped, snapshot
 
     def body(self, compressed: bool) -> bytes:
         """The current body, gzip-compressed when asked."""

@@ -270,7 +270,8 @@ def _key_failures(name: str) -> Callable[[Snapshot], Iterator[str]]:
     def samples(snapshot: Snapshot) -> Iterator[str]:
         if snapshot.keys is None:
             return
-        counts = {**dict.fromkeys(KEY_LISTING_REASONS, 0), **dict(snapshot.keys.failures)}
+        counts: dict[str, int] = {**dict.fromkeys(KEY_LISTING_REASONS, 0),
+                                  **dict(snapshot.keys.failures)}
         for why, count in counts.items():
             yield f'{name}{{reason="{escape(why)}"}} {count}\n'
 

@@ -81,6 +81,9 @@ class SelfMetrics:
         self.state_writes = Counter(
             "uminfer_state_writes", "Number of state file writes, by outcome.", ["outcome"],
             registry=registry)
+        self.state_saved = Gauge(
+            "uminfer_state_last_write_success_timestamp_seconds",
+            "Unix time in seconds of the latest successful state file write.", registry=registry)
         # Label sets known in advance are exported from 0, so increase() and alerts see the
         # first event (a series born at 1 has no increase).
         for outcome in ("success", "error"):

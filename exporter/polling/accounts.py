@@ -21,8 +21,8 @@ class AccountClient(Protocol):
         """Totals for the target's window."""
         ...
 
-    def sync_clock(self, deadline: float) -> None:
-        """Learn the API's clock."""
+    def sync_clock(self, deadline: float) -> str | None:
+        """Learn the API's clock; why the API did not answer, or None."""
         ...
 
     def close(self) -> None:
@@ -45,10 +45,11 @@ class AccountRouter:
         with self._slots[target.account]:
             return self._clients[target.account].get_usage(target, start, end, deadline)
 
-    def sync_clock(self, deadline: float) -> None:
-        """Learn the API's clock from every account (the first to answer tells it)."""
-        for client in self._clients.values():
-            client.sync_clock(deadline)
+    def sync_clock(self, deadline: float) -> str | None:
+        """Learn the API's clock from every account (the first to answer tells it); why none
+        answered, or None."""
+        reasons = [client.sync_clock(deadline) for client in self._clients.values()]
+        return next((reason for reason in reasons if reason), None)
 
     def close(self) -> None:
         """Release every account's connections and pool."""

@@ -13,14 +13,13 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from exporter.accounting.snapshot import KeyHealth, KeysSnapshot
-from exporter.api.errors import ApiError
+from exporter.api.errors import UNSUPPORTED_RETCODE, ApiError
 from exporter.api.keys import LIST_KEYS, ApiKey
 from exporter.config.types import KeysConfig, Target
 from exporter.core.clock import Clock
-from exporter.core.failures import KEY_LISTING_REASONS
+from exporter.core.failures import KEY_LISTING_REASONS, ListingReason
 
 log = logging.getLogger(__name__)
-UNSUPPORTED_RETCODE = 161  # the action does not exist on this cloud
 #: ``reason`` label values besides the error categories: the cloud lacks the action, or refuses
 #: it (a permanent RetCode such as an IAM denial); both drop the key series until it answers.
 UNSUPPORTED, REFUSED = KEY_LISTING_REASONS[:2]
@@ -49,13 +48,14 @@ def polled_keys(targets: Iterable[Target]) -> dict[str, set[str]]:
     return keys
 
 
-def reason(error: ApiError) -> str:
-    """The failure's ``reason`` label: unsupported, refused, or the error's category."""
+def reason(error: ApiError) -> ListingReason:
+    """The failure's ``reason`` label: unsupported, refused, or how the call failed."""
     if error.retcode == UNSUPPORTED_RETCODE:
         return UNSUPPORTED
     if error.retcode is not None and not error.transient:
         return REFUSED
-    return error.category
+    category = error.category
+    return category if category in KEY_LISTING_REASONS else "internal"
 
 
 class KeyHealthRunner:

@@ -21,6 +21,7 @@ from exporter.core.clock import Clock
 from exporter.core.grid import DAY
 from exporter.core.usage import ZERO, Reading, Totals
 from exporter.polling.seeding import Seeding
+from exporter.polling.status import PollStatus
 from exporter.polling.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,14 @@ class Poller:
     # The collaborators are the agreed seam; keywords would not make the call clearer.
     def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
                  pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
-                 buckets: BucketMeter | None = None, seeding: Seeding | None = None) -> None:
+                 buckets: BucketMeter | None = None, seeding: Seeding | None = None,
+                 status: PollStatus | None = None) -> None:
         """Targets without a ledger get one, once the API has told its time: from
         ``accounting.origin``'s day when one is set, else fresh (counting from its first
-        successful read, see accounting.ledger). ``buckets`` and ``seeding`` (the budget seeds
-        of new ledgers) are shared by the pollers of a process."""
+        successful read, see accounting.ledger). ``buckets``, ``seeding`` (the budget seeds
+        of new ledgers) and ``status`` are shared by the pollers of a process."""
         self._config = config
+        self.status = status or PollStatus()  # what polling does now, in words
         self._source = source
         self._clock = clock
         self._api_clock = api_clock
@@ -116,6 +119,7 @@ class Poller:
         gauges are dropped if the windows changed.
         """
         same_windows = previous._config.windows == self._config.windows
+        self.status = previous.status
         for ident in self._health.keys() & previous._health.keys():
             health = previous._health[ident]
             if lift_pauses:
@@ -222,8 +226,7 @@ class Poller:
         with self._lock:
             ledger = self._ledger(target)
             if ledger is None:
-                return ApiError("network", "the API has not answered yet: counting begins at "
-                                "the first poll it answers", transient=True)
+                return self.status.not_answered()
             self._take_baseline(ledger, health)
             health.planned = now = int(self._api_clock.now())
             if not self._api_clock.settled:
@@ -422,11 +425,11 @@ class Poller:
             health.retry_at = self._clock.monotonic() + self._config.poll.permanent_error_retry
         problem = f"{error.category}:{error.retcode}:{error.http_status}"
         if problem != health.last_problem:  # log a change of state once, not every cycle
-            log.warning("target %s failing: %s", target.ident, error.message)
+            self.status.failed(target.ident, error)  # and once for the targets failing alike
             health.last_problem = problem
 
     def _succeeded(self, target: Target, health: _Health) -> None:
-        if health.last_problem is not None:
-            log.info("target %s recovered", target.ident)
+        ledger = self._ledgers[target.ident]
+        self.status.succeeded(target.ident, None if ledger.fresh else ledger.began or ledger.origin)
         health.up, health.last_problem, health.retry_at = True, None, 0.0
         health.last_success = self._clock.time()

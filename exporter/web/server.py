@@ -56,6 +56,8 @@ class Endpoints:
     healthy: Callable[[], bool] = lambda: True  # False once the poll loop stopped finishing cycles
     # The settled ledgers as a JSON document, for a peer replica's bootstrap (/-/ledgers).
     ledgers: Callable[[], bytes] | None = None
+    # What the exporter is doing now, as HTML (the landing page shows it).
+    status: Callable[[], str] = lambda: ""
 
 
 class MetricsServer:
@@ -120,10 +122,13 @@ class MetricsServer:
         if path == "/metrics":
             gzipped = "gzip" in (request.header("accept-encoding") or "")
             return await self._off_loop("handler", self._metrics, gzipped)
-        if path == "/-/ledgers" and self._endpoints.ledgers is not None:
-            return await self._off_loop("handler", self._ledgers, self._endpoints.ledgers)
+        slow = {"/": lambda: _landing(self._endpoints.status)}  # off the event loop
+        if (ledgers := self._endpoints.ledgers) is not None:
+            slow["/-/ledgers"] = lambda: self._ledgers(ledgers)
+        if path in slow:
+            return await self._off_loop("handler", slow[path])
         pages: dict[str, Callable[[], Response]] = {
-            "/-/healthy": self._healthy, "/-/ready": self._ready, "/": _landing,
+            "/-/healthy": self._healthy, "/-/ready": self._ready,
             "/-/reload": lambda: _text(HTTPStatus.METHOD_NOT_ALLOWED, "use POST")}
         page = pages.get(path)
         return page() if page else _text(HTTPStatus.NOT_FOUND, "404 page not found")
@@ -161,12 +166,13 @@ def _reloaded(problem: str | None) -> Response:
     return _text(HTTPStatus.INTERNAL_SERVER_ERROR, f"reload failed: {problem}")
 
 
-def _landing() -> Response:
+def _landing(status: Callable[[], str]) -> Response:
     links = "".join(f'<li><a href="{p}">{html.escape(p)}</a></li>'
                     for p in ("/metrics", "/-/healthy", "/-/ready"))
     page = (f"<!DOCTYPE html><html><head><title>uminfer-exporter</title></head><body>"
             f"<h1>uminfer-exporter {html.escape(__version__)}</h1>"
             f"<p>Prometheus exporter for LLM token usage (GetUMInferTokenUsage).</p>"
+            f"<h2>Now</h2>{status()}"
             f"<ul>{links}</ul><p>POST /-/reload reloads the configuration.</p></body></html>")
     return Response(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 

@@ -272,21 +272,20 @@ def health_rows() -> Iterator[db.Row | Any]:
                                           "uminfer_late_tokens_after_settle_total"))),
                  query(f"min(uminfer_config_last_reload_successful{{{EXPORTER}}})",
                        "config reload ok", instant=True), width=8, height=8)
-    yield single("API time buckets", "The API's time bucket as measured from its answers, "
-                 "and the period counting runs on: poll.period, or a multiple of the bucket when "
-                 "the buckets are coarser (docs/accounting.md, 'What the API must do'). Answers "
-                 "held back and audits whose whole came out below its parts, over the range; "
-                 "refused is 1 when no period can keep the counters exact.", "short",
+    yield single("API time buckets", "The width of the API's time buckets that fits its "
+                 "recent answers' labels (86400: a provider day; information only, counting "
+                 "does not depend on it). Over the range: answers whose labels straddle a "
+                 "midnight of api.time_zone (the cloud's days start elsewhere: set it), and "
+                 "audits whose whole came out below its parts (docs/accounting.md, 'What the "
+                 "API must do').", "short",
                  query(f"max(uminfer_api_bucket_seconds{{{EXPORTER}}})", "API bucket (s)",
                        instant=True),
-                 query(f"max(uminfer_accounting_period_seconds{{{EXPORTER}}})", "period (s)",
-                       instant=True),
                  *(query(f"sum(increase({metric}{{{EXPORTER}}}[$__range]))", title, instant=True)
-                   for title, metric in (("held answers", "uminfer_api_answers_held_total"),
+                   for title, metric in (("labels off the grid",
+                                          "uminfer_api_labels_off_grid_total"),
                                          ("additivity errors",
                                           "uminfer_api_additivity_errors_total"))),
-                 query(f"max(uminfer_accounting_refused{{{EXPORTER}}})", "refused",
-                       instant=True), width=8, height=8)
+                 width=8, height=8)
     yield ranking("Exporters (value: targets polled)", "Version of each exporter and how "
                   "many targets it polls.",
                   f"max by (instance, version, python_version) "

@@ -116,6 +116,7 @@ def test_readme_flag_table_matches_the_command_line() -> None:
     parser = cli._parser()
     defined = {option for action in parser._actions
                if not isinstance(action, argparse._HelpAction)
+               and action.help != argparse.SUPPRESS  # hidden: for tests only
                for option in action.option_strings}
     assert documented == defined
 

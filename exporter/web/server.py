@@ -34,6 +34,10 @@ HANDLER_THREADS = 4
 AUTH_THREADS = 2
 RELOAD_THREADS = 1
 HTTP_THREADS = 1 + HANDLER_THREADS + AUTH_THREADS + RELOAD_THREADS  # with the event loop's
+# bcrypt checks queued or running at most; more are refused at once. At cost 10 (~60 ms) on
+# AUTH_THREADS threads this is under a second of queue; a scraper whose credentials passed
+# lately never queues (the success cache).
+MAX_QUEUED_CHECKS = 16
 PROBES = ("/-/healthy", "/-/ready")  # from loopback they need no password (the image's probe)
 T = TypeVar("T")
 
@@ -74,8 +78,9 @@ class MetricsServer:
         self._pools = {name: ThreadPoolExecutor(size, thread_name_prefix=f"http-{name}")
                        for name, size in (("handler", HANDLER_THREADS), ("auth", AUTH_THREADS),
                                           ("reload", RELOAD_THREADS))}
+        self._checks = 0  # bcrypt checks queued or running (touched on the event loop only)
         self._front = HttpFront(sock, self._answer, lambda: endpoints.web().ssl_context(),
-                                limits, f"uminfer-exporter/{__version__}")
+                                limits, f"uminfer-exporter/{__version__}", admit=self._admit)
 
     @property
     def port(self) -> int:
@@ -92,22 +97,35 @@ class MetricsServer:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _answer(self, request: Request) -> Response:
+    async def _admit(self, request: Request) -> Response | None:
+        """Basic auth on the request head, before the front reads any body: None admits."""
         web = self._endpoints.web()
-        if not await self._authorized(web, request):
-            response = Response(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n",
-                                headers=(("WWW-Authenticate", f'Basic realm="{REALM}"'),))
-        else:
-            response = await self._route(request)
-        return replace(response, headers=(*web.headers, *response.headers))
-
-    async def _authorized(self, web: WebConfig, request: Request) -> bool:
         header = request.header("authorization")
         if not web.auth_required or web.recently_authenticated(header):
-            return True
+            return None
         if probe_from_this_host(request):
-            return True
-        return await self._off_loop("auth", web.authenticate, header)
+            return None
+        if header is not None and self._checks >= MAX_QUEUED_CHECKS:
+            # A stream of wrong passwords has the bcrypt pool busy for longer than a scrape
+            # waits: refuse at once rather than queue without bound.
+            return Response(HTTPStatus.SERVICE_UNAVAILABLE, b"Too many password checks "
+                            b"waiting; try again.\n", headers=(*web.headers, ("Retry-After", "1")),
+                            close=True)
+        if header is not None and await self._checked(web, header):
+            return None
+        return Response(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", headers=(
+            *web.headers, ("WWW-Authenticate", f'Basic realm="{REALM}"')))
+
+    async def _answer(self, request: Request) -> Response:
+        response = await self._route(request)
+        return replace(response, headers=(*self._endpoints.web().headers, *response.headers))
+
+    async def _checked(self, web: WebConfig, header: str) -> bool:
+        self._checks += 1
+        try:
+            return await self._off_loop("auth", web.authenticate, header)
+        finally:
+            self._checks -= 1
 
     async def _route(self, request: Request) -> Response:
         path, method = request.path, request.method

@@ -14,6 +14,7 @@ from exporter.api.client import ApiClient
 from exporter.api.response import as_int, envelope, invalid
 from exporter.config.types import ModelPrice
 from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
+from exporter.core.labeltext import id_problem, label_text
 from exporter.core.safejson import has_surrogate
 from exporter.cost.units import read_unit, scale
 
@@ -86,7 +87,7 @@ def _key(row: object, where: str) -> ApiKey:
     # Only named fields are read; messages give a field's type, never a value.
     expires = as_int(row.get("ExpireTime")) or -1  # not a number: no expiry series, no guess
     return ApiKey(
-        key_id=_text(row, "KeyId", where, required=True), name=_text(row, "Name", where),
+        key_id=_key_id(row, where), name=label_text(_text(row, "Name", where)),
         status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
         granted_models=_granted(row.get("GrantedModels"), where),
         expires=expires if expires > 0 else None,
@@ -125,6 +126,14 @@ def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = 
     return value
 
 
+def _key_id(row: Mapping[str, object], where: str) -> str:
+    """The KeyId: sent back to the API and exported as it is, so refused, never cut."""
+    key_id = _text(row, "KeyId", where, required=True)
+    if (problem := id_problem(key_id)) is not None:
+        raise invalid(f"{where}.KeyId {problem}")
+    return key_id
+
+
 def _int(row: Mapping[str, object], name: str, where: str) -> int:
     value = row.get(name, 0)
     if isinstance(value, bool):
@@ -146,6 +155,9 @@ def _granted(value: object, where: str) -> tuple[str, ...]:
             raise invalid(f"{where}.GrantedModels holds a {type(name).__name__} that is not a "
                           "model name")
         names.extend(n.strip() for n in name.split(",") if n.strip())
+    for name in names:  # each becomes a target's model label and is sent back as Model
+        if (problem := id_problem(name)) is not None:
+            raise invalid(f"{where}.GrantedModels holds a model name that {problem}")
     return tuple(names)
 
 
@@ -153,8 +165,8 @@ def _model(row: object, where: str) -> ApiModel | None:
     if not isinstance(row, dict):
         raise invalid(f"{where} is not an object")
     name = row.get("ServedModelName") or row.get("Name")
-    if not isinstance(name, str) or not name:
-        return None  # a model without a name cannot be matched to a target
+    if not isinstance(name, str) or not name or id_problem(name) is not None:
+        return None  # a model without a usable name cannot be matched to a target
     pricing = row.get("Pricing")
     if not isinstance(pricing, dict):
         return ApiModel(name, None)
@@ -172,7 +184,7 @@ def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice 
     fields = (("input_", "Prompt"), ("output", "Completion"), ("image", "Image"))
     amounts = {field: _amount(pricing.get(api), f"{where}.Pricing.{api}") for field, api in fields}
     currency = pricing.get("Currency")
-    currency = currency if isinstance(currency, str) and currency else "USD"
+    currency = label_text(currency) if isinstance(currency, str) and currency else "USD"
     if not any(amounts.values()):
         return ModelPrice(model, currency=currency)
     unit = read_unit(pricing.get("Unit"), pricing.get("UnitEn"))

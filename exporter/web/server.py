@@ -3,18 +3,22 @@
 Every endpoint is served by the same bounded front (:mod:`exporter.web.httpfront`) behind the same
 TLS and basic auth. Slow work leaves the event loop for small, separate pools, so no kind of
 request can take the threads another kind needs: bcrypt checks (AUTH_THREADS), reloads
-(one thread; they wait for a poll cycle to finish) and /metrics rendering (HANDLER_THREADS).
+(one daemon thread at a time; they wait for a poll cycle to finish, and must never hold up the
+process's exit) and /metrics and /-/ledgers rendering (HANDLER_THREADS). /-/ledgers is made
+at most once per LEDGERS_SECONDS, whoever asks and however often.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gzip
 import html
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -38,6 +42,7 @@ HTTP_THREADS = 1 + HANDLER_THREADS + AUTH_THREADS + RELOAD_THREADS  # with the e
 # AUTH_THREADS threads this is under a second of queue; a scraper whose credentials passed
 # lately never queues (the success cache).
 MAX_QUEUED_CHECKS = 16
+LEDGERS_SECONDS = 5.0  # /-/ledgers is made at most this often (0.4 s of CPU at 10,000 targets)
 PROBES = ("/-/healthy", "/-/ready")  # from loopback they need no password (the image's probe)
 T = TypeVar("T")
 
@@ -76,8 +81,9 @@ class MetricsServer:
                                     dualstack_ipv6=dual)
         self._endpoints = endpoints
         self._pools = {name: ThreadPoolExecutor(size, thread_name_prefix=f"http-{name}")
-                       for name, size in (("handler", HANDLER_THREADS), ("auth", AUTH_THREADS),
-                                          ("reload", RELOAD_THREADS))}
+                       for name, size in (("handler", HANDLER_THREADS), ("auth", AUTH_THREADS))}
+        self._reloading = asyncio.Lock()  # one reload thread at a time (RELOAD_THREADS)
+        self._ledgers = _Recent(LEDGERS_SECONDS, time.monotonic)
         self._checks = 0  # bcrypt checks queued or running (touched on the event loop only)
         self._front = HttpFront(sock, self._answer, lambda: endpoints.web().ssl_context(),
                                 limits, f"uminfer-exporter/{__version__}", admit=self._admit)
@@ -132,14 +138,15 @@ class MetricsServer:
         if method in ("POST", "PUT"):  # PUT as Prometheus accepts it too
             if path != "/-/reload":
                 return _text(HTTPStatus.METHOD_NOT_ALLOWED, "only /-/reload takes POST")
-            return _reloaded(await self._off_loop("reload", self._endpoints.reload))
+            return _reloaded(await self._reload())
         if method not in ("GET", "HEAD"):
             return _text(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not served")
         if path == "/metrics":
             gzipped = "gzip" in (request.header("accept-encoding") or "")
             return await self._off_loop("handler", self._metrics, gzipped)
         if path == "/-/ledgers" and self._endpoints.ledgers is not None:
-            return await self._off_loop("handler", self._ledgers, self._endpoints.ledgers)
+            document = await self._off_loop("handler", self._ledgers.get, self._endpoints.ledgers)
+            return Response(HTTPStatus.OK, document, "application/json")
         pages: dict[str, Callable[[], Response]] = {
             "/-/healthy": self._healthy, "/-/ready": self._ready, "/": _landing,
             "/-/reload": lambda: _text(HTTPStatus.METHOD_NOT_ALLOWED, "use POST")}
@@ -157,9 +164,24 @@ class MetricsServer:
         return Response(HTTPStatus.OK, self._endpoints.cache.body(gzipped), CONTENT_TYPE, extra,
                         tail=tail)
 
-    @staticmethod
-    def _ledgers(document: Callable[[], bytes]) -> Response:
-        return Response(HTTPStatus.OK, document(), "application/json")
+    async def _reload(self) -> str | None:
+        """Run the reload hook in a daemon thread, one at a time. A reload waits for the poll
+        cycle in flight; a pool's thread would be joined at exit, so a stop during a long
+        cycle waited for it (issue #26)."""
+        async with self._reloading:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[str | None] = loop.create_future()
+
+            def work() -> None:
+                try:
+                    outcome: object = self._endpoints.reload()
+                except Exception as error:  # noqa: BLE001 (answered as the front answers bugs)
+                    outcome = error
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(_settle_with, done, outcome)
+
+            threading.Thread(target=work, name="http-reload", daemon=True).start()
+            return await done
 
     def _healthy(self) -> Response:
         if self._endpoints.healthy():
@@ -171,6 +193,34 @@ class MetricsServer:
         if self._endpoints.ready.is_set():
             return _text(HTTPStatus.OK, "Ready.")
         return _text(HTTPStatus.SERVICE_UNAVAILABLE, "Not ready: the first poll is running.")
+
+
+class _Recent:
+    """A value made at most once per ``seconds``: callers in between get the last one, and
+    one caller makes it while the others wait for it (never two at once)."""
+
+    def __init__(self, seconds: float, monotonic: Callable[[], float]) -> None:
+        self._seconds, self._monotonic = seconds, monotonic
+        self._lock = threading.Lock()
+        self._value: bytes | None = None
+        self._made = 0.0
+
+    def get(self, make: Callable[[], bytes]) -> bytes:
+        """The value, made by ``make`` if the last one is older than ``seconds``."""
+        with self._lock:
+            now = self._monotonic()
+            if self._value is None or now - self._made >= self._seconds:
+                self._value, self._made = make(), now
+            return self._value
+
+
+def _settle_with(future: asyncio.Future[str | None], outcome: object) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome if isinstance(outcome, str) else None)
 
 
 def _reloaded(problem: str | None) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.api.errors import ApiError
 from exporter.api.keys import parse_keys, parse_models
 from exporter.config import DiscoveryConfig
 from exporter.core.labeltext import CUT_MARK, MAX_CHARS, id_problem, label_text
@@ -34,18 +33,29 @@ def test_control_characters_in_a_key_name_are_replaced() -> None:
     assert label_text("déjà vu \ud800 模型") == "déjà vu \ud800 模型"  # other text stays
 
 
-@pytest.mark.parametrize(("row", "where"), [
-    ({"KeyId": "k" * (MAX_CHARS + 1)}, "Data[0].KeyId is 129 characters long (at most 128)"),
-    ({"KeyId": "k\nx"}, "Data[0].KeyId holds a control character"),
-    ({"GrantedModels": ["ok", "m" * 300_000]},
-     "Data[0].GrantedModels holds a model name that is 300,000 characters long (at most 128)"),
-    ({"GrantedModels": "a,b\tc"}, "Data[0].GrantedModels holds a model name that holds a control"),
+@pytest.mark.parametrize(("row", "said"), [
+    ({"KeyId": "k" * (MAX_CHARS + 1)}, "Data[1].KeyId is 129 characters long (at most 128)"),
+    ({"KeyId": "k\nx"}, "Data[1].KeyId holds a control character"),
 ])
-def test_values_sent_back_to_the_api_are_refused_not_cut(row: dict[str, object],
-                                                         where: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        parse_keys(keys_answer(**row))
-    assert where in str(caught.value)
+def test_a_key_whose_id_cannot_be_sent_back_as_it_is_is_left_out(
+        row: dict[str, object], said: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A KeyId goes back to the API: it cannot be cut, so its key is left out, alone."""
+    body = {"RetCode": 0, "Data": [{"KeyId": "ok", "Name": "n", "Status": 1},
+                                   {"Name": "n", "Status": 1, **row}]}
+    assert [k.key_id for k in parse_keys(body)] == ["ok"]
+    assert f"ListUMInferAPIKey: 1 keys or granted models left out ({said} first)" in caplog.text
+
+
+@pytest.mark.parametrize(("granted", "said"), [
+    (["ok", "m" * 300_000], "a model name is 300,000 characters long (at most 128)"),
+    ("ok,b\tc", "a model name holds a control character"),
+])
+def test_a_granted_model_name_that_cannot_be_sent_back_is_left_out(
+        granted: object, said: str, caplog: pytest.LogCaptureFixture) -> None:
+    (key,) = parse_keys(keys_answer(GrantedModels=granted))
+    assert key.granted_models == ("ok",)
+    assert said in caplog.text
+    assert "mmmm" not in caplog.text  # the value itself is never logged
 
 
 def test_a_listed_model_with_an_unusable_name_is_skipped_and_its_currency_bounded() -> None:

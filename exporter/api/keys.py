@@ -6,6 +6,7 @@ fixed set of other fields, so no object built here can carry, log or export it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,6 +18,8 @@ from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
 from exporter.core.labeltext import id_problem, label_text
 from exporter.core.safejson import has_surrogate
 from exporter.cost.units import read_unit, scale
+
+log = logging.getLogger(__name__)
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -57,9 +60,18 @@ class ApiModel:
 
 
 def parse_keys(body: object) -> list[ApiKey]:
-    """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage."""
+    """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage. A key whose
+    KeyId, or a granted model whose name, cannot be used as a label and sent back as it is
+    (see :func:`id_problem`) is left out, said in one line per answer: one odd key must not
+    cost the listing of every other."""
     rows = _rows(envelope(body), ("Data", "KeySet", "Keys"))
-    return [_key(row, f"Data[{i}]") for i, row in enumerate(rows)]
+    skipped: list[str] = []
+    keys = [key for i, row in enumerate(rows)
+            if (key := _key(row, f"Data[{i}]", skipped)) is not None]
+    if skipped:
+        log.warning("%s: %d keys or granted models left out (%s first)", LIST_KEYS,
+                    len(skipped), skipped[0])
+    return keys
 
 
 def parse_models(body: object) -> list[ApiModel]:
@@ -81,15 +93,19 @@ def _rows(data: object, names: tuple[str, ...]) -> list[object]:
     raise invalid("Data is neither a list nor an object holding one")
 
 
-def _key(row: object, where: str) -> ApiKey:
+def _key(row: object, where: str, skipped: list[str]) -> ApiKey | None:
     if not isinstance(row, dict):
         raise invalid(f"{where} is not an object")
+    key_id = _text(row, "KeyId", where, required=True)
+    if (problem := id_problem(key_id)) is not None:
+        skipped.append(f"{where}.KeyId {problem}")
+        return None
     # Only named fields are read; messages give a field's type, never a value.
     expires = as_int(row.get("ExpireTime")) or -1  # not a number: no expiry series, no guess
     return ApiKey(
-        key_id=_key_id(row, where), name=label_text(_text(row, "Name", where)),
+        key_id=key_id, name=label_text(_text(row, "Name", where)),
         status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
-        granted_models=_granted(row.get("GrantedModels"), where),
+        granted_models=_granted(row.get("GrantedModels"), where, skipped),
         expires=expires if expires > 0 else None,
         daily_limit=_limit(row.get("DailyLimitAmount")),
         daily_used=_quota_amount(row.get("DailyUsedAmount")),
@@ -126,14 +142,6 @@ def _text(row: Mapping[str, object], name: str, where: str, *, required: bool = 
     return value
 
 
-def _key_id(row: Mapping[str, object], where: str) -> str:
-    """The KeyId: sent back to the API and exported as it is, so refused, never cut."""
-    key_id = _text(row, "KeyId", where, required=True)
-    if (problem := id_problem(key_id)) is not None:
-        raise invalid(f"{where}.KeyId {problem}")
-    return key_id
-
-
 def _int(row: Mapping[str, object], name: str, where: str) -> int:
     value = row.get(name, 0)
     if isinstance(value, bool):
@@ -144,7 +152,7 @@ def _int(row: Mapping[str, object], name: str, where: str) -> int:
     return number
 
 
-def _granted(value: object, where: str) -> tuple[str, ...]:
+def _granted(value: object, where: str, skipped: list[str]) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
@@ -155,10 +163,13 @@ def _granted(value: object, where: str) -> tuple[str, ...]:
             raise invalid(f"{where}.GrantedModels holds a {type(name).__name__} that is not a "
                           "model name")
         names.extend(n.strip() for n in name.split(",") if n.strip())
+    usable = []
     for name in names:  # each becomes a target's model label and is sent back as Model
-        if (problem := id_problem(name)) is not None:
-            raise invalid(f"{where}.GrantedModels holds a model name that {problem}")
-    return tuple(names)
+        if (problem := id_problem(name)) is None:
+            usable.append(name)
+        else:
+            skipped.append(f"{where}.GrantedModels: a model name {problem}")
+    return tuple(usable)
 
 
 def _model(row: object, where: str) -> ApiModel | None:

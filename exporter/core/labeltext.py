@@ -5,7 +5,7 @@ three times over (plain, gzip, the render), so one key name of 300,000 character
 an 8 MB ``/metrics`` (issue #26, N7). Values are cut at MAX_CHARS characters with a visible
 marker, and control characters (which terminals and dashboards would act on) become U+FFFD.
 Values that are sent back to the API (a key's id, a granted model's name) cannot be cut
-without breaking the calls: :func:`id_problem` says why such a value is refused instead.
+without breaking the calls: :func:`id_problem` says why such a value is left out instead.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ def test_control_characters_in_a_key_name_are_replaced() -> None:
     (key,) = parse_keys(keys_answer(Name="evil\x1b[31m\rname\x00\x85\x7f"))
     assert key.name == "evil\ufffd[31m\ufffdname\ufffd\ufffd\ufffd"
     assert label_text("déjà vu \ud800 模型") == "déjà vu \ud800 模型"  # other text stays
+    assert label_text("ls\u2028ps\u2029bidi\u202e") == "ls\ufffdps\ufffdbidi\ufffd"
 
 
 @pytest.mark.parametrize(("row", "said"), [

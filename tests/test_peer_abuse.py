@@ -70,3 +70,28 @@ def test_a_trickling_peer_delays_the_start_by_ha_timeout_only(tmp_path: Path,
             stopped = time.monotonic()
             assert child.stop(timeout=3.0) == 0
             assert time.monotonic() - stopped < 2.0
+
+
+def test_reloads_and_stops_never_wait_for_a_peer(tmp_path: Path, trickling_peer: str) -> None:
+    """The peer call runs outside the poll cycle's lock: while it trickles, POST /-/reload is
+    answered and SIGTERM ends the process at once (before: the reload hung, and a reload
+    waiting for the cycle kept the process alive after SIGTERM)."""
+    origin = datetime.fromtimestamp(time.time() // 3600 * 3600 - 3600, UTC)
+    config = fleet.fleet_config(
+        "http://unused", ["k-peer"], state={"path": str(tmp_path / "state.json")},
+        accounting={"origin": origin.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        ha={"peers": [trickling_peer], "timeout": "20s"})
+    with fleet.simulator() as sim:
+        config["api"]["endpoint"] = sim.url
+        with fleet.exporter(tmp_path, config, ready=False) as child:
+            until = time.monotonic() + 10
+            while child.status("/-/healthy") != 200 and time.monotonic() < until:
+                time.sleep(0.1)
+            time.sleep(1.0)  # the first cycle is in the peer call now
+            assert child.status("/-/ready") == 503
+            answer = requests.post(f"{child.url}/-/reload", timeout=5)
+            assert answer.status_code == 200
+            assert child.status("/-/ready") == 503  # still waiting on the peer
+            stopped = time.monotonic()
+            assert child.stop(timeout=3.0) == 0
+            assert time.monotonic() - stopped < 2.0

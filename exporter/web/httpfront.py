@@ -183,19 +183,23 @@ class HttpFront:
 
     async def _accept_forever(self) -> None:
         self._sock.setblocking(False)
+        more = False
         while True:
-            await self._readable()
-            # Drain a burst in one go: in a flood, connections admitted early in the batch are
-            # the ones later accepts close, before their tasks ever run; that keeps the cost
-            # per flooding connection to an accept and a close, and a scraper queued behind
+            if not more:
+                await self._readable()
+            # Drain a burst in slices: in a flood, connections admitted early are the ones
+            # later accepts close, before their tasks ever run; that keeps the cost per
+            # flooding connection to an accept and a close, and a scraper queued behind
             # thousands of them is reached in a fraction of a second.
-            await self._accept_batch(4 * self._limits.max_connections + 1024)
+            more = await self._accept_batch(4 * self._limits.max_connections + 1024)
 
-    async def _accept_batch(self, most: int) -> None:
+    async def _accept_batch(self, most: int) -> bool:
         """Accept what is queued (up to ``most``, for at most one slice), making room at the
         cap; then start the connections still admitted (a flood's are closed before costing a
         task). When no room can be made, sleep until some can: the listen socket stays
-        readable meanwhile, and polling it again at once would spin a core."""
+        readable meanwhile, and polling it again at once would spin a core. True when the
+        slice ran out: the next batch follows at once (connections held back for a slice
+        start there even if nothing more arrives)."""
         admitted: list[_Conn] = []
         stopped = "failed"
         try:
@@ -206,6 +210,9 @@ class HttpFront:
             await asyncio.sleep(0.1)
         elif stopped == "full":
             await self._freed.wait()
+        elif stopped == "sliced":
+            await asyncio.sleep(0)  # the connections' own work gets its turn
+        return stopped == "sliced"
 
     def _start(self, admitted: list[_Conn], sliced: bool) -> None:
         """Start a task for each connection still admitted. After a slice that left more

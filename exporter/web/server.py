@@ -3,7 +3,7 @@
 Every endpoint is served by the same bounded front (:mod:`exporter.web.httpfront`) behind the same
 TLS and basic auth. Slow work leaves the event loop for small, separate pools, so no kind of
 request can take the threads another kind needs: bcrypt checks (AUTH_THREADS), reloads
-(one daemon thread at a time; they wait for a poll cycle to finish, and must never hold up the
+(one daemon thread; they wait for a poll cycle to finish, and must never hold up the
 process's exit) and /metrics and /-/ledgers rendering (HANDLER_THREADS). /-/ledgers is made
 at most once per LEDGERS_SECONDS, whoever asks and however often.
 """
@@ -11,16 +11,16 @@ at most once per LEDGERS_SECONDS, whoever asks and however often.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gzip
 import html
 import ipaddress
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import TypeVar
@@ -82,7 +82,7 @@ class MetricsServer:
         self._endpoints = endpoints
         self._pools = {name: ThreadPoolExecutor(size, thread_name_prefix=f"http-{name}")
                        for name, size in (("handler", HANDLER_THREADS), ("auth", AUTH_THREADS))}
-        self._reloading = asyncio.Lock()  # one reload thread at a time (RELOAD_THREADS)
+        self._reloads = _DaemonWorker("http-reload")  # RELOAD_THREADS, never joined at exit
         self._ledgers = _Recent(LEDGERS_SECONDS, time.monotonic)
         self._checks = 0  # bcrypt checks queued or running (touched on the event loop only)
         self._front = HttpFront(sock, self._answer, lambda: endpoints.web().ssl_context(),
@@ -165,23 +165,10 @@ class MetricsServer:
                         tail=tail)
 
     async def _reload(self) -> str | None:
-        """Run the reload hook in a daemon thread, one at a time. A reload waits for the poll
-        cycle in flight; a pool's thread would be joined at exit, so a stop during a long
-        cycle waited for it (issue #26)."""
-        async with self._reloading:
-            loop = asyncio.get_running_loop()
-            done: asyncio.Future[str | None] = loop.create_future()
-
-            def work() -> None:
-                try:
-                    outcome: object = self._endpoints.reload()
-                except Exception as error:  # noqa: BLE001 (answered as the front answers bugs)
-                    outcome = error
-                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
-                    loop.call_soon_threadsafe(_settle_with, done, outcome)
-
-            threading.Thread(target=work, name="http-reload", daemon=True).start()
-            return await done
+        """Run the reload hook on the reload thread. A reload waits for the poll cycle in
+        flight; a pool's thread would be joined at exit, so a stop during a long cycle
+        waited for it (issue #26); this one is a daemon."""
+        return await asyncio.wrap_future(self._reloads.submit(self._endpoints.reload))
 
     def _healthy(self) -> Response:
         if self._endpoints.healthy():
@@ -214,13 +201,36 @@ class _Recent:
             return self._value
 
 
-def _settle_with(future: asyncio.Future[str | None], outcome: object) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome if isinstance(outcome, str) else None)
+class _DaemonWorker:
+    """One daemon thread running what is submitted, in order (started on first use). Unlike a
+    ThreadPoolExecutor's, its thread is not joined at interpreter exit."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Callable[[], str | None],
+                                             Future[str | None]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], str | None]) -> Future[str | None]:
+        """``work()``'s outcome, once the thread has run it."""
+        future: Future[str | None] = Future()
+        self._queue.put((work, future))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            work, future = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work())
+            except Exception as error:  # noqa: BLE001 (the waiting request answers it)
+                future.set_exception(error)
 
 
 def _reloaded(problem: str | None) -> Response:

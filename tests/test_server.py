@@ -21,7 +21,12 @@ from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import Request
 from exporter.web.listen import parse_listen_address
-from exporter.web.server import Endpoints, MetricsServer, probe_from_this_host
+from exporter.web.server import (
+    MAX_QUEUED_CHECKS,
+    Endpoints,
+    MetricsServer,
+    probe_from_this_host,
+)
 
 
 @dataclass
@@ -179,6 +184,40 @@ def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
         assert time.monotonic() - began < 0.3
         for thread in wrong:
             thread.join()
+
+
+def test_wrong_passwords_beyond_the_check_queue_are_refused_at_once() -> None:
+    """A stream of wrong passwords queues at most MAX_QUEUED_CHECKS bcrypt runs; more get 503
+    at once, and a new scraper whose check is due still waits under a second, not the queue
+    (before: 40 wrong passwords at 0.5 s each on 2 threads queued 10 s)."""
+    def slow_checker(password: bytes, _stored: bytes) -> bool:
+        if password == b"right":
+            return True
+        time.sleep(0.5)
+        return False
+
+    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+    statuses: list[int] = []
+    with serving(Reloads(), web=web) as (url, _):
+        def wrong(i: int) -> None:
+            statuses.append(requests.get(f"{url}/metrics", auth=("u", f"wrong{i}"),
+                                         timeout=15).status_code)
+
+        threads = [threading.Thread(target=wrong, args=(i,)) for i in range(40)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        began = time.monotonic()
+        refused = requests.get(f"{url}/metrics", auth=("u", "right"), timeout=15)
+        took = time.monotonic() - began
+        for thread in threads:
+            thread.join()
+    assert refused.status_code == 503  # the queue is full: told to retry, not kept waiting
+    assert refused.headers["Retry-After"] == "1"
+    assert took < 0.5, f"{took:.2f}s"
+    assert statuses.count(401) >= MAX_QUEUED_CHECKS  # those queued were checked
+    assert statuses.count(503) >= 1
+    assert len(statuses) == 40
 
 
 def test_listening_on_every_ipv6_address_serves_ipv4_too() -> None:

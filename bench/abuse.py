@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import select
+import selectors
 import socket
 import statistics
 import subprocess
@@ -30,6 +31,8 @@ from bench import samples, simproc
 ROOT = Path(__file__).resolve().parent.parent
 
 PARTIAL_HEAD = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: abuse\r\n"
+# A whole head, no password, announcing a body that never comes (issue #26, N2).
+PENDING_HEAD = b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 60000\r\n\r\n"
 
 
 def allow_sockets(count: int) -> None:
@@ -60,8 +63,10 @@ class Scrapes:
 class Scraper:
     """GETs /metrics on a fresh connection every ``gap`` seconds, into the current phase."""
 
-    def __init__(self, port: int, gap: float = 0.05, timeout: float = 10.0) -> None:
+    def __init__(self, port: int, gap: float = 0.05, timeout: float = 10.0,
+                 headers: dict[str, str] | None = None) -> None:
         self._port, self._gap, self._timeout = port, gap, timeout
+        self._headers = {"Accept-Encoding": "gzip", **(headers or {})}
         self.phases: dict[str, Scrapes] = {}
         self._phase = "before"
         self._stop = threading.Event()
@@ -95,7 +100,7 @@ class Scraper:
     def _scrape(self) -> int:
         conn = http.client.HTTPConnection("127.0.0.1", self._port, timeout=self._timeout)
         try:
-            conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+            conn.request("GET", "/metrics", headers=self._headers)
             response = conn.getresponse()
             response.read()
             return response.status
@@ -225,6 +230,43 @@ def slow_readers(port: int, count: int, seconds: float, path: str = "/metrics") 
         close_all(sockets)
     return received
 
+def hold_pending(port: int, count: int, seconds: float) -> int:
+    """``count`` connections that each send PENDING_HEAD and no body, each re-opened as soon
+    as the server answers or closes it, for ``seconds``; how many times one was re-opened."""
+    poller = selectors.DefaultSelector()
+
+    def open_one() -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        poller.register(sock, selectors.EVENT_WRITE)
+
+    for _ in range(count):
+        open_one()
+    reopened = 0
+    until = time.monotonic() + seconds
+    try:
+        while time.monotonic() < until:
+            for key, _ in poller.select(0.2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if key.events == selectors.EVENT_WRITE:
+                    with contextlib.suppress(OSError):
+                        sock.send(PENDING_HEAD)
+                        poller.modify(sock, selectors.EVENT_READ)
+                        continue
+                poller.unregister(sock)  # answered, closed or refused: at it again
+                sock.close()
+                open_one()
+                reopened += 1
+    finally:
+        for key in list(poller.get_map().values()):
+            assert isinstance(key.fileobj, socket.socket)
+            key.fileobj.close()
+        poller.close()
+    return reopened
+
+
 def sleep(seconds: float) -> None:
     """Wait (a named step, so a test reads as a timeline)."""
     time.sleep(seconds)
@@ -240,6 +282,8 @@ class AbuseSizes:
     slowloris_seconds: float = 12.0  # past the 10 s header deadline
     slow_readers: int = 20
     slow_read_seconds: float = 6.0
+    pending: int = 2048  # issue #26: 4x the default connection cap
+    pending_seconds: float = 12.0  # past the 10 s header deadline that once held each
     hold: float = 3.0  # seconds of scraping during the flood and after each abuse
 
 
@@ -326,6 +370,11 @@ def run_bench(sizes: AbuseSizes) -> dict[str, Any]:
             slow_readers(port, sizes.slow_readers, sizes.slow_read_seconds)
             scraper.phase("after the slow reads")
             sleep(sizes.hold)
+            scraper.phase("during the pending bodies")
+            with pending_elsewhere(port, sizes.pending, sizes.pending_seconds):
+                pass
+            scraper.phase("after the pending bodies")
+            sleep(sizes.hold)
     return {"sizes": sizes, "load": load, "threads_before": before[0],
             "rss_before_mib": before[1] / 1024,
             "threads_peak": usage.threads, "rss_peak_mib": usage.rss_kib / 1024,
@@ -352,6 +401,17 @@ def slowloris_elsewhere(port: int, count: int, seconds: float) -> int:
 
 
 @contextmanager
+def pending_elsewhere(port: int, count: int, seconds: float) -> Iterator[None]:
+    """``count`` connections holding PENDING_HEAD from another process for ``seconds`` (each
+    re-opened when the server drops it); the block runs meanwhile, and its end waits for them."""
+    with _elsewhere("pending", port, count, seconds) as child:
+        assert child.stdout is not None
+        child.stdout.readline()
+        yield
+        child.stdout.readline()  # the re-open count: they are done
+
+
+@contextmanager
 def _elsewhere(kind: str, *args: object) -> Iterator[subprocess.Popen[str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen([sys.executable, "-m", "bench.abuse", kind, *map(str, args)],
@@ -366,9 +426,14 @@ def _elsewhere(kind: str, *args: object) -> Iterator[subprocess.Popen[str]]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m bench.abuse flood PORT COUNT`` or ``slowloris PORT COUNT SECONDS``."""
+    """``python -m bench.abuse flood PORT COUNT``, ``slowloris PORT COUNT SECONDS`` or
+    ``pending PORT COUNT SECONDS``."""
     kind, port, count = argv[0], int(argv[1]), int(argv[2])
     allow_sockets(count)
+    if kind == "pending":
+        print("ready", flush=True)
+        print(hold_pending(port, count, float(argv[3])), flush=True)
+        return 0
     sockets = open_connections(port, count, first=PARTIAL_HEAD if kind == "flood" else b"")
     print("ready", flush=True)
     try:

@@ -32,7 +32,8 @@ QUICK = Sizes(compare=(20,), curve=(10, 30), single_cycle_from=30, repeat=2, cyc
               cycle_latency=0.01, cycle_repeat=1, concurrency=4, rate_targets=10,
               rate_limit=20.0, rate_seconds=1.0, rate_repeat=1,
               abuse=abuse.AbuseSizes(targets=5, flood=200, slowloris=20, slowloris_seconds=1.0,
-                                     slow_readers=2, slow_read_seconds=1.0, hold=0.5))
+                                     slow_readers=2, slow_read_seconds=1.0, pending=40,
+                                     pending_seconds=1.0, hold=0.5))
 
 
 @dataclass
@@ -73,7 +74,7 @@ def run_all(sizes: Sizes, log: Any = print) -> Results:
                                          cycles=cycles)
     a = sizes.abuse
     log(f"HTTP abuse: flood of {a.flood}, slowloris of {a.slowloris}, {a.slow_readers} slow "
-        f"readers, against {a.targets} targets")
+        f"readers, {a.pending} pending bodies, against {a.targets} targets")
     results.abuse = abuse.run_bench(a)
     return results
 

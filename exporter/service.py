@@ -286,6 +286,7 @@ class Service:
         config = self._config
         if config.ha.peers and config.accounting.origin is not None:
             self._bootstrap(config.accounting.origin)
+            config = self._config  # a reload may have landed during the peer call
         # With an origin, counters are defined from it: the whole downtime is caught up.
         backfill = config.state.max_backfill if config.accounting.origin is None else 2**40
         with self._poller.locked():
@@ -304,9 +305,20 @@ class Service:
     def _bootstrap(self, origin: int) -> None:
         """At start, with ``ha.peers``: take a peer's settled ledgers (one call) for the targets
         that have none here or an older one, and its measured buckets if none are known here.
-        Without a peer that answers, catch up from the API (said in the log)."""
-        fetched = fetch(self._config.ha, self._terms(origin), lambda: int(self.api_clock.now()),
-                        self.clock, replica=self._replica, grid_of=self._grid_of(self._config))
+        Without a peer that answers, catch up from the API (said in the log). The call is made
+        outside the cycle lock (held by the caller): a slow peer must not hold up a reload or a
+        stop; a config reloaded meanwhile makes its answer moot."""
+        config = self._config
+        self._cycle_lock.release()
+        try:
+            fetched = fetch(config.ha, self._terms(origin), lambda: int(self.api_clock.now()),
+                            self.clock, replica=self._replica, grid_of=self._grid_of(config))
+        finally:
+            self._cycle_lock.acquire()
+        if fetched is not None and self._config is not config:
+            log.warning("the config was reloaded during the call to peer %s: its ledgers are "
+                        "not taken; catching up from the API", fetched.url)
+            return
         if fetched is None:
             log.warning("no peer gave its ledgers: catching up from accounting.origin through "
                         "the API (uminfer_catchup_remaining_seconds says how far it has to go)")

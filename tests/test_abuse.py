@@ -7,6 +7,7 @@ nothing may be logged per connection. Loopback only; each test runs well under 3
 
 from __future__ import annotations
 
+import base64
 import socket
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from bench import abuse
+from exporter.web.httpfront import Limits
 from exporter.web.server import HTTP_THREADS
 from tests import fleet
 from tests.harness import Exporter
@@ -68,6 +71,26 @@ def check(target: Target, scraper: abuse.Scraper, usage: abuse.Usage, log_before
     assert len(new_lines) < 20, "\n".join(new_lines[:20])  # poll cycles may say a little
 
 
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """An exporter behind basic auth (the default connection cap)."""
+    workdir = tmp_path_factory.mktemp("guarded")
+    secret = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    web = workdir / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prom: '{secret}'\n")
+    with fleet.simulator() as sim:
+        config = fleet.fleet_config(sim.url, KEYS[:10], poll={"interval": "2s"})
+        with fleet.exporter(workdir, config, f"--web.config.file={web}") as child:
+            assert child.process is not None
+            pid = child.process.pid
+            threads, rss = abuse.process_status(pid)
+            yield Target(child, pid, threads, rss)
+
+
+PASSWORD = "pw-Secret1"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"prom:{PASSWORD}".encode()).decode()}
+
+
 def lines(target: Target) -> int:
     return len(target.child.log().splitlines())
 
@@ -104,6 +127,26 @@ def test_clients_that_read_the_answer_a_byte_a_second(target: Target) -> None:
         abuse.sleep(2.0)
     check(target, scraper, usage, before)
     assert 0 < received < 20 * 7  # they really did read slowly
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["no-auth", "auth"])
+def test_heads_that_promise_a_body_they_never_send_at_4x_the_cap(
+        request: pytest.FixtureRequest, auth: bool) -> None:
+    """Issue #26, N2: 80-byte heads announcing a 60,000-byte body, no password, re-opened as
+    soon as they are dropped, 4x the default cap of them. Before, each was never evicted for
+    the 10 s header deadline (its body awaited before auth), and no fresh scrape was answered."""
+    target: Target = request.getfixturevalue("guarded" if auth else "target")
+    before = lines(target)
+    count = 4 * Limits().max_connections
+    with abuse.monitoring(target.pid) as usage, abuse.Scraper(
+            target.child.port, headers=AUTH if auth else None) as scraper:
+        abuse.sleep(1.0)
+        scraper.phase("during the pending bodies")
+        with abuse.pending_elsewhere(target.child.port, count, seconds=6.0):
+            pass
+        scraper.phase("after the pending bodies")
+        abuse.sleep(2.0)
+    check(target, scraper, usage, before)
 
 
 def closed_by_server(sockets: list[socket.socket]) -> int:

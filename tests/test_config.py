@@ -94,6 +94,12 @@ BAD = [
     ({"accounting.origin": "2025-01-01T00:00:00Z", "ha.password": "hunter2"},
      "ha.username: required with ha.password"),
     ({"ha.timeout": "0s"}, "ha.timeout: must be greater than 0s, got 0s"),
+    ({"accounting.origin": "2025-01-01T00:00:00Z", "ha.peers": ["http://peer:9866"],
+      "ha.username": "u", "ha.password": "p"},
+     "ha.username: would be sent in clear to http://peer:9866: use https:// peer URLs (with"
+     " ha.ca_file), or set ha.insecure_http_auth: true on a network you trust"),
+    ({"ha.insecure_http_auth": "yes"},
+     'ha.insecure_http_auth: expected true or false, got "yes" (str)'),
     ({"poll.intreval": "60s"}, f"poll.intreval: unknown key (expected one of: {POLL_KEYS})"),
     ({"targets.0.colour": "red"},
      "targets[0].colour: unknown key (expected one of: account, project, key, model, labels)"),
@@ -490,7 +496,7 @@ def test_accounting_origin_and_ha_peers_are_read_and_the_password_redacted(
 
 def test_a_bad_peer_password_file_names_the_path_not_the_content(tmp_path: Path) -> None:
     data = with_changes({"accounting.origin": "2025-01-01T00:00:00Z",
-                         "ha.peers": ["http://peer:9866"], "ha.username": "u",
+                         "ha.peers": ["https://peer:9866"], "ha.username": "u",
                          "ha.password_file": "missing"})
     assert problems(data, base_dir=str(tmp_path)) == [
         f"ha.password_file: cannot read {tmp_path}/missing: No such file or directory"]

@@ -5,7 +5,9 @@ that a replica listed among its own peers skips itself."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -192,3 +194,163 @@ def test_a_replica_listed_among_its_own_peers_never_takes_its_own_ledgers() -> N
     assert fetched is not None
     assert fetched.url == f"{base}/other"
     assert fetched.handoff.ledgers["p/k/m"].counters() == tok(10)
+
+
+# --- A peer is an untrusted input (issue #26, N3 to N5) ---
+
+def _entry_doc(entry_changes: dict[str, object], ledger: Ledger | None = None) -> bytes:
+    data = json.loads(render(TERMS, {"p/k/m": (ledger or counted(3)).settled()}))
+    data["targets"]["p/k/m"].update(entry_changes)
+    return json.dumps(data).encode()
+
+
+def _refused(body: bytes, now: int = T0 + 5 * H) -> str:
+    with pytest.raises(HandoffError) as refused:
+        check(parse(body), TERMS, now, HOURS)
+    return str(refused.value)
+
+
+def test_totals_beyond_what_the_time_covered_allows_are_refused() -> None:
+    # 3 settled hours: a billion a second is 1.08e13; the real ledger holds 15 tokens.
+    inflated = {"tokens": 15 * 10**9 * 1000, "input_tokens": 15}
+    assert "settled totals above 1,000,000,000 a second of the 10800 seconds" in _refused(
+        _entry_doc({"closed": inflated}))
+    poison = {"tokens": 2**62 - 10}  # just under the state's limit: usage on top overflowed it
+    assert "settled totals above" in _refused(_entry_doc({"closed": poison}))
+    assert "revised_away above" in _refused(_entry_doc({"revised_away": {"requests": 2**61}}))
+
+
+def test_invented_or_negative_give_ups_and_counts_are_refused() -> None:
+    invented = {f"reason-{i}": 1 for i in range(50_000)}
+    assert "gives up for 'reason-0', not one of network, timeout" in _refused(
+        _entry_doc({"given_up": invented}))
+    assert "negative or non-integer" in _refused(
+        _entry_doc({"given_up": {"http": -2**61}}))
+    assert "more seconds than have passed" in _refused(
+        _entry_doc({"given_up": {"http": 10 * DAY}}))
+    assert "revisions or additivity errors out of range" in _refused(
+        _entry_doc({"revisions": -5}))
+    assert "more seconds than have passed" in _refused(_entry_doc({"skipped_seconds": -1}))
+
+
+def test_a_document_with_open_or_audit_stretches_or_too_many_targets_is_refused() -> None:
+    stretch = {"start": T0, "end": T0 + H - 1, "totals": {"tokens": 1}, "final": True}
+    assert "holds time that is not settled" in _refused(_entry_doc({"audits": [stretch]}))
+    data = json.loads(render(TERMS, {}))
+    data["targets"] = {f"t{i}": {} for i in range(100_001)}
+    with pytest.raises(HandoffError, match="100001 targets, more than 100000"):
+        parse(json.dumps(data).encode())
+
+
+def test_a_replica_with_its_own_ledger_takes_only_what_its_reading_explains() -> None:
+    own = counted(3, per_hour=1000)  # 3,000 settled, 3 open
+    fair = counted(4, per_hour=1000).settled()  # an hour more, at the same rate
+    assert takeover({"t": fair}, {"t": own}, ["t"]) == {"t": fair}
+    inflated = Ledger.from_dict({**fair.to_dict(), "closed": tok(4000 * 10**9).as_dict()})
+    assert takeover({"t": inflated}, {"t": own}, ["t"]) == {}
+    days_ahead = counted(30, per_hour=1000).settled()  # beyond what one API read covers
+    assert takeover({"t": days_ahead}, {"t": own}, ["t"]) == {}
+    idle = Ledger(T0, H, SETTLE)  # a ledger of its own that has read nothing explains nothing
+    assert takeover({"t": fair}, {"t": idle}, ["t"]) == {}
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """A peer that records what it was sent; ``dribble`` sends the answer a byte at a time."""
+
+    body = b""
+    dribble = 0.0
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers.items()))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        if not self.dribble:
+            self.wfile.write(self.body)
+            return
+        for byte in self.body[:40]:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(self.dribble)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_credentials_never_go_to_an_http_peer_without_the_opt_out(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[dict[str, str]] = []
+
+    server = _serve(Peer)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        ha = HaConfig(peers=(url,), username="replica", password="ha-Secret-PW")
+        assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS) is None
+        assert Peer.seen == []  # not even asked: the password would have gone in clear
+        assert "go only to https:// peers" in caplog.text
+        opted = HaConfig(peers=(url,), username="replica", password="ha-Secret-PW",
+                         insecure_http_auth=True)
+        assert fetch(opted, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS) is not None
+        assert Peer.seen[0]["Authorization"].startswith("Basic ")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "ha-Secret-PW" not in caplog.text
+
+
+def test_environment_proxies_are_not_used_for_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[dict[str, str]] = []
+
+    with socket.socket() as dead:  # a proxy address where nothing listens
+        dead.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")
+    server = _serve(Peer)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",))
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me", grid_of=HOURS)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fetched is not None  # straight to the peer, not through the dead proxy
+
+
+def test_a_peer_that_trickles_its_answer_is_given_up_at_ha_timeout(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        dribble = 0.2  # each byte well within a per-read timeout of 1 s
+        seen: list[dict[str, str]] = []
+
+    server = _serve(Peer)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",), timeout=1.0)
+        began = time.monotonic()
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me", grid_of=HOURS)
+        took = time.monotonic() - began
+        time.sleep(0.3)
+        # The call given up on is hung up on, not left reading in the background.
+        assert not [t for t in threading.enumerate() if t.name == "peer-fetch"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fetched is None
+    assert took < 1.5, f"{took:.1f}s"
+    assert "no whole answer within ha.timeout (1s)" in caplog.text

@@ -100,7 +100,8 @@ def test_crafted_answers_never_stop_counting(tmp_path: Path, sim: SimulatorServe
         wait_for(lambda: fleet.counters(child.metrics(), "k-control")
                  == Totals(12, 4, 16, 3, 0), 10, "k-control counting on")
         text = requests.get(f"{child.url}/metrics", timeout=5).text
-        assert 'key_name="evil\\\\ud800\x1b[31m\rname"' in text  # escaped, rendered, served
+        # Escaped, rendered, served; control characters replaced (issue #26, N7).
+        assert 'key_name="evil\\\\ud800\ufffd[31m\ufffdname"' in text
         assert all(fleet.value(child.metrics(), "uminfer_up", k) == 0 for k in CRAFTED)
         assert _poll_errors(child) == dict.fromkeys(STAGES, 0.0)
         assert child.status("/-/healthy") == 200

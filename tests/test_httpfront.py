@@ -9,8 +9,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import bcrypt
 import pytest
 
+from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import RequestError, parse_head
 from tests.test_server import Reloads, serving
@@ -67,6 +69,8 @@ def test_a_body_is_dropped_never_read_as_a_request(front: tuple[int, Reloads]) -
     (b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
+    (b"GET / HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413),  # not int()ed
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 17 * 1024 + b"\r\n\r\n", 431),  # over 16 KiB at once
     (b"GET http://x/ HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
 ])
@@ -248,3 +252,89 @@ def test_slow_readers_of_a_big_answer_share_it_not_copy_it() -> None:
             for sock in readers:
                 sock.close()
     assert grown < 100, f"resident memory grew by {grown:.0f} MiB (a copy each: 400 MiB)"
+
+
+def test_the_accept_loop_sleeps_while_no_connection_can_be_admitted() -> None:
+    """Every slot being answered and one more client queued: the loop waits, it does not spin
+    on the readable listen socket (issue #26, N1: a whole core)."""
+    reloads = HeldReloads()
+    with serving(reloads, limits=QUICK) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        busy = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                for _ in range(QUICK.max_connections)]
+        try:
+            for sock in busy:
+                sock.sendall(b"POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+                late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+                time.sleep(0.3)
+                began, cpu = time.monotonic(), time.process_time()
+                time.sleep(1.0)  # only waiting, on both sides
+                share = (time.process_time() - cpu) / (time.monotonic() - began)
+                reloads.release.set()
+                assert read_all(late, 3).endswith(b"Healthy.\n")
+        finally:
+            reloads.release.set()
+            for sock in busy:
+                sock.close()
+    assert share < 0.10, f"{share:.0%} of a core while waiting"
+
+
+def test_a_body_that_does_not_come_is_cut_at_the_body_deadline() -> None:
+    reloads = Reloads()
+    with serving(reloads, limits=Limits(header_timeout=10.0, body_timeout=0.5)) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST /-/reload HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            began = time.monotonic()
+            answer = read_all(sock, 3)
+            took = time.monotonic() - began
+    assert answer == b""  # cut, not answered
+    assert 0.4 <= took < 1.5, f"{took:.2f}s (the header deadline is 10 s)"
+    assert reloads.calls == []
+
+
+def test_a_head_refused_by_auth_is_answered_without_awaiting_its_body() -> None:
+    """No password, and a body announced but not sent (issue #26, N2): 401 at once, closed."""
+    secret = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    with serving(Reloads(), web=WebConfig(users=(("prom", secret),)), limits=QUICK) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        began = time.monotonic()
+        answer = exchange(port, b"GET /-/ledgers HTTP/1.1\r\nContent-Length: 60000\r\n\r\n")
+        took = time.monotonic() - began
+    assert statuses(answer) == [401]
+    assert not answer.endswith(b"<still open>")
+    assert took < 0.5, f"{took:.2f}s: the body was awaited first"
+
+
+def test_at_the_cap_a_head_whose_body_does_not_come_makes_room() -> None:
+    """Every slot held by a head announcing a body it does not send, each head already in the
+    kernel when accepted: such a connection waits on its client, so a new one is admitted at
+    once (before, none could be closed for room until its deadline)."""
+    reloads = HeldReloads()
+    with serving(reloads, limits=QUICK) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        busy = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                for _ in range(QUICK.max_connections)]
+        pending = []
+        try:
+            for sock in busy:
+                sock.sendall(b"POST /-/reload HTTP/1.1\r\nConnection: close\r\n\r\n")
+            time.sleep(0.2)
+            for _ in range(QUICK.max_connections):  # queued in the backlog, heads sent
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(b"GET /-/healthy HTTP/1.1\r\nContent-Length: 60000\r\n\r\n")
+                pending.append(sock)
+            time.sleep(0.1)
+            reloads.release.set()  # the busy ones finish; the pending ones take their slots
+            time.sleep(0.2)
+            began = time.monotonic()
+            answer = exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n")
+            took = time.monotonic() - began
+            assert answer.endswith(b"Healthy.\n")
+            assert took < 0.5, f"{took:.2f}s"
+            assert sum(read_all(sock, 0.05) == b"" for sock in pending) >= 1  # made room
+        finally:
+            reloads.release.set()
+            for sock in busy + pending:
+                sock.close()

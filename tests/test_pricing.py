@@ -246,7 +246,10 @@ def test_unquoted_amounts_a_float_cannot_hold_are_refused_not_rounded(tmp_path: 
     with pytest.raises(ConfigError) as caught:
         _loaded(tmp_path, "{input: 0.123456789012345678, output: 1.000000000000000001}",
                 "99999999.999999999")
-    assert caught.value.problems == [
+    # Each problem names its line in the file first (file:line: path: problem).
+    problems = [problem.split(": ", 1)[1] for problem in caught.value.problems]
+    assert all(problem.startswith(f"{tmp_path}/") for problem in caught.value.problems)
+    assert problems == [
         "pricing.models.m.input: 0.123456789012345678 has more digits than a YAML number holds"
         ' (it reads as 0.12345678901234568): quote it to keep every digit, "0.123456789012345678"',
         "pricing.models.m.output: 1.000000000000000001 has more digits than a YAML number holds"

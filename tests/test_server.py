@@ -21,7 +21,12 @@ from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import Request
 from exporter.web.listen import parse_listen_address
-from exporter.web.server import Endpoints, MetricsServer, probe_from_this_host
+from exporter.web.server import (
+    MAX_QUEUED_CHECKS,
+    Endpoints,
+    MetricsServer,
+    probe_from_this_host,
+)
 
 
 @dataclass
@@ -181,6 +186,40 @@ def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
             thread.join()
 
 
+def test_wrong_passwords_beyond_the_check_queue_are_refused_at_once() -> None:
+    """A stream of wrong passwords queues at most MAX_QUEUED_CHECKS bcrypt runs; more get 503
+    at once, and a new scraper whose check is due still waits under a second, not the queue
+    (before: 40 wrong passwords at 0.5 s each on 2 threads queued 10 s)."""
+    def slow_checker(password: bytes, _stored: bytes) -> bool:
+        if password == b"right":
+            return True
+        time.sleep(0.5)
+        return False
+
+    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+    statuses: list[int] = []
+    with serving(Reloads(), web=web) as (url, _):
+        def wrong(i: int) -> None:
+            statuses.append(requests.get(f"{url}/metrics", auth=("u", f"wrong{i}"),
+                                         timeout=15).status_code)
+
+        threads = [threading.Thread(target=wrong, args=(i,)) for i in range(40)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        began = time.monotonic()
+        refused = requests.get(f"{url}/metrics", auth=("u", "right"), timeout=15)
+        took = time.monotonic() - began
+        for thread in threads:
+            thread.join()
+    assert refused.status_code == 503  # the queue is full: told to retry, not kept waiting
+    assert refused.headers["Retry-After"] == "1"
+    assert took < 0.5, f"{took:.2f}s"
+    assert statuses.count(401) >= MAX_QUEUED_CHECKS  # those queued were checked
+    assert statuses.count(503) >= 1
+    assert len(statuses) == 40
+
+
 def test_listening_on_every_ipv6_address_serves_ipv4_too() -> None:
     if not socket.has_dualstack_ipv6():
         pytest.skip("no dual-stack IPv6 here")
@@ -193,3 +232,38 @@ def test_listening_on_every_ipv6_address_serves_ipv4_too() -> None:
             assert requests.get(f"http://{host}:{server.port}/-/healthy", timeout=5).ok
     finally:
         server.close()
+
+
+def test_ledgers_are_made_at_most_once_per_interval_however_often_asked() -> None:
+    """/-/ledgers costs the poller's lock and 0.4 s of CPU at 10,000 targets: a client asking
+    in a loop must not make it each time (issue #26)."""
+    made: list[float] = []
+
+    def document() -> bytes:
+        made.append(time.monotonic())
+        time.sleep(0.05)
+        return b'{"kind": "uminfer-settled-ledgers"}'
+
+    registry = CollectorRegistry()
+    cache = ExpositionCache()
+    cache.publish(Snapshot(()))
+    ready = threading.Event()
+    ready.set()
+    endpoints = Endpoints(cache=cache, registry=registry, ready=ready, reload=Reloads(),
+                          ledgers=document)
+    server = MetricsServer("127.0.0.1", 0, endpoints)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/-/ledgers"
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(requests.get(url, timeout=5)))
+                   for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        server.close()
+    assert [a.status_code for a in answers] == [200] * 20
+    assert all(a.content == b'{"kind": "uminfer-settled-ledgers"}' for a in answers)
+    assert len(made) == 1

@@ -474,7 +474,7 @@ def test_a_success_is_remembered_for_a_while_only() -> None:
     assert loaded.recently_authenticated(header)
     assert loaded.authenticate(header)
     assert len(calls) == 1
-    clock.advance(2)
+    clock.advance(CACHE_SECONDS + 1)  # unused for longer than CACHE_SECONDS
     assert not loaded.recently_authenticated(header)
     assert loaded.authenticate(header)
     assert len(calls) == 2
@@ -535,9 +535,13 @@ def test_the_cache_holds_exactly_100_successes_until_they_expire() -> None:
         assert auth.check(header(b"u:p%d" % i))
     assert auth.recent(header(b"u:p0"))  # 100 held: the first is still there
     now[0] = CACHE_SECONDS - 0.001
-    assert auth.recent(header(b"u:p1"))
+    assert auth.recent(header(b"u:p1"))  # and refreshed by this use
     now[0] = CACHE_SECONDS
-    assert not auth.recent(header(b"u:p1"))  # expired at CACHE_SECONDS exactly
+    assert not auth.recent(header(b"u:p2"))  # unused: expired at CACHE_SECONDS exactly
+    now[0] = 2 * CACHE_SECONDS - 0.002
+    assert auth.recent(header(b"u:p1"))  # a scraper that keeps coming never needs bcrypt
+    now[0] = 3 * CACHE_SECONDS
+    assert not auth.recent(header(b"u:p1"))  # expired CACHE_SECONDS after its last use
     assert not auth.recent(None) and not auth.recent("Bearer x")
 
 

@@ -6,6 +6,7 @@ fixed set of other fields, so no object built here can carry, log or export it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -14,8 +15,11 @@ from exporter.api.client import ApiClient
 from exporter.api.response import as_int, envelope, invalid
 from exporter.config.types import ModelPrice
 from exporter.core.amounts import TOTAL_DIGITS, TOTAL_PLACES, bounded
+from exporter.core.labeltext import id_problem, label_text
 from exporter.core.safejson import has_surrogate
 from exporter.cost.units import read_currency, read_unit, scale
+
+log = logging.getLogger(__name__)
 
 LIST_KEYS = "ListUMInferAPIKey"
 GET_MODELS = "GetUMInferAPIModel"
@@ -57,9 +61,18 @@ class ApiModel:
 
 
 def parse_keys(body: object) -> list[ApiKey]:
-    """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage."""
+    """The keys in a ListUMInferAPIKey answer; ApiError on an error or garbage. A key whose
+    KeyId, or a granted model whose name, cannot be used as a label and sent back as it is
+    (see :func:`id_problem`) is left out, said in one line per answer: one odd key must not
+    cost the listing of every other."""
     rows = _rows(envelope(body), ("Data", "KeySet", "Keys"))
-    return [_key(row, f"Data[{i}]") for i, row in enumerate(rows)]
+    skipped: list[str] = []
+    keys = [key for i, row in enumerate(rows)
+            if (key := _key(row, f"Data[{i}]", skipped)) is not None]
+    if skipped:
+        log.warning("%s: %d keys or granted models left out (%s first)", LIST_KEYS,
+                    len(skipped), skipped[0])
+    return keys
 
 
 def parse_models(body: object) -> list[ApiModel]:
@@ -81,15 +94,19 @@ def _rows(data: object, names: tuple[str, ...]) -> list[object]:
     raise invalid("Data is neither a list nor an object holding one")
 
 
-def _key(row: object, where: str) -> ApiKey:
+def _key(row: object, where: str, skipped: list[str]) -> ApiKey | None:
     if not isinstance(row, dict):
         raise invalid(f"{where} is not an object")
+    key_id = _text(row, "KeyId", where, required=True)
+    if (problem := id_problem(key_id)) is not None:
+        skipped.append(f"{where}.KeyId {problem}")
+        return None
     # Only named fields are read; messages give a field's type, never a value.
     expires = as_int(row.get("ExpireTime")) or -1  # not a number: no expiry series, no guess
     return ApiKey(
-        key_id=_text(row, "KeyId", where, required=True), name=_text(row, "Name", where),
+        key_id=key_id, name=label_text(_text(row, "Name", where)),
         status=_int(row, "Status", where), disabled=bool(_int(row, "ModelverseDisabled", where)),
-        granted_models=_granted(row.get("GrantedModels"), where),
+        granted_models=_granted(row.get("GrantedModels"), where, skipped),
         expires=expires if expires > 0 else None,
         daily_limit=_limit(row.get("DailyLimitAmount")),
         daily_used=_quota_amount(row.get("DailyUsedAmount")),
@@ -136,7 +153,7 @@ def _int(row: Mapping[str, object], name: str, where: str) -> int:
     return number
 
 
-def _granted(value: object, where: str) -> tuple[str, ...]:
+def _granted(value: object, where: str, skipped: list[str]) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
@@ -147,15 +164,21 @@ def _granted(value: object, where: str) -> tuple[str, ...]:
             raise invalid(f"{where}.GrantedModels holds a {type(name).__name__} that is not a "
                           "model name")
         names.extend(n.strip() for n in name.split(",") if n.strip())
-    return tuple(names)
+    usable = []
+    for name in names:  # each becomes a target's model label and is sent back as Model
+        if (problem := id_problem(name)) is None:
+            usable.append(name)
+        else:
+            skipped.append(f"{where}.GrantedModels: a model name {problem}")
+    return tuple(usable)
 
 
 def _model(row: object, where: str) -> ApiModel | None:
     if not isinstance(row, dict):
         raise invalid(f"{where} is not an object")
     name = row.get("ServedModelName") or row.get("Name")
-    if not isinstance(name, str) or not name:
-        return None  # a model without a name cannot be matched to a target
+    if not isinstance(name, str) or not name or id_problem(name) is not None:
+        return None  # a model without a usable name cannot be matched to a target
     pricing = row.get("Pricing")
     if not isinstance(pricing, dict):
         return ApiModel(name, None)
@@ -178,6 +201,7 @@ def _price(model: str, pricing: Mapping[str, object], where: str) -> ModelPrice 
     currency = read_currency(pricing.get("Currency"), pricing.get("Unit"), pricing.get("UnitEn"))
     if currency is None:
         return "conflicting_currency"
+    currency = label_text(currency) if currency else currency
     if not any(amounts.values()):
         return ModelPrice(model, currency=currency)
     unit = read_unit(pricing.get("Unit"), pricing.get("UnitEn"))

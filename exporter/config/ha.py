@@ -11,7 +11,8 @@ from exporter.config.types import AccountingConfig, HaConfig
 from exporter.core.smallfile import SETTING_CAP, read_capped
 
 ACCOUNTING_KEYS = ("origin",)
-HA_KEYS = ("peers", "username", "password", "password_file", "ca_file", "timeout")
+HA_KEYS = ("peers", "username", "password", "password_file", "ca_file", "timeout",
+           "insecure_http_auth")
 _MAX_PEERS = 16
 
 
@@ -62,13 +63,21 @@ def ha_section(r: Reader, raw: object, base_dir: str, origin_given: bool) -> HaC
     password = _password(r, d, base_dir)
     if password is not None and username is None:
         r.fail("ha.username", "required with ha.password")
+    insecure = r.flag("ha.insecure_http_auth", d.get("insecure_http_auth"))
+    plain = [url for url in peers or () if urlsplit(url).scheme == "http"]
+    if username is not None and plain and not insecure:
+        # Basic auth over http:// is the password in clear, to the peer and anyone between.
+        r.fail("ha.username", f"would be sent in clear to {plain[0]}: use https:// peer URLs "
+                              "(with ha.ca_file), or set ha.insecure_http_auth: true on a "
+                              "network you trust")
     ca_file = r.string("ha.ca_file", d.get("ca_file"))
     if ca_file is not None:
         ca_file = os.path.join(base_dir, ca_file)
         if not os.path.isfile(ca_file):
             r.fail("ha.ca_file", f"no such file: {ca_file}")
     return build(HaConfig, peers=peers, username=username, password=password, ca_file=ca_file,
-                 timeout=r.duration("ha.timeout", d.get("timeout"), positive))
+                 timeout=r.duration("ha.timeout", d.get("timeout"), positive),
+                 insecure_http_auth=insecure)
 
 
 def _peers(r: Reader, raw: object) -> tuple[str, ...] | None:

@@ -174,7 +174,8 @@ class HaConfig:
     username: str | None = None
     password: str = field(default="", repr=False)
     ca_file: str | None = None  # verifies the peers' TLS certificates (default: system CAs)
-    timeout: float = 10.0
+    timeout: float = 10.0  # for a peer's whole answer, not per read
+    insecure_http_auth: bool = False  # send username/password to http:// peers too (in clear)
 
 
 @dataclass(frozen=True)

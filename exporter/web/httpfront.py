@@ -5,7 +5,10 @@ and no thread, so a flood, a slowloris or a slow reader cannot take the threads 
 scrapes. At most ``max_connections`` are open at once. At the cap, the connection that has
 waited longest for its client (TLS handshake, request head, or idle between requests) is
 closed to admit the new one; when every connection is being answered, new ones wait in the
-listen backlog. Every wait on a client has a deadline.
+listen backlog (and the accept loop sleeps until one is done or waits on its client again).
+A request is admitted (authenticated) on its head, before any body is awaited; a body has a
+short deadline of its own and its connection stays evictable meanwhile, since it waits on the
+client. Every wait on a client has a deadline.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from exporter.web.httpwire import (
     Request,
     RequestError,
     Response,
+    announced_body,
     head_end,
     not_http,
     parse_head,
@@ -34,8 +38,14 @@ from exporter.web.httpwire import (
 log = logging.getLogger(__name__)
 
 App = Callable[[Request], Awaitable[Response]]
+# Asked on the request head, before any body is read: None admits it, a Response refuses it.
+Admit = Callable[[Request], Awaitable[Response | None]]
 TlsSource = Callable[[], ssl.SSLContext | None]  # asked at each accept: a reload takes effect
 _CHUNK = 64 * 1024  # written at a time, so an unread answer queues about this much
+# Longest the loop accepts before the connections' own work gets a turn: a client that
+# re-connects as fast as it is dropped keeps the backlog full for good, and batches that
+# drained it for 0.2 s at a time made every step of a scrape wait that long (issue #26).
+_ACCEPT_SLICE = 0.02  # seconds
 _CLIENT_GONE = (OSError, TimeoutError, asyncio.IncompleteReadError)  # SSLError is an OSError
 
 
@@ -45,6 +55,7 @@ class Limits:
 
     max_connections: int = 512
     header_timeout: float = 10.0  # TLS handshake + request head + body, from accept
+    body_timeout: float = 2.0  # a body, once its head is admitted (no endpoint takes one)
     idle_timeout: float = 60.0  # a kept-alive connection waiting for its next request
     write_timeout: float = 30.0  # a whole answer must be taken within this
     max_head_bytes: int = 16 * 1024
@@ -90,7 +101,7 @@ class _Wire:
         return bool(chunk)
 
     async def head(self, limit: int) -> bytes | None:
-        """The next request head, or None at a clean end of the connection."""
+        """The next request head (at most ``limit`` bytes), or None at a clean end."""
         while (end := head_end(self.buffer)) < 0:
             if self.buffer.startswith((b"\r\n", b"\n")):  # allowed before a request
                 del self.buffer[:1 + self.buffer.startswith(b"\r")]
@@ -103,9 +114,15 @@ class _Wire:
                 if self.buffer:
                     raise asyncio.IncompleteReadError(bytes(self.buffer), None)
                 return None
+        if end > limit:  # the whole head came in one read: the cap holds all the same
+            raise RequestError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large")
         head = bytes(self.buffer[:end])
         del self.buffer[:end]
         return head
+
+    def holds(self, count: int) -> bool:
+        """Whether ``count`` bytes are already read (a body that needs no wait)."""
+        return len(self.buffer) >= count
 
     async def skip(self, count: int) -> None:
         """Drop ``count`` bytes of body: they must never be read as a request."""
@@ -119,17 +136,19 @@ class HttpFront:
     """Serves ``app`` on a bound, listening socket from one event-loop thread."""
 
     def __init__(self, sock: socket.socket, app: App, tls: TlsSource, limits: Limits,
-                 server: str) -> None:
+                 server: str, *, admit: Admit | None = None) -> None:
         self._sock = sock
         self._app = app
+        self._admit = admit or _admit_all
         self._tls = tls
         self._limits = limits
         self._server = server
         self._conns: set[_Conn] = set()
         # Those waiting on their client, longest-waiting first: the next to make room.
         self._waiting: OrderedDict[_Conn, None] = OrderedDict()
+        self._unstarted: list[_Conn] = []  # admitted in the last slice, waiting, no task yet
         self._told: set[str] = set()
-        self._freed = asyncio.Event()
+        self._freed = asyncio.Event()  # a connection ended or waits on its client again
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._loop_error)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
@@ -164,53 +183,85 @@ class HttpFront:
 
     async def _accept_forever(self) -> None:
         self._sock.setblocking(False)
+        more = False
         while True:
-            await self._readable()
-            # Drain a burst in one go: in a flood, connections admitted early in the batch are
-            # the ones later accepts close, before their tasks ever run; that keeps the cost
-            # per flooding connection to an accept and a close, and a scraper queued behind
+            if not more:
+                await self._readable()
+            # Drain a burst in slices: in a flood, connections admitted early are the ones
+            # later accepts close, before their tasks ever run; that keeps the cost per
+            # flooding connection to an accept and a close, and a scraper queued behind
             # thousands of them is reached in a fraction of a second.
-            await self._accept_batch(4 * self._limits.max_connections + 1024)
+            more = await self._accept_batch(4 * self._limits.max_connections + 1024)
 
-    async def _accept_batch(self, most: int) -> None:
-        """Accept what is queued (up to ``most``), making room at the cap; then start the
-        connections still admitted (a flood's are closed before costing a task)."""
+    async def _accept_batch(self, most: int) -> bool:
+        """Accept what is queued (up to ``most``, for at most one slice), making room at the
+        cap; then start the connections still admitted (a flood's are closed before costing a
+        task). When no room can be made, sleep until some can: the listen socket stays
+        readable meanwhile, and polling it again at once would spin a core. True when the
+        slice ran out: the next batch follows at once (connections held back for a slice
+        start there even if nothing more arrives)."""
         admitted: list[_Conn] = []
-        failed = False
+        stopped = "failed"
         try:
-            for _ in range(most):
-                full = len(self._conns) >= self._limits.max_connections
-                if full and not self._waiting:
-                    self._freed.clear()
-                    return  # every connection is being answered: leave the rest queued
-                try:
-                    client, address = self._sock.accept()
-                except (BlockingIOError, InterruptedError):
-                    return
-                except ConnectionAbortedError:
-                    continue
-                except OSError as error:  # EMFILE and friends: the kernel keeps the queue
-                    self.once("accept", "accepting a connection failed (%s); retrying", error)
-                    failed = True
-                    return
-                client.setblocking(False)
-                if full and not self._make_room():  # only now: a new connection is really there
-                    client.close()  # every other has its request in: over the cap, refused
-                    continue
-                conn = _Conn(client, _peer(address), self.loop.time())
-                self._conns.add(conn)
-                if not _request_arrived(client):
-                    self._waiting[conn] = None
-                admitted.append(conn)
+            stopped = self._accept_some(most, admitted)
         finally:
-            for conn in admitted:
-                if conn in self._conns:
-                    conn.task = self.loop.create_task(self._serve(conn))
-                    conn.task.add_done_callback(functools.partial(self._forget, conn))
-        if failed:
+            self._start(admitted, sliced=stopped == "sliced")
+        if stopped == "failed":
             await asyncio.sleep(0.1)
-        elif len(self._conns) >= self._limits.max_connections and not self._waiting:
+        elif stopped == "full":
             await self._freed.wait()
+        elif stopped == "sliced":
+            await asyncio.sleep(0)  # the connections' own work gets its turn
+        return stopped == "sliced"
+
+    def _start(self, admitted: list[_Conn], sliced: bool) -> None:
+        """Start a task for each connection still admitted. After a slice that left more
+        queued, one still waiting on its client waits one more slice first: in a flood it is
+        the next to make room, and closing it then costs no task."""
+        earlier, self._unstarted = self._unstarted, []
+        for conn in earlier:
+            if conn in self._conns:
+                self._begin(conn)
+        for conn in admitted:
+            if conn in self._conns and sliced and conn in self._waiting:
+                self._unstarted.append(conn)
+            elif conn in self._conns:
+                self._begin(conn)
+
+    def _begin(self, conn: _Conn) -> None:
+        conn.task = self.loop.create_task(self._serve(conn))
+        conn.task.add_done_callback(functools.partial(self._forget, conn))
+
+    def _accept_some(self, most: int, admitted: list[_Conn]) -> str:
+        """Accept into ``admitted``; why it stopped: "drained", "sliced" (time is up, more may
+        be queued), "full" or "failed"."""
+        until = self.loop.time() + _ACCEPT_SLICE
+        for count in range(most):
+            if count % 32 == 31 and self.loop.time() > until:
+                return "sliced"
+            full = len(self._conns) >= self._limits.max_connections
+            if full and not self._waiting:
+                self._freed.clear()
+                return "full"  # every connection is being answered: leave the rest queued
+            try:
+                client, address = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return "drained"
+            except ConnectionAbortedError:
+                continue
+            except OSError as error:  # EMFILE and friends: the kernel keeps the queue
+                self.once("accept", "accepting a connection failed (%s); retrying", error)
+                return "failed"
+            client.setblocking(False)
+            if full and not self._make_room():  # only now: a new connection is really there
+                client.close()  # every other has its request in: over the cap, refused
+                continue
+            conn = _Conn(client, _peer(address), self.loop.time())
+            self._conns.add(conn)
+            if not _request_arrived(client):
+                self._waiting[conn] = None
+            admitted.append(conn)
+        return "drained"
 
     async def _readable(self) -> None:
         ready: asyncio.Future[None] = self.loop.create_future()
@@ -245,6 +296,7 @@ class HttpFront:
         if waiting:
             self._waiting[conn] = None
             self._waiting.move_to_end(conn)
+            self._freed.set()  # room can be made again: wake a sleeping accept loop
         else:
             self._waiting.pop(conn, None)
 
@@ -280,9 +332,9 @@ class HttpFront:
     async def _exchange(self, wire: _Wire, writer: asyncio.StreamWriter, conn: _Conn,
                         deadline: float) -> None:
         """Requests one after another until either side closes."""
-        while True:  # waiting on the client from here until its request is complete
+        while True:  # waiting on the client from here until its request head is in
             try:
-                request = await self._read(wire, conn.peer, deadline)
+                request = await self._read_head(wire, conn.peer, deadline)
             except RequestError as bad:
                 answer = Response(bad.status, f"{bad.reason}\n".encode(), close=True)
                 await self._write(writer, answer, head_only=False, close=True)
@@ -290,8 +342,13 @@ class HttpFront:
             if request is None:
                 return
             self._waits(conn, False)
-            response = await self._answer(request)
-            close = response.close or not request.keep_alive
+            refusal = await self._admit(request)
+            if refusal is None:
+                await self._read_body(wire, conn, request.body_length, deadline)
+            response = refusal or await self._answer(request)
+            # A refused request's body is never read, so nothing after it can be read either.
+            close = (response.close or not request.keep_alive
+                     or (refusal is not None and request.body_length > 0))
             await self._write(writer, response, request.method == "HEAD", close)
             if close:
                 return
@@ -301,17 +358,31 @@ class HttpFront:
                     return
             deadline = self.loop.time() + self._limits.header_timeout
 
-    async def _read(self, wire: _Wire, peer: str, deadline: float) -> Request | None:
-        """The next request, its body read and dropped; None at a clean end."""
+    async def _read_head(self, wire: _Wire, peer: str, deadline: float) -> Request | None:
+        """The next request head; None at a clean end."""
         async with asyncio.timeout_at(deadline):
             head = await wire.head(self._limits.max_head_bytes)
-            if head is None:
-                return None
-            request = parse_head(head, peer)
-            if request.body_length > self._limits.max_body_bytes:
-                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "no endpoint takes a body")
-            await wire.skip(request.body_length)
+        if head is None:
+            return None
+        request = parse_head(head, peer)
+        if request.body_length > self._limits.max_body_bytes:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "no endpoint takes a body")
         return request
+
+    async def _read_body(self, wire: _Wire, conn: _Conn, length: int, deadline: float) -> None:
+        """Read and drop an admitted request's body, within a short deadline of its own and
+        evictable meanwhile: a head that promises a body it does not send is waiting on its
+        client, not being answered. No endpoint takes a body, so such a connection is the
+        first to make room (before a new one whose head may be on its way)."""
+        waits = not wire.holds(length)
+        if waits:
+            self._waits(conn, True)
+            if conn in self._waiting:
+                self._waiting.move_to_end(conn, last=False)
+        async with asyncio.timeout_at(min(deadline, self.loop.time() + self._limits.body_timeout)):
+            await wire.skip(length)
+        if waits:
+            self._waits(conn, False)
 
     async def _answer(self, request: Request) -> Response:
         try:
@@ -349,16 +420,26 @@ class HttpFront:
 
 
 def _request_arrived(sock: socket.socket) -> bool:
-    """Whether a whole request head already waits in the kernel (a peek, nothing consumed).
+    """Whether a whole request, its head and any body the head announces, already waits in
+    the kernel (a peek, nothing consumed).
 
-    Such a connection is never closed to make room: in a flood, the scraper queued behind
-    thousands of half-open requests is told from them by this alone. (Under TLS the bytes are
-    a handshake, so this is False; a TLS connection gets its chance in arrival order.)
+    Such a connection is not closed to make room before it is read: in a flood, the scraper
+    queued behind thousands of half-open requests is told from them by this alone. A head
+    whose announced body is not there has not arrived: it would wait on its client, so it is
+    as evictable as a half-open one, and closing it costs no task (issue #26, N2). Under TLS
+    the bytes are a handshake, so this is False; a TLS connection gets its chance in arrival
+    order.
     """
     try:
-        return head_end(sock.recv(4096, socket.MSG_PEEK)) >= 0
+        peeked = sock.recv(4096, socket.MSG_PEEK)
     except OSError:  # BlockingIOError: nothing yet
         return False
+    end = head_end(peeked)
+    return end >= 0 and len(peeked) - end >= announced_body(peeked[:end])
+
+
+async def _admit_all(_request: Request) -> Response | None:
+    return None
 
 
 def _settle(future: asyncio.Future[None]) -> None:

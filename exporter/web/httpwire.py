@@ -14,6 +14,10 @@ from http import HTTPStatus
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VERSION = re.compile(rb"HTTP/1\.[01]")
 _MAX_HEADERS = 100
+# Digits a Content-Length may have: no endpoint takes a body, so anything longer is too large
+# (and int() of thousands of digits is slow, then refused by Python itself).
+_MAX_LENGTH_DIGITS = 18
+_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*(\d{1,18})[ \t]*\r?\n", re.IGNORECASE)
 
 
 class RequestError(Exception):
@@ -90,6 +94,13 @@ def head_end(buffer: bytes | bytearray) -> int:
     return min(ends) if ends else -1
 
 
+def announced_body(head: bytes) -> int:
+    """The body length a complete head announces, at a glance (no full parse: this runs for
+    every connection of a flood); 0 when none, or when the head is refused anyway."""
+    found = _LENGTH.search(head)
+    return int(found.group(1)) if found else 0
+
+
 def parse_head(head: bytes, peer: str = "") -> Request:
     """Parse the request line and headers (everything before the blank line)."""
     lines = head.split(b"\n")
@@ -139,6 +150,8 @@ def _check_framing(request: Request) -> None:
         return
     if len(lengths) > 1 or not all(v.isdigit() and v.isascii() for v in lengths):
         raise RequestError(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
+    if any(len(v) > _MAX_LENGTH_DIGITS for v in lengths):
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "no endpoint takes a body")
 
 
 def response_head(response: Response, close: bool, server: str) -> bytes:

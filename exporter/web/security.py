@@ -31,7 +31,7 @@ TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
 MAX_BCRYPT_COST = 14  # one check takes about a second on one core; 10 to 12 is plenty
 _BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt ignores the rest and the library refuses longer ones
 _CACHE_SIZE = 100
-CACHE_SECONDS = 300.0  # a success is remembered this long (Prometheus scrapes far more often)
+CACHE_SECONDS = 300.0  # a success is remembered this long after its last use
 
 
 def tls_context(versions: tuple[str, str], ciphers: list[str], prefer: bool) -> ssl.SSLContext:
@@ -104,7 +104,7 @@ def _no_passphrase() -> str:
 
 
 class BasicAuth:
-    """Basic auth against bcrypt hashes; successes are remembered for CACHE_SECONDS.
+    """Basic auth against bcrypt hashes; successes are remembered CACHE_SECONDS past last use.
 
     Checks are not serialised: the HTTP front runs them on its own small pool of threads
     (bcrypt releases the GIL), so a flood of wrong passwords costs at most that many cores
@@ -132,9 +132,13 @@ class BasicAuth:
             expires = self._ok.get(digest)
             if expires is None:
                 return False
-            if expires <= self._monotonic():
+            now = self._monotonic()
+            if expires <= now:
                 del self._ok[digest]
                 return False
+            # Refreshed on use: a scraper that keeps coming never needs bcrypt again, so a
+            # stream of wrong passwords (which fills the bcrypt pool) cannot delay it.
+            self._ok[digest] = now + CACHE_SECONDS
             self._ok.move_to_end(digest)
             return True
 

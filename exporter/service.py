@@ -113,6 +113,7 @@ class Service:
         self._spend.sync({**self._parked, **ledgers})
         # Rebased at the first cycle, by the API's clock at the moment of the start.
         self._loaded: dict[str, Ledger] | None = doc.ledgers
+        self._peers_due = True  # asked once, when the API's clock is first known
         self._started = clock.monotonic()
         self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
                               self.api_clock, buckets=self.buckets, seeding=self._seeding)
@@ -280,13 +281,16 @@ class Service:
         unanswered = self._api.client.sync_clock(self.clock.monotonic() + self._config.api.timeout)
         if not self.api_clock.known:
             self._poller.status.no_answer(unanswered)  # each waiting target says why
+            return
+        config = self._config
+        if self._peers_due:  # before the first read: a peer's settled days need no reading
+            self._peers_due = False
+            if config.ha.peers and config.accounting.origin is not None:
+                self._bootstrap(config.accounting.origin)
+                config = self._config  # a reload may have landed during the peer call
         if not self.api_clock.settled:
             return  # until answers agree on the API's time, no time is skipped (see api.clock)
         loaded, self._loaded = self._loaded or {}, None
-        config = self._config
-        if config.ha.peers and config.accounting.origin is not None:
-            self._bootstrap(config.accounting.origin)
-            config = self._config  # a reload may have landed during the peer call
         # With an origin, counters are defined from it: the whole downtime is caught up.
         backfill = config.state.max_backfill if config.accounting.origin is None else 2**40
         with self._poller.locked():
@@ -304,7 +308,7 @@ class Service:
 
     def _bootstrap(self, origin: int) -> None:
         """At start, with ``ha.peers``: take a peer's settled ledgers (one call) for the targets
-        that have none here or an older one, and its measured buckets if none are known here.
+        that have none here or an older one.
         Without a peer that answers, catch up from the API (said in the log). The call is made
         outside the cycle lock (held by the caller): a slow peer must not hold up a reload or a
         stop; a config reloaded meanwhile makes its answer moot."""

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
 
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.api.keys import ApiKey, ApiModel
-from exporter.config import Target
+from exporter.config import Config, Target
 from exporter.core.usage import Reading, Totals
+from exporter.polling.workers import WorkerPool
+from exporter.service import ApiStack, Service
 from exporter.simulator.buckets import BucketPolicy
 
 DISCOVERED = ("d1", "d2", "d3")
@@ -120,3 +124,17 @@ class FakeApi:
     def visible(self, ident: str) -> int:
         now = self.clock.api()
         return sum(u.tokens for u in self.uses.get(ident, ()) if u.visible_at <= now)
+
+
+@contextlib.contextmanager
+def running(config: Config, clock: SkewClock, api: FakeApi, workers: int = 2
+            ) -> Iterator[Service]:
+    """The real Service on ``config`` against ``api`` (which tells it the API's Date), stopped
+    (state flushed) on the way out."""
+    service = Service(config, clock, CollectorRegistry(), lambda: config,
+                      connect=lambda _api: ApiStack(WorkerPool(workers), api, api))
+    api.api_clock = service.api_clock
+    try:
+        yield service
+    finally:
+        service.stop()

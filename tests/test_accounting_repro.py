@@ -9,23 +9,18 @@ these pin the reported cases.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from exporter.accounting.ledger import Ledger
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target, Window
 from exporter.config.types import DiscoveryConfig, ModelPrice, PricingConfig
 from exporter.core.usage import Totals
-from exporter.polling.workers import WorkerPool
-from exporter.service import ApiStack, Service
-from tests.fakeapi import FakeApi, SkewClock, Use
+from exporter.service import Service
+from tests.fakeapi import FakeApi, SkewClock, Use, running
 
 T0 = 1_700_006_400  # on the hour
 H = 3600
@@ -38,17 +33,6 @@ def config(tmp: Path | None = None, **changes: Any) -> Config:
                   state=StateConfig(str(tmp / "state.json") if tmp else None),
                   targets=(TARGET,))
     return replace(base, **changes)
-
-
-@contextmanager
-def running(cfg: Config, clock: SkewClock, api: FakeApi) -> Iterator[Service]:
-    service = Service(cfg, clock, CollectorRegistry(), lambda: cfg,
-                      connect=lambda _api: ApiStack(WorkerPool(2), api, api))
-    api.api_clock = service.api_clock
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def published(service: Service, key: str, name: str = "uminfer_tokens_total") -> float | None:

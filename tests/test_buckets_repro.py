@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
 from exporter.core.grid import Grid
-from exporter.polling.workers import WorkerPool
-from exporter.service import ApiStack, Service
+from exporter.service import Service
 from exporter.simulator.buckets import BucketPolicy, WindowMode
-from tests.fakeapi import FakeApi, SkewClock, Use
+from tests.fakeapi import FakeApi, SkewClock, Use, running
 
 H, DAY = 3600, 86400
 TARGET = Target("k1", "m", "org")
@@ -44,17 +40,6 @@ def config(zone: str = "Asia/Shanghai", state: Path | None = None,
                   poll=PollConfig(interval=60, settle=120, window_interval=10**9),
                   windows=(), state=StateConfig(str(state) if state else None, max_backfill),
                   targets=(TARGET,))
-
-
-@contextmanager
-def running(cfg: Config, clock: SkewClock, api: FakeApi) -> Iterator[Service]:
-    service = Service(cfg, clock, CollectorRegistry(), lambda: cfg,
-                      connect=lambda _api: ApiStack(WorkerPool(1), api, api))
-    api.api_clock = service.api_clock
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def scrape(service: Service) -> tuple[float | None, float | None]:

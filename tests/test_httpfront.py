@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import bcrypt
@@ -204,8 +205,10 @@ class HeldReloads(Reloads):
         return super().__call__()
 
 
-def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() -> None:
-    reloads = HeldReloads()
+@contextmanager
+def every_slot_answering(reloads: HeldReloads) -> Iterator[int]:
+    """A front at QUICK's cap whose every connection is being answered (a reload held until
+    ``reloads.release``); its port."""
     with serving(reloads, limits=QUICK) as (url, _):
         port = int(url.rsplit(":", 1)[1])
         busy = [socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -213,16 +216,22 @@ def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() 
         try:
             for sock in busy:
                 sock.sendall(b"POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
-            time.sleep(0.3)
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
-                late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
-                assert read_all(late, 0.5) == b"<still open>"  # queued, neither served nor cut
-                reloads.release.set()
-                assert read_all(late, 3).endswith(b"Healthy.\n")
+            yield port
         finally:
             reloads.release.set()
             for sock in busy:
                 sock.close()
+
+
+def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() -> None:
+    reloads = HeldReloads()
+    with every_slot_answering(reloads) as port:
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+            late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+            assert read_all(late, 0.5) == b"<still open>"  # queued, neither served nor cut
+            reloads.release.set()
+            assert read_all(late, 3).endswith(b"Healthy.\n")
     assert len(reloads.calls) == QUICK.max_connections
 
 
@@ -258,25 +267,15 @@ def test_the_accept_loop_sleeps_while_no_connection_can_be_admitted() -> None:
     """Every slot being answered and one more client queued: the loop waits, it does not spin
     on the readable listen socket (issue #26, N1: a whole core)."""
     reloads = HeldReloads()
-    with serving(reloads, limits=QUICK) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        busy = [socket.create_connection(("127.0.0.1", port), timeout=5)
-                for _ in range(QUICK.max_connections)]
-        try:
-            for sock in busy:
-                sock.sendall(b"POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
-                late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
-                time.sleep(0.3)
-                began, cpu = time.monotonic(), time.process_time()
-                time.sleep(1.0)  # only waiting, on both sides
-                share = (time.process_time() - cpu) / (time.monotonic() - began)
-                reloads.release.set()
-                assert read_all(late, 3).endswith(b"Healthy.\n")
-        finally:
-            reloads.release.set()
-            for sock in busy:
-                sock.close()
+    with every_slot_answering(reloads) as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+        late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+        time.sleep(0.3)
+        began, cpu = time.monotonic(), time.process_time()
+        time.sleep(1.0)  # only waiting, on both sides
+        share = (time.process_time() - cpu) / (time.monotonic() - began)
+        reloads.release.set()
+        assert read_all(late, 3).endswith(b"Healthy.\n")
     assert share < 0.10, f"{share:.0%} of a core while waiting"
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -50,13 +51,18 @@ def trickling_peer() -> Iterator[str]:
         server.server_close()
 
 
-def test_a_trickling_peer_delays_the_start_by_ha_timeout_only(tmp_path: Path,
-                                                              trickling_peer: str) -> None:
+def peer_config(tmp_path: Path, peer: str, timeout: str) -> dict[str, Any]:
+    """One target counting from an hour ago, with state, bootstrapping from ``peer``."""
     origin = datetime.fromtimestamp(time.time() // 3600 * 3600 - 3600, UTC)
-    config = fleet.fleet_config(
+    return fleet.fleet_config(
         "http://unused", ["k-peer"], state={"path": str(tmp_path / "state.json")},
         accounting={"origin": origin.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        ha={"peers": [trickling_peer], "timeout": "1s"})
+        ha={"peers": [peer], "timeout": timeout})
+
+
+def test_a_trickling_peer_delays_the_start_by_ha_timeout_only(tmp_path: Path,
+                                                              trickling_peer: str) -> None:
+    config = peer_config(tmp_path, trickling_peer, "1s")
     with fleet.simulator() as sim:
         config["api"]["endpoint"] = sim.url
         with fleet.exporter(tmp_path, config, ready=False) as child:
@@ -76,11 +82,7 @@ def test_reloads_and_stops_never_wait_for_a_peer(tmp_path: Path, trickling_peer:
     """The peer call runs outside the poll cycle's lock: while it trickles, POST /-/reload is
     answered and SIGTERM ends the process at once (before: the reload hung, and a reload
     waiting for the cycle kept the process alive after SIGTERM)."""
-    origin = datetime.fromtimestamp(time.time() // 3600 * 3600 - 3600, UTC)
-    config = fleet.fleet_config(
-        "http://unused", ["k-peer"], state={"path": str(tmp_path / "state.json")},
-        accounting={"origin": origin.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        ha={"peers": [trickling_peer], "timeout": "20s"})
+    config = peer_config(tmp_path, trickling_peer, "20s")
     with fleet.simulator() as sim:
         config["api"]["endpoint"] = sim.url
         with fleet.exporter(tmp_path, config, ready=False) as child:

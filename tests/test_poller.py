@@ -24,10 +24,11 @@ B = Target("uminferapikey-b", "m")
 
 
 class FakeApi:
-    """Usage of 1 token per second for every target; calls can be slow or fail."""
+    """Usage of 1 token per second for every target, up to now; calls can be slow or fail."""
 
     def __init__(self, clock: FakeClock, seconds_per_call: float = 0.0) -> None:
         self.clock = clock
+        self.now = clock.time  # the API's time, by default the fake clock's
         self.seconds_per_call = seconds_per_call
         self.calls: list[tuple[str, int, int, float]] = []
         self.sent: list[float] = []  # the monotonic time each call was made at
@@ -39,7 +40,7 @@ class FakeApi:
         self.clock.advance(self.seconds_per_call)
         if target.key in self.failing:
             raise self.failing[target.key]
-        seconds = end - start + 1
+        seconds = max(0, min(end, int(self.now())) - start + 1)  # none in the future
         return Reading(Totals(seconds, 0, seconds, 0, 0))
 
 
@@ -334,6 +335,8 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
          "begins at the first poll it answers")]
     clock.advance(1.0)  # transient: tried again next cycle, no pause
     api_clock.observe("Tue, 14 Nov 2023 22:13:20 GMT", clock.monotonic())  # 1_700_000_000
+    told = clock.monotonic()
+    api.now = lambda: 1_700_000_000 + clock.monotonic() - told  # the API's own clock
     [target] = poller.cycle().targets
     # Up and exported at once; one Date settles nothing, so its first answer waits to become
     # the baseline until answers agree on the API's time.
@@ -348,4 +351,6 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
     # API's clock runs a second ahead of the first): inside the read, which ended a second
     # before, within the Date header's rounding.
     assert not ledger.fresh and ledger.began == 1_700_000_001
-    assert target.counters.tokens == 31  # read to 1_700_000_031 after 1_700_000_000
+    # The first read reached past the estimate (REACH) and held all the API had then; the
+    # API's own clock has run 30 s since: 30 new seconds of usage.
+    assert target.counters.tokens == 30

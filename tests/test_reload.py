@@ -33,9 +33,11 @@ def _global(samples: dict[Series, float], name: str) -> float | None:
 def test_post_reload_applies_before_answering_and_keeps_what_stays(tmp_path: Path) -> None:
     with fleet.simulator() as sim:
         # One permanent failure before the first success: a failure counter to carry over.
-        # Two: the start probe (reading KEEP's last day for the API's buckets) meets the first.
-        sim.faults.add(Fault(FaultKind.RETCODE, retcode=299), key=KEEP, times=2)
+        sim.faults.add(Fault(FaultKind.RETCODE, retcode=299), key=KEEP, times=1)
         with fleet.exporter(tmp_path, fleet.fleet_config(sim.url, [KEEP, GONE])) as child:
+            # Counting begins at each target's first successful poll: use after it.
+            wait_for(lambda: all(fleet.value(child.metrics(), "uminfer_up", key) == 1
+                                 for key in (KEEP, GONE)), 10, "both targets up")
             for key in (KEEP, GONE):
                 fleet.add_usage(sim, key, USAGE)
             wait_for(lambda: fleet.counters(child.metrics(), KEEP) == USAGE
@@ -116,7 +118,7 @@ def _config(endpoint: str, keys: list[str], concurrency: int, rate: float) -> Co
                                                   "private_key": fleet.PRIVATE},
                              # One read per target per cycle (no settling periods, no
                              # audits), so the cycle times below compare like with like.
-                             poll={"settle": "0s", "test_period": "1h"})
+                             poll={"settle": "0s"})
     return parse_config(raw, {}, ".")
 
 

@@ -162,15 +162,20 @@ def test_only_local_probes_skip_the_password(path: str, peer: str, exempt: bool)
     assert probe_from_this_host(Request("GET", path, "HTTP/1.1", peer=peer)) is exempt
 
 
-def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
-    """bcrypt runs on its own small pool; a known scraper is answered from the cache."""
+def slow_wrong_passwords() -> WebConfig:
+    """User ``u`` whose password ``right`` checks at once and any other in 0.5 s of bcrypt."""
     def slow_checker(password: bytes, _stored: bytes) -> bool:
         if password == b"right":
             return True
         time.sleep(0.5)
         return False
 
-    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+    return WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+
+
+def test_wrong_passwords_never_delay_a_scraper_that_passed_lately() -> None:
+    """bcrypt runs on its own small pool; a known scraper is answered from the cache."""
+    web = slow_wrong_passwords()
     with serving(Reloads(), web=web) as (url, _):
         assert requests.get(f"{url}/metrics", auth=("u", "right"), timeout=5).status_code == 200
         wrong = [threading.Thread(target=requests.get, args=(f"{url}/metrics",),
@@ -190,13 +195,7 @@ def test_wrong_passwords_beyond_the_check_queue_are_refused_at_once() -> None:
     """A stream of wrong passwords queues at most MAX_QUEUED_CHECKS bcrypt runs; more get 503
     at once, and a new scraper whose check is due still waits under a second, not the queue
     (before: 40 wrong passwords at 0.5 s each on 2 threads queued 10 s)."""
-    def slow_checker(password: bytes, _stored: bytes) -> bool:
-        if password == b"right":
-            return True
-        time.sleep(0.5)
-        return False
-
-    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=slow_checker)
+    web = slow_wrong_passwords()
     statuses: list[int] = []
     with serving(Reloads(), web=web) as (url, _):
         def wrong(i: int) -> None:

@@ -97,7 +97,7 @@ def sim() -> Iterator[SimulatorServer]:
 def _config(url: str) -> Config:
     return parse_config({"api": {"endpoint": url, "public_key": "pub",
                                  "private_key": "private-key-123", "timeout": "2s"},
-                         "poll": {"interval": "1s", "settle": "20s", "test_period": "10s"},
+                         "poll": {"interval": "1s", "settle": "20s"},
                          "windows": [], "targets": [{"key": "k", "model": "m"}]}, {}, "/")
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol
 
@@ -33,6 +33,10 @@ MAX_STRIKES = 5
 #: Share of poll.interval over which target starts are spread when pacing applies; the rest is
 #: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
 SPREAD = 0.5
+#: Seconds a fresh ledger's first read reaches past the API's time as estimated: before answers
+#: agree, the estimate may be a plain GET's ``Date``, low by that answer's latency; the
+#: baseline is taken only if the agreed time of sending lies inside the read (_take_baseline).
+REACH = 60
 _STRADDLED = ("the API's buckets straddle UTC midnight, so no read can hold exactly the UTC days "
               "before counting began")
 
@@ -234,6 +238,9 @@ class Poller:
                 # read, and then no answer ever corrects it: read at least where it stands.
                 now = max(now, ledger.read_frontier())
             reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
+            if ledger.fresh:  # its baseline must hold all that is visible when it is sent
+                reads = [replace(read, end=min(ledger.grid.end(read.start), read.end + REACH))
+                         for read in reads]
         newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
         failed: list[tuple[Read, ApiError]] = []
         succeeded = False

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 #: How long the ledger of a target no longer polled (removed by a reload, gone from discovery)
 #: is kept in the state, so that the target continues its counters if it returns.
 PARKED_RETENTION = 31 * 86400
+#: Published cycles after which /-/ready answers 200 even if a target still waits for its
+#: baseline (it normally waits a poll at most).
+READY_CYCLES = 3
 
 ConfigLoader = Callable[[], Config]
 
@@ -114,6 +117,7 @@ class Service:
         # Rebased at the first cycle, by the API's clock at the moment of the start.
         self._loaded: dict[str, Ledger] | None = doc.ledgers
         self._peers_due = True  # asked once, when the API's clock is first known
+        self._published = 0  # cycles published (readiness, see _publish)
         self._started = clock.monotonic()
         self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
                               self.api_clock, buckets=self.buckets, seeding=self._seeding)
@@ -187,8 +191,12 @@ class Service:
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
 
     def _publish(self, snapshot: Snapshot) -> None:
+        """Publish; ready once no answering target still waits for its baseline (the API's
+        time not agreed yet: a poll, see api.clock), or from the third cycle on whatever."""
         self.cache.publish(snapshot)
-        self.ready.set()
+        self._published += 1
+        if self._published >= READY_CYCLES or not self._poller.awaiting_baseline():
+            self.ready.set()
 
     def healthy(self) -> bool:
         """Whether the poll loop finished a cycle recently (see supervisor.STALE_FACTOR)."""

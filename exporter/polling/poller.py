@@ -145,6 +145,14 @@ class Poller:
         """The live ledgers (callers must not mutate them)."""
         return dict(self._ledgers)
 
+    def awaiting_baseline(self) -> bool:
+        """Whether a target that answered still waits for its baseline (its first answer held
+        until the API's time is agreed, see _take_baseline)."""
+        with self._lock:
+            return any(health.first is not None or (health.up and ident in self._ledgers
+                                                    and self._ledgers[ident].fresh)
+                       for ident, health in self._health.items())
+
     def adopt(self, ident: str, ledger: Ledger) -> None:
         """Poll ``ident`` from ``ledger`` on (a peer's settled ledger): it replaces the ledger
         the target had, or ends its wait for one; it still has to catch up to be exported."""

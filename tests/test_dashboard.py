@@ -190,7 +190,9 @@ def test_rules_load_and_record_on_demo(demo_prometheus: Prometheus) -> None:
                 and "budget" not in r["name"]]  # budgets exist only once the operator sets them
     assert recorded
     for name in recorded:
-        demo_prometheus.wait_query(name, 30)
+        # A subquery's steps fall on whole minutes (the pace rules): its first value may need
+        # the next minute after two scrapes, plus an evaluation.
+        demo_prometheus.wait_query(name, 90)
     unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] == "err"]
     assert unhealthy == []
 

@@ -9,9 +9,9 @@ Vocabulary (one meaning each):
   A stretch is one period, or several never-read periods merged by a catch-up read (at most a
   day), or a period of an older grid kept whole after the grid changed.
 - **baseline**: a ledger that begins now (first start, a new target, a lost ledger) takes the
-  first reading of its first stretch as that stretch's baseline and counts only the growth above
-  it: counting starts at the first poll, usage from before it is not counted, and no stretch
-  boundary falls inside an API bucket. Only the first stretch carries one.
+  first reading of its first stretch (the one starting at its origin) as its baseline and counts
+  only the growth above it: counting starts at the first poll, usage from before it is not
+  counted, and no stretch boundary falls inside an API bucket.
 - **open** / **closed**: a stretch is open until a *final* read (one sent at or after
   ``end + settle`` by the API's clock) settles it; closed time is always a prefix
   ``[origin, cursor)``, folded into one sum.
@@ -60,12 +60,6 @@ class _Stretch:
     totals: Totals = ZERO
     final: bool = False
     read_to: int = -1
-    base: Totals = ZERO  # the baseline: the first reading of a ledger's first stretch
-
-    @property
-    def counted(self) -> Totals:
-        """What this stretch adds to the counters."""
-        return self.totals - self.base
 
 
 def _clip(t: Totals) -> Totals:
@@ -146,7 +140,11 @@ class Ledger:
     def counters(self) -> Totals:
         """Everything counted so far: closed sum plus the latest reading of each open stretch
         (above its baseline)."""
-        return sum((s.counted for s in self._open.values()), self._closed)
+        return sum((self._counted(s) for s in self._open.values()), self._closed)
+
+    def _counted(self, stretch: _Stretch) -> Totals:
+        """What a stretch adds to the counters: the first one, above the baseline."""
+        return stretch.totals - self.baseline if stretch.start == self.origin else stretch.totals
 
     def settled_totals(self) -> Totals:
         """The closed part of :meth:`counters`: final, never read again."""
@@ -213,19 +211,18 @@ class Ledger:
             return False
         last = covered[-1]
         before = self._open.get(read.start)
-        base = ZERO
         if before is not None:  # a stretch read before is always read alone (see _count_reads)
             if read.end >= before.read_to and not totals.dominates(before.totals):
                 self.revisions += 1
                 self.revised_away += _clip(before.totals - totals)
-            totals, base = totals.maximum(before.totals), before.base
+            totals = totals.maximum(before.totals)
         elif self.fresh and read.start == self.origin:
             # The first reading: counting starts above it.
-            base, self.baseline, self.fresh, self.began = totals, totals, False, read_at
+            self.baseline, self.fresh, self.began = totals, False, read_at
         final = (read_at is not None and read.end >= last.end
                  and read_at >= last.end + self.settle)
         read_to = max(read.end, before.read_to if before is not None else read.end)
-        self._open[read.start] = _Stretch(read.start, last.end, totals, final, read_to, base)
+        self._open[read.start] = _Stretch(read.start, last.end, totals, final, read_to)
         self._close_prefix(read_at)
         return True
 
@@ -256,7 +253,7 @@ class Ledger:
                 break
             # Folded, not dropped: what was read stays counted, counters never go down.
             del self._open[stretch.start]
-            self._closed += stretch.counted
+            self._closed += self._counted(stretch)
             settled += (stretch.end - stretch.start + 1) if stretch.final else 0
         straddling = [s.start for s in self._open.values() if s.start < keep_from]
         # A stretch already read is kept whole: re-reading only its tail would count its head twice.
@@ -345,7 +342,7 @@ class Ledger:
         each joins the audit queue (given-up ones are not audited: they were never read whole)."""
         while (stretch := self._open.get(self._cursor)) is not None and stretch.final:
             del self._open[stretch.start]
-            self._closed += stretch.counted
+            self._closed += self._counted(stretch)
             self._cursor = stretch.end + 1
             if self.audit and read_at is not None and stretch.read_to >= stretch.end:
                 self._queue_audit(stretch, read_at)
@@ -457,17 +454,16 @@ class Ledger:
         for stretch in sorted((_stretch_from(d) for d in data["open"]), key=lambda s: s.start):
             if stretch.start < pos:
                 raise ValueError(f"open stretch at {stretch.start} overlaps closed or open time")
+            if stretch.start == led.origin and not stretch.totals.dominates(led.baseline):
+                raise ValueError(f"open stretch at {stretch.start} reads below the baseline")
             led._open[stretch.start] = stretch
             pos = stretch.end + 1
         return led
 
 
 def _stretch_dict(s: _Stretch) -> dict[str, Any]:
-    data = {"start": s.start, "end": s.end, "totals": s.totals.as_dict(), "final": s.final,
+    return {"start": s.start, "end": s.end, "totals": s.totals.as_dict(), "final": s.final,
             "read_to": s.read_to}
-    if s.base != ZERO:
-        data["base"] = s.base.as_dict()
-    return data
 
 
 def _stretch_from(data: dict[str, Any]) -> _Stretch:
@@ -475,12 +471,9 @@ def _stretch_from(data: dict[str, Any]) -> _Stretch:
     # Version 1 files have no read_to: the stretch was read to its end or to some point
     # before; its start - 1 means "no bound", which is what version 1 did.
     read_to = _int(data.get("read_to", start - 1))
-    stretch = _Stretch(start, end, _totals(data["totals"]), bool(data["final"]), read_to,
-                       _totals(data.get("base", {})))
+    stretch = _Stretch(start, end, _totals(data["totals"]), bool(data["final"]), read_to)
     if not 0 <= stretch.end - stretch.start < LONGEST:
         raise ValueError(f"stretch [{stretch.start}, {stretch.end}] is empty or longer than a day")
-    if not stretch.totals.dominates(stretch.base):
-        raise ValueError(f"stretch at {start}: baseline above its reading")
     if not start - 1 <= read_to:
         raise ValueError(f"stretch at {start}: read_to {read_to} before its start")
     return stretch

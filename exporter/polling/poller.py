@@ -18,7 +18,7 @@ from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.config import Config, Target, Window
 from exporter.core.clock import Clock
-from exporter.core.grid import DAY
+from exporter.core.grid import DAY, Grid
 from exporter.core.usage import ZERO, Reading, Totals
 from exporter.polling.seeding import Seeding
 from exporter.polling.status import PollStatus
@@ -114,6 +114,7 @@ class Poller:
         self._lock = threading.Lock()  # guards every ledger
         self._ledgers = dict(ledgers)
         self._health = {t.ident: _Health() for t in config.targets}
+        self._grids = {account: config.grid(account) for account in config.account_apis()}
 
     def carry_health(self, previous: Poller, *, lift_pauses: bool) -> None:
         """Keep the poll health of targets ``previous`` also polled (a reload is not a restart).
@@ -346,7 +347,7 @@ class Poller:
         successful read. Call under the lock."""
         ledger = self._ledgers.get(target.ident)
         if ledger is None and self._api_clock.known:
-            grid, settle = self._config.grid(target.account), self._config.poll.settle
+            grid, settle = self._grid(target), self._config.poll.settle
             origin = self._config.accounting.origin
             if origin is None:
                 ledger = Ledger(grid.start(int(self._api_clock.now())), grid, settle,
@@ -357,6 +358,10 @@ class Poller:
             if self._seeding is not None:
                 self._seeding.begin(target.ident)
         return ledger
+
+    def _grid(self, target: Target) -> Grid:
+        """The provider days of the target's account (config.grid, worked out once)."""
+        return self._grids.get(target.account) or self._config.grid(target.account)
 
     def _read_seed(self, target: Target, seeding: Seeding, deadline: float) -> None:
         """Read the due days of the target's budget seed (see seeding). A failed read is read
@@ -421,8 +426,7 @@ class Poller:
             totals = ZERO
             for start, stop in window_slices(end, window.seconds):
                 reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
-                self._buckets.answered(self._config.grid(target.account), start, stop,
-                                       reading.labels)
+                self._buckets.answered(self._grid(target), start, stop, reading.labels)
                 totals += reading.totals
             results.append((window, totals))
         health.windows, health.windows_at = tuple(results), float(end)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import random
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import requests
 import responses
 
 from exporter.api.client import BACKOFF_BASE, BACKOFF_CAP, MIN_ATTEMPT_SECONDS, ApiClient
+from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.api.keys import KeyClient
 from exporter.api.ratelimit import RateLimiter
@@ -414,3 +416,23 @@ def test_pooled_session_honours_a_ca_bundle_variable() -> None:
     session = pooled_session("https://api.example.com/", 1, {"REQUESTS_CA_BUNDLE": "/ca.pem"})
     assert session.verify == "/ca.pem"
     session.close()
+
+
+def test_only_the_apis_own_answers_tell_its_time() -> None:
+    """A 502 page from a gateway in front of the API (a node with its own clock) is no sample
+    of the API's clock; a 200 answer is, whatever its RetCode."""
+    with responses.RequestsMock() as rsps:
+        clock = FakeClock(START)
+        api_clock = ApiClock(clock)
+        client = ApiClient(API, requests.Session(), clock, random.Random(0),
+                           RateLimiter(rate=0, burst=5, clock=clock), Recorder(), api_clock)
+        rsps.add(responses.POST, URL, body="<html>bad gateway</html>", status=502,
+                 headers={"Date": email.utils.formatdate(START + 2 * 86400, usegmt=True)})
+        rsps.add(responses.POST, URL, json={"RetCode": 153}, status=200,
+                 headers={"Date": email.utils.formatdate(START, usegmt=True)})
+        with pytest.raises(ApiError):
+            client.get_usage(TARGET, START, END, clock.monotonic() + 0.1)
+        assert not api_clock.known
+        with pytest.raises(ApiError):
+            client.get_usage(TARGET, START, END, clock.monotonic() + 0.1)
+        assert api_clock.known and api_clock.now() == START

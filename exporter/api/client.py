@@ -191,10 +191,13 @@ class ApiClient:
         except requests.RequestException as exc:
             raise ApiError("network", f"cannot reach {self._host}: {unreachable_reason(exc)}",
                            transient=True) from None
+        received = self._clock.monotonic()
         with response:
-            if self._api_clock is not None:
-                self._api_clock.observe(response.headers.get("Date"), self._clock.monotonic())
             check_status(response, self._host, self._clock.time())
+            # The API's own answers tell its time; an error page from a gateway in front of it
+            # (a node with its own clock) is no sample (the start's plain GET aside).
+            if self._api_clock is not None:
+                self._api_clock.observe(response.headers.get("Date"), received)
             return self._answers.read(response, timeout)
 
 

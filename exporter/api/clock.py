@@ -7,7 +7,9 @@ so a step of the local wall clock changes nothing:
 
     api_time(t) = t + base        (t monotonic)
 
-Each answer stamped ``Date: D`` (whole seconds, rounded down by the server) and received at
+Each answer of the API itself (any HTTP 2xx, whatever its RetCode; an error page from a gateway
+in front of it is no sample, the start's one plain GET aside) stamped ``Date: D`` (whole
+seconds, rounded down by the server) and received at
 monotonic ``r`` gives ``D - r <= base`` (the server stamped it before we received it). The
 estimate is the median of the last samples: robust to a stray server with a wrong clock, and
 below the true base (by about half a second plus half a round trip) when most servers are

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 from collections.abc import Callable, Iterator
 
@@ -354,3 +355,36 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
     # The first read reached past the estimate (REACH) and held all the API had then; the
     # API's own clock has run 30 s since: 30 new seconds of usage.
     assert target.counters.tokens == 30
+
+
+class NoFutureApi(FakeApi):
+    """An API that refuses, for good, a window ending after its own time."""
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        if end > self.now():
+            self.calls.append((target.key, start, end, deadline))
+            raise ApiError("retcode", "RetCode 230: EndTime in the future", retcode=230)
+        return super().get_usage(target, start, end, deadline)
+
+
+def test_an_api_refusing_a_first_read_into_its_future_is_asked_without_it(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    # One Date: the time is not agreed, so the first read reaches past it; this API refuses
+    # that for good. The target is not paused as for a permanent error: the next poll asks
+    # without reaching, and counting begins.
+    api = NoFutureApi(clock)
+    api_clock = ApiClock(clock)
+    api_clock.observe("Tue, 14 Nov 2023 22:13:20 GMT", clock.monotonic())  # 1_700_000_000
+    told = clock.monotonic()
+    api.now = lambda: 1_700_000_000 + clock.monotonic() - told
+    poller = Poller(config(A), api, clock, pool, {}, api_clock)
+    [target] = poller.cycle().targets
+    assert not target.up and api.calls[-1][2] > 1_700_000_000
+    clock.advance(1.0)
+    for _ in range(3):  # answers come to agree on the API's time
+        api_clock.observe(email.utils.formatdate(api.now(), usegmt=True), clock.monotonic())
+    [target] = poller.cycle().targets
+    assert target.up and not poller.ledgers()[A.ident].fresh
+    clock.advance(10.0)
+    [target] = poller.cycle().targets
+    assert target.counters.tokens == 10

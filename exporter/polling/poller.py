@@ -33,10 +33,13 @@ MAX_STRIKES = 5
 #: Share of poll.interval over which target starts are spread when pacing applies; the rest is
 #: slack for slow calls, retries and catch-up reads, so a paced cycle still ends in its interval.
 SPREAD = 0.5
-#: Seconds a fresh ledger's first read reaches past the API's time as estimated: before answers
-#: agree, the estimate may be a plain GET's ``Date``, low by that answer's latency; the
-#: baseline is taken only if the agreed time of sending lies inside the read (_take_baseline).
+#: Seconds a fresh ledger's first read reaches past the API's time as estimated while answers do
+#: not agree on it yet: the estimate may be a plain GET's ``Date``, low by that answer's
+#: latency, and the baseline is taken only if the agreed time of sending lies inside the read
+#: (_take_baseline). An API that refuses an end in the future is asked without it from then on.
 REACH = 60
+#: RetCodes for a parameter the API refuses (missing, invalid): what a future end would get.
+BAD_PARAMETER = (220, 230)
 _STRADDLED = ("the API's buckets straddle UTC midnight, so no read can hold exactly the UTC days "
               "before counting began")
 
@@ -85,6 +88,7 @@ class _Health:
     # A fresh ledger's first answer while the API's time was not settled: (read, totals, sent
     # monotonic), taken as its baseline once the time settles and agrees (see _take_baseline).
     first: tuple[Read, Totals, float] | None = None
+    no_reach: bool = False  # the API refused a first read that reached past its time
 
 
 class Poller:
@@ -247,7 +251,8 @@ class Poller:
                 # read, and then no answer ever corrects it: read at least where it stands.
                 now = max(now, ledger.read_frontier())
             reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
-            if ledger.fresh:  # its baseline must hold all that is visible when it is sent
+            reach = ledger.fresh and not self._api_clock.settled and not health.no_reach
+            if reach:  # its baseline must hold all that is visible when it is sent
                 reads = [replace(read, end=min(ledger.grid.end(read.start), read.end + REACH))
                          for read in reads]
         newest = max((i for i, r in enumerate(reads) if r.kind == "count"), default=-1)
@@ -263,6 +268,12 @@ class Poller:
                 reading = self._source.get_usage(target, read.start, read.end,
                                                  self._for_call(deadline))
             except ApiError as error:
+                if reach and error.retcode in BAD_PARAMETER:  # perhaps the end in the future
+                    health.no_reach = True
+                    error = ApiError(error.category, f"{error.message} (a read reaching "
+                                     f"{REACH} s past the API's time as estimated; asked again "
+                                     "without)", retcode=error.retcode,
+                                     http_status=error.http_status, transient=True)
                 failed.append((read, error))
                 continue
             # Taken at sending, by the API's clock as best known after this very answer; None

@@ -28,7 +28,8 @@ from exporter.config import ApiConfig, Config, ConfigError
 from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.metrics.exposition import ExpositionCache
-from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.metrics.selfmetrics import SelfMetrics, SeriesCollector
+from exporter.metrics.shape import Shape
 from exporter.polling.accounts import (
     AccountRouter,
     account_view,
@@ -76,7 +77,8 @@ class Service:
         self.metrics = SelfMetrics(registry)
         self._guard = StageGuard(self.metrics.poll_errors)
         self._heartbeat = Heartbeat(clock)
-        self.cache = ExpositionCache()
+        self.cache = ExpositionCache(shape=Shape.of(config.metrics))
+        registry.register(SeriesCollector(self.cache.series))
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
@@ -452,6 +454,7 @@ class Service:
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
         self._config = config
+        self.cache.shape = Shape.of(config.metrics)
         self._configure_spend(config)
         self._seeding.configure(self._horizon(config))
         self._retarget(self._effective(config), reloaded=True)

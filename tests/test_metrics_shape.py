@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from exporter.accounting.snapshot import KeyHealth, KeysSnapshot, Snapshot, TargetSnapshot
@@ -142,6 +144,37 @@ def test_dropping_key_id_sums_the_merged_series_and_never_duplicates() -> None:
     assert samples[("gen_ai_client_token_usage_count", genai)] == 5
     m2 = frozenset({"project_id": "p", "model": "m2", "team": "x"}.items())
     assert samples[("uminfer_tokens_total", m2)] == 2  # alone in its series: unchanged
+
+
+_TARGETS = st.lists(st.tuples(st.sampled_from(["p", "q", ""]), st.sampled_from(["k1", "k2", "k3"]),
+                              st.sampled_from(["m1", 'm"2']), st.sampled_from(["a", "b\\"]),
+                              st.integers(0, 10**12), st.booleans()),
+                    max_size=12, unique_by=lambda t: t[:4])
+
+
+@given(_TARGETS, st.sets(st.sampled_from(["project_id", "key_id", "model", "team"])))
+def test_dropped_labels_keep_every_total_and_make_no_duplicates(
+        specs: list[tuple[str, str, str, str, int, bool]], drop: set[str]) -> None:
+    snap = Snapshot(targets=tuple(
+        TargetSnapshot(Target(key, model, project, (("team", team),)), Totals(n, 1, n + 1, 2, 0),
+                       up=up, last_success=float(n))
+        for project, key, model, team, n, up in specs))
+    text = render(snap, shape(drop_labels=tuple(drop), semconv="otel-genai")).decode()
+    heads = [line.rpartition(" ")[0] for line in lines(text)]
+    assert len(heads) == len(set(heads))
+    samples = parse_metrics(text)
+
+    def total(name: str) -> float:
+        return sum(v for (n, _), v in samples.items() if n == name)
+    assert total("uminfer_input_tokens_total") == sum(s[4] for s in specs)
+    assert total("gen_ai_client_token_usage_count") == 4 * len(specs)
+    left = {tuple((n, v) for n, v in (("project_id", p), ("key_id", k), ("model", m),
+                                       ("team", t)) if n not in drop)
+            for p, k, m, t, _, _ in specs}
+    assert sum(1 for n, _ in samples if n == "uminfer_up") == len(left)
+    assert total("uminfer_up") == len(left) - len({
+        tuple((n, v) for n, v in (("project_id", p), ("key_id", k), ("model", m), ("team", t))
+              if n not in drop) for p, k, m, t, _, up in specs if not up})
 
 
 def test_dropping_model_drops_it_from_the_genai_names_too() -> None:

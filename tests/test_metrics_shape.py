@@ -197,6 +197,7 @@ def test_dropping_key_id_merges_key_health_by_name() -> None:
 def test_shaped_expositions_are_lint_clean() -> None:
     promtool = require_tool("promtool")
     for settings in ({"semconv": "otel-genai"}, {"drop_labels": ("key_id", "team")},
+                     {"drop_labels": ("project_id", "key_id", "model"), "semconv": "otel-genai"},
                      {"disable": FAMILY_GROUPS, "semconv": "otel-genai"}):
         body = render(rich_snapshot(3), shape(**settings))
         result = subprocess.run([promtool, "check", "metrics"], input=body,

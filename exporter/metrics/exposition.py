@@ -23,11 +23,11 @@ _GZIP_WBITS = 31  # zlib's gzip container: a stream any gzip reader (and Prometh
 BATCH = 500  # targets turned into text at a time
 
 
-def target_labels(target: Target) -> str:
-    """The label pairs every per-target series carries, without braces."""
+def target_labels(target: Target, drop: frozenset[str] = frozenset()) -> str:
+    """The label pairs every per-target series carries, without braces (less ``drop``)."""
     pairs = [("project_id", target.project), ("key_id", target.key), ("model", target.model)]
     pairs.extend(target.labels)
-    return ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
+    return ",".join(f'{name}="{escape(value)}"' for name, value in pairs if name not in drop)
 
 
 def render(snapshot: Snapshot, shape: Shape = DEFAULT) -> bytes:
@@ -51,7 +51,7 @@ def render_both(snapshot: Snapshot, shape: Shape = DEFAULT) -> Rendered:
     compressor), so the peak is the body plus one family, not every line as a separate str
     plus the joined str plus its encoding (at 10,000 targets that was ~70 MB more).
     """
-    labelled = [(t, target_labels(t.target)) for t in snapshot.targets]
+    labelled = [(t, target_labels(t.target, shape.drop)) for t in snapshot.targets]
     out, packer = io.BytesIO(), zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     zipped: list[bytes] = []
     series: list[tuple[str, int]] = []

@@ -28,7 +28,7 @@ HELP = (f"Number of input and output tokens used (OpenTelemetry GenAI semantic c
 
 def genai_labels(t: TargetSnapshot, shape: Shape) -> str:
     """The GenAI series' labels of target ``t``: the conventions' own, then the exporter's
-    (``model`` is ``gen_ai_request_model`` here), without the token type."""
+    (``model`` is ``gen_ai_request_model`` here), without the token type and dropped ones."""
     target = t.target
     provider = escape(shape.provider)
     pairs = [("gen_ai_operation_name", escape(shape.operation)),
@@ -36,7 +36,7 @@ def genai_labels(t: TargetSnapshot, shape: Shape) -> str:
              ("gen_ai_request_model", escape(target.model)),
              ("project_id", escape(target.project)), ("key_id", escape(target.key)),
              *((name, escape(value)) for name, value in target.labels)]
-    return ",".join(f'{name}="{value}"' for name, value in pairs)
+    return ",".join(f'{name}="{value}"' for name, value in pairs if name not in shape.drop)
 
 
 def samples(t: TargetSnapshot, shape: Shape) -> Iterator[str]:

@@ -14,17 +14,37 @@ _PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 def merged(family: str, lines: Iterable[str], drop: frozenset[str]) -> list[str]:
     """``lines`` (one family's samples) without the ``drop`` labels, one line per label set
-    left, in the order of first appearance; values combined by the family's rule."""
+    left, in the order of first appearance; values combined by the family's rule.
+
+    Per-target lines come with the labels already left out (only their merging is done here);
+    a line that still holds a dropped label (key health, a process-wide family) is parsed.
+    A label value cannot hold ``name="`` (its quotes are escaped), so the check is exact
+    enough: a longer label name ending in a dropped one only costs the parse.
+    """
     combine = _rule(family)
-    found: dict[tuple[str, tuple[tuple[str, str], ...]], Decimal] = {}
+    needles = tuple(f'{name}="' for name in drop)
+    found: dict[str, Decimal] = {}
     for line in lines:
         head, _, value = line.rstrip("\n").rpartition(" ")
-        name, brace, text = head.partition("{")
-        pairs = tuple(p for p in _PAIR.findall(text[:-1] if brace else "") if p[0] not in drop)
-        key = (name, pairs)
+        head = _without(head, drop) if any(n in head for n in needles) else _tidy(head)
         number = Decimal(value)
-        found[key] = combine(found[key], number) if key in found else number
-    return [_line(name, pairs, value) for (name, pairs), value in found.items()]
+        found[head] = combine(found[head], number) if head in found else number
+    return [f"{head} {_number(value)}\n" for head, value in found.items()]
+
+
+def _without(head: str, drop: frozenset[str]) -> str:
+    name, brace, text = head.partition("{")
+    pairs = [(k, v) for k, v in _PAIR.findall(text[:-1] if brace else "") if k not in drop]
+    labels = ",".join(f'{k}="{v}"' for k, v in pairs)
+    return f"{name}{{{labels}}}" if labels else name
+
+
+def _tidy(head: str) -> str:
+    """A head whose per-target labels were all dropped: no leading comma, no empty braces."""
+    name, brace, rest = head.partition("{")
+    if rest.startswith(","):
+        rest = rest[1:]
+    return name if rest == "}" else name + brace + rest
 
 
 def _rule(family: str) -> Callable[[Decimal, Decimal], Decimal]:
@@ -35,7 +55,5 @@ def _rule(family: str) -> Callable[[Decimal, Decimal], Decimal]:
     return lambda a, b: a + b
 
 
-def _line(name: str, pairs: tuple[tuple[str, str], ...], value: Decimal) -> str:
-    labels = ",".join(f'{k}="{v}"' for k, v in pairs)
-    shown = str(int(value)) if value == value.to_integral_value() else repr(float(value))
-    return f"{name}{{{labels}}} {shown}\n" if labels else f"{name} {shown}\n"
+def _number(value: Decimal) -> str:
+    return str(int(value)) if value == value.to_integral_value() else repr(float(value))

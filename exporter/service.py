@@ -28,7 +28,7 @@ from exporter.config import ApiConfig, Config, ConfigError
 from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.metrics.exposition import ExpositionCache
-from exporter.metrics.selfmetrics import SelfMetrics, SeriesCollector
+from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.metrics.shape import Shape
 from exporter.polling.accounts import (
     AccountRouter,
@@ -78,7 +78,6 @@ class Service:
         self._guard = StageGuard(self.metrics.poll_errors)
         self._heartbeat = Heartbeat(clock)
         self.cache = ExpositionCache(shape=Shape.of(config.metrics))
-        registry.register(SeriesCollector(self.cache.series))
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)

@@ -25,8 +25,9 @@ from exporter.config.discovery import DISCOVERY_KEYS
 from exporter.config.ha import ACCOUNTING_KEYS, HA_KEYS
 from exporter.config.metricsconf import METRICS_KEYS
 from exporter.config.sections import API_KEYS, KEYS_KEYS, POLL_KEYS, STATE_KEYS, TARGET_KEYS
+from exporter.metrics.exposition import SERIES
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
-from exporter.metrics.selfmetrics import SelfMetrics, SeriesCollector
+from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.supervisor import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ def exposed_metric_names() -> set[str]:
     names = {f.name for f in FAMILIES} | {f.name for f in GLOBAL_FAMILIES}
     registry = CollectorRegistry()
     SelfMetrics(registry)
-    registry.register(SeriesCollector(lambda: ()))
+    names.add(SERIES)  # written into the cached body with the families it counts
     names |= {f"{m.name}_total" if m.type == "counter" else m.name for m in registry.collect()}
     return names
 

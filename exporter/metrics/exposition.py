@@ -35,6 +35,12 @@ def render(snapshot: Snapshot, shape: Shape = DEFAULT) -> bytes:
     return render_both(snapshot, shape).body
 
 
+SERIES = "uminfer_exporter_series"
+_SERIES_HEAD = (f"# HELP {SERIES} Number of series each metric family of the published "
+                "exposition has (the exporter's own metrics not included).\n"
+                f"# TYPE {SERIES} gauge\n")
+
+
 @dataclass(frozen=True)
 class Rendered:
     """An exposition, its gzip form, and how many series each family in it has."""
@@ -44,8 +50,10 @@ class Rendered:
     series: tuple[tuple[str, int], ...]
 
 
-def render_both(snapshot: Snapshot, shape: Shape = DEFAULT) -> Rendered:
-    """The exposition and its gzip form, made in one pass, and each family's series count.
+def render_both(snapshot: Snapshot, shape: Shape = DEFAULT, *, counted: bool = False
+                ) -> Rendered:
+    """The exposition and its gzip form, made in one pass, and each family's series count
+    (``counted``: also written into it as ``uminfer_exporter_series``, at no cost per scrape).
 
     One family at a time is turned into text and appended to a byte buffer (and the
     compressor), so the peak is the body plus one family, not every line as a separate str
@@ -65,6 +73,11 @@ def render_both(snapshot: Snapshot, shape: Shape = DEFAULT) -> Rendered:
                 zipped.append(packer.compress(chunk))
         if count:
             series.append((name, count))
+    if counted and series:
+        chunk = (_SERIES_HEAD + "".join(f'{SERIES}{{family="{name}"}} {count}\n'
+                                        for name, count in series)).encode()
+        out.write(chunk)
+        zipped.append(packer.compress(chunk))
     zipped.append(packer.flush())
     return Rendered(out.getvalue(), b"".join(zipped), tuple(series))
 
@@ -123,7 +136,6 @@ class ExpositionCache:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _published: Snapshot = field(default_factory=Snapshot)  # the last one published, for hold
     _shown: Snapshot = field(default_factory=Snapshot)  # what the body shows (the landing page)
-    _series: tuple[tuple[str, int], ...] = ()  # series per family in the body
     shape: Shape = DEFAULT  # set from the config's ``metrics`` (at start and on each reload)
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -140,16 +152,10 @@ class ExpositionCache:
         with self._lock:
             return self._shown
 
-    def series(self) -> tuple[tuple[str, int], ...]:
-        """How many series each family in the current body has (families with none left out)."""
-        with self._lock:
-            return self._series
-
     def _serve(self, snapshot: Snapshot) -> None:
-        done = render_both(snapshot, self.shape)
+        done = render_both(snapshot, self.shape, counted=True)
         with self._lock:
             self._body, self._gzipped, self._shown = done.body, done.gzipped, snapshot
-            self._series = done.series
 
     def body(self, compressed: bool) -> bytes:
         """The current body, gzip-compressed when asked."""

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from exporter import __version__
 
@@ -119,21 +116,3 @@ class SelfMetrics:
         self.api_requests.labels(outcome, retcode).inc()
         self.api_duration.observe(seconds)
 
-
-class SeriesCollector(Collector):
-    """``uminfer_exporter_series{family}``: how many series each family of the published
-    exposition has (what the ``metrics`` config's groups and dropped labels save)."""
-
-    def __init__(self, series: Callable[[], tuple[tuple[str, int], ...]]) -> None:
-        """``series`` gives the counts of the body being served (ExpositionCache.series)."""
-        self._series = series
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """One sample per family of the served body that has series."""
-        family = GaugeMetricFamily(
-            "uminfer_exporter_series",
-            "Number of series each metric family of the latest published exposition has "
-            "(the exporter's own metrics not included).", labels=["family"])
-        for name, count in self._series():
-            family.add_metric([name], count)
-        yield family

@@ -37,6 +37,7 @@ from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.metrics.shape import Shape
 from exporter.polling.accounts import (
     AccountRouter,
     account_view,
@@ -81,7 +82,7 @@ class Service:
         self.metrics = SelfMetrics(registry)
         self._guard = StageGuard(self.metrics.poll_errors)
         self._heartbeat = Heartbeat(clock)
-        self.cache = ExpositionCache()
+        self.cache = ExpositionCache(shape=Shape.of(config.metrics))
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
@@ -460,6 +461,7 @@ class Service:
                         "began before keep counting from there (see docs/deployment.md)",
                         self._config.accounting.origin, config.accounting.origin)
         self._config = config
+        self.cache.shape = Shape.of(config.metrics)
         self._configure_spend(config)
         self._seeding.configure(self._horizon(config))
         self._retarget(self._effective(config), reloaded=True)

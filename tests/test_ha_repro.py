@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-import exporter.service as service_module
+import exporter.polling.pairing as pairing_module
 from exporter.accounting.handoff import HandoffError, Terms, check, parse
 from exporter.config import ApiConfig, Config, HaConfig, PollConfig, StateConfig, Target
 from exporter.config.types import AccountingConfig
@@ -46,7 +46,7 @@ class Pair:
     def __init__(self, api: FakeApi, clock: SkewClock, monkeypatch: pytest.MonkeyPatch) -> None:
         self.api, self.clock = api, clock
         self.replicas: dict[str, Service | None] = {}
-        monkeypatch.setattr(service_module, "fetch", self._fetch)
+        monkeypatch.setattr(pairing_module, "fetch", self._fetch)
 
     def start(self, url: str, cfg: Config) -> Service:
         svc = Service(cfg, self.clock, CollectorRegistry(), lambda: cfg,

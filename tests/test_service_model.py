@@ -276,7 +276,7 @@ class World:
             assert self.skipped_seconds() == skipped, "backfill skipped outside a restart"
         self.any_skip = self.any_skip or self.skipped_seconds() > 0
         # A restart rebases once answers agree on the API's time (see api.clock).
-        self.first_cycle = self.service._loaded is not None
+        self.first_cycle = not self.service._startup.done
         self.check(cycle_api_time)
 
     def check(self, cycle_api_time: float) -> None:

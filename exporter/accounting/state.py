@@ -163,6 +163,49 @@ def _parse(data: Any) -> StateDocument:
     return doc
 
 
+class StateKeeper:
+    """The state file as the poll loop uses it (``state.path``, or none): read once at the
+    start, a bad file set aside and said so; written whole each cycle, a failure said when it
+    starts and when it ends, not every cycle. ``on_write`` is told each write's outcome."""
+
+    def __init__(self, path: str | None, on_write: Callable[[bool], None]) -> None:
+        self._store = StateStore(path) if path else None
+        self._on_write = on_write
+        self._failing = False
+
+    def configure(self, path: str | None) -> None:
+        """Write to ``path`` from now on (a reload may change it)."""
+        if path != (self._store.path if self._store else None):
+            self._store = StateStore(path) if path else None
+
+    def load(self) -> StateDocument:
+        """The saved document, or an empty one."""
+        try:
+            return self._store.load() if self._store is not None else StateDocument()
+        except StateError as error:
+            log.error("%s; starting from zero", error)
+            return StateDocument()
+
+    def save(self, doc: StateDocument) -> bool:
+        """Write ``doc`` when a path is configured; False if that failed."""
+        if (store := self._store) is None:
+            return True
+        try:
+            store.save(doc)
+        except OSError as error:
+            self._on_write(False)
+            if not self._failing:
+                log.error("state not saved (%s); /metrics holds its last published numbers "
+                          "until it can be", error)
+            self._failing = True
+            return False
+        self._on_write(True)
+        if self._failing:
+            log.info("state file %s written again; publishing resumes", store.path)
+        self._failing = False
+        return True
+
+
 @dataclass(frozen=True)
 class Reconciled:
     """The ledgers to run with, and the seconds of old usage rebasing gave up on (all targets)."""

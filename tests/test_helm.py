@@ -6,6 +6,7 @@ as real processes against the simulator."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -371,3 +372,27 @@ def test_sharded_pods_count_every_target_once(tmp_path: Path) -> None:
         assert sum(shares) == len(KEYS)
         assert all(share > 0 for share in shares), shares
 
+
+
+# Values documented as a whole (their inner keys are Kubernetes' or the exporter's own).
+WHOLE = {"config", "resources", "podSecurityContext", "securityContext", "livenessProbe",
+         "readinessProbe"}
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every value's dotted path, down to the leaves or a value documented as a whole."""
+    paths = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in WHOLE:
+            paths += value_paths(value, f"{path}.")
+        else:
+            paths.append(path)
+    return paths
+
+
+def test_readme_documents_every_value_and_no_other() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| `([\w.]+)` \|", readme, re.MULTILINE)
+    assert documented == value_paths(values)

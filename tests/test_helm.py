@@ -251,6 +251,10 @@ def test_two_replicas_without_an_origin_are_refused() -> None:
     result = helm("template", "uminfer", str(CHART), "--set", "replicas=2")
     assert result.returncode != 0
     assert "replicas: 2 needs accounting.origin" in result.stderr
+    # The origin may also be in the config itself.
+    objects = template(None, "replicas=2", "config.accounting.origin=2025-01-01T00:00:00Z")
+    assert yaml.safe_load(config_text(tuple(objects)))["accounting"] == {
+        "origin": "2025-01-01T00:00:00Z"}
 
 
 @pytest.mark.parametrize("setting", ["replicas=3", "shards=0", "credentials.existingSecret="])

@@ -68,7 +68,7 @@ is expanded by the exporter from the environment (the pod-index label, downward 
 {{- if lt (int .Values.shards) 1 }}
 {{- fail "shards must be 1 or more" }}
 {{- end }}
-{{- if and (eq (int .Values.replicas) 2) (not .Values.existingConfigMap) (not .Values.accounting.origin) }}
+{{- if and (eq (int .Values.replicas) 2) (not .Values.existingConfigMap) (not (or .Values.accounting.origin (dig "accounting" "origin" "" .Values.config))) }}
 {{- fail "replicas: 2 needs accounting.origin (RFC 3339, e.g. 2025-01-01T00:00:00Z): both replicas count usage from it, so they export the same counters" }}
 {{- end }}
 {{- if not .Values.credentials.existingSecret }}

@@ -9,7 +9,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ import pytest
 import yaml
 
 from exporter.core.usage import Totals
+from exporter.polling.sharding import shard_of
+from exporter.simulator import Event
 from tests import fleet
-from tests.harness import wait_for
+from tests.harness import Exporter, wait_for
 from tests.tools import missing
 
 REPO = Path(__file__).resolve().parent.parent
@@ -376,6 +380,88 @@ def test_sharded_pods_count_every_target_once(tmp_path: Path) -> None:
         assert sum(shares) == len(KEYS)
         assert all(share > 0 for share in shares), shares
 
+
+
+
+def start_pods(stack: ExitStack, objects: list[dict[str, Any]], config: dict[str, Any],
+               tmp_path: Path) -> list[Exporter]:
+    """One exporter per pod of the rendered StatefulSet, each with its state directory
+    (pod-I/state, kept across calls as a pod's volume is), started and ready."""
+    [sts] = of_kind(objects, "StatefulSet")
+    pods = []
+    for index in range(sts["spec"]["replicas"]):
+        workdir = tmp_path / f"pod-{index}"
+        (workdir / "state").mkdir(parents=True, exist_ok=True)
+        pods.append(stack.enter_context(fleet.exporter(
+            workdir, config, *pod_command(sts, index, workdir / "state"))))
+    return pods
+
+
+def owners(pods: list[Exporter], keys: list[str]) -> dict[str, list[tuple[int, Totals]]]:
+    """For each key, the pods that export its counters, with them."""
+    found: dict[str, list[tuple[int, Totals]]] = {key: [] for key in keys}
+    for index, pod in enumerate(pods):
+        samples = pod.metrics()
+        for key in keys:
+            counted = fleet.counters(samples, key)
+            if counted is not None:
+                found[key].append((index, counted))
+    return found
+
+
+@pytest.mark.e2e
+def test_resharding_with_an_origin_keeps_every_count(tmp_path: Path) -> None:
+    """docs/deployment.md's resharding: 2 shards, then the same pods' volumes as 3 shards with
+    the chart's accounting.origin. Each target moved to another pod catches up from the origin
+    there, so every target is again exported once, with exactly the usage since the origin."""
+    keys = KEYS[:8]
+    moved = [k for k in keys
+             if shard_of(f"{fleet.PROJECT}/{k}/{fleet.MODEL}", 2)
+             != shard_of(f"{fleet.PROJECT}/{k}/{fleet.MODEL}", 3)]
+    assert moved, "the test needs targets that change shards"
+    now = int(time.time())
+    origin = now // 60 * 60 - 180
+    stamp = datetime.fromtimestamp(origin, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    use = Totals(4, 3, 7, 1, 0)
+    with fleet.simulator() as sim:
+        for ts in range(origin - 600, now, 5):  # history across the origin, in 1 s buckets
+            sim.store.add_many(Event(ts, ts, fleet.PROJECT, key, fleet.MODEL,
+                                     fleet.sim_usage(use)) for key in keys)
+
+        def config(objects: list[dict[str, Any]]) -> dict[str, Any]:
+            chart_config = yaml.safe_load(config_text(tuple(objects)))
+            assert chart_config["accounting"] == {"origin": stamp}
+            return {**fleet.fleet_config(sim.url, keys, poll={
+                "interval": "1s", "settle": "5s", "test_period": "10s"}),
+                "accounting": chart_config["accounting"]}
+
+        def exact() -> dict[str, list[tuple[int, Totals]]]:
+            end = int(time.time()) + 1
+            return {k: [(i, fleet.as_totals(sim.store.truth(fleet.PROJECT, k, fleet.MODEL,
+                                                            origin, end)))]
+                    for k, [(i, _)] in owners(pods, keys).items()}
+
+        before = template(None, "shards=2", f"accounting.origin={stamp}")
+        with ExitStack() as stack:
+            pods = start_pods(stack, before, config(before), tmp_path)
+            for key in keys:
+                fleet.add_usage(sim, key, use)
+            wait_for(lambda: all(len(v) == 1 for v in owners(pods, keys).values())
+                     and owners(pods, keys) == exact(), 60,
+                     lambda: f"2 shards: {owners(pods, keys)}")
+            first = {k: v[0][0] for k, v in owners(pods, keys).items()}
+            for pod in pods:
+                assert pod.stop() == 0
+        after = template(None, "shards=3", f"accounting.origin={stamp}")
+        with ExitStack() as stack:
+            pods = start_pods(stack, after, config(after), tmp_path)
+            for key in keys:
+                fleet.add_usage(sim, key, use)
+            wait_for(lambda: all(len(v) == 1 for v in owners(pods, keys).values())
+                     and owners(pods, keys) == exact(), 60,
+                     lambda: f"3 shards: {owners(pods, keys)}")
+            second = {k: v[0][0] for k, v in owners(pods, keys).items()}
+    assert [k for k in keys if first[k] != second[k]] == moved
 
 
 # Values documented as a whole (their inner keys are Kubernetes' or the exporter's own).

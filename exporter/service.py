@@ -13,8 +13,16 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
-from exporter.accounting.handoff import Handoff, HandoffError, Terms, render, takeover
+from exporter.accounting.handoff import (
+    Handoff,
+    HandoffError,
+    Terms,
+    fingerprint,
+    render,
+    takeover,
+)
 from exporter.accounting.ledger import Ledger
+from exporter.accounting.parked import RETENTION, Parked
 from exporter.accounting.snapshot import Snapshot
 from exporter.accounting.spend import Spend
 from exporter.accounting.state import StateDocument, StateError, StateStore, restart, retarget
@@ -29,6 +37,7 @@ from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.metrics.shape import Shape
 from exporter.polling.accounts import (
     AccountRouter,
     account_view,
@@ -49,9 +58,6 @@ from exporter.polling.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-#: How long the ledger of a target no longer polled (removed by a reload, gone from discovery)
-#: is kept in the state, so that the target continues its counters if it returns.
-PARKED_RETENTION = 31 * 86400
 #: Published cycles after which /-/ready answers 200 even if a target still waits for its
 #: baseline (it normally waits a poll at most).
 READY_CYCLES = 3
@@ -76,7 +82,7 @@ class Service:
         self.metrics = SelfMetrics(registry)
         self._guard = StageGuard(self.metrics.poll_errors)
         self._heartbeat = Heartbeat(clock)
-        self.cache = ExpositionCache()
+        self.cache = ExpositionCache(shape=Shape.of(config.metrics))
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self._wake = threading.Event()  # cuts the pause between cycles short (reload, stop)
@@ -95,10 +101,9 @@ class Service:
         self._connect = connect or self._api_stack
         self._stacks: dict[str, ApiStack] = {}  # by account ("" alone), inside self._api
         self._api = self._connect_all(config)
-        # Ledgers of targets not polled now, and since when (API seconds): kept in the state so
-        # a target that comes back (reload, discovery) continues where it stood.
-        self._parked: dict[str, Ledger] = {}
-        self._parked_at: dict[str, int] = {}
+        # Ledgers of targets not polled now: kept in the state so a target that comes back
+        # (reload, discovery) continues where it stood.
+        self._parked = Parked()
         # One discovery and one key health per account ("" with a single account).
         self._discoveries: dict[str, DiscoveryRunner] = {}
         self._keyhealths: dict[str, KeyHealthRunner] = {}
@@ -107,13 +112,11 @@ class Service:
         self._seeding = Seeding(doc.seeds, self._horizon(config))
         self._seeds_due = bool(doc.seeds)  # to say once when the last seed is counted
         ledgers = retarget(doc.ledgers, [t.ident for t in config.targets],
-                           self._grid_of(config), config.poll.settle, audit=True)
-        now = int(self.api_clock.now())
-        for ident, led in doc.ledgers.items():
-            if ident not in ledgers:
-                self._parked[ident] = led
-                self._parked_at[ident] = doc.parked.get(ident, now)
-        self._spend.sync({**self._parked, **ledgers})
+                           self._grid_of(config), config.poll.settle,
+                           origin=config.accounting.origin, audit=True)
+        self._parked.park({i: led for i, led in doc.ledgers.items() if i not in ledgers},
+                          doc.parked, int(self.api_clock.now()))
+        self._spend.sync({**self._parked.ledgers(), **ledgers})
         # Rebased at the first cycle, by the API's clock at the moment of the start.
         self._loaded: dict[str, Ledger] | None = doc.ledgers
         self._peers_due = True  # asked once, when the API's clock is first known
@@ -253,8 +256,8 @@ class Service:
         try:
             with self._poller.locked():
                 # One document: ledgers (polled and parked), cost and budgets move together.
-                store.save(StateDocument({**self._parked, **self._poller.ledgers()},
-                                         dict(self._parked_at), self._spend.meters(),
+                store.save(StateDocument({**self._parked.ledgers(), **self._poller.ledgers()},
+                                         self._parked.since(), self._spend.meters(),
                                          self._spend.budget_use(), self._seeding.pending()))
         except OSError as error:
             self.metrics.state_writes.labels("error").inc()
@@ -305,14 +308,18 @@ class Service:
             # At the API's time of the start (never ahead of it, see api.clock): an outage
             # after it is caught up like any other.
             result = restart(loaded, int(self.api_clock.at(self._started)),
-                             self._grid_of(config), config.poll.settle, backfill, audit=True)
+                             self._grid_of(config), config.poll.settle, backfill,
+                             origin=config.accounting.origin, audit=True)
         if result.skipped_seconds:
             self.metrics.backfill_skipped.inc(result.skipped_seconds)
             log.warning("state is older than state.max_backfill: %d seconds of usage skipped",
                         result.skipped_seconds)
 
     def _terms(self, origin: int) -> Terms:
-        return Terms(origin, self._config.poll.settle)
+        apis = self._config.account_apis()
+        return Terms(origin, self._config.poll.settle,
+                     tuple(sorted((name, fingerprint(api.public_key))
+                                  for name, api in apis.items())))
 
     def _bootstrap(self, origin: int) -> None:
         """At start, with ``ha.peers``: take a peer's settled ledgers (one call) for the targets
@@ -366,10 +373,10 @@ class Service:
         origin = self._config.accounting.origin
         grid_of = self._grid_of(self._config)
         with self._poller.locked():
-            known = {**self._parked, **self._poller.ledgers()}
+            known = {**self._parked.ledgers(), **self._poller.ledgers()}
             own = {} if origin is None else {
                 ident: led for ident, led in known.items()
-                if not led.fresh and led.origin == grid_of(ident).start(origin)}
+                if led.counts_from(grid_of(ident).start(origin))}
             return render(self._terms(origin or 0), own, replica=self._replica)
 
     def _seeds_left(self) -> set[str]:
@@ -391,15 +398,12 @@ class Service:
         return grid_of
 
     def _expire_parked(self) -> None:
-        """Forget parked ledgers older than PARKED_RETENTION (said once per batch)."""
-        cutoff = int(self.api_clock.now()) - PARKED_RETENTION
-        old = [ident for ident, since in self._parked_at.items() if since < cutoff]
-        for ident in old:
-            del self._parked[ident], self._parked_at[ident]
+        """Forget parked ledgers older than their retention (said once per batch)."""
+        old = self._parked.expire(int(self.api_clock.now()))
         if old:
             log.info("forgot %d targets not polled for %d days: %s", len(old),
-                     PARKED_RETENTION // 86400, ", ".join(sorted(old)[:5]))
-            self._spend.sync({**self._parked, **self._poller.ledgers()})
+                     RETENTION // 86400, ", ".join(old[:5]))
+            self._spend.sync({**self._parked.ledgers(), **self._poller.ledgers()})
 
     def _clock_offset(self) -> float:
         offset = self.api_clock.offset()
@@ -451,7 +455,13 @@ class Service:
             old.close()
         if config.state.path != (self._store.path if self._store else None):
             self._store = StateStore(config.state.path) if config.state.path else None
+        if config.accounting.origin != self._config.accounting.origin:
+            log.warning("accounting.origin changed from %s to %s: ledgers that began after the "
+                        "new origin's day count from it (caught up from the API); those that "
+                        "began before keep counting from there (see docs/deployment.md)",
+                        self._config.accounting.origin, config.accounting.origin)
         self._config = config
+        self.cache.shape = Shape.of(config.metrics)
         self._configure_spend(config)
         self._seeding.configure(self._horizon(config))
         self._retarget(self._effective(config), reloaded=True)
@@ -482,17 +492,14 @@ class Service:
         """Poll ``effective``'s targets: kept and returning ones keep ledgers, health and cost
         and catch up everything they still have to (nothing is rebased within a process);
         gone ones are parked."""
-        known = {**self._parked, **self._poller.ledgers()}
-        now = int(self.api_clock.now())
+        known = {**self._parked.ledgers(), **self._poller.ledgers()}
         ledgers = retarget(known, [t.ident for t in effective.targets],
-                           self._grid_of(effective), effective.poll.settle, audit=True)
-        for ident, led in known.items():
-            if ident in ledgers:
-                self._parked.pop(ident, None)
-                self._parked_at.pop(ident, None)
-            elif ident not in self._parked:
-                self._parked[ident], self._parked_at[ident] = led, now
-        self._spend.sync({**self._parked, **ledgers})
+                           self._grid_of(effective), effective.poll.settle,
+                           origin=effective.accounting.origin, audit=True)
+        self._parked.unpark(ledgers)
+        self._parked.park({i: led for i, led in known.items() if i not in ledgers}, {},
+                          int(self.api_clock.now()))
+        self._spend.sync({**self._parked.ledgers(), **ledgers})
         poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers,
                         self.api_clock, self.buckets, self._seeding)
         poller.carry_health(self._poller, lift_pauses=reloaded)

@@ -69,6 +69,7 @@ class FakeApi:
         # How the API buckets time (None: exact timestamps, no Usages rows at all).
         self.buckets: BucketPolicy | None = None
         self.api_clock: ApiClock | None = None
+        self.observers: list[ApiClock] = []  # more services told every Date (a pair)
         # Answers whose Date is off by this much (a stray node, a gateway's error page), while
         # ``stray_answers`` lasts; ``stray`` draws each answer's offset when set.
         self.stray_answers = 0
@@ -82,9 +83,10 @@ class FakeApi:
             offset = self.stray_offset
         elif self.stray is not None:
             offset = self.stray()
-        if self.api_clock is not None:  # an error page carries a Date too
-            self.api_clock.observe(email.utils.formatdate(self.clock.api() + offset, usegmt=True),
-                                   self.clock.monotonic())
+        date = email.utils.formatdate(self.clock.api() + offset, usegmt=True)
+        for clock in [self.api_clock, *self.observers]:  # an error page carries a Date too
+            if clock is not None:
+                clock.observe(date, self.clock.monotonic())
         if self.down:
             raise ApiError("network", "API down", transient=True)
 

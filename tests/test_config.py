@@ -17,6 +17,7 @@ from exporter.config import (
     BUILTIN_LABELS,
     Config,
     ConfigError,
+    MetricsConfig,
     PollConfig,
     Target,
     Window,
@@ -73,7 +74,28 @@ BAD = [
     # structure and unknown keys
     ({"apii": {}},
      "apii: unknown key (expected one of: api, accounts, poll, state, windows, targets, pricing,"
-     " budgets, discovery, keys, accounting, ha)"),
+     " budgets, discovery, keys, accounting, ha, metrics)"),
+    # metrics
+    ({"metrics.semconv": "otel"},
+     "metrics.semconv: must be one of native, otel-genai; got 'otel'"),
+    ({"metrics.disable": ["window"]},
+     'metrics.disable[0]: unknown name "window" (metric family groups: windows, cost, key_health,'
+     " failure_reasons, settlement, audit)"),
+    ({"metrics.disable": ["cost", "cost"]}, 'metrics.disable[1]: "cost" is listed twice'),
+    ({"metrics.disable": "cost"},
+     "metrics.disable: expected a list of names (metric family groups: windows, cost, key_health,"
+     ' failure_reasons, settlement, audit), got "cost" (str)'),
+    ({"metrics.drop_labels": ["tem"]},
+     'metrics.drop_labels[0]: unknown name "tem" (labels that can be dropped: project_id, key_id,'
+     " model, key_name, account, team)"),
+    ({"metrics.drop_labels": [5]}, "metrics.drop_labels[0]: expected a string, got 5 (int)"),
+    ({"metrics.genai_provider_name": ""}, "metrics.genai_provider_name: must not be empty"),
+    ({"metrics.semconv": "otel-genai", "targets.0.labels": {"gen_ai_system": "x"}},
+     'metrics.semconv: the static label "gen_ai_system" would clash with the OpenTelemetry GenAI'
+     " labels (gen_ai_...); rename it"),
+    ({"metrics.colour": "red"},
+     "metrics.colour: unknown key (expected one of: semconv, genai_provider_name,"
+     " genai_operation_name, disable, drop_labels)"),
     # accounting.origin and ha
     ({"accounting.origin": "2025-13-01T00:00:00Z"},
      'accounting.origin: expected an RFC 3339 time like 2025-01-01T00:00:00Z, got '
@@ -384,6 +406,25 @@ def test_load_config_requires_targets_but_parse_config_can_allow_none(tmp_path: 
         load_config(str(path), {})
     assert parse_config({"api": {"public_key": "a", "private_key": "b"}}, {}, "/",
                         require_targets=False).targets == ()
+
+
+def test_metrics_section_is_read_and_shown_in_the_effective_config() -> None:
+    data = with_changes({"metrics.semconv": "otel-genai", "metrics.disable": ["windows", "audit"],
+                         "metrics.drop_labels": ["key_id", "team"],
+                         "metrics.genai_provider_name": "${TEAM}"})
+    config = parse_config(data, ENV, "/")
+    assert config.metrics == MetricsConfig("otel-genai", "search", "chat", ("windows", "audit"),
+                                           ("key_id", "team"))
+    assert parse_config(base(), ENV, "/").metrics == MetricsConfig()
+    assert redacted(config)["metrics"] == {
+        "semconv": "otel-genai", "genai_provider_name": "search", "genai_operation_name": "chat",
+        "disable": ["windows", "audit"], "drop_labels": ["key_id", "team"]}
+
+
+def test_discoverys_static_labels_may_be_dropped() -> None:
+    data = with_changes({"discovery": {"projects": ["p"], "labels": {"source": "d"}},
+                         "metrics.drop_labels": ["source"]})
+    assert parse_config(data, ENV, "/").metrics.drop_labels == ("source",)
 
 
 def test_redacted_is_json_and_hides_the_private_key() -> None:

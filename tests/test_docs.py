@@ -23,7 +23,9 @@ from exporter.config import ApiConfig, PollConfig, Window
 from exporter.config.cost import BUDGET_KEYS, PRICE_KEYS, PRICING_KEYS
 from exporter.config.discovery import DISCOVERY_KEYS
 from exporter.config.ha import ACCOUNTING_KEYS, HA_KEYS
+from exporter.config.metricsconf import METRICS_KEYS
 from exporter.config.sections import API_KEYS, KEYS_KEYS, POLL_KEYS, STATE_KEYS, TARGET_KEYS
+from exporter.metrics.exposition import SERIES
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.supervisor import STAGES
@@ -72,6 +74,7 @@ def exposed_metric_names() -> set[str]:
     names = {f.name for f in FAMILIES} | {f.name for f in GLOBAL_FAMILIES}
     registry = CollectorRegistry()
     SelfMetrics(registry)
+    names.add(SERIES)  # written into the cached body with the families it counts
     names |= {f"{m.name}_total" if m.type == "counter" else m.name for m in registry.collect()}
     return names
 
@@ -125,7 +128,7 @@ def test_readme_flag_table_matches_the_command_line() -> None:
     ("api", API_KEYS), ("poll", POLL_KEYS), ("state", STATE_KEYS), ("targets[]", TARGET_KEYS),
     ("pricing", PRICING_KEYS), ("pricing.models.*", PRICE_KEYS), ("budgets[]", BUDGET_KEYS),
     ("discovery", DISCOVERY_KEYS), ("keys", KEYS_KEYS), ("accounting", ACCOUNTING_KEYS),
-    ("ha", HA_KEYS),
+    ("ha", HA_KEYS), ("metrics", METRICS_KEYS),
 ])
 def test_config_example_shows_every_config_key(section_name: str, keys: tuple[str, ...]) -> None:
     # Commented-out keys count: the example shows optional ones that way.
@@ -137,9 +140,9 @@ def test_config_example_shows_every_config_key(section_name: str, keys: tuple[st
 @pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
 def test_config_snippets_in_the_docs_use_only_real_keys(doc: Path) -> None:
     known = {*API_KEYS, *POLL_KEYS, *STATE_KEYS, *TARGET_KEYS, *PRICING_KEYS, *PRICE_KEYS,
-             *BUDGET_KEYS, *DISCOVERY_KEYS, *KEYS_KEYS, *ACCOUNTING_KEYS, *HA_KEYS, "windows",
-             "targets", "budgets", "pricing", "discovery", "keys", "api", "poll", "state",
-             "accounting", "ha"}
+             *BUDGET_KEYS, *DISCOVERY_KEYS, *KEYS_KEYS, *ACCOUNTING_KEYS, *HA_KEYS,
+             *METRICS_KEYS, "windows", "targets", "budgets", "pricing", "discovery", "keys",
+             "api", "poll", "state", "accounting", "ha", "metrics"}
     text = doc.read_text()
     for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
         loaded = yaml.safe_load(block)

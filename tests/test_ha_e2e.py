@@ -72,10 +72,12 @@ def api() -> Iterator[tuple[EventStore, MovableClock, SimulatorServer, Simulator
         yield store, clock, one, two
 
 
-def config(sim: SimulatorServer, origin: int, peer: str, state: Path) -> dict[str, Any]:
+def config(sim: SimulatorServer, origin: int, peer: str, state: Path,
+           interval: str = "1s") -> dict[str, Any]:
     stamp = datetime.fromtimestamp(origin, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return fleet.fleet_config(
-        sim.url, KEYS, poll={"interval": "1s", "settle": f"{SETTLE}s", "test_period": f"{PERIOD}s"},
+        sim.url, KEYS,
+        poll={"interval": interval, "settle": f"{SETTLE}s", "test_period": f"{PERIOD}s"},
         state={"path": str(state)}, accounting={"origin": stamp}, ha={"peers": [peer]})
 
 
@@ -211,3 +213,86 @@ def test_two_replicas_started_apart_and_one_killed_agree_on_every_counter(
               f"(restart to counters exported {visible_after:.1f}s); API calls in a steady 10 s:"
               f" replica A {steady[0]}, replica B {steady[1]} (one replica alone makes one"
               f" share; the pair {sum(steady)})")
+
+
+def test_a_pair_formed_from_a_running_exporter_survives_a_kill_of_the_one_ahead(
+        tmp_path: Path) -> None:
+    """The usual way to get a pair: A ran alone (no origin) and has state; the operator adds
+    ``accounting.origin`` (before A's first start) and ``ha.peers`` and starts B. Then the
+    replica that is ahead (it read last) is killed with -9 mid-period and restarted with its
+    state. Both end at the usage since the origin; in Prometheus neither the recorded
+    counter nor any replica's counters ever reset, and increase() over the run is exact.
+    B polls every 4 s and A every second, so A is ahead when it dies and B stays behind for
+    several scrapes and rule evaluations: a plain max over the replicas would go down."""
+    with api() as (store, clock, sim_a, sim_b), ExitStack() as stack:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        origin = int(clock.time()) // PERIOD * PERIOD - 120  # before A's first start
+        a = Exporter(tmp_path / "a", None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
+        b = Exporter(tmp_path / "b", None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
+        state_a = tmp_path / "a" / "state.json"
+        alone = config(sim_a, origin, b.url, state_a)
+        del alone["accounting"], alone["ha"]
+        a.write_config(alone)
+        stack.callback(a.kill)
+        stack.callback(b.kill)
+        traffic = Traffic(store, clock)
+        traffic.thread.start()
+        stack.callback(traffic.stopping.set)
+        a.start()
+        wait_for(lambda: a.status("/metrics") == 200 and all(counters(a).values()), 30,
+                 lambda: f"A's counters\n{a.log()}")
+        time.sleep(3)
+        assert a.stop() == 0 and state_a.exists()
+
+        prom = stack.enter_context(Prometheus(tmp_path, [f"127.0.0.1:{a.port}",
+                                                         f"127.0.0.1:{b.port}"], [RULES]))
+        a.write_config(config(sim_a, origin, b.url, state_a))
+        b.write_config(config(sim_b, origin, a.url, tmp_path / "b" / "state.json", "4s"))
+        a.start()
+        b.start()
+        wait_for(lambda: a.status("/metrics") == b.status("/metrics") == 200
+                 and all(counters(a).values()) and all(counters(b).values()), 60,
+                 lambda: f"both replicas' counters\nA:\n{a.log()}\nB:\n{b.log()}")
+        assert "began counting after accounting.origin's day" in a.log()
+        # Prometheus has scraped both for a while (A ahead of B in every scrape).
+        both = f'count_over_time(uminfer_tokens_total{{key_id="{KEYS[0]}"}}[1m]) >= 4'
+        prom.wait_query(both, 30, lambda result: len(result) == 2)
+
+        # The one ahead (it read last) dies mid-period, then restarts with its state.
+        ahead = a
+        assert ahead.process is not None
+        ahead.process.kill()
+        ahead.process.wait(5)
+        time.sleep(4)
+        ahead.start()
+        wait_for(lambda: ahead.status("/metrics") == 200 and all(counters(ahead).values()), 30,
+                 lambda: f"restart\n{ahead.log()}")
+
+        time.sleep(4)
+        traffic.stopping.set()
+        last = int(clock.time()) + 1
+
+        def both_settled() -> bool:
+            return all((fleet.value(child.metrics(), "uminfer_settled_timestamp_seconds", k)
+                        or 0) >= last + 1 for child in (a, b) for k in KEYS)
+
+        wait_for(both_settled, 60, "both replicas settled")
+        time.sleep(3)  # Prometheus scrapes the settled values
+        for key in KEYS:
+            exact = fleet.as_totals(store.truth(fleet.PROJECT, key, fleet.MODEL, origin,
+                                                last + 1))
+            assert fleet.counters(a.metrics(), key) == fleet.counters(b.metrics(), key) == exact
+            [row] = prom.query(f'target:uminfer_tokens_total:max{{key_id="{key}"}}[10m]')
+            samples = [(float(t), float(v)) for t, v in row["values"]]
+            (first_t, first), (last_t, final) = samples[0], samples[-1]
+            assert final == exact.tokens
+            span = f"{int((last_t - first_t) * 1000)}ms"
+            at = f"[{span}] @ {last_t:.3f})"
+            [inc] = prom.query(f'increase(target:uminfer_tokens_total:max{{key_id="{key}"}}{at}')
+            assert float(inc["value"][1]) == final - first, (key, inc, first, final)
+            for series in ("target:uminfer_tokens_total:max", "uminfer_tokens_total",
+                           "uminfer_input_tokens_total", "uminfer_requests_total",
+                           "uminfer_late_tokens_after_settle_total"):
+                resets = prom.query(f'resets({series}{{key_id="{key}"}}{at}')
+                assert resets and all(float(r["value"][1]) == 0 for r in resets), (series, resets)

@@ -17,6 +17,7 @@ from exporter.accounting.handoff import (
     HandoffError,
     Terms,
     check,
+    fingerprint,
     parse,
     render,
     takeover,
@@ -96,12 +97,16 @@ def test_the_document_round_trips_and_carries_no_open_reading() -> None:
     (Terms(T0 + H, SETTLE), "the peer counts with accounting.origin=%d, poll.settle=600s, "
                             "this replica with accounting.origin=%d"),
     (Terms(T0, 60), "poll.settle=60s; make them identical on every replica"),
+    # The same target ids in another account are other usage: both sides are named.
+    (Terms(T0, SETTLE, (("", fingerprint("other-public-key")),)),
+     "the peer counts with accounting.origin=%d, poll.settle=600s, this replica with "
+     f"the account of public key {fingerprint('other-public-key')}, accounting.origin=%d"),
 ])
 def test_a_peer_with_other_terms_is_refused_with_the_reason(terms: Terms, reason: str) -> None:
     handoff = parse(render(TERMS, {"p/k/m": counted(3)}))
     with pytest.raises(HandoffError) as refused:
         check(handoff, terms, T0 + 4 * H, HOURS)
-    expected = reason % (T0, T0 + H) if "%d" in reason else reason
+    expected = reason % (T0, terms.origin) if "%d" in reason else reason
     assert expected in str(refused.value)
 
 
@@ -127,11 +132,11 @@ def _doc(**changes: object) -> bytes:
 @pytest.mark.parametrize(("body", "reason"), [
     (b"<html>proxy error</html>", "not a ledger document: not JSON"),
     (b"[]", "wrong kind"),
-    (_doc(version=1), "document version '1', expected 2"),
+    (_doc(version=2), "document version '2', expected 3"),
     (_doc(closed={"tokens": -5}), "totals must not be negative"),
     (_doc(cursor=T0 - 1), "cursor before origin"),
     (_doc(targets=[]), "targets must be an object"),
-    (b'{"kind": "uminfer-settled-ledgers", "version": 2, "terms": {"origin": 1e400}}',
+    (b'{"kind": "uminfer-settled-ledgers", "version": 3, "terms": {"origin": 1e400}}',
      "not a ledger document"),
     (b"[" * 100 + b"]" * 100, "not a ledger document: nested"),
 ])
@@ -147,9 +152,22 @@ def test_open_time_or_another_origin_in_a_ledger_is_refused() -> None:
                                          "totals": {"tokens": 9}, "final": False}]
     with pytest.raises(HandoffError, match="holds time that is not settled"):
         check(parse(json.dumps(data).encode()), TERMS, T0 + 5 * H, HOURS)
-    other = render(TERMS, {"p/k/m": Ledger(T0 - H, H, SETTLE)})
-    with pytest.raises(HandoffError, match=r"does not count from accounting\.origin"):
-        check(parse(other), TERMS, T0 + 5 * H, HOURS)
+    for begins in (T0 - H, T0 + H, T0 + 24 * H):  # before, or after (an hour, exactly a day)
+        other = render(TERMS, {"p/k/m": Ledger(begins, H, SETTLE)})
+        with pytest.raises(HandoffError, match=r"does not count every second from accounting"):
+            check(parse(other), TERMS, T0 + 30 * H, HOURS)
+
+
+def test_a_ledger_on_the_origin_that_left_out_a_baseline_is_refused() -> None:
+    """A ledger that began on the origin's day but after its start left the usage before its
+    first read out (its baseline): taking it would make a peer count less than the truth."""
+    led = Ledger(T0, H, SETTLE, fresh=True)
+    led.plan(T0 + 600)
+    led.record(Read(T0, T0 + 600, (T0,)), tok(7), T0 + 600)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(9), T0 + H + SETTLE)
+    assert led.settled_totals() == tok(2)
+    with pytest.raises(HandoffError, match=r"does not count every second from accounting"):
+        check(parse(render(TERMS, {"p/k/m": led})), TERMS, T0 + 5 * H, HOURS)
 
 
 def test_a_peer_cutting_other_days_is_refused() -> None:
@@ -167,6 +185,18 @@ def test_a_replica_takes_newer_ledgers_only_where_its_counters_cannot_go_down() 
     taken = takeover(theirs, mine, ["new", "older-here", "ahead-here", "read-higher-here"])
     # read-higher-here: 2 settled hours (10) + an open reading of 9 is above the peer's 15.
     assert sorted(taken) == ["new", "older-here"]
+
+
+def test_a_ledger_taken_in_place_of_ones_own_keeps_its_problem_counts() -> None:
+    """Counters exported from the replaced ledger (late usage after settle, revisions, given-up
+    seconds, additivity errors) never go down when a restarted replica takes a peer's."""
+    mine = counted(2)
+    mine.late_after_settle, mine.revisions, mine.given_up = tok(500), 2, {"throttled": 60}
+    peer = parse(render(TERMS, {"p/k/m": counted(3)})).ledgers["p/k/m"]
+    peer.revisions = 5
+    taken = takeover({"p/k/m": peer}, {"p/k/m": mine}, ["p/k/m"])["p/k/m"]
+    assert (taken.late_after_settle, taken.revisions, taken.given_up) == (
+        tok(500), 5, {"throttled": 60})
 
 
 def test_a_replica_listed_among_its_own_peers_never_takes_its_own_ledgers() -> None:

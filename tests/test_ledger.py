@@ -477,3 +477,71 @@ def test_a_damaged_saved_ledger_says_what_is_wrong(data: dict[str, Any], error: 
 def test_the_widest_sane_integers_load() -> None:
     led = Ledger.from_dict(saved(closed={"tokens": 2**62 - 1}))
     assert led.settled_totals().tokens == 2**62 - 1
+
+
+def _usage(events: list[tuple[int, int]], start: int, end: int) -> Totals:
+    return tok(sum(n for ts, n in events if start <= ts <= end))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 6 * DAY), st.integers(0, 5 * DAY), st.integers(60, 3 * H),
+       st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**32))
+def test_a_ledger_begun_at_an_earlier_origin_only_grows_and_ends_exact(
+        start: int, before: int, step: int, polls: int, max_reads: int, seed: int) -> None:
+    """``accounting.origin`` set on a ledger that began at its first poll (a pair formed from
+    a running exporter): at any start time, with sparse usage and paced catch-up, its counters
+    never go down and, once everything has settled, equal the usage since the origin's day."""
+    grid, settle = Grid.every(DAY), 600
+    t0 = T0 + start
+    rng = __import__("random").Random(seed)
+    events = [(ts, rng.randint(1, 9)) for ts in sorted(rng.sample(range(t0 - 8 * DAY,
+                                                                        t0 + 2 * DAY), 40))]
+    led = Ledger(grid.start(t0), grid, settle, fresh=True, audit=True)
+    now, last = t0, ZERO
+
+    def poll() -> None:
+        nonlocal last
+        for read in led.plan(now, max_reads):
+            truth = _usage(events, read.start, min(read.end, now))
+            led.record(read, truth, now)
+        assert led.counters().dominates(last)
+        last = led.counters()
+
+    for _ in range(polls):
+        poll()
+        now += step
+    origin = grid.start(t0 - before)
+    expected = origin < led.origin or led.baseline != ZERO
+    assert led.begin_at(origin) == expected
+    assert led.counters().dominates(last)
+    last = led.counters()
+    assert led.origin == origin and led.counts_from(origin)
+    assert not led.begin_at(origin)
+    led = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))  # survives a restart
+    end = now + 3 * DAY  # everything settled, the catch-up done at one read a poll
+    while now < end:
+        poll()
+        now += step
+    assert led.counters() == _usage(events, origin, now - step)
+    assert led.settled_totals() == _usage(events, origin, led.settled_until())
+
+
+def test_a_ledger_that_began_before_the_origin_keeps_counting_from_there() -> None:
+    led = Ledger(T0, H, 600)
+    (read,) = led.plan(T0 + 100)
+    led.record(read, tok(5), T0 + 100)
+    assert not led.begin_at(T0 + H)  # a later origin would lower its counters
+    assert (led.origin, led.counters()) == (T0, tok(5))
+
+
+def test_keep_counts_takes_the_larger_of_each_problem_count() -> None:
+    mine, theirs = Ledger(T0, H, 600), Ledger(T0, H, 600)
+    mine.late_after_settle, theirs.late_after_settle = tok(500), tok(20)
+    mine.revisions, theirs.revisions = 1, 4
+    mine.given_up, theirs.given_up = {"throttled": 60, "rejected": 5}, {"rejected": 9}
+    mine.skipped_seconds, mine.additivity_errors, mine.additivity_excess = 30, 2, tok(3)
+    theirs.keep_counts(mine)
+    assert (theirs.late_after_settle, theirs.revisions, theirs.given_up) == (
+        tok(500), 4, {"rejected": 9, "throttled": 60})
+    assert (theirs.skipped_seconds, theirs.additivity_errors, theirs.additivity_excess) == (
+        30, 2, tok(3))

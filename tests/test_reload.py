@@ -161,3 +161,24 @@ def test_reload_keeps_running_config_when_loader_fails() -> None:
         assert service.config is config
         assert registry.get_sample_value(OK) == 0
         service.stop()
+
+
+def test_reload_reshapes_metrics_at_once() -> None:
+    """In process: a new ``metrics`` section is in force on the body published by the reload."""
+    with fleet.simulator() as sim:
+        raw = fleet.fleet_config(sim.url, [KEEP], api={"private_key": fleet.PRIVATE},
+                                 windows=["1h"], poll={"window_interval": "1s"})
+        plain = parse_config(raw, {}, ".")
+        shaped = parse_config({**raw, "metrics": {"semconv": "otel-genai",
+                                                  "disable": ["windows"]}}, {}, ".")
+        registry = CollectorRegistry()
+        service = Service(plain, SystemClock(), registry, lambda: shaped)
+        service.run_cycle()
+        before = service.cache.body(compressed=False).decode()
+        assert "uminfer_window_tokens{" in before and "gen_ai_" not in before
+        assert service.reload() is None
+        after = service.cache.body(compressed=False).decode()
+        assert "uminfer_window_tokens{" not in after
+        assert "gen_ai_client_token_usage_sum{" in after
+        assert 'uminfer_exporter_series{family="gen_ai_client_token_usage"} 4\n' in after
+        service.stop()

@@ -1,8 +1,9 @@
 """The settled ledgers one replica hands another: built, bounded, checked before any is used.
 
 Only closed time travels (what no later read can change): the receiver reads the open rest
-itself. A document is taken only when the terms that define a settled value (origin, settle,
-and each ledger's grid of provider days) are the receiver's own, and it is bounded and checked
+itself. A document is taken only when the terms that define a settled value (the cloud accounts
+read, origin, settle, and each ledger's grid of provider days) are the receiver's own, and only
+ledgers that count every second from the origin (no baseline); it is bounded and checked
 like the state file and more: no negative number, give-up reasons from a closed set, every
 total within MAX_PER_SECOND a second of the time it covers (so 2**62, the state's limit, stays
 out of reach), a bounded number of targets. A replica that has its own ledger for a target
@@ -13,6 +14,7 @@ checks are what stands between a hostile or spoofed peer and the receiver's coun
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +29,7 @@ from exporter.core.safejson import SHAPE_ERRORS, STATE_FILE, UnsafeJsonError, lo
 log = logging.getLogger(__name__)
 
 KIND = "uminfer-settled-ledgers"
-VERSION = 2
+VERSION = 3
 #: How far a peer's settled time may run ahead of the receiver's estimate of the API's clock
 #: (both are estimates of one clock, each late by about a second; more is a peer not to trust).
 CLOCK_SLACK = 120
@@ -56,15 +58,21 @@ class HandoffError(ValueError):
 
 @dataclass(frozen=True)
 class Terms:
-    """What makes one replica's settled value another's: the same origin (Unix seconds) and
-    ``poll.settle`` (and each ledger's grid, checked ledger by ledger)."""
+    """What makes one replica's settled value another's: the same cloud accounts (by name,
+    "" alone with one account, each with a fingerprint of its public key: the same target ids
+    in another account or on another cloud are other usage; the endpoint URL may differ, as
+    through two proxies), origin (Unix seconds) and ``poll.settle`` (and each ledger's grid,
+    checked ledger by ledger)."""
 
     origin: int
     settle: int
+    accounts: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         """The terms as an operator writes them."""
-        return f"accounting.origin={self.origin}, poll.settle={self.settle}s"
+        keys = "".join(f"{'account ' + repr(name) if name else 'the account'} of public key "
+                       f"{fingerprint}, " for name, fingerprint in self.accounts)
+        return f"{keys}accounting.origin={self.origin}, poll.settle={self.settle}s"
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ def _handoff(data: Any) -> Handoff:
         raise HandoffError(f"document version {str(data.get('version'))[:20]!r}, expected "
                            f"{VERSION}: run the same exporter version on every replica")
     raw = data["terms"]
-    terms = Terms(_int(raw["origin"]), _int(raw["settle"]))
+    terms = Terms(_int(raw["origin"]), _int(raw["settle"]), _accounts(raw["accounts"]))
     targets = data["targets"]
     if not isinstance(targets, dict):
         raise TypeError("targets must be an object")
@@ -150,8 +158,8 @@ def check(handoff: Handoff, terms: Terms, now: int, grid_of: Callable[[str], Gri
         if led.grid != grid:
             raise HandoffError(f"{what} is cut into {led.grid.describe()}, here into "
                                f"{grid.describe()}: set the same api.time_zone on every replica")
-        if led.fresh or led.origin != grid.start(terms.origin):
-            raise HandoffError(f"{what} does not count from accounting.origin")
+        if not led.counts_from(grid.start(terms.origin)):
+            raise HandoffError(f"{what} does not count every second from accounting.origin")
         if led.counters() != led.settled_totals():
             raise HandoffError(f"{what} holds time that is not settled")
         if led.settled_until() + terms.settle > now + CLOCK_SLACK:
@@ -188,7 +196,8 @@ def takeover(theirs: Mapping[str, Ledger], mine: Mapping[str, Ledger],
     """The peer's ledgers to take for the ``wanted`` targets: where this replica has none, or
     one settled less far whose counters (open readings included) the peer's settled value
     already covers, so no counter this replica has shown can go down, and exceeds by no more
-    than this replica's own reading explains (:func:`explained`)."""
+    than this replica's own reading explains (:func:`explained`). A ledger taken in place of
+    one's own keeps the larger of each problem count (:meth:`Ledger.keep_counts`)."""
     taken: dict[str, Ledger] = {}
     unexplained: list[str] = []
     for ident in wanted:
@@ -200,6 +209,7 @@ def takeover(theirs: Mapping[str, Ledger], mine: Mapping[str, Ledger],
         elif (peer.settled_until() > own.settled_until()
               and peer.settled_totals().dominates(own.counters())):
             if explained(peer, own):
+                peer.keep_counts(own)
                 taken[ident] = peer
             else:
                 unexplained.append(ident)
@@ -225,6 +235,25 @@ def explained(peer: Ledger, own: Ledger) -> bool:
     allowed = max(0, beyond) + own.settle
     return all(MAX_SURGE * have * allowed >= extra * read
                for have, extra in zip(own.counters().values(), excess.values(), strict=True))
+
+
+def fingerprint(public_key: str) -> str:
+    """What names an account in the terms: a short hash of its public key (the key itself
+    is not sent)."""
+    return "sha256:" + hashlib.sha256(public_key.encode()).hexdigest()[:12]
+
+
+def _accounts(value: Any) -> tuple[tuple[str, str], ...]:
+    """The terms' (account, fingerprint) pairs: a short list of pairs of short strings."""
+    if not isinstance(value, list) or len(value) > 1000:
+        raise TypeError("accounts must be a list")
+    pairs = []
+    for pair in value:
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(x, str) and len(x) <= 200 for x in pair)):
+            raise TypeError("an account must be an [account, fingerprint] pair")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
 
 
 def _int(value: Any) -> int:

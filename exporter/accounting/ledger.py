@@ -167,6 +167,44 @@ class Ledger:
             pos = stretch.end + 1
         return pos
 
+    def counts_from(self, origin: int) -> bool:
+        """Whether every second from ``origin`` (a line of its grid) on is counted: the ledger
+        begins there and left nothing out as a baseline."""
+        return self.origin == origin and not self.fresh and self.baseline == ZERO
+
+    def begin_at(self, origin: int) -> bool:
+        """Count from ``origin``, a line of the grid at or before this ledger's origin (an
+        ``accounting.origin`` set after the ledger began); False when it already does, or
+        begins earlier (counters never go down: it keeps counting from there).
+
+        What was counted stays counted: the closed prefix becomes one stretch read before (not
+        read again, not audited), the baseline is counted too, and the time from ``origin``
+        up to the old origin is read like any catch-up, so the counters only grow."""
+        if origin > self.origin or self.counts_from(origin):
+            return False
+        if self._cursor > self.origin:
+            self._open[self.origin] = _Stretch(self.origin, self._cursor - 1,
+                                               self._closed + self.baseline, final=True,
+                                               read_to=self.origin - 1)
+        self.origin = self._cursor = origin
+        self._closed, self.baseline, self.began, self.fresh = ZERO, ZERO, None, False
+        self._audits = []  # they must lie in the closed prefix, which starts afresh
+        return True
+
+    def keep_counts(self, replaced: Ledger) -> None:
+        """Keep the larger of each of this ledger's problem counts and ``replaced``'s (the same
+        target's ledger that this one replaces, a peer's taken over): they are exported as
+        counters, which never go down. The larger, not the sum: both replicas read and audit
+        the same stretches, so they count the same events."""
+        self.revisions = max(self.revisions, replaced.revisions)
+        self.revised_away = self.revised_away.maximum(replaced.revised_away)
+        self.late_after_settle = self.late_after_settle.maximum(replaced.late_after_settle)
+        self.skipped_seconds = max(self.skipped_seconds, replaced.skipped_seconds)
+        for reason, seconds in replaced.given_up.items():
+            self.given_up[reason] = max(self.given_up.get(reason, 0), seconds)
+        self.additivity_errors = max(self.additivity_errors, replaced.additivity_errors)
+        self.additivity_excess = self.additivity_excess.maximum(replaced.additivity_excess)
+
     def settled(self) -> Ledger:
         """A copy holding only the closed prefix (what no later read can change) and the
         ledger's own counts: what a peer may take over and continue from."""
@@ -472,7 +510,10 @@ def _stretch_from(data: dict[str, Any]) -> _Stretch:
     # before; its start - 1 means "no bound", which is what version 1 did.
     read_to = _int(data.get("read_to", start - 1))
     stretch = _Stretch(start, end, _totals(data["totals"]), bool(data["final"]), read_to)
-    if not 0 <= stretch.end - stretch.start < LONGEST:
+    # One read covers at most a day; a stretch never read as one (what a ledger counted before
+    # it began at an earlier origin, see Ledger.begin_at) is final and may be longer.
+    longest = 2**62 if stretch.final and read_to < end else LONGEST
+    if not 0 <= stretch.end - stretch.start < longest:
         raise ValueError(f"stretch [{stretch.start}, {stretch.end}] is empty or longer than a day")
     if not start - 1 <= read_to:
         raise ValueError(f"stretch at {start}: read_to {read_to} before its start")

@@ -8,6 +8,7 @@ and removed after the first version 2 write.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from exporter.core.safejson import (
     load_or_set_aside,
 )
 from exporter.cost.meters import CostMeter, budget_use
+
+log = logging.getLogger(__name__)
 
 VERSION = 2
 LEGACY_COST_SUFFIX = ".cost.json"
@@ -173,32 +176,55 @@ GridOf = Callable[[str], Grid]
 
 
 def restart(loaded: Mapping[str, Ledger], now: int, grid_of: GridOf, settle: int,
-            max_backfill: int, *, audit: bool = False) -> Reconciled:
-    """Loaded ledgers, retuned and rebased: the one place ``state.max_backfill`` applies.
+            max_backfill: int, *, origin: int | None = None, audit: bool = False) -> Reconciled:
+    """Loaded ledgers, retuned, begun at ``origin`` (see :func:`retarget`) and rebased: the one
+    place ``state.max_backfill`` applies.
 
     Every loaded ledger is rebased, polled or parked, because the time the process was down is
     time no process read. Within a process (reload, discovery change) nothing is rebased.
     ``now`` must not run ahead of the API's clock (see api.clock): it decides what is skipped.
     """
-    skipped = 0
-    ledgers: dict[str, Ledger] = {}
-    for ident, led in loaded.items():
-        led.retune(grid_of(ident), settle)
-        led.audit = audit
-        skipped += led.rebase(now, max_backfill)
-        ledgers[ident] = led
+    ledgers = retarget(loaded, loaded, grid_of, settle, origin=origin, audit=audit,
+                       starting=True)
+    skipped = sum(led.rebase(now, max_backfill) for led in ledgers.values())
     return Reconciled(ledgers, skipped)
 
 
 def retarget(known: Mapping[str, Ledger], idents: Iterable[str], grid_of: GridOf, settle: int,
-             *, audit: bool = False) -> dict[str, Ledger]:
+             *, origin: int | None = None, audit: bool = False,
+             starting: bool = False) -> dict[str, Ledger]:
     """The known ledgers of ``idents``, retuned (never rebased): a changed grid or horizon
-    applies to time not yet read. Targets without one get theirs from the poller."""
+    applies to time not yet read. Targets without one get theirs from the poller.
+
+    With ``accounting.origin``, a ledger that began after its day (before the origin was set,
+    or with a baseline) counts from it from now on (:meth:`Ledger.begin_at`: what it counted
+    stays, the rest is caught up), so every replica's counters mean usage since the origin;
+    one that began before it keeps counting from there (counters never go down). Said once:
+    the first at once, the second at a start (``starting``)."""
     ledgers: dict[str, Ledger] = {}
+    later: list[str] = []
+    earlier: list[str] = []
     for ident in idents:
         led = known.get(ident)
-        if led is not None:
-            led.retune(grid_of(ident), settle)
-            led.audit = audit
-            ledgers[ident] = led
+        if led is None:
+            continue
+        grid = grid_of(ident)
+        led.retune(grid, settle)
+        led.audit = audit
+        if origin is not None:
+            start = grid.start(origin)
+            if led.begin_at(start):
+                later.append(ident)
+            elif not led.counts_from(start):
+                earlier.append(ident)
+        ledgers[ident] = led
+    if later:
+        log.warning("%d targets began counting after accounting.origin's day (%s first): they "
+                    "count from it now; what they counted stays and the time before is read "
+                    "from the API (uminfer_catchup_remaining_seconds)", len(later), later[0][:200])
+    if earlier and starting:
+        log.warning("%d targets began counting before accounting.origin's day (%s first): they "
+                    "keep counting from there, since counters never go down; a peer refuses "
+                    "their ledgers and counts less. Remove the state file to count from the "
+                    "origin (their counters start again once)", len(earlier), earlier[0][:200])
     return ledgers

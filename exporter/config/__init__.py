@@ -11,6 +11,9 @@ from exporter.config.types import (
     DEFAULT_ENDPOINT,
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
+    DROPPABLE_LABELS,
+    FAMILY_GROUPS,
+    SEMCONVS,
     AccountConfig,
     AccountingConfig,
     ApiConfig,
@@ -20,6 +23,7 @@ from exporter.config.types import (
     DiscoveryConfig,
     HaConfig,
     KeysConfig,
+    MetricsConfig,
     ModelPrice,
     PollConfig,
     PricingConfig,
@@ -29,9 +33,10 @@ from exporter.config.types import (
 )
 
 __all__ = [
-    "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT", "REDACTED",
+    "BUILTIN_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_LISTEN_ADDRESS", "DEFAULT_PORT",
+    "DROPPABLE_LABELS", "FAMILY_GROUPS", "REDACTED", "SEMCONVS",
     "AccountConfig", "AccountingConfig", "ApiConfig", "BudgetConfig", "Config", "ConfigError",
-    "DiscoveryConfig", "HaConfig", "KeysConfig", "ModelPrice", "PollConfig", "PricingConfig",
-    "StateConfig", "Target", "Window",
+    "DiscoveryConfig", "HaConfig", "KeysConfig", "MetricsConfig", "ModelPrice", "PollConfig",
+    "PricingConfig", "StateConfig", "Target", "Window",
     "load_config", "parse_config", "redacted",
 ]

@@ -19,6 +19,7 @@ from exporter.config.accounts import accounts_section, aggregate, labelled
 from exporter.config.cost import budgets_section, pricing_section
 from exporter.config.discovery import discovery_section
 from exporter.config.ha import accounting_section, ha_section
+from exporter.config.metricsconf import metrics_section
 from exporter.config.reader import REDACTED, Reader, build, got, quote, scrub
 from exporter.config.sections import (
     POLL_KEYS,
@@ -34,7 +35,9 @@ from exporter.config.types import (
     Config,
     ConfigError,
     DiscoveryConfig,
+    MetricsConfig,
     PricingConfig,
+    Target,
 )
 from exporter.config.yamlstrict import DuplicateKeyError, load_file_lines
 from exporter.core.durations import format_duration
@@ -43,7 +46,7 @@ from exporter.core.durations import format_duration
 CONFIG_CAP = 4 << 20
 _ENCLOSING = re.compile(r"(?:\.[^.\[\]]*|\[[^\[\]]*\])$")  # a path's last step
 _ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing", "budgets",
-              "discovery", "keys", "accounting", "ha")
+              "discovery", "keys", "accounting", "ha", "metrics")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
@@ -115,10 +118,18 @@ def parse_config(
         accounts=accounts if several else (),
         accounting=accounting,
         ha=ha_section(reader, root.get("ha"), base_dir, origin_given),
+        metrics=metrics_section(reader, root.get("metrics"), _static_labels(targets, discovery)),
     )
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
     return config
+
+
+def _static_labels(targets: tuple[Target, ...], discovery: DiscoveryConfig | None
+                   ) -> list[str]:
+    """The label names the config adds to targets: the static targets' and discovery's."""
+    names = [name for t in targets for name, _ in t.labels]
+    return names + [name for name, _ in discovery.labels] if discovery else names
 
 
 def _discovery_accounts(r: Reader, discovery: DiscoveryConfig | None,
@@ -160,10 +171,16 @@ def redacted(config: Config) -> dict[str, object]:
                       "time_zone": a.api.time_zone}
                      for a in config.accounts],
         "accounting": {"origin": _rfc3339(config.accounting.origin)},
+        "metrics": _redacted_metrics(config.metrics),
         "ha": {"peers": list(config.ha.peers), "username": config.ha.username,
                "password": REDACTED if config.ha.password else None,
                "ca_file": config.ha.ca_file, "timeout": format_duration(config.ha.timeout)},
     }
+
+
+def _redacted_metrics(metrics: MetricsConfig) -> dict[str, object]:
+    data = asdict(metrics)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
 def _rfc3339(seconds: int | None) -> str | None:

@@ -13,6 +13,15 @@ DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
 BUILTIN_LABELS = ("project_id", "key_id", "model", "window", "currency", "instance", "job",
                   "key_name", "budget", "period", "account")
 ACCOUNT_LABEL = "account"
+#: ``metrics.semconv``: the exporter's own names only, or also the OpenTelemetry GenAI ones.
+SEMCONVS = ("native", "otel-genai")
+#: ``metrics.disable``: the optional groups of metric families (metrics.shape maps each to its
+#: families); with all of them off a target has its 5 counters, ``uminfer_up`` and
+#: ``uminfer_last_success_timestamp_seconds``.
+FAMILY_GROUPS = ("windows", "cost", "key_health", "failure_reasons", "settlement", "audit")
+#: ``metrics.drop_labels``: built-in labels that may be dropped (series that then share their
+#: labels are summed); the targets' static label names may be dropped too.
+DROPPABLE_LABELS = ("project_id", "key_id", "model", "key_name", "account")
 
 
 class ConfigError(Exception):
@@ -157,6 +166,17 @@ class KeysConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """What /metrics exports: naming convention, optional family groups off, labels dropped."""
+
+    semconv: str = "native"  # or "otel-genai": also the OpenTelemetry GenAI token usage
+    genai_provider_name: str = "ucloud"  # gen_ai.provider.name (and the older gen_ai.system)
+    genai_operation_name: str = "chat"  # gen_ai.operation.name: the API does not say it
+    disable: tuple[str, ...] = ()  # of FAMILY_GROUPS
+    drop_labels: tuple[str, ...] = ()  # of DROPPABLE_LABELS and the static label names
+
+
+@dataclass(frozen=True)
 class AccountingConfig:
     """Where counting begins: ``origin`` (Unix seconds, by the API's clock) makes every replica
     with the same config count the same usage; None counts from when each target's counting
@@ -208,3 +228,4 @@ class Config:
 
     accounting: AccountingConfig = AccountingConfig()
     ha: HaConfig = HaConfig()
+    metrics: MetricsConfig = MetricsConfig()

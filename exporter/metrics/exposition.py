@@ -6,13 +6,16 @@ import gzip
 import io
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target
-from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, escape
+from exporter.metrics import genai
+from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, QUANTITIES, escape
 from exporter.metrics.held import held
+from exporter.metrics.merge import merged
+from exporter.metrics.shape import DEFAULT, Shape
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # most of the size win for a fraction of the CPU of level 9
@@ -20,52 +23,103 @@ _GZIP_WBITS = 31  # zlib's gzip container: a stream any gzip reader (and Prometh
 BATCH = 500  # targets turned into text at a time
 
 
-def target_labels(target: Target) -> str:
-    """The label pairs every per-target series carries, without braces."""
+def target_labels(target: Target, drop: frozenset[str] = frozenset()) -> str:
+    """The label pairs every per-target series carries, without braces (less ``drop``)."""
     pairs = [("project_id", target.project), ("key_id", target.key), ("model", target.model)]
     pairs.extend(target.labels)
-    return ",".join(f'{name}="{escape(value)}"' for name, value in pairs)
+    return ",".join(f'{name}="{escape(value)}"' for name, value in pairs if name not in drop)
 
 
-def render(snapshot: Snapshot) -> bytes:
+def render(snapshot: Snapshot, shape: Shape = DEFAULT) -> bytes:
     """The text exposition of every per-target family in ``snapshot``."""
-    return render_both(snapshot)[0]
+    return render_both(snapshot, shape).body
 
 
-def render_both(snapshot: Snapshot) -> tuple[bytes, bytes]:
-    """The exposition and its gzip form, made in one pass.
+SERIES = "uminfer_exporter_series"
+_SERIES_HEAD = (f"# HELP {SERIES} Number of series each metric family of the published "
+                "exposition has (the exporter's own metrics not included).\n"
+                f"# TYPE {SERIES} gauge\n")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An exposition, its gzip form, and how many series each family in it has."""
+
+    body: bytes
+    gzipped: bytes
+    series: tuple[tuple[str, int], ...]
+
+
+def render_both(snapshot: Snapshot, shape: Shape = DEFAULT, *, counted: bool = False
+                ) -> Rendered:
+    """The exposition and its gzip form, made in one pass, and each family's series count
+    (``counted``: also written into it as ``uminfer_exporter_series``, at no cost per scrape).
 
     One family at a time is turned into text and appended to a byte buffer (and the
     compressor), so the peak is the body plus one family, not every line as a separate str
     plus the joined str plus its encoding (at 10,000 targets that was ~70 MB more).
     """
-    labelled = [(t, target_labels(t.target)) for t in snapshot.targets]
+    labelled = [(t, target_labels(t.target, shape.drop)) for t in snapshot.targets]
     out, packer = io.BytesIO(), zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     zipped: list[bytes] = []
-    for name, kind, help_, batches in _texts(snapshot, labelled):
-        head = f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
+    series: list[tuple[str, int]] = []
+    for name, kind, help_, batches in _shaped(_texts(snapshot, labelled, shape), shape):
+        head, count = f"# HELP {name} {help_}\n# TYPE {name} {kind}\n", 0
         for lines in batches:
             if lines:  # a family without samples gets no HELP/TYPE either
                 chunk = (head + "".join(lines)).encode()
-                head = ""
+                head, count = "", count + len(lines)
                 out.write(chunk)
                 zipped.append(packer.compress(chunk))
+        if count:
+            series.append((name, count))
+    if counted and series:
+        chunk = (_SERIES_HEAD + "".join(f'{SERIES}{{family="{name}"}} {count}\n'
+                                        for name, count in series)).encode()
+        out.write(chunk)
+        zipped.append(packer.compress(chunk))
     zipped.append(packer.flush())
-    return out.getvalue(), b"".join(zipped)
+    return Rendered(out.getvalue(), b"".join(zipped), tuple(series))
 
 
-def _texts(snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]]
-           ) -> Iterator[tuple[str, str, str, Iterator[list[str]]]]:
+_Text = tuple[str, str, str, Iterator[list[str]]]
+
+
+def _texts(snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]], shape: Shape
+           ) -> Iterator[_Text]:
     """Each family's name, type, help and sample lines in batches of BATCH targets (so the text
     alive at once is one batch's, not a family's: 7 failure reasons x 10,000 targets is 14 MB),
-    per-target families first."""
-    for family in FAMILIES:
-        batches = ([line for t, labels in labelled[i:i + BATCH]
-                    for line in family.samples(t, labels)]
-                   for i in range(0, len(labelled), BATCH))
+    per-target families first, the GenAI names after the native counters when asked for."""
+    for i, family in enumerate(FAMILIES):
+        if i == len(QUANTITIES) and shape.genai:
+            yield genai.NAME, "summary", genai.HELP, _batched(
+                labelled, lambda t, _: genai.samples(t, shape))
+        batches = _batched(labelled, family.samples)
         yield family.name, family.kind, family.help, batches
     for g in GLOBAL_FAMILIES:
         yield g.name, g.kind, g.help, iter([list(g.samples(snapshot))])
+
+
+def _batched(labelled: list[tuple[TargetSnapshot, str]],
+             samples: Callable[[TargetSnapshot, str], Iterator[str]]) -> Iterator[list[str]]:
+    return ([line for t, labels in labelled[i:i + BATCH] for line in samples(t, labels)]
+            for i in range(0, len(labelled), BATCH))
+
+
+def _shaped(texts: Iterator[_Text], shape: Shape) -> Iterator[_Text]:
+    """``texts`` without the families turned off; with labels dropped, each family's series
+    merged (the whole family at once: series to merge may lie in different batches)."""
+    if shape == DEFAULT:  # the default costs nothing on the render path
+        yield from texts
+        return
+    for name, kind, help_, batches in texts:
+        if not shape.shows(name):
+            continue
+        if shape.drop:
+            lines = (line for batch in batches for line in batch)
+            yield name, kind, help_, iter([merged(name, lines, shape.drop)])
+        else:
+            yield name, kind, help_, batches
 
 
 @dataclass
@@ -82,6 +136,7 @@ class ExpositionCache:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _published: Snapshot = field(default_factory=Snapshot)  # the last one published, for hold
     _shown: Snapshot = field(default_factory=Snapshot)  # what the body shows (the landing page)
+    shape: Shape = DEFAULT  # set from the config's ``metrics`` (at start and on each reload)
 
     def publish(self, snapshot: Snapshot) -> None:
         """Render ``snapshot`` (plain and gzip) and make it the body served from now on."""
@@ -98,9 +153,9 @@ class ExpositionCache:
             return self._shown
 
     def _serve(self, snapshot: Snapshot) -> None:
-        body, gzipped = render_both(snapshot)
+        done = render_both(snapshot, self.shape, counted=True)
         with self._lock:
-            self._body, self._gzipped, self._shown = body, gzipped, snapshot
+            self._body, self._gzipped, self._shown = done.body, done.gzipped, snapshot
 
     def body(self, compressed: bool) -> bytes:
         """The current body, gzip-compressed when asked."""

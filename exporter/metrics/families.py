@@ -17,7 +17,7 @@ from exporter.accounting.snapshot import (
 from exporter.core.failures import CATEGORIES, KEY_LISTING_REASONS
 from exporter.cost.budgets import BudgetSnapshot
 
-_QUANTITIES: tuple[tuple[str, str, str], ...] = (
+QUANTITIES: tuple[tuple[str, str, str], ...] = (
     # (Totals field, metric stem, what it counts)
     ("input_tokens", "input_tokens", "input (prompt) tokens used"),
     ("output_tokens", "output_tokens", "output (completion) tokens used"),
@@ -142,8 +142,8 @@ def _window_cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
 
 
 FAMILIES: tuple[_Family, ...] = (
-    *(_counter(*q) for q in _QUANTITIES),
-    *(_window(*q) for q in _QUANTITIES),
+    *(_counter(*q) for q in QUANTITIES),
+    *(_window(*q) for q in QUANTITIES),
     _optional("uminfer_up", "gauge",
               "Whether the target's latest poll succeeded (1) or failed (0).",
               lambda t: 1 if t.up else 0),

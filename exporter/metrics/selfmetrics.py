@@ -115,3 +115,4 @@ class SelfMetrics:
         """Record one API call attempt (the client's CallObserver)."""
         self.api_requests.labels(outcome, retcode).inc()
         self.api_duration.observe(seconds)
+

@@ -1,15 +1,13 @@
-"""Generates grafana/dashboards/uminfer.json from Grafana 11's own types (grafana-foundation-sdk).
+"""The dashboard from Grafana 11's own types (grafana-foundation-sdk): the mixin's dashboard.
 
-Run ``python grafana/dashboard.py`` after editing; tests/test_dashboard.py fails while the
-committed JSON differs from what this prints with ``--stdout``.
+``python -m mixin`` adds the selector to every query and writes grafana/dashboards/uminfer.json
+(and the Helm chart's copy); tests/test_mixin.py fails while a committed file differs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.builders import common as cb
@@ -29,7 +27,6 @@ from grafana_foundation_sdk.models.dashboard import (
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 UID = "uminfer-exporter"
-OUTPUT = Path(__file__).resolve().parent / "dashboards" / "uminfer.json"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 # Self-metrics carry only the scrape's labels; per-target series also carry the target's.
 EXPORTER = 'instance=~"$instance"'
@@ -370,21 +367,3 @@ def build() -> dict[str, Any]:
     encoded: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
     return encoded
 
-
-def render() -> str:
-    """The dashboard JSON exactly as committed."""
-    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
-
-
-def main() -> None:
-    """Write the dashboard file, or print it with ``--stdout``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stdout", action="store_true", help="print instead of writing")
-    if parser.parse_args().stdout:
-        print(render(), end="")
-    else:
-        OUTPUT.write_text(render())
-
-
-if __name__ == "__main__":
-    main()

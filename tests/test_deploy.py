@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from exporter.config import parse_config
+from mixin.rules import prometheus_rule
 from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -256,15 +256,10 @@ def test_servicemonitor_selects_the_service_and_its_port() -> None:
 
 
 def test_prometheusrule_carries_the_rules_file() -> None:
-    """The PrometheusRule is exactly prometheus/rules.yml's groups (regenerate when not)."""
-    spec = importlib.util.spec_from_file_location("render", K8S / "render_prometheusrule.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    expected = module.render((REPO / "prometheus/rules.yml").read_text(encoding="utf-8"))
+    """The PrometheusRule is exactly prometheus/rules.yml's groups (python -m mixin makes both)."""
+    expected = prometheus_rule((REPO / "prometheus/rules.yml").read_text(encoding="utf-8"))
     actual = (K8S / "prometheusrule.yaml").read_text(encoding="utf-8")
-    assert actual == expected, "run: python3 deploy/kubernetes/render_prometheusrule.py"
+    assert actual == expected, "run: python -m mixin"
     rule = load("prometheusrule.yaml")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["kind"] == "PrometheusRule"

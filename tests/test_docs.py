@@ -250,3 +250,15 @@ def test_benchmark_figures_are_quoted_only_in_benchmarks_md() -> None:
               for m in MEASURED.finditer(" ".join(doc.read_text().split()))
               if m.group() in measured and (doc.name, m.group()) not in NOT_FROM_BENCHMARKS]
     assert copies == [], "link BENCHMARKS.md instead of copying its figures"
+
+
+def test_runbooks_have_one_section_per_alert_in_order() -> None:
+    """docs/runbooks.md: a section per alert, named as the alert (its anchor is the alert's
+    name in lower case, what every rule's runbook_url ends in), with the three parts."""
+    text = (ROOT / "docs" / "runbooks.md").read_text()
+    sections = re.findall(r"^## (\S+)$", text, re.MULTILINE)
+    assert sections == list(rules_of("alert"))
+    for name, rule in rules_of("alert").items():
+        assert rule["annotations"]["runbook_url"].endswith(f"#{name.lower()}")
+        body = section(ROOT / "docs" / "runbooks.md", f"## {name}")
+        assert all(part in body for part in ("**Means.**", "**Confirm.**", "**Do.**")), name

@@ -1,0 +1,1 @@
+"""Grafana: the dashboard as code (dashboard.py) and its provisioning files."""

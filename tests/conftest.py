@@ -1,8 +1,38 @@
-"""Suite-wide hooks: the run ends with a plain statement of every test that did not run."""
+"""Suite-wide hooks: a test that starts a process must be marked ``e2e`` (the fast loop,
+``scripts/test --fast``, runs the others), and the run ends with a plain statement of every
+test that did not run."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+
+
+class ProcessInUnitTestError(AssertionError):
+    """A test not marked ``e2e`` tried to start a process."""
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_e2e(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Only tests marked ``e2e`` may start a process (an exporter, Prometheus, promtool,
+    git): the fast loop leaves them out and must not start one by surprise."""
+    if request.node.get_closest_marker("e2e") is not None:
+        yield
+        return
+    original = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def refuse(self: subprocess.Popen[Any], args: object, *rest: object) -> None:
+        raise ProcessInUnitTestError(f"{request.node.nodeid} starts a process ({args!r:.120}): "
+                                "mark it pytest.mark.e2e")
+
+    subprocess.Popen._execute_child = refuse  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = original  # type: ignore[attr-defined]
 
 
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
@@ -31,6 +61,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say which tests did not run and why, so a skip is never only a letter in a dot line."""
     rows = not_run(terminalreporter.stats)
     terminalreporter.section("tests that did not run", sep="=")
+    selected = terminalreporter.config.option.markexpr
+    if selected and not terminalreporter.stats.get("deselected"):  # xdist counts them apart
+        terminalreporter.write_line(f"only tests matching -m {selected!r} were collected")
     if not rows:
         terminalreporter.write_line("every collected test ran")
         return

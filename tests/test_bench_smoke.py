@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report, runs, samples
 from exporter.metrics.exposition import render
+
+pytestmark = pytest.mark.e2e  # starts processes
 
 
 def _samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:

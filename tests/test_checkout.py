@@ -8,6 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # starts processes
+
 ROOT = Path(__file__).resolve().parent.parent
 LINK_MODE = "120000"
 # Home and work directories of a developer's machine (a checkout lives under one of them).

@@ -73,6 +73,7 @@ def dropped_or_changed(ours: Any, decoded: Any, path: str = "") -> list[str]:
     return [] if ours == decoded else [f"{path}: {ours!r} became {decoded!r}"]
 
 
+@pytest.mark.e2e
 def test_committed_dashboard_is_what_the_generator_makes() -> None:
     result = subprocess.run([sys.executable, "-m", "mixin", "--check"], capture_output=True,
                             text=True, timeout=60, check=False, cwd=ROOT)

@@ -18,6 +18,8 @@ from exporter.config import parse_config
 from mixin.rules import prometheus_rule
 from tests.tools import require_tool
 
+pytestmark = pytest.mark.e2e  # starts processes
+
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"

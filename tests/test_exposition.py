@@ -61,6 +61,7 @@ def test_text_is_made_in_batches_yet_reads_as_one_block_per_family() -> None:
     assert runs == list(dict.fromkeys(names))  # every family's samples are contiguous
 
 
+@pytest.mark.e2e
 def test_golden_file_is_lint_clean() -> None:
     promtool = require_tool("promtool")
     result = subprocess.run([promtool, "check", "metrics"], input=GOLDEN.read_bytes(),

@@ -14,12 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from exporter.core.clock import SystemClock
 from exporter.core.usage import Totals
 from exporter.simulator import Event, EventStore, SimulatorServer
 from tests import fleet
 from tests.harness import Exporter, wait_for
 from tests.prom import Prometheus
+
+pytestmark = pytest.mark.e2e  # starts processes
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules.yml"

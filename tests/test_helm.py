@@ -27,6 +27,8 @@ from tests import fleet
 from tests.harness import Exporter, wait_for
 from tests.tools import missing
 
+pytestmark = pytest.mark.e2e  # starts processes
+
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "deploy" / "helm" / "uminfer-exporter"
 CRDS = Path(__file__).resolve().parent / "crds" / "monitoring.coreos.com-v1.yaml"

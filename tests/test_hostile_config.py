@@ -89,6 +89,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", CONFIGS)
 def test_hostile_config_is_one_clean_line(tmp_path: Path, name: str) -> None:
     text, expected = CONFIGS[name]
@@ -112,6 +113,7 @@ def test_config_larger_than_its_cap_is_refused_unread(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("special", "kind"), [("fifo", "a FIFO"),
                                                ("/dev/zero", "a character device")])
+@pytest.mark.e2e
 def test_key_file_must_be_a_regular_file(tmp_path: Path, special: str, kind: str) -> None:
     target = special
     if special == "fifo":
@@ -125,6 +127,7 @@ def test_key_file_must_be_a_regular_file(tmp_path: Path, special: str, kind: str
     assert seconds < 10
 
 
+@pytest.mark.e2e
 def test_cert_file_fifo_in_web_config_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "cert.fifo"
     os.mkfifo(fifo)
@@ -151,6 +154,7 @@ WEB_CONFIGS = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", WEB_CONFIGS)
 def test_hostile_web_config_is_one_short_line(tmp_path: Path, name: str) -> None:
     text, expected = WEB_CONFIGS[name]

@@ -193,6 +193,7 @@ def test_dropping_key_id_merges_key_health_by_name() -> None:
     assert samples[("uminfer_key_limit_amount", where | {("period", "daily")})] == 12
 
 
+@pytest.mark.e2e
 def test_shaped_expositions_are_lint_clean() -> None:
     promtool = require_tool("promtool")
     for settings in ({"semconv": "otel-genai"}, {"drop_labels": ("key_id", "team")},

@@ -154,6 +154,7 @@ def test_promtool_unit_tests_pass_for_another_selector(tmp_path: Path) -> None:
     assert run("unmoved_test.yml").returncode != 0
 
 
+@pytest.mark.e2e
 def test_cli_writes_another_selector_elsewhere(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "mixin", "--selector", OTHER,
                              "--out", str(tmp_path)], capture_output=True, text=True,

@@ -34,6 +34,7 @@ def run_pytest(tmp_path: Path, source: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.e2e
 def test_every_test_that_did_not_run_is_named_with_its_reason(tmp_path: Path) -> None:
     out = run_pytest(tmp_path, MIXED, "--deselect", "test_tiny.py::test_deselected")
     tail = out[out.index("tests that did not run"):].splitlines()[1:5]
@@ -45,6 +46,7 @@ def test_every_test_that_did_not_run_is_named_with_its_reason(tmp_path: Path) ->
     ]
 
 
+@pytest.mark.e2e
 def test_a_full_run_says_so(tmp_path: Path) -> None:
     out = run_pytest(tmp_path, "def test_ran(): pass\n")
     assert "every collected test ran" in out

@@ -58,6 +58,7 @@ def test_shards_match_fixed_vectors(ident: str, of3: int, of7: int, of16: int,
     assert shard_of(ident, 1) == 0
 
 
+@pytest.mark.e2e
 def test_hash_is_stable_across_processes() -> None:
     # Python's hash() of a str changes per process (PYTHONHASHSEED); sha256 must not.
     code = "from exporter.polling.sharding import shard_of; print(shard_of('org-1/k/m', 7))"
@@ -88,6 +89,7 @@ def test_bad_shards_are_refused(text: str, message: str) -> None:
         parse_shard(text)
 
 
+@pytest.mark.e2e
 def test_cli_refuses_a_bad_shard_with_exit_1() -> None:
     result = subprocess.run([sys.executable, "-m", "exporter", "--shard=3/2"],
                             capture_output=True, text=True, check=False)

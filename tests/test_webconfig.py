@@ -490,6 +490,7 @@ print("loaded")
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("inline", [False, True], ids=["files", "inline"])
 def test_tls_loads_without_writing_a_temporary_file(tmp_path: Path, pki: Pki,
                                                     inline: bool) -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from exporter.accounting.ledger import Ledger
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config.types import Config, ModelPrice, Target, Window
+from exporter.core.once import Once
 from exporter.core.usage import Totals
 from exporter.cost.budgets import BudgetTracker
 from exporter.cost.meters import CostMeter
@@ -27,7 +28,7 @@ class Spend:
         self._book = PriceBook(config.pricing)
         self._budgets = BudgetTracker(config.budgets, budgets)
         self._unlisted: Mapping[str, Mapping[str, str]] = {}
-        self._said: set[tuple[str, str]] = set()  # (budget, currency) told about once
+        self._said = Once()  # (budget, currency) told about once
 
     def configure(self, config: Config, listed: Mapping[str, Iterable[ModelPrice]] | None = None,
                   unlisted: Mapping[str, Mapping[str, str]] | None = None) -> None:
@@ -96,8 +97,7 @@ class Spend:
         """Log once per budget and currency that a money budget saw cost in another currency
         (it counts only its own: amounts in two currencies are never added)."""
         for name in budgets:
-            if (name, currency) not in self._said:
-                self._said.add((name, currency))
+            if self._said.first((name, currency)):
                 log.warning("budget %s counts only its own currency: cost in %s of targets it "
                             "selects is not counted in it (price those models in its currency, "
                             "or add a budget in %s)", name, currency, currency)

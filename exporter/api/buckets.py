@@ -28,6 +28,7 @@ from math import gcd
 from typing import Any, Protocol
 
 from exporter.core.grid import DAY, Grid
+from exporter.core.once import Once
 from exporter.core.usage import Totals
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class BucketMeter:
         self._width: int | None = None
         self.additivity_errors = 0
         self.off_grid = 0
-        self._said: set[str] = set()
+        self._said = Once()
 
     @property
     def width(self) -> int | None:
@@ -128,8 +129,5 @@ class BucketMeter:
                        ident, excess.tokens)
 
     def _say_once(self, what: str, message: str, *args: Any) -> None:
-        with self._lock:
-            if what in self._said:
-                return
-            self._said.add(what)
-        log.warning(message, *args)
+        if self._said.first(what):
+            log.warning(message, *args)

@@ -13,6 +13,7 @@ from exporter.api.errors import ApiError
 from exporter.api.keys import ApiKey, ApiModel, with_currency
 from exporter.config.types import Config, DiscoveryConfig, ModelPrice, Target
 from exporter.core.clock import Clock
+from exporter.core.once import Once
 
 log = logging.getLogger(__name__)
 #: How often list prices are re-read when only ``pricing.from_api`` asks for them.
@@ -141,7 +142,7 @@ class DiscoveryRunner:
         self.result = DiscoveryResult()
         self.prices: tuple[ModelPrice, ...] = ()
         self.unpriced: dict[str, str] = {}  # model -> why its list price was not taken
-        self._logged: set[tuple[str, str, str]] = set()  # unpriced models already logged
+        self._logged = Once()  # unpriced models already logged
         self._last_success: float | None = None
         self._failures = 0
         self._failing = False
@@ -181,8 +182,7 @@ class DiscoveryRunner:
         self.result, self.prices, self._failing = result, listing.prices, False
         self.unpriced = {model: why for model, why, _ in listing.unpriced}
         for model, why, unit in listing.unpriced:
-            if (model, why, unit) not in self._logged:  # one line per model and unit, ever
-                self._logged.add((model, why, unit))
+            if self._logged.first((model, why, unit)):  # one line per model and unit, ever
                 log.warning("list price of %s not used (%s: unit %r); the model is unpriced "
                             "until pricing.models prices it%s", model, why, unit,
                             " (or pricing.currency names the currency of list prices)"

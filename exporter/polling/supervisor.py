@@ -10,6 +10,7 @@ from typing import TypeVar
 from prometheus_client import Counter
 
 from exporter.core.clock import Clock
+from exporter.core.once import Once
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ class StageGuard:
         self._errors = errors
         for stage in STAGES:
             errors.labels(stage)  # every stage exported at 0, so rate() and alerts work at once
-        self._seen: set[tuple[str, str]] = set()
+        self._seen = Once()
 
     def run(self, stage: str, work: Callable[[], T], fallback: T) -> T:
         """``work()``, or ``fallback`` after counting and logging what it raised."""
@@ -42,9 +43,8 @@ class StageGuard:
         """Count ``error`` under ``stage``; log the first of each kind (traceback at debug)."""
         self._errors.labels(stage).inc()
         kind = (stage, type(error).__name__)
-        if kind in self._seen:
+        if not self._seen.first(kind):
             return
-        self._seen.add(kind)
         log.error("unexpected %s in the poll loop's %s stage: %s; the loop goes on (counted in "
                   "uminfer_poll_errors_total, traceback at debug level)", kind[1], stage,
                   _short(error))

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from exporter.core.once import Once
 from exporter.web.httpwire import (
     Request,
     RequestError,
@@ -147,7 +148,7 @@ class HttpFront:
         # Those waiting on their client, longest-waiting first: the next to make room.
         self._waiting: OrderedDict[_Conn, None] = OrderedDict()
         self._unstarted: list[_Conn] = []  # admitted in the last slice, waiting, no task yet
-        self._told: set[str] = set()
+        self._told = Once()
         self._freed = asyncio.Event()  # a connection ended or waits on its client again
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._loop_error)
@@ -406,8 +407,7 @@ class HttpFront:
 
     def once(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
         """Log ``message`` the first time ``kind`` happens: a flood must not flood the log."""
-        if kind not in self._told:
-            self._told.add(kind)
+        if self._told.first(kind):
             log.warning(message, *args, exc_info=exc_info)
 
     def _loop_error(self, _loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:

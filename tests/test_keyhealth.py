@@ -24,6 +24,7 @@ from exporter.polling.keyhealth import KeyHealthRunner
 from exporter.service import Service
 from exporter.simulator import build_simulator
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PROJECT, DEMO_PUBLIC_KEY
+from tests.doubles import KeysDouble
 
 SECRET = "sk-THE-SECRET-OF-THE-KEY"
 
@@ -58,7 +59,7 @@ def test_quota_fields_are_read_exactly_and_the_secret_is_not_kept() -> None:
     assert SECRET not in repr([never, soon, odd])
 
 
-class Lister:
+class Lister(KeysDouble):
     """An in-memory key listing that counts its calls and can fail."""
 
     def __init__(self, keys: dict[str, list[ApiKey]]) -> None:

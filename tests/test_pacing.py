@@ -12,6 +12,7 @@ from exporter.core.clock import FakeClock
 from exporter.core.usage import Reading, Totals
 from exporter.polling.poller import SPREAD, Poller, start_gap
 from exporter.polling.workers import WorkerPool
+from tests.doubles import UsageDouble
 from tests.pollers import make_poller
 
 
@@ -52,8 +53,8 @@ def test_pool_hands_out_tasks_no_earlier_than_their_slot() -> None:
     assert all(s >= i * 2.0 for i, s in enumerate(sorted(starts)))
 
 
-class _Recorder:
-    """A UsageSource that answers at once and notes when each call started."""
+class _Recorder(UsageDouble):
+    """A usage double that answers at once and notes when each call started."""
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock, self._lock = clock, threading.Lock()

@@ -17,6 +17,7 @@ from exporter.core.clock import FakeClock
 from exporter.core.usage import Reading, Totals
 from exporter.polling.poller import MAX_STRIKES, Poller
 from exporter.polling.workers import WorkerPool
+from tests.doubles import UsageDouble
 from tests.pollers import make_poller
 
 START = 1_700_006_400  # a period boundary for 1h periods
@@ -24,7 +25,7 @@ A = Target("uminferapikey-a", "m")
 B = Target("uminferapikey-b", "m")
 
 
-class FakeApi:
+class FakeApi(UsageDouble):
     """Usage of 1 token per second for every target, up to now; calls can be slow or fail."""
 
     def __init__(self, clock: FakeClock, seconds_per_call: float = 0.0) -> None:

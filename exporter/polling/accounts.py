@@ -9,46 +9,30 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from exporter.accounting.snapshot import DiscoverySnapshot, KeysSnapshot
 from exporter.api.client import ApiClient, CallObserver
 from exporter.api.clock import ApiClock
 from exporter.api.keys import KeyClient
 from exporter.api.ratelimit import RateLimiter
+from exporter.api.sources import KeyApi, UsageApi
 from exporter.api.transport import pooled_session
 from exporter.config.accounts import labelled
 from exporter.config.types import ApiConfig, Config, ModelPrice, Target
 from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.core.usage import Reading
-from exporter.polling.discovery import DiscoveryRunner, KeySource
+from exporter.polling.discovery import DiscoveryRunner
 from exporter.polling.keyhealth import KeyHealthRunner
 from exporter.polling.sharding import Shard
 from exporter.polling.workers import WorkerPool
-
-
-class AccountClient(Protocol):
-    """What the router needs of one account's API client."""
-
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
-        """Totals for the target's window."""
-        ...
-
-    def sync_clock(self, deadline: float) -> str | None:
-        """Learn the API's clock; why the API did not answer, or None."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
 
 
 class AccountRouter:
     """Usage reads through the target's account's client, at most that account's
     ``max_concurrency`` at once: the worker pool is shared, each account's quota is its own."""
 
-    def __init__(self, clients: Mapping[str, AccountClient], concurrency: Mapping[str, int],
+    def __init__(self, clients: Mapping[str, UsageApi], concurrency: Mapping[str, int],
                  closers: Iterable[Callable[[], None]] = ()) -> None:
         self._clients = dict(clients)
         self._slots = {name: threading.BoundedSemaphore(concurrency[name]) for name in clients}
@@ -124,8 +108,8 @@ class ApiStack:
     a whole when ``api`` changes."""
 
     pool: WorkerPool
-    client: AccountClient
-    keys: KeySource
+    client: UsageApi
+    keys: KeyApi
     limiter: RateLimiter | None = None  # the account's, for the rate-limit gauge
 
     def close(self) -> None:

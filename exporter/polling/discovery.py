@@ -6,11 +6,11 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from exporter.accounting.snapshot import DiscoverySnapshot
 from exporter.api.errors import ApiError
-from exporter.api.keys import ApiKey, ApiModel, with_currency
+from exporter.api.keys import ApiKey, with_currency
+from exporter.api.sources import KeyApi
 from exporter.config.types import Config, DiscoveryConfig, ModelPrice, Target
 from exporter.core.clock import Clock
 from exporter.core.once import Once
@@ -24,18 +24,6 @@ PRICE_REFRESH = 600.0
 ABSENT_LISTINGS = 3
 
 KEY_NAME_LABEL = "key_name"
-
-
-class KeySource(Protocol):
-    """What discovery needs from the API (``api.keys.KeyClient`` or a test double)."""
-
-    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
-        """Every key of the project."""
-        ...
-
-    def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
-        """The models a key of the project may call."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ def key_targets(project: str, key: ApiKey, config: DiscoveryConfig) -> list[Targ
             for m in dict.fromkeys(models)]
 
 
-def discover(source: KeySource, config: DiscoveryConfig, static: Iterable[Target],
+def discover(source: KeyApi, config: DiscoveryConfig, static: Iterable[Target],
              deadline: float) -> DiscoveryResult:
     """List every configured project's keys and turn them into targets.
 
@@ -102,7 +90,7 @@ class PriceListing:
     unpriced: tuple[tuple[str, str, str], ...] = ()  # (model, reason, unit as written)
 
 
-def list_prices(source: KeySource, targets: Iterable[Target], deadline: float,
+def list_prices(source: KeyApi, targets: Iterable[Target], deadline: float,
                 currency: str | None = None) -> PriceListing:
     """List prices of the polled models (first price seen per model wins); a price whose row
     and unit name no currency is in ``currency`` (``pricing.currency`` when set), else unpriced.
@@ -148,7 +136,7 @@ class DiscoveryRunner:
         self._failing = False
         self._absent: dict[str, tuple[Target, int]] = {}  # still polled, missing N listings
 
-    def refresh_if_due(self, source: KeySource, config: Config, deadline: float) -> bool:
+    def refresh_if_due(self, source: KeyApi, config: Config, deadline: float) -> bool:
         """Refresh when due; True when targets or prices may have changed."""
         wanted = config.discovery is not None or config.pricing.from_api
         if not wanted or self._clock.monotonic() < self._next:

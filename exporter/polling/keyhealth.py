@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Protocol
 
 from exporter.accounting.snapshot import KeyHealth, KeysSnapshot
 from exporter.api.errors import UNSUPPORTED_RETCODE, ApiError
 from exporter.api.keys import LIST_KEYS, ApiKey
+from exporter.api.sources import KeyApi
 from exporter.config.types import KeysConfig, Target
 from exporter.core.clock import Clock
 from exporter.core.failures import KEY_LISTING_REASONS, ListingReason
@@ -23,14 +23,6 @@ log = logging.getLogger(__name__)
 #: ``reason`` label values besides the error categories: the cloud lacks the action, or refuses
 #: it (a permanent RetCode such as an IAM denial); both drop the key series until it answers.
 UNSUPPORTED, REFUSED = KEY_LISTING_REASONS[:2]
-
-
-class KeyLister(Protocol):
-    """What key health needs from the API (``api.keys.KeyClient`` or a test double)."""
-
-    def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
-        """Every key of the project."""
-        ...
 
 
 def health(project: str, key: ApiKey, account: str = "") -> KeyHealth:
@@ -72,7 +64,7 @@ class KeyHealthRunner:
         self._failures: dict[str, int] = {}
         self._failing: str | None = None  # the reason logged, until a listing succeeds
 
-    def refresh_if_due(self, source: KeyLister, config: KeysConfig, targets: Iterable[Target],
+    def refresh_if_due(self, source: KeyApi, config: KeysConfig, targets: Iterable[Target],
                        deadline: float) -> None:
         """One listing per project of ``targets`` when ``config.interval`` has passed."""
         if not config.enabled or self._clock.monotonic() < self._next:

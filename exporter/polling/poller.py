@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Protocol
 
 from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
@@ -16,10 +15,11 @@ from exporter.accounting.windows import window_slices
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
+from exporter.api.sources import UsageApi
 from exporter.config import Config, Target, Window
 from exporter.core.clock import Clock
 from exporter.core.grid import DAY, Grid
-from exporter.core.usage import ZERO, Reading, Totals
+from exporter.core.usage import ZERO, Totals
 from exporter.polling.seeding import Seeding
 from exporter.polling.status import PollStatus
 from exporter.polling.workers import WorkerPool
@@ -59,14 +59,6 @@ def start_gap(targets: int, interval: float, rate: float) -> float:
     return window / targets
 
 
-class UsageSource(Protocol):
-    """What the poller needs from the API client."""
-
-    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
-        """Totals over the inclusive interval and their bucket labels; raises ApiError."""
-        ...
-
-
 @dataclass(slots=True)
 class _Health:
     """Per-target poll health, mutated only by that target's task."""
@@ -99,7 +91,7 @@ class Poller:
     """
 
     # The collaborators are the agreed seam; keywords would not make the call clearer.
-    def __init__(self, config: Config, source: UsageSource, clock: Clock,  # noqa: PLR0917
+    def __init__(self, config: Config, source: UsageApi, clock: Clock,  # noqa: PLR0917
                  pool: WorkerPool, ledgers: Mapping[str, Ledger], api_clock: ApiClock,
                  buckets: BucketMeter | None = None, seeding: Seeding | None = None,
                  status: PollStatus | None = None) -> None:

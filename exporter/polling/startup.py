@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from exporter.accounting.ledger import Ledger
 from exporter.accounting.state import restart
 from exporter.api.clock import ApiClock
+from exporter.api.sources import UsageApi
 from exporter.config import Config
 from exporter.core.clock import Clock
-from exporter.polling.accounts import AccountClient, grid_of
+from exporter.polling.accounts import grid_of
 from exporter.polling.pairing import Pairing
 from exporter.polling.peers import Fetched
 from exporter.polling.poller import Poller
@@ -40,7 +41,7 @@ class Startup:
         """Whether the loaded ledgers were rebased (counting runs as usual)."""
         return self._loaded is None
 
-    def ask(self, client: AccountClient, poller: Poller, config: Config, pairing: Pairing,
+    def ask(self, client: UsageApi, poller: Poller, config: Config, pairing: Pairing,
             deadline: float) -> tuple[Fetched, Config] | None:
         """Learn the API's clock; once it is known, ask a peer (once, before the first read:
         a peer's settled days need no reading): its answer, with the config it was asked for.

@@ -23,7 +23,7 @@ import pytest
 from exporter.config import ApiConfig, Config, PollConfig, StateConfig, Target
 from exporter.core.grid import Grid
 from exporter.service import Service
-from exporter.simulator.buckets import BucketPolicy, WindowMode
+from exporter.simulator.buckets import BucketPolicy, RangeMode
 from tests.fakeapi import FakeApi, SkewClock, Use, running
 
 H, DAY = 3600, 86400
@@ -95,7 +95,7 @@ def run_and_check(service: Service, clock: SkewClock, usage: Usage, cycles: int,
                          ids=["10m-past", "1s-before-hour", "5m-before-day", "30s-into-day",
                               "mid-hour"])
 def test_r1_buckets_coarsening_mid_run_count_exactly_from_the_first_poll(
-        mode: WindowMode, chance: float, start: int) -> None:
+        mode: RangeMode, chance: float, start: int) -> None:
     # A day of history in minute buckets, then the API aggregates hourly (a release, a region):
     # on a grid of provider days no boundary ever falls inside a bucket of either width.
     t0 = 1_700_006_400 + start  # seconds after a UTC midnight; provider days start at 16:00
@@ -155,7 +155,7 @@ def test_r3_one_stray_date_at_a_restart_loses_nothing(tmp_path: Path, stray: int
 
 
 @pytest.mark.parametrize("mode", ["outward", "buckets"])
-def test_r7_daily_buckets_in_a_zone_with_daylight_saving_count_exactly(mode: WindowMode
+def test_r7_daily_buckets_in_a_zone_with_daylight_saving_count_exactly(mode: RangeMode
                                                                        ) -> None:
     # America/New_York, 2023-11-05: a 25-hour day, labelled at its local midnight; a gcd of
     # 23, 24 and 25 hours would be one hour. Start an hour before that day ends.

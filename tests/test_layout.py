@@ -62,3 +62,21 @@ def test_the_architecture_doc_names_every_package_and_module() -> None:
             assert f"`{module.name}`" in tables.split(f"**{module.parent.name}/**", 1)[1], module
     for module in EXPORTER.glob("[!_]*.py"):
         assert f"`{module.name}`" in tables, module
+
+
+def test_the_architecture_doc_names_the_cycle_stages_in_order() -> None:
+    """docs/architecture.md's cycle is the supervisor's stages, in the order they run."""
+    from exporter.polling.supervisor import STAGES
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = re.findall(r"^\d+\. \*\*(\w+)\*\*", text, re.M)
+    assert named == [stage for stage in STAGES if stage != "loop"]
+
+
+def test_every_path_the_architecture_doc_names_exists() -> None:
+    """A module or file named in docs/architecture.md is one that exists (no drift after a
+    move)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [path for path in re.findall(r"`((?:[a-z_]+/)+[a-z_]+\.(?:py|md|yml|yaml|toml))`",
+                                           text)
+               if not any((base / path).exists() for base in (ROOT, ROOT / "exporter"))]
+    assert missing == []

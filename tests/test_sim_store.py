@@ -138,5 +138,5 @@ def test_bad_policies_are_refused() -> None:
         BucketPolicy(0)
     with pytest.raises(ValueError, match="within a day"):
         BucketPolicy(60, 86400)
-    with pytest.raises(ValueError, match="window mode"):
+    with pytest.raises(ValueError, match="range mode"):
         BucketPolicy(60, 0, "inward")  # type: ignore[arg-type]

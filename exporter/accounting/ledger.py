@@ -1,6 +1,10 @@
-"""Exact counters from a windowed usage API: which intervals to read, and what they add up to.
+"""Exact counters from a usage API that answers totals over a range: which ranges to read, and
+what they add up to.
 
 Vocabulary (one meaning each):
+
+- **range**: the interval ``[start, end]`` one API call asks about; one call is a **read**.
+  (A *window* is only ever one of the trailing gauges, ``uminfer_window_*``.)
 
 - **period**: a cell of the ledger's grid (see ``core.grid``: the provider's days, whose
   lines are bucket boundaries under every bucketing the API may use); planning starts a new one

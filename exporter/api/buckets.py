@@ -6,11 +6,11 @@ buckets are and however they change. What the ``Usages[].Timestamp`` labels stil
 
 - **the width** that fits the recent labels (``uminfer_api_bucket_seconds``; NaN when none
   fits), followed as it changes, each change said once;
-- **a contradiction**: a label before the start of a window that starts on a grid line is a
+- **a contradiction**: a label before the start of a range that starts on a grid line is a
   bucket that straddles the provider's midnight, so ``api.time_zone`` is not the zone the
   cloud's days start in (counting stays exact only if the API's totals are exact): said once,
   counted;
-- **implausible labels** (after the window, or a day or more before it: milliseconds?): said
+- **implausible labels** (after the range, or a day or more before it: milliseconds?): said
   once, left out;
 - **additivity errors**: an audit's one read over settled stretches came out below the sum of
   their final readings (windows rounded outward to buckets that straddle a line, or usage
@@ -78,7 +78,7 @@ class BucketMeter:
         if len(plausible) < len(labels):
             odd = next(t for t in labels if not start - DAY < t <= end)
             self._say_once("implausible", "an answer for [%d, %d] labels usage %d, which is no "
-                           "bucket start of that window (Usages[].Timestamp not in Unix seconds?): "
+                           "bucket start of that range (Usages[].Timestamp not in Unix seconds?): "
                            "such labels are ignored", start, end, odd)
         if plausible and plausible[0] < start and grid.on_line(start):
             self._off_grid(grid, start, plausible[0])
@@ -109,14 +109,14 @@ class BucketMeter:
             self.off_grid += 1
         if self._observer is not None:
             self._observer.off_grid()
-        self._say_once("off_grid", "an answer for a window starting at %d, a midnight of %s, "
+        self._say_once("off_grid", "an answer for a range starting at %d, a midnight of %s, "
                        "labels usage at %d: the API's buckets straddle that midnight, so its days "
                        "start in another time zone; set api.time_zone to the zone the cloud cuts "
                        "its days in (counting stays exact only where its totals are)",
                        start, grid.describe(), label)
 
     def additivity_error(self, ident: str, excess: Totals) -> None:
-        """An audit of ``ident`` read one window over closed stretches and got ``excess`` less
+        """An audit of ``ident`` read one range over closed stretches and got ``excess`` less
         than the sum of their final readings."""
         with self._lock:
             self.additivity_errors += 1

@@ -2,7 +2,7 @@
 
 Adjacent windows of GetUMInferTokenUsage add up to the window covering both whenever the line
 between them is a bucket boundary of the API, whatever the API does inside a bucket (counts
-exact timestamps, counts whole buckets labelled inside the window, or rounds the window outward
+exact timestamps, counts whole buckets labelled inside the range, or rounds the range outward
 to whole buckets), and only then. A provider's midnight is a bucket boundary for minute, hourly
 and daily buckets alike, so counting that cuts time only there is exact under all of them, and
 stays exact when the API changes its buckets: nothing needs to be measured first.

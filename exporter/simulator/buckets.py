@@ -1,13 +1,13 @@
 """How the simulated API aggregates usage in time: the bucket its ``Usages`` rows are labelled
-with, and which usage a window ``[StartTime, EndTime]`` counts.
+with, and which usage a range ``[StartTime, EndTime]`` counts.
 
 The real service documents neither, so the simulator can play each plausible API:
 
-- ``exact``: a window counts the usage whose own timestamp lies inside it; buckets only label
+- ``exact``: a range counts the usage whose own timestamp lies inside it; buckets only label
   the rows (what the simulator always did: minute labels, second-exact totals).
-- ``buckets``: usage is aggregated into buckets first; a window counts the buckets whose label
+- ``buckets``: usage is aggregated into buckets first; a range counts the buckets whose label
   (first second) lies inside it.
-- ``outward``: a window is rounded outward to whole buckets: it counts every bucket it touches.
+- ``outward``: a range is rounded outward to whole buckets: it counts every bucket it touches.
 
 Buckets start at multiples of ``seconds`` in a time zone ``utc_offset`` seconds east of UTC
 (daily buckets at UTC+8 start at 16:00 UTC), or, with ``zone``, at the local midnights of that
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-WindowMode = Literal["exact", "buckets", "outward"]
-MODES: tuple[WindowMode, ...] = ("exact", "buckets", "outward")
+RangeMode = Literal["exact", "buckets", "outward"]
+MODES: tuple[RangeMode, ...] = ("exact", "buckets", "outward")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class BucketPolicy:
 
     seconds: int = 60
     utc_offset: int = 0
-    mode: WindowMode = "exact"
+    mode: RangeMode = "exact"
     rows: bool = True
     zone: str | None = None
 
@@ -48,7 +48,7 @@ class BucketPolicy:
         if not -86400 < self.utc_offset < 86400:
             raise ValueError(f"bucket UTC offset must be within a day, got {self.utc_offset}")
         if self.mode not in MODES:
-            raise ValueError(f"window mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ValueError(f"range mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     def label(self, ts: int) -> int:
         """The first second of the bucket holding ``ts``."""
@@ -66,7 +66,7 @@ class BucketPolicy:
         return label + self.seconds
 
     def event_range(self, start: int, end: int) -> tuple[int, int]:
-        """The event timestamps a window ``[start, end]`` counts (empty when first > last)."""
+        """The event timestamps a range ``[start, end]`` counts (empty when first > last)."""
         if self.mode == "exact":
             return start, end
         last = self.following(self.label(end)) - 1  # every bucket labelled at or before end

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.harness import free_port, wait_for
+from tests.harness import Exporter, free_port, wait_for
 from tests.tools import require_tool
 
 Result = list[dict[str, Any]]
@@ -141,3 +142,16 @@ def values(result: Result) -> dict[frozenset[tuple[str, str]], float]:
     """An instant vector as {label set without __name__: value}."""
     return {frozenset((k, v) for k, v in sample["metric"].items() if k != "__name__"):
             float(sample["value"][1]) for sample in result}
+
+
+@contextmanager
+def scraped_exporter(workdir: Path, config: Mapping[str, Any]
+                     ) -> Iterator[tuple[Exporter, Prometheus, int]]:
+    """An exporter on ``config``, ready, scraped by a real Prometheus; and the first whole
+    second after it was ready (usage from then on is certainly inside what it counts)."""
+    with Exporter(workdir, config) as exporter:
+        exporter.wait_ready()
+        started = int(time.time()) + 1
+        wait_for(lambda: time.time() >= started, 2, "the next second")
+        with Prometheus(workdir, [f"127.0.0.1:{exporter.port}"]) as prometheus:
+            yield exporter, prometheus, started

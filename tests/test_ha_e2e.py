@@ -85,6 +85,25 @@ def config(sim: SimulatorServer, origin: int, peer: str, state: Path,
         state={"path": str(state)}, accounting={"origin": stamp}, ha={"peers": [peer]})
 
 
+def replicas(tmp_path: Path, stack: ExitStack) -> tuple[Exporter, Exporter]:
+    """Exporters A and B, each in a directory of its own, killed when the test ends."""
+    made = []
+    for name in "ab":
+        (tmp_path / name).mkdir()
+        child = Exporter(tmp_path / name, None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
+        stack.callback(child.kill)
+        made.append(child)
+    return made[0], made[1]
+
+
+def traffic_on(store: EventStore, clock: MovableClock, stack: ExitStack) -> Traffic:
+    """Traffic running until the test stops it or ends."""
+    traffic = Traffic(store, clock)
+    traffic.thread.start()
+    stack.callback(traffic.stopping.set)
+    return traffic
+
+
 def counters(child: Exporter) -> dict[str, Totals | None]:
     samples = child.metrics()
     return {key: fleet.counters(samples, key) for key in KEYS}
@@ -103,21 +122,14 @@ def bootstrap_seconds(child: Exporter) -> float | None:
 def test_two_replicas_started_apart_and_one_killed_agree_on_every_counter(
         tmp_path: Path) -> None:
     with api() as (store, clock, sim_a, sim_b), ExitStack() as stack:
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
         # Three minutes back, on a period line: both catch up from here, whenever they start.
         origin = int(clock.time()) // 60 * 60 - 180
-        a = Exporter(tmp_path / "a", None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
-        b = Exporter(tmp_path / "b", None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
+        a, b = replicas(tmp_path, stack)
         a.write_config(config(sim_a, origin, b.url, tmp_path / "a" / "state.json"))
         b.write_config(config(sim_b, origin, a.url, tmp_path / "b" / "state.json"))
-        stack.callback(a.kill)
-        stack.callback(b.kill)
         prom = stack.enter_context(Prometheus(tmp_path, [f"127.0.0.1:{a.port}",
                                                          f"127.0.0.1:{b.port}"], [RULES]))
-        traffic = Traffic(store, clock)
-        traffic.thread.start()
-        stack.callback(traffic.stopping.set)
+        traffic = traffic_on(store, clock, stack)
 
         # A alone: no peer answers, so it catches up from the origin through the API.
         a.start()
@@ -229,20 +241,13 @@ def test_a_pair_formed_from_a_running_exporter_survives_a_kill_of_the_one_ahead(
     B polls every 4 s and A every second, so A is ahead when it dies and B stays behind for
     several scrapes and rule evaluations: a plain max over the replicas would go down."""
     with api() as (store, clock, sim_a, sim_b), ExitStack() as stack:
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
         origin = int(clock.time()) // PERIOD * PERIOD - 120  # before A's first start
-        a = Exporter(tmp_path / "a", None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
-        b = Exporter(tmp_path / "b", None, env={"FLEET_PRIVATE_KEY": fleet.PRIVATE})
+        a, b = replicas(tmp_path, stack)
         state_a = tmp_path / "a" / "state.json"
         alone = config(sim_a, origin, b.url, state_a)
         del alone["accounting"], alone["ha"]
         a.write_config(alone)
-        stack.callback(a.kill)
-        stack.callback(b.kill)
-        traffic = Traffic(store, clock)
-        traffic.thread.start()
-        stack.callback(traffic.stopping.set)
+        traffic = traffic_on(store, clock, stack)
         a.start()
         wait_for(lambda: a.status("/metrics") == 200 and all(counters(a).values()), 30,
                  lambda: f"A's counters\n{a.log()}")

@@ -437,32 +437,29 @@ def test_resharding_with_an_origin_keeps_every_count(tmp_path: Path) -> None:
                 "interval": "1s", "settle": "5s", "test_period": "10s"}),
                 "accounting": chart_config["accounting"]}
 
-        def exact() -> dict[str, list[tuple[int, Totals]]]:
+        def exact(pods: list[Exporter]) -> dict[str, list[tuple[int, Totals]]]:
             end = int(time.time()) + 1
             return {k: [(i, fleet.as_totals(sim.store.truth(fleet.PROJECT, k, fleet.MODEL,
                                                             origin, end)))]
                     for k, [(i, _)] in owners(pods, keys).items()}
 
-        before = template(None, "shards=2", f"accounting.origin={stamp}")
-        with ExitStack() as stack:
-            pods = start_pods(stack, before, config(before), tmp_path)
-            for key in keys:
-                fleet.add_usage(sim, key, use)
-            wait_for(lambda: all(len(v) == 1 for v in owners(pods, keys).values())
-                     and owners(pods, keys) == exact(), 60,
-                     lambda: f"2 shards: {owners(pods, keys)}")
-            first = {k: v[0][0] for k, v in owners(pods, keys).items()}
-            for pod in pods:
-                assert pod.stop() == 0
-        after = template(None, "shards=3", f"accounting.origin={stamp}")
-        with ExitStack() as stack:
-            pods = start_pods(stack, after, config(after), tmp_path)
-            for key in keys:
-                fleet.add_usage(sim, key, use)
-            wait_for(lambda: all(len(v) == 1 for v in owners(pods, keys).values())
-                     and owners(pods, keys) == exact(), 60,
-                     lambda: f"3 shards: {owners(pods, keys)}")
-            second = {k: v[0][0] for k, v in owners(pods, keys).items()}
+        def run(shards: int) -> dict[str, int]:
+            """Every pod of ``shards`` run until each key is counted once, exactly; which pod
+            counted each (the pods are stopped cleanly, keeping their volumes)."""
+            rendered = template(None, f"shards={shards}", f"accounting.origin={stamp}")
+            with ExitStack() as stack:
+                pods = start_pods(stack, rendered, config(rendered), tmp_path)
+                for key in keys:
+                    fleet.add_usage(sim, key, use)
+                wait_for(lambda: all(len(v) == 1 for v in owners(pods, keys).values())
+                         and owners(pods, keys) == exact(pods), 60,
+                         lambda: f"{shards} shards: {owners(pods, keys)}")
+                counted = {k: v[0][0] for k, v in owners(pods, keys).items()}
+                for pod in pods:
+                    assert pod.stop() == 0
+            return counted
+
+        first, second = run(2), run(3)
     assert [k for k in keys if first[k] != second[k]] == moved
 
 

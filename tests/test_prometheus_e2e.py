@@ -18,7 +18,7 @@ from exporter.core.usage import Totals
 from exporter.simulator import EventStore, SimulatorServer
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
-from tests.prom import Prometheus, Result, values
+from tests.prom import Prometheus, Result, scraped_exporter, values
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.e2e
@@ -94,13 +94,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         admin(simulator, "POST", "faults", {"kind": "retcode", "retcode": 299,
                                             "key": BROKEN["key"]})
         config = exporter_config(simulator.url, workdir / "state.json")
-        with Exporter(workdir, config) as exporter:
-            exporter.wait_ready()
-            # Usage from the next whole second on is certainly inside what the exporter counts.
-            started = int(time.time()) + 1
-            wait_for(lambda: time.time() >= started, 2, "the next second")
-            with Prometheus(workdir, [f"127.0.0.1:{exporter.port}"]) as prometheus:
-                yield Stack(simulator, exporter, prometheus, started)
+        with scraped_exporter(workdir, config) as (exporter, prometheus, started):
+            yield Stack(simulator, exporter, prometheus, started)
 
 
 def series_labels(prometheus: Prometheus, metric: str) -> list[dict[str, str]]:

@@ -10,8 +10,7 @@ import pytest
 from exporter.core.clock import SystemClock
 from exporter.simulator import EventStore, SimulatorServer
 from tests.fleet import SECOND_BUCKETS
-from tests.harness import Exporter, wait_for
-from tests.prom import Prometheus, values
+from tests.prom import scraped_exporter, values
 from tests.test_prometheus_e2e import (
     CHAT,
     COUNTERS,
@@ -43,12 +42,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                               "model": CHAT2["model"]},
                              {"key": IMAGE["key"], "model": IMAGE["model"]}]
         config["metrics"] = {"semconv": "otel-genai", "genai_provider_name": "ucloud"}
-        with Exporter(workdir, config) as exporter:
-            exporter.wait_ready()
-            started = int(time.time()) + 1
-            wait_for(lambda: time.time() >= started, 2, "the next second")
-            with Prometheus(workdir, [f"127.0.0.1:{exporter.port}"]) as prometheus:
-                yield Stack(simulator, exporter, prometheus, started)
+        with scraped_exporter(workdir, config) as (exporter, prometheus, started):
+            yield Stack(simulator, exporter, prometheus, started)
 
 
 def by(result: list[dict[str, object]], label: str) -> dict[str, float]:

@@ -257,7 +257,7 @@ def test_an_audit_below_the_sum_of_its_parts_is_an_additivity_error() -> None:
                    T0 + (i + 1) * H)
     audit = next(r for r in led.plan(T0 + 4 * H) if r.kind == "audit")
     assert (audit.start, audit.end) == (T0, T0 + 2 * H - 1)
-    led.record(audit, tok(12), T0 + 4 * H)  # the parts said 20: 8 counted too many
+    assert led.record(audit, tok(12), T0 + 4 * H).shortfall == tok(8)  # the parts said 20
     assert (led.additivity_errors, led.additivity_excess.tokens) == (1, 8)
     assert led.counters() == tok(20)  # an audit never changes what was counted
     assert Ledger.from_dict(led.to_dict()).additivity_excess == led.additivity_excess

@@ -10,6 +10,7 @@ import pytest
 
 from exporter.accounting.ledger import Ledger
 from exporter.accounting.snapshot import TargetSnapshot
+from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.config import ApiConfig, Config, PollConfig, Target, Window
@@ -389,3 +390,39 @@ def test_an_api_refusing_a_first_read_into_its_future_is_asked_without_it(
     clock.advance(10.0)
     [target] = poller.cycle().targets
     assert target.counters.tokens == 10
+
+
+class Shortfall(FakeApi):
+    """Reads made long after their range ended (audits) answer 3 tokens fewer."""
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        reading = super().get_usage(target, start, end, deadline)
+        if end + 1200 <= self.now():
+            return Reading(reading.totals - Totals(3, 0, 3, 0, 0))
+        return reading
+
+
+def test_an_audit_below_its_parts_is_counted_once_by_the_meters_observer(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    """The ledger says by how much an audit came out short; the bucket meter's observer (the
+    self-metrics) counts it: one owner, no diffing of ledger fields."""
+    class Observer:
+        def __init__(self) -> None:
+            self.errors: list[int] = []
+
+        def additivity_error(self, excess_tokens: int) -> None:
+            self.errors.append(excess_tokens)
+
+        def off_grid(self) -> None:
+            pass
+
+    observer = Observer()
+    meter = BucketMeter(observer)
+    poller = Poller(config(A), Shortfall(clock), clock, pool, ledgers(A),
+                    ApiClock.trusting(clock), buckets=meter)
+    for _ in range(4 * 60):  # four hours of polls: the first hours are audited
+        poller.cycle()
+        clock.advance(60)
+    led = poller.ledgers()[A.ident]
+    assert observer.errors and all(excess == 3 for excess in observer.errors)
+    assert led.additivity_errors == len(observer.errors)

@@ -51,6 +51,19 @@ class Read:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What recording a read did: whether it applied (False: the ledger moved on), and, for an
+    audit whose one read came out below the sum of its stretches' final readings (an
+    additivity error, see api.buckets), by how much. True when it applied."""
+
+    applied: bool
+    shortfall: Totals | None = None
+
+    def __bool__(self) -> bool:
+        return self.applied
+
+
+@dataclass(frozen=True)
 class _Stretch:
     """``[start, end]`` with its highest reading so far.
 
@@ -243,14 +256,14 @@ class Ledger:
             reads.append(audit)
         return reads
 
-    def record(self, read: Read, totals: Totals, read_at: int | None) -> bool:
+    def record(self, read: Read, totals: Totals, read_at: int | None) -> Recorded:
         """Apply a successful read sent at ``read_at`` (None: the API's time is not settled
-        yet, so nothing may close); False (ignored) if the ledger moved on."""
+        yet, so nothing may close); not applied (ignored) if the ledger moved on."""
         if read.kind == "audit":
             return self._record_audit(read, totals)
         covered = self._covered(read)
         if covered is None:
-            return False
+            return Recorded(applied=False)
         last = covered[-1]
         before = self._open.get(read.start)
         if before is not None:  # a stretch read before is always read alone (see _count_reads)
@@ -266,7 +279,7 @@ class Ledger:
         read_to = max(read.end, before.read_to if before is not None else read.end)
         self._open[read.start] = _Stretch(read.start, last.end, totals, final, read_to)
         self._close_prefix(read_at)
-        return True
+        return Recorded(applied=True)
 
     def give_up(self, read: Read, reason: str) -> int:
         """Stop reading the stretches of a count ``read`` the API keeps rejecting; return the
@@ -430,19 +443,21 @@ class Ledger:
             return None
         return Read(group[0].start, group[-1].end, tuple(s.start for s in group), "audit")
 
-    def _record_audit(self, read: Read, totals: Totals) -> bool:
+    def _record_audit(self, read: Read, totals: Totals) -> Recorded:
         """Count what arrived after the close, without changing the counters."""
         queued = self._audits[:len(read.stretches)]
         if (tuple(s.start for s in queued) != read.stretches
                 or not queued or queued[-1].end != read.end):
-            return False
+            return Recorded(applied=False)
         del self._audits[:len(queued)]
         final = sum((s.totals for s in queued), ZERO)
         self.late_after_settle += _clip(totals - final)
-        if not totals.dominates(final):  # the whole below its parts: see api.buckets
-            self.additivity_errors += 1
-            self.additivity_excess += _clip(final - totals)
-        return True
+        if totals.dominates(final):
+            return Recorded(applied=True)
+        shortfall = _clip(final - totals)  # the whole below its parts: see api.buckets
+        self.additivity_errors += 1
+        self.additivity_excess += shortfall
+        return Recorded(applied=True, shortfall=shortfall)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form: numbers only."""

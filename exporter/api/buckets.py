@@ -61,7 +61,6 @@ class BucketMeter:
         self._steps: deque[int] = deque(maxlen=RECENT_ANSWERS)  # label spacing per answer
         self._on_lines: deque[bool] = deque(maxlen=RECENT_LABELS)  # label on a grid line?
         self._width: int | None = None
-        self.additivity_errors = 0
         self.off_grid = 0
         self._said = Once()
 
@@ -118,8 +117,6 @@ class BucketMeter:
     def additivity_error(self, ident: str, excess: Totals) -> None:
         """An audit of ``ident`` read one range over closed stretches and got ``excess`` less
         than the sum of their final readings."""
-        with self._lock:
-            self.additivity_errors += 1
         if self._observer is not None:
             self._observer.additivity_error(excess.tokens)
         self._say_once("additivity", "target %s: one read over settled periods returned %d "

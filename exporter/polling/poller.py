@@ -319,12 +319,9 @@ class Poller:
     def _record(self, target: Target, ledger: Ledger, read: Read, totals: Totals,
                 read_at: int | None) -> None:
         with self._lock:
-            errors, excess = ledger.additivity_errors, ledger.additivity_excess
-            ledger.record(read, totals, read_at)
-            found = ledger.additivity_errors > errors
-            excess = ledger.additivity_excess - excess
-        if found:
-            self._buckets.additivity_error(target.ident, excess)
+            recorded = ledger.record(read, totals, read_at)
+        if recorded.shortfall is not None:
+            self._buckets.additivity_error(target.ident, recorded.shortfall)
 
     def _strike(self, target: Target, ledger: Ledger, health: _Health,
                 failed: list[tuple[Read, ApiError]], succeeded: bool) -> None:

@@ -7,27 +7,28 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 
 from prometheus_client import CollectorRegistry
 
-from exporter.accounting.parked import RETENTION, Parked
+from exporter.accounting.ledger import Ledger
+from exporter.accounting.parked import Parked
 from exporter.accounting.snapshot import Snapshot
-from exporter.accounting.spend import Spend
-from exporter.accounting.state import StateDocument, StateKeeper, retarget
+from exporter.accounting.state import StateKeeper, retarget
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
-from exporter.config import Config, ConfigError
+from exporter.config import Config
+from exporter.config.load import attempt
 from exporter.core.clock import Clock
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.metrics.shape import Shape
 from exporter.polling.accounts import Accounts, ApiStack, Connect, api_stack, grid_of
+from exporter.polling.costing import Costing
 from exporter.polling.pairing import Pairing
 from exporter.polling.poller import Poller
-from exporter.polling.seeding import Horizon, Seeding
 from exporter.polling.sharding import Shard
 from exporter.polling.startup import Startup
 from exporter.polling.status import PollStatus
@@ -75,18 +76,10 @@ class Service:
         self._api = self._accounts.connect(config)
         self._pairing, self._parked = Pairing(), Parked()
         doc = self._state.load()
-        self._spend = Spend(config, doc.meters, doc.budgets)
-        self._seeding = Seeding(doc.seeds, self._horizon(config))
-        self._seeds_due = bool(doc.seeds)  # to say once when the last seed is counted
-        ledgers = retarget(doc.ledgers, [t.ident for t in config.targets], grid_of(config),
-                           config.poll.settle, origin=config.accounting.origin, audit=True)
-        self._parked.park({i: led for i, led in doc.ledgers.items() if i not in ledgers},
-                          doc.parked, int(self.api_clock.now()))
-        self._spend.sync({**self._parked.ledgers(), **ledgers})
+        self._cost = Costing(config, doc)
         self._startup = Startup(doc.ledgers, clock, self.api_clock)
         self._published = 0  # cycles published (readiness, see _publish)
-        self._poller = Poller(config, self._api.client, clock, self._api.pool, ledgers,
-                              self.api_clock, buckets=self.buckets, seeding=self._seeding)
+        self._poller = self._poll(config, doc.ledgers, doc.parked)
         self._wire_gauges(config)
 
     def _wire_gauges(self, config: Config) -> None:
@@ -96,8 +89,8 @@ class Service:
                                                                  else offset() or 0.0))
         self.metrics.api_bucket.set_function(lambda: float(self.buckets.width or "nan"))
         self.metrics.rate_limit.set_function(self._accounts.current_rate)
-        self.metrics.budget_seeding.set_function(lambda: len(self._seeds_left()))
-        self.metrics.targets.set(len(config.targets))
+        self.metrics.budget_seeding.set_function(lambda: len(self._cost.seeds_left(
+            t.ident for t in self._poller.targets)))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.time())
 
@@ -150,7 +143,8 @@ class Service:
             guard = self._guard  # an unexpected error costs its stage, not the loop
             if fetched is not None:
                 guard.run("peers", lambda: self._pairing.take(
-                    *fetched, config=self._config, poller=self._poller, seeding=self._seeding,
+                    *fetched, config=self._config, poller=self._poller,
+                    seeding=self._cost.seeding,
                     grid_of=grid_of(self._config)), None)
             guard.run("clock", self._rebase, None)
             guard.run("discovery", self._refresh_targets, None)
@@ -200,14 +194,11 @@ class Service:
         Prometheus' own reload does. A cycle in flight is finished first, under the old config.
         """
         with self._reload_lock:
-            try:
-                config = self._load_config()
-            except ConfigError as error:
-                return self._reload_failed("; ".join(error.problems))
-            except Exception as error:  # a loader bug must not kill the reply or the thread
-                log.debug("traceback of the failed reload", exc_info=error)
-                return self._reload_failed(f"unexpected {type(error).__name__} while loading "
-                                           "the config (traceback at debug level)")
+            config = attempt(self._load_config)
+            if isinstance(config, str):
+                self.metrics.reload_success.set(0)
+                log.error("config reload rejected, keeping the old config: %s", config)
+                return config
             with self._cycle_lock:
                 self._apply(config)
                 self._on_reload()
@@ -219,20 +210,14 @@ class Service:
             log.info("config reloaded: %d targets", len(config.targets))
             return None
 
-    def _reload_failed(self, reason: str) -> str:
-        self.metrics.reload_success.set(0)
-        log.error("config reload rejected, keeping the old config: %s", reason)
-        return reason
-
     def save_state(self) -> bool:
         """Write the ledgers atomically, when a state path is configured; False if that failed
         (said when it starts and when it ends, not every cycle)."""
         self._expire_parked()
         with self._poller.locked():
             # One document: ledgers (polled and parked), cost and budgets move together.
-            return self._state.save(StateDocument(
-                {**self._parked.ledgers(), **self._poller.ledgers()}, self._parked.since(),
-                self._spend.meters(), self._spend.budget_use(), self._seeding.pending()))
+            return self._state.save(self._cost.state(
+                {**self._parked.ledgers(), **self._poller.ledgers()}, self._parked.since()))
 
     def _state_written(self, ok: bool) -> None:
         self.metrics.state_writes.labels("success" if ok else "error").inc()
@@ -244,24 +229,14 @@ class Service:
         config = self._config
         return self._pairing.document(config, self._poller, self._parked, grid_of(config))
 
-    def _seeds_left(self) -> set[str]:
-        """Polled targets whose budget seed is still to be read (a parked one's waits)."""
-        return set(self._seeding.pending()) & {t.ident for t in self._poller.targets}
-
-    def _horizon(self, config: Config) -> Horizon | None:
-        """Where new targets' budget seeds start (None without budgets: nothing to seed)."""
-        return self._spend.horizon if config.budgets else None
-
     def _expire_parked(self) -> None:
         """Forget parked ledgers older than their retention (said once per batch)."""
-        if old := self._parked.expire(int(self.api_clock.now())):
-            log.info("forgot %d targets not polled for %d days: %s", len(old),
-                     RETENTION // 86400, ", ".join(old[:5]))
-            self._spend.sync({**self._parked.ledgers(), **self._poller.ledgers()})
+        if self._parked.expire(int(self.api_clock.now())):
+            self._cost.sync({**self._parked.ledgers(), **self._poller.ledgers()})
 
-    def _configure_spend(self, config: Config) -> None:
-        """Prices and budgets of ``config``, with each account's own list prices."""
-        self._spend.configure(config, *self._accounts.prices(config))
+    def _configure_cost(self, config: Config) -> None:
+        """Prices, budgets and seeds of ``config``, with each account's own list prices."""
+        self._cost.configure(config, *self._accounts.prices(config))
 
     def _apply(self, config: Config) -> None:
         """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
@@ -270,22 +245,19 @@ class Service:
             old, self._api = self._api, self._accounts.connect(config)
             old.close()
         self._state.configure(config.state.path)
-        if config.accounting.origin != self._config.accounting.origin:
-            log.warning("accounting.origin changed from %s to %s: ledgers that began after the "
-                        "new origin's day count from it (caught up from the API); those that "
-                        "began before keep counting from there (see docs/deployment.md)",
-                        self._config.accounting.origin, config.accounting.origin)
+        if (was := self._config.accounting.origin) != config.accounting.origin:
+            log.warning("accounting.origin changed from %s to %s (what that does to counters: "
+                        "docs/deployment.md)", was, config.accounting.origin)
         self._config = config
         self.cache.shape = Shape.of(config.metrics)
-        self._configure_spend(config)
-        self._seeding.configure(self._horizon(config))
+        self._configure_cost(config)
         self._retarget(self._accounts.effective(config, self._shard), reloaded=True)
 
     def _refresh_targets(self) -> None:
         """Discovery (and API list prices) when due; a changed key set changes what is polled."""
         if not self._accounts.refresh_targets(self._config, self._deadline()):
             return
-        self._configure_spend(self._config)
+        self._configure_cost(self._config)
         effective = self._accounts.effective(self._config, self._shard)
         if effective.targets != self._poller.targets:
             self._retarget(effective, reloaded=False)
@@ -294,32 +266,27 @@ class Service:
         """Poll ``effective``'s targets: kept and returning ones keep ledgers, health and cost
         and catch up everything they still have to (nothing is rebased within a process);
         gone ones are parked."""
-        known = {**self._parked.ledgers(), **self._poller.ledgers()}
-        ledgers = retarget(known, [t.ident for t in effective.targets], grid_of(effective),
-                           effective.poll.settle, origin=effective.accounting.origin, audit=True)
-        self._parked.unpark(ledgers)
-        self._parked.park({i: led for i, led in known.items() if i not in ledgers}, {},
-                          int(self.api_clock.now()))
-        self._spend.sync({**self._parked.ledgers(), **ledgers})
-        poller = Poller(effective, self._api.client, self.clock, self._api.pool, ledgers,
-                        self.api_clock, self.buckets, self._seeding)
+        poller = self._poll(effective, {**self._parked.ledgers(), **self._poller.ledgers()})
         poller.carry_health(self._poller, lift_pauses=reloaded)
         self._poller = poller
-        self.metrics.targets.set(len(effective.targets))
+
+    def _poll(self, config: Config, known: dict[str, Ledger],
+              parked_since: Mapping[str, int] | None = None) -> Poller:
+        """A poller of ``config``'s targets with their ``known`` ledgers; the rest parked."""
+        ledgers = retarget(known, [t.ident for t in config.targets], grid_of(config),
+                           config.poll.settle, origin=config.accounting.origin, audit=True)
+        self._parked.unpark(ledgers)
+        self._parked.park({i: led for i, led in known.items() if i not in ledgers},
+                          parked_since or {}, int(self.api_clock.now()))
+        self._cost.sync({**self._parked.ledgers(), **ledgers})
+        self.metrics.targets.set(len(config.targets))
+        return Poller(config, self._api.client, self.clock, self._api.pool, ledgers,
+                      self.api_clock, self.buckets, self._cost.seeding)
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""
-        now = self.api_clock.now()
-        # Under the lock save_state holds (stop() saves without waiting for the cycle): a
-        # state shows a seed pending or counted, and a meter's counters with their cost.
-        with self._poller.locked():
-            for seed in self._seeding.take_done():
-                self._spend.seed(seed.target, seed.days, now)
-                self._seeds_due = True
-            snapshot = self._spend.apply(snapshot, now)
-        if self._seeds_due and not self._seeds_left():
-            self._seeds_due = False
-            log.info("budget seeding done: every budget holds its period's usage from before "
-                     "counting began")
+        polled = [t.ident for t in self._poller.targets]
+        with self._poller.locked():  # the lock save_state holds (stop() does not wait)
+            snapshot = self._cost.priced(snapshot, self.api_clock.now(), polled)
         discovery, keys = self._accounts.snapshots(self._config, self._poller.targets)
         return replace(snapshot, discovery=discovery, keys=keys)

@@ -7,10 +7,13 @@ peer endpoint (``/-/ledgers``, another thread) read copies, and expiry forgets t
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 
 from exporter.accounting.ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 #: How long a parked ledger is kept (API seconds).
 RETENTION = 31 * 86400
@@ -51,10 +54,14 @@ class Parked:
             return dict(self._since)
 
     def expire(self, now: int, retention: int = RETENTION) -> list[str]:
-        """Forget those parked before ``now - retention``; their idents, sorted."""
+        """Forget those parked before ``now - retention`` (said once per batch); their idents,
+        sorted."""
         cutoff = now - retention
         with self._lock:
             old = sorted(ident for ident, since in self._since.items() if since < cutoff)
             for ident in old:
                 del self._ledgers[ident], self._since[ident]
+        if old:
+            log.info("forgot %d targets not polled for %d days: %s", len(old),
+                     retention // 86400, ", ".join(old[:5]))
         return old

@@ -6,9 +6,10 @@ collecting problems), ``sections``, ``cost`` and ``discovery`` (one parser per s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -47,6 +48,21 @@ CONFIG_CAP = 4 << 20
 _ENCLOSING = re.compile(r"(?:\.[^.\[\]]*|\[[^\[\]]*\])$")  # a path's last step
 _ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing", "budgets",
               "discovery", "keys", "accounting", "ha", "metrics")
+
+
+log = logging.getLogger(__name__)
+
+def attempt(load: Callable[[], Config]) -> Config | str:
+    """``load()``'s config, or why there is none in one line: its problems, or an unexpected
+    error's type (a loader bug must not kill a reload's reply or thread; traceback at debug)."""
+    try:
+        return load()
+    except ConfigError as error:
+        return "; ".join(error.problems)
+    except Exception as error:
+        log.debug("traceback of the failed config load", exc_info=error)
+        return (f"unexpected {type(error).__name__} while loading the config (traceback at "
+                "debug level)")
 
 
 def load_config(path: str, environ: Mapping[str, str]) -> Config:

@@ -6,16 +6,19 @@ time (``time.process_time``) here is the exporter's alone: the simulator runs el
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from urllib.parse import urlencode, urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from bench import samples
 from bench.simproc import PRIVATE_KEY, PUBLIC_KEY
+from exporter.api.signing import sign
 from exporter.config import ApiConfig, Config, PollConfig
 from exporter.core.clock import SystemClock
 from exporter.service import Service
@@ -33,6 +36,7 @@ class Job:
     cycles: int = 2
     interval: float = 60.0
     rate_seconds: float = 0.0
+    floor: bool = False  # a bare http.client signed round trip per target instead
 
 
 def config(job: Job) -> Config:
@@ -84,9 +88,33 @@ def measure_rate(service: Service, registry: CollectorRegistry, seconds: float) 
     return rate
 
 
+def floor(job: Job) -> dict[str, float]:
+    """The floor under CPU per target poll: per target, sign the usage call's parameters,
+    POST them with a bare ``http.client`` keep-alive connection and decode the JSON answer,
+    one thread, against the same simulator; no retries, limiter, parsing or ledger."""
+    parts = urlsplit(job.url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    path = f"{parts.path or '/'}?Action=GetUMInferTokenUsage"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    end = int(time.time())
+    cpu, began = time.process_time(), time.perf_counter()
+    for target in samples.targets(job.targets):
+        params: dict[str, object] = {"Action": "GetUMInferTokenUsage", "KeyId": target.key,
+                                     "Model": target.model, "ProjectId": target.project,
+                                     "StartTime": end - 3600, "EndTime": end}
+        conn.request("POST", path, urlencode(sign(params, PUBLIC_KEY, PRIVATE_KEY)), headers)
+        json.loads(conn.getresponse().read())
+    conn.close()
+    return {"wall": time.perf_counter() - began, "cpu": time.process_time() - cpu,
+            "calls": job.targets}
+
+
 def main(argv: list[str]) -> int:
     """Run the job given as JSON; print the measurements as JSON."""
     job = Job(**json.loads(argv[0]))
+    if job.floor:
+        print(json.dumps({"job": asdict(job), "cycles": [floor(job)]}), flush=True)
+        return 0
     cfg = config(job)
     registry = CollectorRegistry()
     service = Service(cfg, SystemClock(), registry, lambda: cfg)

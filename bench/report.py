@@ -293,8 +293,7 @@ def render(r: Results, command: str, seconds: float) -> str:
         "",
         "Scrape cost grows with the body (about 3 KiB of text per target with two windows) and "
         "stays a copy of prepared bytes; render and gzip happen once per cycle in the poll "
-        "thread. Memory is dominated by the plain body, which is kept so plain scrapes stay a "
-        "copy.",
+        "thread. Only the gzip form is kept; a plain scrape decompresses it.",
         "",
         *(abuse_section(r) if r.abuse else []),
     ]

@@ -124,6 +124,28 @@ def _capacity_rows(r: Results) -> list[str]:
     return rows
 
 
+LAYERS = (("floor", "a bare `http.client` signed round trip, JSON decoded"),
+          ("urllib3", "the same through urllib3's connection pool"),
+          ("requests", "through requests' adapter, as `api.transport.FormPoster` sends"),
+          ("client", "`ApiClient.get_usage`: limiter, bounded answer, JSON checks, `Date`, parse"),
+          ("poll", "`Poller.poll_target`: plan, ledger, buckets, health"))
+
+
+def layer_rows(r: Results) -> list[str]:
+    """CPU per call at each layer, and what each adds to the one before."""
+    layers = r.floor.get("layers") if r.floor else None
+    if not layers:
+        return []
+    rows = ["| layer | CPU per call | added | times the floor |", "|---|---|---|---|"]
+    before = 0.0
+    for name, what in LAYERS:
+        ms = layers[name]
+        rows.append(f"| {what} | {ms:.3f} ms | {ms - before:+.3f} ms | "
+                    f"{ms / layers['floor']:.2f} |")
+        before = ms
+    return rows
+
+
 def simulator_check(r: Results) -> list[str]:
     """Evidence that the simulator, not the exporter, was never the limit."""
     lines = []
@@ -253,17 +275,15 @@ def render(r: Results, command: str, seconds: float) -> str:
         f"24h, key health on), {s.call_polls} polls started an interval apart as the poll loop "
         f"does; the simulator counts the calls.",
         "",
-        "What CPU per poll is made of (measured separately, one thread, same simulator, "
-        "2026-11-29): an HTTP call through requests 0.33 ms, after three fixes this benchmark "
-        "led to (the session reads proxy and CA variables once instead of on every call; the "
-        "exporter encodes the form itself instead of requests' protocol-checked encoder; and "
-        "the request is prepared once per URL and handed to the session's adapter, skipping "
-        "Session.request's per-call merging: 0.70 ms before); a bare `http.client` round trip "
-        "0.16 ms; signing, parsing and the ledger together under 0.03 ms; render and gzip about "
-        "0.02 ms per target. With one worker thread the whole poll costs the figure in the "
-        "one-worker row. With 16 to 32 workers CPython's GIL hand-offs between threads add "
-        "about 0.2 ms per call, with or without API latency; that, not the work, is what "
-        "misses 0.5 ms. At 0.65 ms, 10,000 targets a minute take 11% of one core.",
+        f"What CPU per target poll is made of: the same usage call made at each layer of the "
+        f"exporter's stack, one thread, {s.cycle_targets:,} targets, against the same simulator "
+        f"in the floor's process (`bench/layers.py`; best of three passes, so a little below "
+        f"the rows above); each layer includes the ones above it:",
+        "",
+        *layer_rows(r),
+        "",
+        "With 32 worker threads CPython's GIL hand-offs between them add to that, with or "
+        "without API latency (the 32-worker rows against the one-worker row).",
         "",
         "Simulator kept up in the first-cycle runs:",
         "",

@@ -52,4 +52,5 @@ def test_quick_run_produces_every_section() -> None:
     assert f"| {sizes.curve[-1]:,} |" in text
     assert "| API calls per target per poll at the defaults" in text
     assert "| floor: a bare `http.client` signed round trip" in text
+    assert "| `Poller.poll_target`: plan, ledger, buckets, health |" in text
 

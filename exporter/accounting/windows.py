@@ -15,6 +15,7 @@ DAY = 86400
 #: within a minute or so the gauges are as fresh, and narrower windows become sums of rows.
 MAX_ALIGN = 300
 NO_ROWS = "its answers carry no Usages rows that add up to their totals"
+STRADDLED = "buckets (hourly, daily?) may straddle the window's start"
 
 
 def window_slices(end: int, seconds: int) -> list[tuple[int, int]]:
@@ -73,7 +74,7 @@ class WindowRows:
             return "its Usages rows are labelled after the window's end"
         step = _spacing(labels) or self._width
         if labels and labels[0] < edge and (step is None or (edge - labels[0]) % step):
-            return f"its buckets ({step or 'width unknown'} s) do not begin at the window's start"
+            return STRADDLED
         return sum((self._rows[t] for t in labels if t >= edge), ZERO)
 
 

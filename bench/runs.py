@@ -15,7 +15,7 @@ class Sizes:
 
     compare: tuple[int, ...] = (1000, 10000)  # scrape vs generate_latest
     curve: tuple[int, ...] = (100, 1000, 10000, 50000, 100000)
-    single_cycle_from: int = 100000  # at and above: first cycle only (2 calls a target)
+    single_cycle_from: int = 200000  # at and above: first cycle only (2 calls a target)
     steady_from: int = 50000  # at and above: a third cycle, as the first may have been cut
     repeat: int = 5  # scrape repetitions
     cycle_targets: int = 1000

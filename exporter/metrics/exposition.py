@@ -82,15 +82,17 @@ def _texts(snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]]
 
 @dataclass
 class ExpositionCache:
-    """The latest rendered body, kept in its gzip form only, swapped atomically.
+    """The latest rendered body in its gzip form, swapped atomically.
 
     It is made in :meth:`publish` (the poll thread, once per cycle), so a gzip scrape only
     copies bytes: Prometheus always asks for gzip, and compressing 30 MB on the scrape path
-    would cost the first scraper of each cycle ~60 ms at 10,000 targets. The plain text, 20
-    times larger (40 MB at 10,000 targets, and twice that while the next one was made), is
-    decompressed for the rare scraper that does not take gzip, outside the lock.
+    would cost the first scraper of each cycle ~60 ms at 10,000 targets. The plain text is 20
+    times larger (40 MB at 10,000 targets, and twice that while the next one was made): it is
+    decompressed by the first scrape of a cycle that does not take gzip, outside the lock, and
+    kept for the others until the next body is made (dropped before, so never two at once).
     """
 
+    _plain: bytes | None = None  # the gzip form decompressed, once a scraper asked for it
     _gzipped: bytes = field(default_factory=lambda: gzip.compress(b"", GZIP_LEVEL, mtime=0))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _published: Snapshot = field(default_factory=Snapshot)  # the last one published, for hold
@@ -111,12 +113,22 @@ class ExpositionCache:
             return self._shown
 
     def _serve(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._plain = None
         gzipped = render_gzip(snapshot)
         with self._lock:
-            self._gzipped, self._shown = gzipped, snapshot
+            self._gzipped, self._shown, self._plain = gzipped, snapshot, None
 
     def body(self, compressed: bool) -> bytes:
         """The current body, gzip-compressed when asked."""
         with self._lock:
-            gzipped = self._gzipped
-        return gzipped if compressed else zlib.decompress(gzipped, _GZIP_WBITS)
+            gzipped, plain = self._gzipped, self._plain
+        if compressed:
+            return gzipped
+        if plain is not None:
+            return plain
+        plain = zlib.decompress(gzipped, _GZIP_WBITS)
+        with self._lock:
+            if self._gzipped is gzipped:  # still the current body
+                self._plain = plain
+        return plain

@@ -17,6 +17,7 @@ class Sizes:
     curve: tuple[int, ...] = (100, 1000, 10000, 50000, 100000)
     single_cycle_from: int = 200000  # at and above: first cycle only (2 calls a target)
     steady_from: int = 50000  # at and above: a third cycle, as the first may have been cut
+    steady_goal: int = 50000  # issue #29: one process keeps a 60 s steady cycle of these
     repeat: int = 5  # scrape repetitions
     cycle_targets: int = 1000
     cycle_latency: float = 0.1
@@ -31,6 +32,7 @@ class Sizes:
 
 
 QUICK = Sizes(compare=(20,), curve=(10, 20, 30), single_cycle_from=30, steady_from=20,
+              steady_goal=20,
               repeat=2, cycle_targets=10,
               cycle_latency=0.01, cycle_repeat=1, concurrency=4, rate_targets=10,
               rate_limit=20.0, rate_seconds=1.0, rate_repeat=1, call_polls=20,

@@ -53,4 +53,5 @@ def test_quick_run_produces_every_section() -> None:
     assert "| API calls per target per poll at the defaults" in text
     assert "| floor: a bare `http.client` signed round trip" in text
     assert "| `Poller.poll_target`: plan, ledger, buckets, health |" in text
+    assert f"| steady cycle, {sizes.steady_goal:,} targets, one process" in text
 

@@ -6,16 +6,19 @@ time (``time.process_time``) here is the exporter's alone: the simulator runs el
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from urllib.parse import urlencode, urlsplit
 
 from prometheus_client import CollectorRegistry
 
-from bench import samples
+from bench import layers, samples
 from bench.simproc import PRIVATE_KEY, PUBLIC_KEY
+from exporter.api.signing import sign
 from exporter.config import ApiConfig, Config, PollConfig
 from exporter.core.clock import SystemClock
 from exporter.service import Service
@@ -33,6 +36,7 @@ class Job:
     cycles: int = 2
     interval: float = 60.0
     rate_seconds: float = 0.0
+    floor: bool = False  # a bare http.client signed round trip per target instead
 
 
 def config(job: Job) -> Config:
@@ -84,10 +88,39 @@ def measure_rate(service: Service, registry: CollectorRegistry, seconds: float) 
     return rate
 
 
+def floor(job: Job) -> dict[str, float]:
+    """The floor under CPU per target poll: per target, sign the usage call's parameters,
+    POST them with a bare ``http.client`` keep-alive connection and decode the JSON answer,
+    one thread, against the same simulator; no retries, limiter, parsing or ledger. Measured
+    on the second pass over the targets, as the exporter's steady cycle is."""
+    parts = urlsplit(job.url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    path = f"{parts.path or '/'}?Action=GetUMInferTokenUsage"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    end, targets = int(time.time()), samples.targets(job.targets)
+    for _ in range(2):  # the first pass warms up; the second is measured
+        cpu, began = time.process_time(), time.perf_counter()
+        for target in targets:
+            params: dict[str, object] = {"Action": "GetUMInferTokenUsage", "KeyId": target.key,
+                                         "Model": target.model, "ProjectId": target.project,
+                                         "StartTime": end - 3600, "EndTime": end}
+            conn.request("POST", path, urlencode(sign(params, PUBLIC_KEY, PRIVATE_KEY)),
+                         headers)
+            json.loads(conn.getresponse().read())
+    conn.close()
+    return {"wall": time.perf_counter() - began, "cpu": time.process_time() - cpu,
+            "calls": job.targets}
+
+
 def main(argv: list[str]) -> int:
     """Run the job given as JSON; print the measurements as JSON."""
     job = Job(**json.loads(argv[0]))
     cfg = config(job)
+    if job.floor:
+        measured = {"job": asdict(job), "cycles": [floor(job)],
+                    "layers": layers.measure(job.url, cfg)}
+        print(json.dumps(measured), flush=True)
+        return 0
     registry = CollectorRegistry()
     service = Service(cfg, SystemClock(), registry, lambda: cfg)
     out: dict[str, object] = {"job": asdict(job)}

@@ -43,7 +43,8 @@ def main(argv: list[str]) -> int:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         stats = server.stats()
     print(json.dumps({"cpu": usage.ru_utime + usage.ru_stime, "calls": stats.calls,
-                      "ok": stats.by_retcode.get(0, 0)}), flush=True)
+                      "ok": stats.by_retcode.get(0, 0), "by_action": dict(stats.by_action)}),
+          flush=True)
     return 0
 
 

@@ -14,7 +14,7 @@ from exporter.accounting.snapshot import KeyHealth, KeysSnapshot, Snapshot, Targ
 from exporter.config import Target, Window
 from exporter.core.failures import CATEGORIES
 from exporter.core.usage import Totals
-from exporter.metrics.exposition import BATCH, ExpositionCache, render
+from exporter.metrics.exposition import BATCH, ExpositionCache, render, render_both
 from exporter.metrics.families import escape
 from tests.harness import parse_metrics, target_labels
 from tests.tools import require_tool
@@ -92,6 +92,16 @@ def test_cache_serves_latest_and_gzip_of_it() -> None:
     cache.publish(Snapshot())
     assert cache.body(compressed=False) == b""
     assert gzip.decompress(cache.body(compressed=True)) == b""
+
+
+def test_the_plain_body_is_made_once_a_cycle_and_only_when_asked() -> None:
+    cache = ExpositionCache()
+    cache.publish(sample_snapshot())
+    first = cache.body(compressed=False)
+    assert first == render_both(sample_snapshot(), counted=True).body
+    assert cache.body(compressed=False) is first  # the next plain scrape copies it
+    cache.publish(sample_snapshot())
+    assert cache.body(compressed=False) is not first  # made again from the new body
 
 
 def test_golden_file_holds_the_sample_written_out_by_hand() -> None:

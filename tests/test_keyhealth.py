@@ -198,7 +198,7 @@ def test_the_keys_section_defaults_and_reads() -> None:
     assert read.keys == KeysConfig(False, 900.0)
 
 
-def test_at_defaults_the_exporter_stays_under_two_calls_per_target_per_poll() -> None:
+def test_at_defaults_the_exporter_makes_at_most_1_25_calls_per_target_per_poll() -> None:
     """The whole exporter, default poll and keys settings, against the simulator: usage reads,
     window reads and key health together, counted by the simulator over simulated hours."""
     clock = FakeClock(1_767_225_600.0)
@@ -215,8 +215,11 @@ def test_at_defaults_the_exporter_stays_under_two_calls_per_target_per_poll() ->
             sim.reset_stats()
             started = clock.monotonic()
             polls = 120  # two hours at the default 60 s
-            for _ in range(polls):
-                clock.advance(config.poll.interval)
+            for poll in range(1, polls + 1):
+                # As Service.run does: each cycle starts an interval after the one before
+                # (pacing inside a cycle takes fake time, so only the rest is waited).
+                clock.advance(max(0.0, started + poll * config.poll.interval
+                                  - clock.monotonic()))
                 service.run_cycle()
             body = service.cache.body(False).decode()
             elapsed = clock.monotonic() - started  # pacing inside a cycle takes (fake) time too
@@ -227,7 +230,11 @@ def test_at_defaults_the_exporter_stays_under_two_calls_per_target_per_poll() ->
     # One project, every 5 minutes: at the first cycle start at or after each 5 minutes.
     listings, cycle = calls["ListUMInferAPIKey"], elapsed / polls
     assert elapsed / (300 + cycle) <= listings <= elapsed / 300 + 1, (listings, elapsed)
-    assert per_target_per_poll < 2, calls
+    usage_reads = calls["GetUMInferTokenUsage"] / (len(targets) * polls)
+    # One count read a poll and, every window_interval (5 polls), one read of the widest window
+    # that the 1h window is summed from (issue #29: <= 1.25 in all; it was 1.56).
+    assert usage_reads <= 1 + 1 / 5 + 0.01, calls
+    assert per_target_per_poll <= 1.25, calls
     assert 'uminfer_key_limit_amount{project_id="org-demo",key_id="uminferapikey-demo03",' \
            'period="daily"} 20' in body
     assert "uminferapikey-demo02" not in body  # listed, but no target polls it

@@ -20,7 +20,9 @@ API_FIELDS: dict[str, str] = {
 }
 
 MAX_COUNT = 2**63 - 1
-ROW_TYPES = frozenset({"in", "out", "total", "request_count", "image_generation"})
+#: Each ``Usages[].Type`` and the place of its Totals field (Totals.NAMES).
+ROW_FIELDS = {"in": 0, "out": 1, "total": 2, "request_count": 3, "image_generation": 4}
+ROW_TYPES = frozenset(ROW_FIELDS)
 # Integers, optionally spelled "42.0"; the length bound keeps int() cheap on hostile input.
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,30}(?:\.0*)?", re.ASCII)
 _MAX_SHOWN = 40
@@ -28,7 +30,8 @@ _MAX_SHOWN = 40
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    """One ``Data.Usages`` entry; informational, the exporter counts the totals."""
+    """One ``Data.Usages`` entry; the exporter counts the totals, rows only sum narrower window
+    gauges (accounting.windows) and tell the API's buckets (api.buckets)."""
 
     type: str
     count: int
@@ -47,7 +50,11 @@ def parse_reading(body: object) -> Reading:
     data = _data(body)
     rows = _rows(data)
     totals = Totals(**{name: _count(data, api, f"Data.{api}") for name, api in API_FIELDS.items()})
-    return Reading(totals, tuple(sorted({row.timestamp for row in rows})))
+    by_label: dict[int, list[int]] = {}
+    for row in rows:
+        by_label.setdefault(row.timestamp, [0, 0, 0, 0, 0])[ROW_FIELDS[row.type]] += row.count
+    labels = tuple(sorted(by_label))
+    return Reading(totals, labels, tuple(Totals(*by_label[label]) for label in labels))
 
 
 def parse_usage_rows(body: object) -> list[UsageRow]:

@@ -67,8 +67,10 @@ ZERO = Totals()
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One answer of the usage API: its totals, and the distinct ``Usages[].Timestamp`` values
-    (ascending) it reported them under, which say how the API buckets time (see api.buckets)."""
+    """One answer of the usage API: its totals, the distinct ``Usages[].Timestamp`` values
+    (ascending) it reported them under, which say how the API buckets time (see api.buckets),
+    and the totals of each label's rows, in the same order (empty when not given)."""
 
     totals: Totals
     labels: tuple[int, ...] = ()
+    rows: tuple[Totals, ...] = ()

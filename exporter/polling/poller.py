@@ -11,7 +11,7 @@ from functools import partial
 
 from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
-from exporter.accounting.windows import window_slices
+from exporter.accounting.windows import WindowRows, aligned_end, window_slices
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
@@ -415,22 +415,43 @@ class Poller:
             health.window_problem = None
 
     def _read_windows(self, health: _Health, target: Target, deadline: float) -> None:
+        """Read the widest window; each narrower one is the sum of its answer's rows from the
+        narrower window's start where no bucket straddles that, else it is read on its own."""
         started = self._clock.monotonic()
         if started < health.next_window_read or not self._config.windows:
             return
         if started >= deadline:
             return  # out of budget: the gauges keep their last values and time stamp
-        end = int(self._api_clock.now())
-        results = []
+        grid, width = self._grid(target), self._buckets.width
+        end = aligned_end(grid, int(self._api_clock.now()), width)
+        widest = max(self._config.windows, key=lambda window: window.seconds)
+        rows = WindowRows(end, width)
+        sums = {widest: self._read_window(target, grid, end, widest.seconds,
+                                                    deadline=deadline, rows=rows)}
         for window in self._config.windows:
-            totals = ZERO
-            for start, stop in window_slices(end, window.seconds):
-                reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
-                self._buckets.answered(self._grid(target), start, stop, reading.labels)
-                totals += reading.totals
-            results.append((window, totals))
-        health.windows, health.windows_at = tuple(results), float(end)
+            if window not in sums:
+                total = rows.total(window.seconds)
+                if isinstance(total, str):
+                    self.status.window_read_alone(window.name, total)
+                    total = self._read_window(target, grid, end, window.seconds,
+                                              deadline=deadline)
+                sums[window] = total
+        health.windows = tuple((window, sums[window]) for window in self._config.windows)
+        health.windows_at = float(end)
         health.next_window_read = started + self._config.poll.window_interval
+
+    def _read_window(self, target: Target, grid: Grid, end: int, seconds: int, *,
+                     deadline: float, rows: WindowRows | None = None) -> Totals:
+        """The API's totals over the window of ``seconds`` ending at ``end``, in ≤ 1-day
+        slices whose answers ``rows`` takes."""
+        totals = ZERO
+        for start, stop in window_slices(end, seconds):
+            reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
+            self._buckets.answered(grid, start, stop, reading.labels)
+            if rows is not None:
+                rows.add(reading)
+            totals += reading.totals
+        return totals
 
     def _for_call(self, deadline: float) -> float:
         """A call retries until the target's budget for the cycle ends, but a call started late

@@ -27,6 +27,7 @@ class PollStatus:
         self._warned: set[str] = set()  # targets whose failure was logged at warning level
         self._since: dict[str, int] = {}  # target -> when its counting began (API seconds)
         self._unanswered: str | None = None  # why the API did not answer the first call
+        self._alone: set[tuple[str, str]] = set()  # windows read on their own, and why
 
     def no_answer(self, reason: str | None) -> None:
         """The API did not answer the first call, for ``reason`` (None: not said)."""
@@ -68,6 +69,16 @@ class PollStatus:
             warned = target in self._warned
             self._warned.discard(target)
         log.log(logging.INFO if warned else logging.DEBUG, "target %s recovered", target)
+
+    def window_read_alone(self, window: str, why: str) -> None:
+        """The ``window`` gauges are read on their own, not summed from a wider window's rows,
+        because the API's ``why``: said once per window and reason in a process."""
+        with self._lock:
+            if (window, why) in self._alone:
+                return
+            self._alone.add((window, why))
+        log.info("window %s is read with a call of its own, not summed from the widest "
+                 "window's answer: the API's %s", window, why)
 
     def reasons(self) -> dict[str, str]:
         """Why each failing target fails now."""

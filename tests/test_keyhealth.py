@@ -11,19 +11,15 @@ import logging
 from decimal import Decimal
 
 import pytest
-from prometheus_client import CollectorRegistry
 
+from bench import calls as calls_bench
 from exporter.accounting.snapshot import KeyHealth, KeysSnapshot, Snapshot
 from exporter.api.errors import ApiError, retcode_error
 from exporter.api.keys import ApiKey, parse_keys
-from exporter.config import Config, ConfigError, KeysConfig, Target, parse_config
-from exporter.config.types import ApiConfig
+from exporter.config import ConfigError, KeysConfig, Target, parse_config
 from exporter.core.clock import FakeClock
 from exporter.metrics.exposition import render
 from exporter.polling.keyhealth import KeyHealthRunner
-from exporter.service import Service
-from exporter.simulator import build_simulator
-from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PROJECT, DEMO_PUBLIC_KEY
 from tests.doubles import KeysDouble
 
 SECRET = "sk-THE-SECRET-OF-THE-KEY"
@@ -201,31 +197,10 @@ def test_the_keys_section_defaults_and_reads() -> None:
 def test_at_defaults_the_exporter_makes_at_most_1_25_calls_per_target_per_poll() -> None:
     """The whole exporter, default poll and keys settings, against the simulator: usage reads,
     window reads and key health together, counted by the simulator over simulated hours."""
-    clock = FakeClock(1_767_225_600.0)
-    with build_simulator(3, 3, 3, clock, backfill=0, tick=60) as sim:
-        targets = tuple(Target(f"uminferapikey-demo{k:02d}", m, DEMO_PROJECT)
-                        for k in (1, 3) for m in ("deepseek-ai/DeepSeek-V3",
-                                                  "Qwen/Qwen2.5-72B-Instruct"))
-        config = Config(api=ApiConfig(endpoint=sim.url, public_key=DEMO_PUBLIC_KEY,
-                                      private_key=DEMO_PRIVATE_KEY, timeout=5),
-                        targets=targets)
-        service = Service(config, clock, CollectorRegistry(), lambda: config)
-        try:
-            service.run_cycle()  # learns the API's clock and starts counting
-            sim.reset_stats()
-            started = clock.monotonic()
-            polls = 120  # two hours at the default 60 s
-            for poll in range(1, polls + 1):
-                # As Service.run does: each cycle starts an interval after the one before
-                # (pacing inside a cycle takes fake time, so only the rest is waited).
-                clock.advance(max(0.0, started + poll * config.poll.interval
-                                  - clock.monotonic()))
-                service.run_cycle()
-            body = service.cache.body(False).decode()
-            elapsed = clock.monotonic() - started  # pacing inside a cycle takes (fake) time too
-        finally:
-            service.stop()
-        calls = sim.stats().by_action
+    polls = 120  # two hours at the default 60 s
+    run = calls_bench.steady(polls)
+    calls, body, elapsed = run.calls, run.body, run.elapsed
+    targets = range(run.targets)
     per_target_per_poll = sum(calls.values()) / (len(targets) * polls)
     # One project, every 5 minutes: at the first cycle start at or after each 5 minutes.
     listings, cycle = calls["ListUMInferAPIKey"], elapsed / polls

@@ -4,16 +4,20 @@ that a replica listed among its own peers skips itself."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from exporter.accounting.handoff import (
     CLOCK_SLACK,
+    MAX_BYTES,
     HandoffError,
     Terms,
     check,
@@ -26,7 +30,8 @@ from exporter.config import HaConfig
 from exporter.core.clock import FakeClock
 from exporter.core.grid import DAY, Grid
 from exporter.core.usage import Totals
-from exporter.polling.peers import fetch
+from exporter.polling.peers import Fetched, fetch
+from tests.certs import Pki, make_pki
 
 H = 3600
 SETTLE = 600
@@ -354,3 +359,161 @@ def test_a_peer_that_trickles_its_answer_is_given_up_at_ha_timeout(
     assert fetched is None
     assert took < 1.5, f"{took:.1f}s"
     assert "no whole answer within ha.timeout (1s)" in caplog.text
+
+
+# --- The peer fetch through a real peer (issue #33) ---
+
+class _Protected(BaseHTTPRequestHandler):
+    """A peer whose web config asks for basic auth: 401 without ``replica:ha-Secret-PW``."""
+
+    body = b""
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        expected = "Basic " + base64.b64encode(b"replica:ha-Secret-PW").decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="uminfer"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve_tls(handler: type[BaseHTTPRequestHandler], pki: Pki) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_protected_https_peer_is_read_with_its_ca_and_credentials(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pki = make_pki(tmp_path)
+
+    class Peer(_Protected):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[str] = []
+
+    server = _serve_tls(Peer, pki)
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+
+    def ha(**changes: object) -> HaConfig:
+        settings: dict[str, object] = {"peers": (url,), "username": "replica",
+                                       "password": "ha-Secret-PW", "ca_file": str(pki.ca),
+                                       "timeout": 5.0, **changes}
+        return HaConfig(**settings)  # type: ignore[arg-type]
+
+    def fetched(config: HaConfig) -> Fetched | None:
+        return fetch(config, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS)
+
+    try:
+        good = fetched(ha())
+        assert good is not None and good.url == url
+        assert good.handoff.ledgers["p/k/m"].counters() == tok(10)
+        assert fetched(ha(password="wrong")) is None
+        assert "the peer refused ha.username/ha.password (HTTP 401)" in caplog.text
+        asked = len(Peer.seen)
+        # Without ha.ca_file the system CAs judge the peer: its test CA is not among them.
+        assert fetched(ha(ca_file=None)) is None
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+        assert len(Peer.seen) == asked  # nothing, the password least of all, was sent
+        (tmp_path / "other").mkdir()
+        stranger = make_pki(tmp_path / "other")
+        assert fetched(ha(ca_file=str(stranger.ca))) is None  # another CA's peer is refused
+        assert len(Peer.seen) == asked
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "ha-Secret-PW" not in caplog.text
+
+
+@pytest.mark.parametrize(("document", "now", "reason"), [
+    (render(Terms(T0, SETTLE + 60), {"p/k/m": counted(2).settled()}, replica="peer"),
+     T0 + 5 * H, "the peer counts with"),
+    (render(Terms(T0 - H, SETTLE), {"p/k/m": counted(2).settled()}, replica="peer"),
+     T0 + 5 * H, "the peer counts with"),
+    # Settled two hours from T0: this replica's API clock says only one hour has passed.
+    (render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer"),
+     T0 + H, "is the peer's clock ahead?"),
+])
+def test_fetch_refuses_a_peer_with_other_terms_or_a_clock_ahead(
+        document: bytes, now: int, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    class Peer(_Recording):
+        body = document
+        seen: list[dict[str, str]] = []
+
+    server = _serve(Peer)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",))
+        fetched = fetch(ha, TERMS, lambda: now, FakeClock(), replica="me", grid_of=HOURS)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fetched is None
+    assert len(Peer.seen) == 1
+    assert "its ledgers are refused" in caplog.text and reason in caplog.text
+
+
+def test_a_peer_answer_is_cut_at_the_parsers_limit_not_read_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[int] = []
+
+    class Endless(BaseHTTPRequestHandler):
+        """A peer announcing and sending four times the limit, counting what it got out."""
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(4 * MAX_BYTES))
+            self.end_headers()
+            chunk, total = b"0" * (1 << 20), 0
+            try:
+                while total < 4 * MAX_BYTES:
+                    self.wfile.write(chunk)
+                    total += len(chunk)
+            except OSError:
+                pass
+            sent.append(total)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _serve(Endless)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",), timeout=20.0)
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                        grid_of=HOURS)
+        deadline = time.monotonic() + 10
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fetched is None
+    assert f"answer larger than {MAX_BYTES} bytes" in caplog.text
+    # What the socket buffers held beyond the limit at most, never the rest of the answer.
+    assert sent and sent[0] <= MAX_BYTES + (16 << 20), sent
+
+
+@pytest.mark.parametrize("late", [DAY, DAY // 2, H])
+def test_a_ledger_that_does_not_begin_at_the_origin_is_refused(late: int) -> None:
+    # A ledger whose counting began after the origin lacks the usage in between: a replica
+    # that took it would show less than one that counted from the origin.
+    grid = Grid("UTC")
+    led = Ledger(T0 + late, grid, SETTLE)
+    start = T0 + late
+    led.record(Read(start, start + H - 1, (start,)), tok(5), start + H + SETTLE)
+    handoff = parse(render(TERMS, {"p/k/m": led.settled()}, replica="peer"))
+    with pytest.raises(HandoffError, match=r"does not count from accounting\.origin"):
+        check(handoff, TERMS, T0 + late + 5 * H, lambda _: grid)

@@ -140,3 +140,31 @@ def test_without_dates_the_trusted_host_clock_is_settled() -> None:
         api.observe(None, clock.monotonic())
     assert api.settled
     assert ApiClock.trusting(clock).settled
+
+
+def test_the_estimate_is_the_median_of_the_last_15_answers_only() -> None:
+    # A server fleet whose clock was an hour ahead for 20 answers, then put right: once 15
+    # right answers have come, the old ones no longer count, however many they were.
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    for _ in range(20):
+        clock.advance(1)
+        api.observe(date(clock.time() + 3600), clock.monotonic())
+    for _ in range(7):
+        clock.advance(1)
+        api.observe(date(clock.time()), clock.monotonic())
+    assert api.now() == pytest.approx(clock.time() + 3600, abs=1)  # 8 of the last 15 wrong
+    clock.advance(1)
+    api.observe(date(clock.time()), clock.monotonic())
+    assert api.now() == pytest.approx(clock.time(), abs=1)  # 8 of the last 15 right
+
+
+def test_the_host_clock_is_trusted_at_the_third_undated_answer_not_before() -> None:
+    clock = FakeClock(API + 5)
+    api = ApiClock(clock)
+    api.observe(None, clock.monotonic())
+    api.observe(None, clock.monotonic())
+    assert not api.known and not api.settled
+    api.observe(None, clock.monotonic())  # the third (documented: "after 3 of them")
+    assert api.known and api.settled
+    assert api.now() == API + 5

@@ -233,3 +233,21 @@ def test_at_defaults_the_exporter_stays_under_two_calls_per_target_per_poll() ->
     assert "sk-demo-secret" not in body
     print(f"API calls per target per poll at defaults: {per_target_per_poll:.3f} {calls} "
           f"over {elapsed:.0f} s")
+
+
+@pytest.mark.parametrize("code", [153, 150, 2001])  # throttled, unavailable, service-specific
+def test_a_transient_retcode_keeps_the_last_listing(code: int) -> None:
+    # What the client raises once its retries of a throttled listing ran out: a RetCode, but
+    # no refusal. The key series stay; only "refused" and "unsupported" drop them.
+    clock = FakeClock()
+    source = Lister({"p": [api_key("k1")], "": [api_key("k2")]})
+    runner, config = KeyHealthRunner(clock), KeysConfig(interval=60)
+    runner.refresh_if_due(source, config, TARGETS, 10.0)
+    source.error = retcode_error(code, "Request frequency exceeds the limit")
+    assert source.error.transient and source.error.retcode == code
+    clock.advance(60)
+    runner.refresh_if_due(source, config, TARGETS, 10.0)
+    snap = runner.snapshot(config, TARGETS)
+    assert snap is not None
+    assert [k.key_id for k in snap.keys] == ["k2", "k1"]
+    assert snap.failures == (("retcode", 1),)

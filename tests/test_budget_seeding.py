@@ -155,7 +155,7 @@ def test_days_recorded_concurrently_complete_the_seed_exactly_once() -> None:
                                                               tokens=1),)).horizon)
         seeding.begin(TARGET.ident)
         assert seeding.plan(TARGET, origin, settled_before=origin)
-        barrier, errors = threading.Barrier(len(days)), []
+        barrier, errors = threading.Barrier(len(days)), list[BaseException]()
 
         def record(day: int, seeding: Seeding = seeding,
                    barrier: threading.Barrier = barrier, errors: list[BaseException] = errors

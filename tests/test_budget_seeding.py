@@ -132,6 +132,46 @@ def test_a_ledger_beginning_exactly_at_its_period_start_needs_no_seed(budget: st
     assert seeding.take_done() == []
 
 
+def test_the_baseline_is_counted_with_the_days_and_ignored_where_no_seed_is_due() -> None:
+    seeding = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", tokens=1),)).horizon)
+    origin = NOV_15 + 600
+    seeding.baseline(TARGET, origin, Totals(tokens=9))  # not pending: nothing to add it to
+    seeding.begin(TARGET.ident)
+    seeding.baseline(TARGET, origin, Totals(tokens=8))  # not planned yet: no seed known
+    seeding.record(TARGET, origin, NOV_15, Totals(tokens=4))  # nor days
+    assert seeding.take_done() == [] and seeding.pending() == [TARGET.ident]
+    [(start, _)] = seeding.plan(TARGET, origin, settled_before=origin)
+    seeding.baseline(TARGET, origin, Totals(tokens=7))
+    seeding.record(TARGET, origin, start, Totals(tokens=5))
+    (seed,) = seeding.take_done()
+    assert seed.days == ((NOV_15, Totals(tokens=5)), (origin, Totals(tokens=7)))
+    seeding.record(OTHER, origin, start, Totals(tokens=5))  # never begun: ignored
+    assert seeding.pending() == [] and seeding.take_done() == []
+
+
+def test_a_day_ending_the_second_before_settled_time_is_not_read_yet() -> None:
+    seeding = Seeding(horizon=BudgetTracker((BudgetConfig("d", "daily", tokens=1),)).horizon)
+    seeding.begin(TARGET.ident)
+    origin = NOV_15 + 600
+    assert seeding.plan(TARGET, origin, settled_before=origin - 1) == []  # ends at origin - 1
+
+
+def test_targets_pending_in_the_state_without_budgets_any_more_are_done() -> None:
+    seeding = Seeding(pending=[TARGET.ident])  # saved while budgets were configured
+    assert seeding.pending() == [TARGET.ident]
+    assert seeding.plan(TARGET, NOON, settled_before=NOON) == []
+    assert seeding.pending() == []
+
+
+def test_a_dropped_seed_is_no_longer_pending_and_each_reason_is_new_once() -> None:
+    seeding = Seeding(pending=[TARGET.ident, OTHER.ident])
+    assert seeding.drop(TARGET.ident, "rejected") is True
+    assert seeding.pending() == [OTHER.ident]
+    assert seeding.drop(OTHER.ident, "rejected") is False  # logged once, for the first
+    assert seeding.drop(OTHER.ident, "too_late") is True
+    assert seeding.pending() == []
+
+
 class SlowDay(int):
     """A day's first second whose hashing and comparing yield the GIL, as a real poller's
     thread is switched out at any point: it widens each window in which two pollers recording

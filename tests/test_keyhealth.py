@@ -20,7 +20,7 @@ from exporter.config import Config, ConfigError, KeysConfig, Target, parse_confi
 from exporter.config.types import ApiConfig
 from exporter.core.clock import FakeClock
 from exporter.metrics.exposition import render
-from exporter.polling.keyhealth import KeyHealthRunner
+from exporter.polling.keyhealth import KeyHealthRunner, reason
 from exporter.service import Service
 from exporter.simulator import build_simulator
 from exporter.simulator.build import DEMO_PRIVATE_KEY, DEMO_PROJECT, DEMO_PUBLIC_KEY
@@ -251,3 +251,46 @@ def test_a_transient_retcode_keeps_the_last_listing(code: int) -> None:
     assert snap is not None
     assert [k.key_id for k in snap.keys] == ["k2", "k1"]
     assert snap.failures == (("retcode", 1),)
+
+
+def test_every_fact_of_a_listed_key_reaches_its_health_with_its_account(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    full = ApiKey("k1", "one", 2, True, ("m1",), 1_767_225_600, Decimal("20.00"),
+                  Decimal("18.60"), Decimal("500"), Decimal("402.35"))
+    for runner, account in ((KeyHealthRunner(clock), ""), (KeyHealthRunner(clock, "eu"), "eu")):
+        config = KeysConfig(interval=60)
+        assert runner.snapshot(config, TARGETS) == KeysSnapshot((), None, ())  # none yet
+        runner.refresh_if_due(Lister({"p": [full], "": []}), config, TARGETS, 10.0)
+        snap = runner.snapshot(config, TARGETS)
+        assert snap == KeysSnapshot((KeyHealth(
+            "p", "k1", "one", 2, True, 1_767_225_600, Decimal("20.00"), Decimal("18.60"),
+            Decimal("500"), Decimal("402.35"), account),), 1_700_000_000.0, ())
+    assert "recovered" not in caplog.text  # a first listing recovers from nothing
+
+
+def test_each_change_of_state_is_logged_once_in_full(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    source = Lister({"p": [api_key("k1")], "": [api_key("k2")]})
+    runner, config = KeyHealthRunner(clock), KeysConfig(interval=60)
+    for error in (ApiError("timeout", "timed out", transient=True),
+                  ApiError("timeout", "timed out", transient=True),
+                  retcode_error(299, "denied"), None):
+        source.error = error
+        runner.refresh_if_due(source, config, TARGETS, 10.0)
+        clock.advance(60)
+    assert [r.getMessage() for r in caplog.records] == [
+        "key health: ListUMInferAPIKey failed (timeout), keeping the last listing; usage "
+        "counting is unaffected: timed out",
+        "key health: ListUMInferAPIKey failed (refused), no key series until it answers; usage "
+        "counting is unaffected: RetCode 299 (IAM permission denied for this project/key): "
+        "denied",
+        "key health recovered: ListUMInferAPIKey answers again"]
+
+
+def test_a_failure_outside_the_reasons_is_counted_as_internal_not_as_a_new_label() -> None:
+    odd = ApiError("window_semantics", "a category no listing has")  # type: ignore[arg-type]
+    assert reason(odd) == "internal"
+    assert reason(ApiError("invalid_response", "bad")) == "invalid_response"

@@ -21,6 +21,7 @@ from exporter.accounting.handoff import (
     HandoffError,
     Terms,
     check,
+    explained,
     parse,
     render,
     takeover,
@@ -517,3 +518,164 @@ def test_a_ledger_that_does_not_begin_at_the_origin_is_refused(late: int) -> Non
     handoff = parse(render(TERMS, {"p/k/m": led.settled()}, replica="peer"))
     with pytest.raises(HandoffError, match=r"does not count from accounting\.origin"):
         check(handoff, TERMS, T0 + late + 5 * H, lambda _: grid)
+
+
+# --- Every refusal, in the words an operator reads (mutation survivors, #33) ---
+
+def _edited(change: dict[str, object] | None = None, /, **entry: object) -> bytes:
+    """A valid document of counted(3), with top-level ``change`` and ledger ``entry`` edits."""
+    data = json.loads(render(TERMS, {"p/k/m": counted(3).settled()}, replica="peer"))
+    data["targets"]["p/k/m"].update(entry)
+    data.update(change or {})
+    return json.dumps(data).encode()
+
+
+def _parse_error(body: bytes) -> str:
+    with pytest.raises(HandoffError) as refused:
+        parse(body)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (_edited({"kind": "other"}), "answer is not a ledger document (wrong kind)"),
+    (_edited({"version": "9" * 30}), "document version '99999999999999999999', expected 2: run "
+     "the same exporter version on every replica"),
+    (_edited({"targets": []}), "answer is not a ledger document: TypeError: targets must be an "
+     "object"),
+    (_edited({"targets": {"p/k/m": 0}}), "answer is not a ledger document: TypeError: a target's "
+     "ledger must be an object"),
+    (_edited({"terms": {"origin": "1", "settle": SETTLE}}), "answer is not a ledger document: "
+     "TypeError: expected an integer, got str"),
+    (_edited({"terms": {"origin": True, "settle": SETTLE}}), "answer is not a ledger document: "
+     "TypeError: expected an integer, got bool"),
+    (_edited(open=[{"start": T0}]), "a ledger holds time that is not settled"),
+    (_edited(audits=[{"start": T0}]), "a ledger holds time that is not settled"),
+    (_edited(given_up=[]), "answer is not a ledger document: TypeError: given_up must be an "
+     "object"),
+    (_edited(given_up={"x" * 60: 1}), f"a ledger gives up for {'x' * 40!r}, not one of network, "
+     "timeout, http, retcode, invalid_response, internal, window_semantics"),
+    (_edited(given_up={"timeout": True}), "a ledger gives up a negative or non-integer number of "
+     "seconds"),
+    (_edited(given_up={"timeout": -1}), "a ledger gives up a negative or non-integer number of "
+     "seconds"),
+])
+def test_each_misshapen_document_is_refused_with_its_reason(body: bytes, message: str) -> None:
+    assert _parse_error(body) == message
+
+
+def test_the_document_and_its_target_count_are_bounded_exactly() -> None:
+    assert _parse_error(b" " * (MAX_BYTES + 1)) == f"answer larger than {MAX_BYTES} bytes"
+    assert _parse_error(b" " * MAX_BYTES).startswith("answer is not a ledger document: ")
+    data = json.loads(render(TERMS, {}))
+    data["targets"] = {f"t{i}": 0 for i in range(100_000)}  # at the cap: each entry is read
+    assert _parse_error(json.dumps(data).encode()).endswith("ledger must be an object")
+
+
+def test_a_ledger_giving_up_no_seconds_and_a_document_without_a_replica_are_taken() -> None:
+    check(parse(_edited(given_up={"timeout": 0})), TERMS, T0 + 5 * H, HOURS)
+    data = json.loads(_edited())
+    del data["replica"]
+    assert parse(json.dumps(data).encode()).replica == ""
+    assert parse(render(TERMS, {})).replica == ""  # render's default: no replica id
+    assert parse(render(TERMS, {}, replica="r" * 80)).replica == "r" * 64
+
+
+def test_check_names_the_target_in_every_refusal() -> None:
+    ident = "p/" + "k" * 300
+    handoff = parse(render(TERMS, {ident: counted(3).settled()}))
+    days = Grid("UTC")
+    with pytest.raises(HandoffError) as refused:
+        check(handoff, TERMS, T0 + 5 * H, lambda _: days)
+    assert str(refused.value) == (f"target {ident[:200]!r} is cut into 3600 s periods at offset "
+                                  "0 s, here into days of UTC: set the same api.time_zone on "
+                                  "every replica")
+    # Each target's own grid: the ledger of hours is checked against hours, not another's.
+    check(handoff, TERMS, T0 + 5 * H, lambda name: HOURS(name) if name == ident else days)
+
+
+def _checked(now: int = T0 + 5 * H, **entry: object) -> str | None:
+    try:
+        check(parse(_edited(**entry)), TERMS, now, HOURS)
+    except HandoffError as error:
+        return str(error)
+    return None
+
+
+def test_every_bound_of_check_holds_exactly_at_its_limit() -> None:
+    most = 10**9 * 3 * H  # a billion a second over the three settled hours
+    what = "target 'p/k/m'"
+    assert _checked(closed={"tokens": most}) is None
+    assert _checked(closed={"tokens": most + 1}) == (
+        f"{what} holds settled totals above 1,000,000,000 a second of the {3 * H} seconds it "
+        "covers")
+    assert _checked(late_after_settle={"tokens": most + 1}) == (
+        f"{what} holds late_after_settle above 1,000,000,000 a second of the {3 * H} seconds it "
+        "covers")
+    assert _checked(additivity_excess={"tokens": most + 1}) == (
+        f"{what} holds additivity_excess above 1,000,000,000 a second of the {3 * H} seconds it "
+        "covers")
+    assert _checked(revisions=most) is None
+    assert _checked(revisions=most + 1) == (
+        f"{what} holds a count of revisions or additivity errors out of range")
+    passed = 5 * H + 1  # seconds from the origin to now, both counted
+    assert _checked(skipped_seconds=passed) is None
+    assert _checked(skipped_seconds=passed + 1) == (
+        f"{what} gives up or skips more seconds than have passed since its origin")
+
+
+def test_a_ledger_with_nothing_settled_is_bounded_as_one_second() -> None:
+    empty = Ledger(T0, H, SETTLE).settled()
+    data = json.loads(render(TERMS, {"p/k/m": empty}))
+    data["targets"]["p/k/m"]["revisions"] = 10**9
+    check(parse(json.dumps(data).encode()), TERMS, T0 + H, HOURS)
+    data["targets"]["p/k/m"]["revisions"] = 10**9 + 1
+    with pytest.raises(HandoffError, match="out of range"):
+        check(parse(json.dumps(data).encode()), TERMS, T0 + H, HOURS)
+
+
+def test_takeover_keeps_each_peer_ledger_and_skips_targets_the_peer_lacks() -> None:
+    peer = counted(3).settled()
+    taken = takeover({"b": peer}, {}, ["a", "b"])  # "a": the peer has none, "b" still taken
+    assert taken == {"b": peer} and taken["b"] is peer
+    even = counted(3).settled()
+    assert takeover({"t": peer}, {"t": even}, ["t"]) == {}  # settled as far: nothing to gain
+
+
+def test_a_peer_settled_exactly_as_far_as_one_read_verifies_is_explained() -> None:
+    own = counted(3, per_hour=1000)  # frontier: the start of hour 4 (read open at its start)
+    frontier = own.read_frontier()
+    for settled_hours, explained_ok in ((3 + 24, True), (3 + 25, False)):
+        peer = counted(settled_hours, per_hour=1000).settled()
+        beyond = peer.settled_until() + 1 - frontier
+        assert (beyond <= DAY) is explained_ok
+        assert explained(peer, own) is explained_ok
+
+
+@pytest.mark.parametrize("hours", [4, 6])
+def test_the_surge_a_peer_may_bring_is_exactly_what_own_reading_explains(hours: int) -> None:
+    own = counted(3, per_hour=1000)
+    base = counted(hours, per_hour=1000).settled()
+    read = own.read_frontier() - own.origin
+    allowed = base.settled_until() + 1 - own.read_frontier() + own.settle
+    have = own.counters()
+    most = have.tokens + 10 * have.tokens * allowed // read  # MAX_SURGE: 10
+
+    def peer(tokens: int) -> Ledger:
+        totals = Totals(input_tokens=have.input_tokens, tokens=tokens)
+        return Ledger.from_dict({**base.to_dict(), "closed": totals.as_dict()})
+
+    assert explained(peer(most), own)
+    assert not explained(peer(most + 1), own)
+
+
+def test_unexplained_totals_are_logged_once_with_the_first_target(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ident = "x" * 300
+    own = counted(3, per_hour=1000)
+    inflated = Ledger.from_dict({**counted(4, per_hour=1000).settled().to_dict(),
+                                 "closed": tok(4000 * 10**9).as_dict()})
+    assert takeover({ident: inflated}, {ident: own}, [ident]) == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the peer's settled totals of 1 targets ({ident[:200]!r} first) exceed what this "
+        "replica's own ledgers explain (at most 10 times their own rate, for at most a day); "
+        "they catch up from the API instead"]

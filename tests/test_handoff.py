@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from exporter.accounting.handoff import (
     CLOCK_SLACK,
@@ -679,3 +681,102 @@ def test_unexplained_totals_are_logged_once_with_the_first_target(
         f"the peer's settled totals of 1 targets ({ident[:200]!r} first) exceed what this "
         "replica's own ledgers explain (at most 10 times their own rate, for at most a day); "
         "they catch up from the API instead"]
+
+
+# --- Which peers are asked, and what the log says of each (mutation survivors, #33) ---
+
+def test_this_host_is_not_asked_and_each_failed_peer_is_followed_by_the_next(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[dict[str, str]] = []
+
+    class Other(_Recording):
+        body = render(Terms(T0, SETTLE + 60), {}, replica="other")
+        seen: list[dict[str, str]] = []
+
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    own = f"http://{socket.gethostname().split('.')[0].upper()}.peers.invalid:1"
+    good, other = _serve(Peer), _serve(Other)
+    try:
+        refused = f"http://127.0.0.1:{other.server_address[1]}"
+        url = f"http://127.0.0.1:{good.server_address[1]}"
+        ha = HaConfig(peers=(own, gone, refused, url), timeout=5.0)
+        clock = FakeClock()
+        clock.advance(100)  # monotonic time far from zero: the call took no fake time
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, clock, replica="me", grid_of=HOURS)
+    finally:
+        for server in (good, other):
+            server.shutdown()
+            server.server_close()
+    assert fetched is not None and (fetched.url, fetched.seconds) == (url, 0.0)
+    assert (len(Peer.seen), len(Other.seen)) == (1, 1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "peers.invalid" in m]  # this host: not even tried
+    [unreachable] = [m for m in messages if "unreachable" in m]
+    prefix = f"peer {gone} unreachable: ConnectionError: "
+    assert unreachable.startswith(prefix + "HTTPConnectionPool(")
+    assert len(unreachable) == len(prefix) + 200  # the error's first line, cut at 200
+    assert (f"peer {refused}: its ledgers are refused: the peer counts with "
+            f"accounting.origin={T0}, poll.settle={SETTLE + 60}s, this replica with "
+            f"accounting.origin={T0}, poll.settle={SETTLE}s; make them identical on every "
+            "replica; catching up from the API instead") in messages
+
+
+def test_a_document_this_replica_sent_is_skipped_and_said_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    class Peer(_Recording):
+        body = render(TERMS, {}, replica="me")
+        seen: list[dict[str, str]] = []
+
+    server = _serve(Peer)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert fetch(HaConfig(peers=(url,)), TERMS, lambda: T0 + 5 * H, FakeClock(),
+                     replica="me", grid_of=HOURS) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.getMessage() for r in caplog.records] == [f"peer {url} is this replica; skipped"]
+
+
+def test_an_error_without_words_is_logged_by_its_kind(caplog: pytest.LogCaptureFixture) -> None:
+    class Silent(requests.Session):
+        def get(self, *args: object, **kwargs: object) -> requests.Response:
+            raise requests.ConnectionError()
+
+    ha = HaConfig(peers=("http://127.0.0.1:1",), timeout=5.0)
+    assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me", grid_of=HOURS,
+                 session=Silent) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "peer http://127.0.0.1:1 unreachable: ConnectionError: "]
+
+
+def test_the_call_runs_in_a_daemon_thread_named_for_it() -> None:
+    """A peer that never finishes must not hold up an exit, and shows in a thread dump."""
+    threads: list[tuple[str, bool]] = []
+
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[dict[str, str]] = []
+
+        def do_GET(self) -> None:
+            threads.extend((t.name, t.daemon) for t in threading.enumerate()
+                           if t.name == "peer-fetch")
+            super().do_GET()
+
+    server = _serve(Peer)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",))
+        assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS) is not None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert threads == [("peer-fetch", True)]

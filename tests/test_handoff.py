@@ -780,3 +780,75 @@ def test_the_call_runs_in_a_daemon_thread_named_for_it() -> None:
         server.shutdown()
         server.server_close()
     assert threads == [("peer-fetch", True)]
+
+
+class _Routed(BaseHTTPRequestHandler):
+    """A peer serving ``answers`` by path (status, headers, body); 404 elsewhere."""
+
+    answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    def do_GET(self) -> None:
+        status, headers, body = self.answers.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _fetch_logged(answers: dict[str, tuple[int, dict[str, str], bytes]], suffix: str = "",
+                  ha: dict[str, object] | None = None) -> tuple[Fetched | None, list[str]]:
+    class Peer(_Routed):
+        pass
+
+    Peer.answers = answers
+    server = _serve(Peer)
+    url = f"http://127.0.0.1:{server.server_address[1]}{suffix}"
+    handler = logging.Handler()
+    records: list[str] = []
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("exporter.polling.peers")
+    logger.addHandler(handler)
+    try:
+        settings: dict[str, object] = {"peers": (url,), "timeout": 20.0, **(ha or {})}
+        fetched = fetch(HaConfig(**settings), TERMS,  # type: ignore[arg-type]
+                        lambda: T0 + 5 * H, FakeClock(), replica="me", grid_of=HOURS)
+    finally:
+        logger.removeHandler(handler)
+        server.shutdown()
+        server.server_close()
+    return fetched, [m.replace(url, "PEER") for m in records]
+
+
+def test_each_answer_a_peer_may_give_is_told_apart() -> None:
+    doc = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+    fetched, _ = _fetch_logged({"/-/ledgers": (200, {}, doc)}, suffix="/")  # a trailing slash
+    assert fetched is not None
+    refusal = "PEER: its ledgers are refused: {}; catching up from the API instead"
+    cases: list[tuple[dict[str, tuple[int, dict[str, str], bytes]], str]] = [
+        ({}, "the peer does not serve /-/ledgers (an older version?)"),
+        ({"/-/ledgers": (500, {}, b"")}, "the peer answered HTTP 500"),
+        ({"/-/ledgers": (405, {}, b"")}, "the peer answered HTTP 405"),
+        ({"/-/ledgers": (401, {}, b"")}, "the peer refused ha.username/ha.password (HTTP 401)"),
+        # A redirect is not followed: credentials must not travel on to another address.
+        ({"/-/ledgers": (302, {"Location": "/elsewhere"}, b""), "/elsewhere": (200, {}, doc)},
+         "the peer answered HTTP 302"),
+    ]
+    for answers, why in cases:
+        fetched, logged = _fetch_logged(answers)
+        assert (fetched, logged) == (None, ["peer " + refusal.format(why)])
+    fetched, logged = _fetch_logged({"/-/ledgers": (200, {}, doc)},
+                                    ha={"username": "replica", "password": "pw"})
+    assert (fetched, logged) == (None, ["peer " + refusal.format(
+        "ha.username/ha.password go only to https:// peers (or set ha.insecure_http_auth: "
+        "true)")])
+
+
+def test_an_answer_of_exactly_the_limit_is_read_whole() -> None:
+    fetched, logged = _fetch_logged({"/-/ledgers": (200, {}, b" " * MAX_BYTES)})
+    assert fetched is None
+    [line] = logged
+    assert "answer is not a ledger document" in line  # read, then refused as no document

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
 from exporter.config import BudgetConfig, Config, ConfigError, Target, parse_config
@@ -44,10 +45,13 @@ def test_use_counts_matching_targets_and_resets_each_period() -> None:
     by_name = {b.name: b for b in tracker.snapshot(T)}
     assert (by_name["k1-day"].used, by_name["k1-day"].unit) == (Decimal(300), "tokens")
     assert (by_name["all-month"].used, by_name["all-month"].unit) == (Decimal("0.3"), "USD")
+    restored = BudgetTracker((tokens, money), tracker.to_dict())
+    assert [b.used for b in restored.snapshot(T)] == [Decimal(300), Decimal("0.3")]
     later = T + 60  # a new day and a new month
     assert [b.used for b in tracker.snapshot(later)] == [0, 0]
-    restored = BudgetTracker((tokens, money), BudgetTracker((tokens, money)).to_dict())
-    assert [b.used for b in restored.snapshot(T)] == [0, 0]
+    assert [b.used for b in restored.snapshot(later)] == [0, 0]
+    restored.add(A, 7, Decimal("0.01"), "USD", later)  # the new periods count from zero
+    assert [b.used for b in restored.snapshot(later)] == [Decimal(7), Decimal("0.01")]
 
 
 def test_use_survives_a_restart_within_the_period() -> None:
@@ -167,3 +171,40 @@ def test_use_saved_before_definitions_were_saved_stays_with_its_name() -> None:
     spend = Spend(_config(TEAM), budgets=budget_use(saved))
     assert _used(spend, _config(TEAM), Totals())["team"][0] == 800_000
     assert spend.budget_use()["team"]["definition"] == "daily tokens [key=k1]"
+
+
+def _image_config() -> Config:
+    return parse_config({"api": {"public_key": "p", "private_key": "s"},
+                         "targets": [{"key": "k1", "model": "img"}],
+                         "pricing": {"currency": "USD", "models": {"img": {"image": "0.04"}}},
+                         "budgets": [{"name": "usd", "period": "monthly", "cost": "10"},
+                                     {"name": "tok", "period": "monthly", "tokens": 100}]},
+                        {}, ".")
+
+
+def test_image_only_usage_is_charged_to_cost_budgets() -> None:
+    config = _image_config()
+    spend = Spend(config)
+    spend.sync({})
+    images = Totals(image_generations=5)  # an image model: no tokens, no requests counted
+    snapshot = spend.apply(Snapshot((TargetSnapshot(config.targets[0], images),)), T)
+    used = {b.name: b.used for b in snapshot.budgets}
+    assert used == {"usd": Decimal("0.20"), "tok": 0}
+    assert snapshot.targets[0].cost == (("USD", Decimal("0.20")),)
+
+
+def test_a_meter_started_beside_a_ledger_that_already_counted_prices_only_what_follows() -> None:
+    # E.g. a version 1 state without its cost file: usage counted before pricing existed is
+    # never priced, nor charged to a budget, all at once on the first cycle.
+    config = _config({"name": "usd", "period": "monthly", "cost": "100"})
+    ledger = Ledger(int(T) // 3600 * 3600 - 7200, 3600, 60)
+    start = ledger.origin
+    ledger.record(Read(start, start + 3599, (start,)), USED, start + 3600 + 60)
+    assert ledger.counters() == USED
+    spend = Spend(config)
+    spend.sync({config.targets[0].ident: ledger})
+    grown = USED + Totals(input_tokens=1000, tokens=1000)
+    snapshot = spend.apply(Snapshot(tuple(TargetSnapshot(t, c) for t, c in zip(
+        config.targets, (grown, Totals()), strict=True))), T)
+    assert snapshot.targets[0].cost == (("USD", Decimal("0.001")),)  # 1,000 tokens at $1/M
+    assert {b.name: b.used for b in snapshot.budgets} == {"usd": Decimal("0.001")}

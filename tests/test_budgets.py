@@ -163,7 +163,9 @@ def test_a_budget_removed_and_added_again_in_the_period_starts_afresh(
     assert "team" not in spend.budget_use()  # a removed budget's use is dropped
     spend.configure(_config(TEAM))
     assert _used(spend, _config(TEAM), USED, T + 1)["team"][0] == 0
-    assert "budget team added: it counts usage from now on" in caplog.text
+    assert ("budget team added: it counts usage from now on (the targets already counting "
+            "are not read back to the start of its period)") in [
+                r.getMessage() for r in caplog.records]
 
 
 def test_use_saved_before_definitions_were_saved_stays_with_its_name() -> None:
@@ -208,3 +210,42 @@ def test_a_meter_started_beside_a_ledger_that_already_counted_prices_only_what_f
         config.targets, (grown, Totals()), strict=True))), T)
     assert snapshot.targets[0].cost == (("USD", Decimal("0.001")),)  # 1,000 tokens at $1/M
     assert {b.name: b.used for b in snapshot.budgets} == {"usd": Decimal("0.001")}
+
+
+def test_window_cost_is_priced_at_todays_price_and_absent_without_one() -> None:
+    config = _config()
+    hour = config.windows[0]
+    spend = Spend(config)
+    spend.sync({})
+    snapshot = spend.apply(Snapshot(tuple(
+        TargetSnapshot(t, USED, windows=((hour, USED),)) for t in config.targets)), T)
+    assert snapshot.targets[0].window_cost == ((hour, "USD", Decimal("0.8")),)
+    unpriced = Spend(_image_config())  # model "img" has no token price: "m" none at all
+    snap = unpriced.apply(Snapshot((TargetSnapshot(Target("k1", "m", "p"), USED,
+                                                    windows=((hour, USED),)),)), T)
+    assert snap.targets[0].window_cost == ()
+    assert snap.unpriced == (("m", "no_price"),)  # nothing listed: no reason but no price
+
+
+def test_a_meter_survives_a_sync_and_keeps_its_cost() -> None:
+    config = _config()
+    spend = Spend(config)
+    spend.sync({})
+    spend.apply(Snapshot((TargetSnapshot(config.targets[0], USED),)), T)
+    ledger = Ledger(int(T) // 3600 * 3600, 3600, 60)
+    spend.sync({config.targets[0].ident: ledger})  # the same target: its meter stays
+    assert spend.meters()[config.targets[0].ident].cost == {"USD": Decimal("0.8")}
+
+
+def test_a_seed_without_a_price_counts_its_tokens_and_no_money() -> None:
+    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
+                           "targets": [{"key": "k1", "model": "m"}],
+                           "pricing": {"currency": "USD"},
+                           "budgets": [{"name": "usd", "period": "monthly", "cost": "10"},
+                                       {"name": "tok", "period": "monthly", "tokens": 100}]},
+                          {}, ".")
+    spend = Spend(config)
+    start = period_bounds("daily", T)[0]
+    spend.seed(config.targets[0], [(start, Totals(tokens=40))], T)
+    used = {b.name: b.used for b in spend.apply(Snapshot(), T).budgets}
+    assert used == {"usd": 0, "tok": 40}

@@ -565,6 +565,17 @@ def test_each_misshapen_document_is_refused_with_its_reason(body: bytes, message
     assert _parse_error(body) == message
 
 
+def test_a_ledger_entry_must_say_it_has_no_open_time_but_may_omit_give_ups() -> None:
+    for key in ("open", "audits"):
+        data = json.loads(_edited())
+        del data["targets"]["p/k/m"][key]
+        assert _parse_error(json.dumps(data).encode()) == (
+            f"answer is not a ledger document: KeyError: '{key}'")
+    data = json.loads(_edited())
+    del data["targets"]["p/k/m"]["given_up"]
+    check(parse(json.dumps(data).encode()), TERMS, T0 + 5 * H, HOURS)
+
+
 def test_the_document_and_its_target_count_are_bounded_exactly() -> None:
     assert _parse_error(b" " * (MAX_BYTES + 1)) == f"answer larger than {MAX_BYTES} bytes"
     assert _parse_error(b" " * MAX_BYTES).startswith("answer is not a ledger document: ")

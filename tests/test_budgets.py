@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
 from exporter.config import BudgetConfig, Config, ConfigError, Target, parse_config
 from exporter.core.usage import Totals
-from exporter.cost.budgets import BudgetTracker, period_bounds
+from exporter.cost.budgets import BudgetSnapshot, BudgetTracker, period_bounds
 from exporter.cost.meters import budget_use
 
 T = datetime.datetime(2026, 3, 31, 23, 59, 30, tzinfo=datetime.UTC).timestamp()
@@ -249,3 +250,49 @@ def test_a_seed_without_a_price_counts_its_tokens_and_no_money() -> None:
     spend.seed(config.targets[0], [(start, Totals(tokens=40))], T)
     used = {b.name: b.used for b in spend.apply(Snapshot(), T).budgets}
     assert used == {"usd": 0, "tok": 40}
+
+
+def test_periods_are_utc_on_a_host_in_another_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: 07:59:30 on 1 April there
+    time.tzset()
+    try:
+        assert period_bounds("monthly", T) == (1_772_323_200, 1_775_001_600)  # March, UTC
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert datetime.datetime.fromtimestamp(1_772_323_200, datetime.UTC).isoformat() == \
+        "2026-03-01T00:00:00+00:00"
+
+
+def test_a_snapshot_shows_each_budget_with_its_own_period_unit_and_limit() -> None:
+    daily = BudgetConfig("d", "daily", tokens=100, project="p", key="k1", model="m")
+    free = BudgetConfig("z", "monthly", cost=Decimal(0), currency="EUR")
+    tracker = BudgetTracker((daily, free))
+    tracker.add(A, 30, None, "", T)
+    tracker.add(A, 12, None, "", T)  # the same period: added up
+    day, month = period_bounds("daily", T), period_bounds("monthly", T)
+    assert tracker.snapshot(T) == (
+        BudgetSnapshot("d", "daily", "tokens", Decimal(100), Decimal(42), *day),
+        BudgetSnapshot("z", "monthly", "EUR", Decimal(0), Decimal(0), *month))
+    assert tracker.to_dict()["d"]["definition"] == "daily tokens [project=p,key=k1,model=m]"
+
+
+def test_a_seed_tells_only_money_budgets_of_another_currency_and_only_of_real_cost() -> None:
+    tokens = BudgetConfig("t", "monthly", tokens=100)  # its currency field is the default USD
+    eur = BudgetConfig("e", "monthly", cost=Decimal(5), currency="EUR")
+    tracker = BudgetTracker((tokens, eur))
+    start = period_bounds("daily", T)[0]
+    assert tracker.add_before(A, [(start, 5, None)], "USD", T) == ()  # no cost: nothing to tell
+    assert tracker.add_before(A, [(start, 5, Decimal(1))], "USD", T) == ("e",)
+    assert tracker.add_before(A, [(start, 5, Decimal(1))], "EUR", T) == ()
+    assert [b.used for b in tracker.snapshot(T)] == [Decimal(15), Decimal(1)]
+
+
+def test_a_redefined_budget_says_both_definitions(caplog: pytest.LogCaptureFixture) -> None:
+    before = BudgetConfig("team", "daily", tokens=10, key="k1")
+    saved = BudgetTracker((before,))
+    saved.add(A, 3, None, "", T)
+    BudgetTracker((BudgetConfig("team", "daily", tokens=10, key="k2"),), saved.to_dict())
+    assert [r.getMessage() for r in caplog.records] == [
+        "budget team is redefined (daily tokens [key=k2], was daily tokens [key=k1]): it counts "
+        "from now on; the use counted under its old definition is dropped"]

@@ -655,21 +655,23 @@ def test_takeover_keeps_each_peer_ledger_and_skips_targets_the_peer_lacks() -> N
 
 
 def test_a_peer_settled_exactly_as_far_as_one_read_verifies_is_explained() -> None:
-    own = counted(3, per_hour=1000)  # frontier: the start of hour 4 (read open at its start)
+    own = counted(3, per_hour=1000)
     frontier = own.read_frontier()
-    for settled_hours, explained_ok in ((3 + 24, True), (3 + 25, False)):
-        peer = counted(settled_hours, per_hour=1000).settled()
-        beyond = peer.settled_until() + 1 - frontier
-        assert (beyond <= DAY) is explained_ok
+    base = counted(28, per_hour=1000).settled().to_dict()
+    for beyond, explained_ok in ((DAY, True), (DAY + 1, False)):
+        peer = Ledger.from_dict({**base, "cursor": frontier + beyond})
+        assert peer.settled_until() + 1 - frontier == beyond
         assert explained(peer, own) is explained_ok
 
 
-@pytest.mark.parametrize("hours", [4, 6])
-def test_the_surge_a_peer_may_bring_is_exactly_what_own_reading_explains(hours: int) -> None:
+@pytest.mark.parametrize("beyond", [0, H, 3 * H])
+def test_the_surge_a_peer_may_bring_is_exactly_what_own_reading_explains(beyond: int) -> None:
+    # beyond 0: the peer settled exactly up to where this replica's reading ends.
     own = counted(3, per_hour=1000)
-    base = counted(hours, per_hour=1000).settled()
+    base = Ledger.from_dict({**counted(6, per_hour=1000).settled().to_dict(),
+                             "cursor": own.read_frontier() + beyond})
     read = own.read_frontier() - own.origin
-    allowed = base.settled_until() + 1 - own.read_frontier() + own.settle
+    allowed = beyond + own.settle
     have = own.counters()
     most = have.tokens + 10 * have.tokens * allowed // read  # MAX_SURGE: 10
 
@@ -863,3 +865,16 @@ def test_an_answer_of_exactly_the_limit_is_read_whole() -> None:
     assert fetched is None
     [line] = logged
     assert "answer is not a ledger document" in line  # read, then refused as no document
+
+
+def test_skipped_seconds_are_bounded_by_one_second_at_the_origin_itself() -> None:
+    terms = Terms(T0, 60)  # a settle short enough for a document checked at its origin
+    data = json.loads(render(terms, {"p/k/m": Ledger(T0, H, 60).settled()}))
+    for skipped, refused in ((1, False), (2, True)):
+        data["targets"]["p/k/m"]["skipped_seconds"] = skipped
+        handoff = parse(json.dumps(data).encode())
+        if refused:
+            with pytest.raises(HandoffError, match="more seconds than have passed"):
+                check(handoff, terms, T0, HOURS)
+        else:
+            check(handoff, terms, T0, HOURS)

@@ -296,3 +296,15 @@ def test_a_redefined_budget_says_both_definitions(caplog: pytest.LogCaptureFixtu
     assert [r.getMessage() for r in caplog.records] == [
         "budget team is redefined (daily tokens [key=k2], was daily tokens [key=k1]): it counts "
         "from now on; the use counted under its old definition is dropped"]
+
+
+def test_a_seed_priced_in_another_currency_is_told_once_by_budget_and_currency(
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = _config({"name": "eur", "period": "monthly", "cost": "5", "currency": "EUR"})
+    spend = Spend(config)
+    start = period_bounds("daily", T)[0]
+    for _ in range(2):
+        spend.seed(config.targets[0], [(start, USED)], T)
+    assert [r.getMessage() for r in caplog.records] == [
+        "budget eur counts only its own currency: cost in USD of targets it selects is not "
+        "counted in it (price those models in its currency, or add a budget in USD)"]

@@ -878,3 +878,21 @@ def test_skipped_seconds_are_bounded_by_one_second_at_the_origin_itself() -> Non
                 check(handoff, terms, T0, HOURS)
         else:
             check(handoff, terms, T0, HOURS)
+
+
+def test_a_peer_that_never_answers_leaves_no_call_behind() -> None:
+    """Its answer never begins, so there is nothing to hang up on: the call's own read
+    timeout (ha.timeout) is what ends it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are accepted by the kernel and never answered
+        ha = HaConfig(peers=(f"http://127.0.0.1:{silent.getsockname()[1]}",), timeout=0.5)
+        began = time.monotonic()
+        assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS) is None
+        assert time.monotonic() - began < 1.5
+        deadline = time.monotonic() + 3
+        while ([t for t in threading.enumerate() if t.name == "peer-fetch"]
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert not [t for t in threading.enumerate() if t.name == "peer-fetch"]

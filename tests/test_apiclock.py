@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import time
 
 import pytest
 from hypothesis import given
@@ -140,3 +141,90 @@ def test_without_dates_the_trusted_host_clock_is_settled() -> None:
         api.observe(None, clock.monotonic())
     assert api.settled
     assert ApiClock.trusting(clock).settled
+
+
+def test_the_estimate_is_the_median_of_the_last_15_answers_only() -> None:
+    # A server fleet whose clock was an hour ahead for 20 answers, then put right: once 15
+    # right answers have come, the old ones no longer count, however many they were.
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    for _ in range(20):
+        clock.advance(1)
+        api.observe(date(clock.time() + 3600), clock.monotonic())
+    for _ in range(7):
+        clock.advance(1)
+        api.observe(date(clock.time()), clock.monotonic())
+    assert api.now() == pytest.approx(clock.time() + 3600, abs=1)  # 8 of the last 15 wrong
+    clock.advance(1)
+    api.observe(date(clock.time()), clock.monotonic())
+    assert api.now() == pytest.approx(clock.time(), abs=1)  # 8 of the last 15 right
+
+
+def test_the_host_clock_is_trusted_at_the_third_undated_answer_not_before(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(API + 5)
+    clock.advance(100)  # monotonic time is not wall time: 100 here
+    api = ApiClock(clock)
+    api.observe(None, clock.monotonic())
+    api.observe(None, clock.monotonic())
+    assert not api.known and not api.settled
+    api.observe(None, clock.monotonic())  # the third (documented: "after 3 of them")
+    assert api.known and api.settled
+    assert api.now() == API + 105
+    clock.advance(10)
+    assert api.now() == API + 115
+    assert [r.getMessage() for r in caplog.records] == [
+        "the API's answers carry no usable Date header (a proxy may strip it): periods close "
+        "by this host's clock; keep it in sync"]
+
+
+def test_while_unknown_the_wall_clock_stands_in_whatever_the_monotonic_clock_reads() -> None:
+    clock = FakeClock(API)
+    clock.advance(250)
+    api = ApiClock(clock)
+    assert api.now() == API + 250
+    trusting = ApiClock.trusting(clock)
+    clock.advance(5)
+    assert (api.now(), trusting.now()) == (API + 255, API + 255)
+
+
+@pytest.mark.parametrize(("value", "read"), [
+    ("Tue, 14 Nov 2023 22:13:20 -0000", True),  # parsed as naive: HTTP dates are UTC
+    ("Tue, 14 Nov 2023 22:13:20 GMT".ljust(64), True),  # the longest value read
+    ("Tue, 14 Nov 2023 22:13:20 GMT".ljust(65), False),
+])
+def test_dates_are_utc_and_values_past_64_characters_are_not_read(value: str,
+                                                                   read: bool) -> None:
+    clock = FakeClock(API + 900)
+    api = ApiClock(clock)
+    api.observe(value, clock.monotonic())
+    assert api.known is read
+    if read:
+        assert api.now() == API  # 1_700_000_000 is 22:13:20 UTC that day
+
+
+def test_samples_exactly_agree_seconds_from_their_median_agree() -> None:
+    clock = FakeClock(API)
+    api = ApiClock(clock)
+    for offset in (0, 0, 5):  # AGREE is 5 s: the Date header's second and a round trip
+        api.observe(date(API + offset), clock.monotonic())
+    assert api.settled
+    other = ApiClock(clock)
+    for offset in (0, 0, 6):
+        other.observe(date(API + offset), clock.monotonic())
+    assert not other.settled
+
+
+def test_a_date_without_a_zone_is_utc_on_a_host_in_another_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # "-0000" parses as a naive time, which Python would read in the host's zone.
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        clock = FakeClock(API + 900)
+        api = ApiClock(clock)
+        api.observe("Tue, 14 Nov 2023 22:13:20 -0000", clock.monotonic())
+        assert api.now() == API
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from decimal import Decimal
 
 import pytest
 
+from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
 from exporter.config import BudgetConfig, Config, ConfigError, Target, parse_config
 from exporter.core.usage import Totals
-from exporter.cost.budgets import BudgetTracker, period_bounds
+from exporter.cost.budgets import BudgetSnapshot, BudgetTracker, period_bounds
 from exporter.cost.meters import budget_use
 
 T = datetime.datetime(2026, 3, 31, 23, 59, 30, tzinfo=datetime.UTC).timestamp()
@@ -44,10 +46,13 @@ def test_use_counts_matching_targets_and_resets_each_period() -> None:
     by_name = {b.name: b for b in tracker.snapshot(T)}
     assert (by_name["k1-day"].used, by_name["k1-day"].unit) == (Decimal(300), "tokens")
     assert (by_name["all-month"].used, by_name["all-month"].unit) == (Decimal("0.3"), "USD")
+    restored = BudgetTracker((tokens, money), tracker.to_dict())
+    assert [b.used for b in restored.snapshot(T)] == [Decimal(300), Decimal("0.3")]
     later = T + 60  # a new day and a new month
     assert [b.used for b in tracker.snapshot(later)] == [0, 0]
-    restored = BudgetTracker((tokens, money), BudgetTracker((tokens, money)).to_dict())
-    assert [b.used for b in restored.snapshot(T)] == [0, 0]
+    assert [b.used for b in restored.snapshot(later)] == [0, 0]
+    restored.add(A, 7, Decimal("0.01"), "USD", later)  # the new periods count from zero
+    assert [b.used for b in restored.snapshot(later)] == [Decimal(7), Decimal("0.01")]
 
 
 def test_use_survives_a_restart_within_the_period() -> None:
@@ -159,7 +164,9 @@ def test_a_budget_removed_and_added_again_in_the_period_starts_afresh(
     assert "team" not in spend.budget_use()  # a removed budget's use is dropped
     spend.configure(_config(TEAM))
     assert _used(spend, _config(TEAM), USED, T + 1)["team"][0] == 0
-    assert "budget team added: it counts usage from now on" in caplog.text
+    assert ("budget team added: it counts usage from now on (the targets already counting "
+            "are not read back to the start of its period)") in [
+                r.getMessage() for r in caplog.records]
 
 
 def test_use_saved_before_definitions_were_saved_stays_with_its_name() -> None:
@@ -167,3 +174,137 @@ def test_use_saved_before_definitions_were_saved_stays_with_its_name() -> None:
     spend = Spend(_config(TEAM), budgets=budget_use(saved))
     assert _used(spend, _config(TEAM), Totals())["team"][0] == 800_000
     assert spend.budget_use()["team"]["definition"] == "daily tokens [key=k1]"
+
+
+def _image_config() -> Config:
+    return parse_config({"api": {"public_key": "p", "private_key": "s"},
+                         "targets": [{"key": "k1", "model": "img"}],
+                         "pricing": {"currency": "USD", "models": {"img": {"image": "0.04"}}},
+                         "budgets": [{"name": "usd", "period": "monthly", "cost": "10"},
+                                     {"name": "tok", "period": "monthly", "tokens": 100}]},
+                        {}, ".")
+
+
+def test_image_only_usage_is_charged_to_cost_budgets() -> None:
+    config = _image_config()
+    spend = Spend(config)
+    spend.sync({})
+    images = Totals(image_generations=5)  # an image model: no tokens, no requests counted
+    snapshot = spend.apply(Snapshot((TargetSnapshot(config.targets[0], images),)), T)
+    used = {b.name: b.used for b in snapshot.budgets}
+    assert used == {"usd": Decimal("0.20"), "tok": 0}
+    assert snapshot.targets[0].cost == (("USD", Decimal("0.20")),)
+
+
+def test_a_meter_started_beside_a_ledger_that_already_counted_prices_only_what_follows() -> None:
+    # E.g. a version 1 state without its cost file: usage counted before pricing existed is
+    # never priced, nor charged to a budget, all at once on the first cycle.
+    config = _config({"name": "usd", "period": "monthly", "cost": "100"})
+    ledger = Ledger(int(T) // 3600 * 3600 - 7200, 3600, 60)
+    start = ledger.origin
+    ledger.record(Read(start, start + 3599, (start,)), USED, start + 3600 + 60)
+    assert ledger.counters() == USED
+    spend = Spend(config)
+    spend.sync({config.targets[0].ident: ledger})
+    grown = USED + Totals(input_tokens=1000, tokens=1000)
+    snapshot = spend.apply(Snapshot(tuple(TargetSnapshot(t, c) for t, c in zip(
+        config.targets, (grown, Totals()), strict=True))), T)
+    assert snapshot.targets[0].cost == (("USD", Decimal("0.001")),)  # 1,000 tokens at $1/M
+    assert {b.name: b.used for b in snapshot.budgets} == {"usd": Decimal("0.001")}
+
+
+def test_window_cost_is_priced_at_todays_price_and_absent_without_one() -> None:
+    config = _config()
+    hour = config.windows[0]
+    spend = Spend(config)
+    spend.sync({})
+    snapshot = spend.apply(Snapshot(tuple(
+        TargetSnapshot(t, USED, windows=((hour, USED),)) for t in config.targets)), T)
+    assert snapshot.targets[0].window_cost == ((hour, "USD", Decimal("0.8")),)
+    unpriced = Spend(_image_config())  # model "img" has no token price: "m" none at all
+    snap = unpriced.apply(Snapshot((TargetSnapshot(Target("k1", "m", "p"), USED,
+                                                    windows=((hour, USED),)),)), T)
+    assert snap.targets[0].window_cost == ()
+    assert snap.unpriced == (("m", "no_price"),)  # nothing listed: no reason but no price
+
+
+def test_a_meter_survives_a_sync_and_keeps_its_cost() -> None:
+    config = _config()
+    spend = Spend(config)
+    spend.sync({})
+    spend.apply(Snapshot((TargetSnapshot(config.targets[0], USED),)), T)
+    ledger = Ledger(int(T) // 3600 * 3600, 3600, 60)
+    spend.sync({config.targets[0].ident: ledger})  # the same target: its meter stays
+    assert spend.meters()[config.targets[0].ident].cost == {"USD": Decimal("0.8")}
+
+
+def test_a_seed_without_a_price_counts_its_tokens_and_no_money() -> None:
+    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
+                           "targets": [{"key": "k1", "model": "m"}],
+                           "pricing": {"currency": "USD"},
+                           "budgets": [{"name": "usd", "period": "monthly", "cost": "10"},
+                                       {"name": "tok", "period": "monthly", "tokens": 100}]},
+                          {}, ".")
+    spend = Spend(config)
+    start = period_bounds("daily", T)[0]
+    spend.seed(config.targets[0], [(start, Totals(tokens=40))], T)
+    used = {b.name: b.used for b in spend.apply(Snapshot(), T).budgets}
+    assert used == {"usd": 0, "tok": 40}
+
+
+def test_periods_are_utc_on_a_host_in_another_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: 07:59:30 on 1 April there
+    time.tzset()
+    try:
+        assert period_bounds("monthly", T) == (1_772_323_200, 1_775_001_600)  # March, UTC
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert datetime.datetime.fromtimestamp(1_772_323_200, datetime.UTC).isoformat() == \
+        "2026-03-01T00:00:00+00:00"
+
+
+def test_a_snapshot_shows_each_budget_with_its_own_period_unit_and_limit() -> None:
+    daily = BudgetConfig("d", "daily", tokens=100, project="p", key="k1", model="m")
+    free = BudgetConfig("z", "monthly", cost=Decimal(0), currency="EUR")
+    tracker = BudgetTracker((daily, free))
+    tracker.add(A, 30, None, "", T)
+    tracker.add(A, 12, None, "", T)  # the same period: added up
+    day, month = period_bounds("daily", T), period_bounds("monthly", T)
+    assert tracker.snapshot(T) == (
+        BudgetSnapshot("d", "daily", "tokens", Decimal(100), Decimal(42), *day),
+        BudgetSnapshot("z", "monthly", "EUR", Decimal(0), Decimal(0), *month))
+    assert tracker.to_dict()["d"]["definition"] == "daily tokens [project=p,key=k1,model=m]"
+
+
+def test_a_seed_tells_only_money_budgets_of_another_currency_and_only_of_real_cost() -> None:
+    tokens = BudgetConfig("t", "monthly", tokens=100)  # its currency field is the default USD
+    eur = BudgetConfig("e", "monthly", cost=Decimal(5), currency="EUR")
+    tracker = BudgetTracker((tokens, eur))
+    start = period_bounds("daily", T)[0]
+    assert tracker.add_before(A, [(start, 5, None)], "USD", T) == ()  # no cost: nothing to tell
+    assert tracker.add_before(A, [(start, 5, Decimal(1))], "USD", T) == ("e",)
+    assert tracker.add_before(A, [(start, 5, Decimal(1))], "EUR", T) == ()
+    assert [b.used for b in tracker.snapshot(T)] == [Decimal(15), Decimal(1)]
+
+
+def test_a_redefined_budget_says_both_definitions(caplog: pytest.LogCaptureFixture) -> None:
+    before = BudgetConfig("team", "daily", tokens=10, key="k1")
+    saved = BudgetTracker((before,))
+    saved.add(A, 3, None, "", T)
+    BudgetTracker((BudgetConfig("team", "daily", tokens=10, key="k2"),), saved.to_dict())
+    assert [r.getMessage() for r in caplog.records] == [
+        "budget team is redefined (daily tokens [key=k2], was daily tokens [key=k1]): it counts "
+        "from now on; the use counted under its old definition is dropped"]
+
+
+def test_a_seed_priced_in_another_currency_is_told_once_by_budget_and_currency(
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = _config({"name": "eur", "period": "monthly", "cost": "5", "currency": "EUR"})
+    spend = Spend(config)
+    start = period_bounds("daily", T)[0]
+    for _ in range(2):
+        spend.seed(config.targets[0], [(start, USED)], T)
+    assert [r.getMessage() for r in caplog.records] == [
+        "budget eur counts only its own currency: cost in USD of targets it selects is not "
+        "counted in it (price those models in its currency, or add a budget in USD)"]

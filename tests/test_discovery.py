@@ -243,3 +243,30 @@ def test_list_prices_only_are_refreshed_every_price_refresh() -> None:
     clock.advance(1.0)
     assert runner.refresh_if_due(source, config, 10.0)
     assert not DiscoveryRunner(clock).refresh_if_due(source, Config(), 10.0)  # nothing wanted
+
+
+def test_a_list_price_naming_no_currency_is_not_booked_in_a_default_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Through the real listing: a row with an empty Currency and a unit naming none. Without
+    # pricing.currency written, the model is unpriced and said so; never priced in USD.
+    catalog = Catalog()
+    catalog.add_key(SimKey("org", "k", "team", SECRET, granted_models=("plain",)))
+    catalog.add_model(SimModel("plain", prompt="1", completion="2", currency="", unit="",
+                               unit_en="per 1M tokens"))
+    target = Target("k", "plain", "org")
+    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(), catalog=catalog) as sim:
+        api = ApiConfig(endpoint=sim.url, public_key=PUBLIC, private_key=PRIVATE, timeout=5)
+        source = KeyClient(ApiClient(api, requests.Session(), SystemClock(), random.Random(0),
+                                     RateLimiter(0, 1, SystemClock()), NullObserver()))
+        deadline = SystemClock().monotonic() + 10
+        unwritten = Config(targets=(target,), pricing=PricingConfig(from_api=True))
+        assert unwritten.pricing.currency == "USD"  # the default, which is no answer here
+        runner = DiscoveryRunner(FakeClock())
+        assert runner.refresh_if_due(source, unwritten, deadline)
+        assert (runner.prices, runner.unpriced) == ((), {"plain": "missing_currency"})
+        assert "pricing.currency names the currency of list prices" in caplog.text
+        written = Config(targets=(target,), pricing=PricingConfig(
+            currency="CNY", listed_currency="CNY", from_api=True))
+        runner = DiscoveryRunner(FakeClock())
+        assert runner.refresh_if_due(source, written, deadline)
+    assert runner.prices == (ModelPrice("plain", Decimal(1), Decimal(2), currency="CNY"),)

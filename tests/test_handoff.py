@@ -4,19 +4,26 @@ that a replica listed among its own peers skips itself."""
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import requests
 
 from exporter.accounting.handoff import (
     CLOCK_SLACK,
+    MAX_BYTES,
     HandoffError,
     Terms,
     check,
+    explained,
     fingerprint,
     parse,
     render,
@@ -27,7 +34,8 @@ from exporter.config import HaConfig
 from exporter.core.clock import FakeClock
 from exporter.core.grid import DAY, Grid
 from exporter.core.usage import Totals
-from exporter.polling.peers import fetch
+from exporter.polling.peers import Fetched, fetch
+from tests.certs import Pki, make_pki
 
 H = 3600
 SETTLE = 600
@@ -384,3 +392,537 @@ def test_a_peer_that_trickles_its_answer_is_given_up_at_ha_timeout(
     assert fetched is None
     assert took < 1.5, f"{took:.1f}s"
     assert "no whole answer within ha.timeout (1s)" in caplog.text
+
+
+# --- The peer fetch through a real peer (issue #33) ---
+
+class _Protected(BaseHTTPRequestHandler):
+    """A peer whose web config asks for basic auth: 401 without ``replica:ha-Secret-PW``."""
+
+    body = b""
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        expected = "Basic " + base64.b64encode(b"replica:ha-Secret-PW").decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="uminfer"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve_tls(handler: type[BaseHTTPRequestHandler], pki: Pki) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_protected_https_peer_is_read_with_its_ca_and_credentials(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pki = make_pki(tmp_path)
+
+    class Peer(_Protected):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[str] = []
+
+    server = _serve_tls(Peer, pki)
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+
+    def ha(**changes: object) -> HaConfig:
+        settings: dict[str, object] = {"peers": (url,), "username": "replica",
+                                       "password": "ha-Secret-PW", "ca_file": str(pki.ca),
+                                       "timeout": 5.0, **changes}
+        return HaConfig(**settings)  # type: ignore[arg-type]
+
+    def fetched(config: HaConfig) -> Fetched | None:
+        return fetch(config, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS)
+
+    try:
+        good = fetched(ha())
+        assert good is not None and good.url == url
+        assert good.handoff.ledgers["p/k/m"].counters() == tok(10)
+        assert fetched(ha(password="wrong")) is None
+        assert "the peer refused ha.username/ha.password (HTTP 401)" in caplog.text
+        asked = len(Peer.seen)
+        # Without ha.ca_file the system CAs judge the peer: its test CA is not among them.
+        assert fetched(ha(ca_file=None)) is None
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+        assert len(Peer.seen) == asked  # nothing, the password least of all, was sent
+        (tmp_path / "other").mkdir()
+        stranger = make_pki(tmp_path / "other")
+        assert fetched(ha(ca_file=str(stranger.ca))) is None  # another CA's peer is refused
+        assert len(Peer.seen) == asked
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "ha-Secret-PW" not in caplog.text
+
+
+@pytest.mark.parametrize(("document", "now", "reason"), [
+    (render(Terms(T0, SETTLE + 60), {"p/k/m": counted(2).settled()}, replica="peer"),
+     T0 + 5 * H, "the peer counts with"),
+    (render(Terms(T0 - H, SETTLE), {"p/k/m": counted(2).settled()}, replica="peer"),
+     T0 + 5 * H, "the peer counts with"),
+    # Settled two hours from T0: this replica's API clock says only one hour has passed.
+    (render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer"),
+     T0 + H, "is the peer's clock ahead?"),
+])
+def test_fetch_refuses_a_peer_with_other_terms_or_a_clock_ahead(
+        document: bytes, now: int, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    class Peer(_Recording):
+        body = document
+        seen: list[dict[str, str]] = []
+
+    server = _serve(Peer)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",))
+        fetched = fetch(ha, TERMS, lambda: now, FakeClock(), replica="me", grid_of=HOURS)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fetched is None
+    assert len(Peer.seen) == 1
+    assert "its ledgers are refused" in caplog.text and reason in caplog.text
+
+
+def test_a_peer_answer_is_cut_at_the_parsers_limit_not_read_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[int] = []
+
+    class Endless(BaseHTTPRequestHandler):
+        """A peer announcing and sending four times the limit, counting what it got out."""
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(4 * MAX_BYTES))
+            self.end_headers()
+            chunk, total = b"0" * (1 << 20), 0
+            try:
+                while total < 4 * MAX_BYTES:
+                    self.wfile.write(chunk)
+                    total += len(chunk)
+            except OSError:
+                pass
+            sent.append(total)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _serve(Endless)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",), timeout=20.0)
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                        grid_of=HOURS)
+        deadline = time.monotonic() + 10
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fetched is None
+    assert f"answer larger than {MAX_BYTES} bytes" in caplog.text
+    # What the socket buffers held beyond the limit at most, never the rest of the answer.
+    assert sent and sent[0] <= MAX_BYTES + (16 << 20), sent
+
+
+@pytest.mark.parametrize("late", [DAY, DAY // 2, H])
+def test_a_ledger_that_does_not_begin_at_the_origin_is_refused(late: int) -> None:
+    # A ledger whose counting began after the origin lacks the usage in between: a replica
+    # that took it would show less than one that counted from the origin.
+    grid = Grid("UTC")
+    led = Ledger(T0 + late, grid, SETTLE)
+    start = T0 + late
+    led.record(Read(start, start + H - 1, (start,)), tok(5), start + H + SETTLE)
+    handoff = parse(render(TERMS, {"p/k/m": led.settled()}, replica="peer"))
+    with pytest.raises(HandoffError, match=r"does not count every second from accounting"):
+        check(handoff, TERMS, T0 + late + 5 * H, lambda _: grid)
+
+
+# --- Every refusal, in the words an operator reads (mutation survivors, #33) ---
+
+def _edited(change: dict[str, object] | None = None, /, **entry: object) -> bytes:
+    """A valid document of counted(3), with top-level ``change`` and ledger ``entry`` edits."""
+    data = json.loads(render(TERMS, {"p/k/m": counted(3).settled()}, replica="peer"))
+    data["targets"]["p/k/m"].update(entry)
+    data.update(change or {})
+    return json.dumps(data).encode()
+
+
+def _parse_error(body: bytes) -> str:
+    with pytest.raises(HandoffError) as refused:
+        parse(body)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (_edited({"kind": "other"}), "answer is not a ledger document (wrong kind)"),
+    (_edited({"version": "9" * 30}), "document version '99999999999999999999', expected 3: run "
+     "the same exporter version on every replica"),
+    (_edited({"targets": []}), "answer is not a ledger document: TypeError: targets must be an "
+     "object"),
+    (_edited({"targets": {"p/k/m": 0}}), "answer is not a ledger document: TypeError: a target's "
+     "ledger must be an object"),
+    (_edited({"terms": {"origin": "1", "settle": SETTLE}}), "answer is not a ledger document: "
+     "TypeError: expected an integer, got str"),
+    (_edited({"terms": {"origin": True, "settle": SETTLE}}), "answer is not a ledger document: "
+     "TypeError: expected an integer, got bool"),
+    (_edited(open=[{"start": T0}]), "a ledger holds time that is not settled"),
+    (_edited(audits=[{"start": T0}]), "a ledger holds time that is not settled"),
+    (_edited(given_up=[]), "answer is not a ledger document: TypeError: given_up must be an "
+     "object"),
+    (_edited(given_up={"x" * 60: 1}), f"a ledger gives up for {'x' * 40!r}, not one of network, "
+     "timeout, http, retcode, invalid_response, internal, window_semantics"),
+    (_edited(given_up={"timeout": True}), "a ledger gives up a negative or non-integer number of "
+     "seconds"),
+    (_edited(given_up={"timeout": -1}), "a ledger gives up a negative or non-integer number of "
+     "seconds"),
+])
+def test_each_misshapen_document_is_refused_with_its_reason(body: bytes, message: str) -> None:
+    assert _parse_error(body) == message
+
+
+def test_a_ledger_entry_must_say_it_has_no_open_time_but_may_omit_give_ups() -> None:
+    for key in ("open", "audits"):
+        data = json.loads(_edited())
+        del data["targets"]["p/k/m"][key]
+        assert _parse_error(json.dumps(data).encode()) == (
+            f"answer is not a ledger document: KeyError: '{key}'")
+    data = json.loads(_edited())
+    del data["targets"]["p/k/m"]["given_up"]
+    check(parse(json.dumps(data).encode()), TERMS, T0 + 5 * H, HOURS)
+
+
+def test_the_document_and_its_target_count_are_bounded_exactly() -> None:
+    assert _parse_error(b" " * (MAX_BYTES + 1)) == f"answer larger than {MAX_BYTES} bytes"
+    assert _parse_error(b" " * MAX_BYTES).startswith("answer is not a ledger document: ")
+    data = json.loads(render(TERMS, {}))
+    data["targets"] = {f"t{i}": 0 for i in range(100_000)}  # at the cap: each entry is read
+    assert _parse_error(json.dumps(data).encode()).endswith("ledger must be an object")
+
+
+def test_a_ledger_giving_up_no_seconds_and_a_document_without_a_replica_are_taken() -> None:
+    check(parse(_edited(given_up={"timeout": 0})), TERMS, T0 + 5 * H, HOURS)
+    data = json.loads(_edited())
+    del data["replica"]
+    assert parse(json.dumps(data).encode()).replica == ""
+    assert parse(render(TERMS, {})).replica == ""  # render's default: no replica id
+    assert parse(render(TERMS, {}, replica="r" * 80)).replica == "r" * 64
+
+
+def test_check_names_the_target_in_every_refusal() -> None:
+    ident = "p/" + "k" * 300
+    handoff = parse(render(TERMS, {ident: counted(3).settled()}))
+    days = Grid("UTC")
+    with pytest.raises(HandoffError) as refused:
+        check(handoff, TERMS, T0 + 5 * H, lambda _: days)
+    assert str(refused.value) == (f"target {ident[:200]!r} is cut into 3600 s periods at offset "
+                                  "0 s, here into days of UTC: set the same api.time_zone on "
+                                  "every replica")
+    # Each target's own grid: the ledger of hours is checked against hours, not another's.
+    check(handoff, TERMS, T0 + 5 * H, lambda name: HOURS(name) if name == ident else days)
+
+
+def _checked(now: int = T0 + 5 * H, **entry: object) -> str | None:
+    try:
+        check(parse(_edited(**entry)), TERMS, now, HOURS)
+    except HandoffError as error:
+        return str(error)
+    return None
+
+
+def test_every_bound_of_check_holds_exactly_at_its_limit() -> None:
+    most = 10**9 * 3 * H  # a billion a second over the three settled hours
+    what = "target 'p/k/m'"
+    assert _checked(closed={"tokens": most}) is None
+    assert _checked(closed={"tokens": most + 1}) == (
+        f"{what} holds settled totals above 1,000,000,000 a second of the {3 * H} seconds it "
+        "covers")
+    assert _checked(late_after_settle={"tokens": most + 1}) == (
+        f"{what} holds late_after_settle above 1,000,000,000 a second of the {3 * H} seconds it "
+        "covers")
+    assert _checked(additivity_excess={"tokens": most + 1}) == (
+        f"{what} holds additivity_excess above 1,000,000,000 a second of the {3 * H} seconds it "
+        "covers")
+    assert _checked(revisions=most) is None
+    assert _checked(revisions=most + 1) == (
+        f"{what} holds a count of revisions or additivity errors out of range")
+    passed = 5 * H + 1  # seconds from the origin to now, both counted
+    assert _checked(skipped_seconds=passed) is None
+    assert _checked(skipped_seconds=passed + 1) == (
+        f"{what} gives up or skips more seconds than have passed since its origin")
+
+
+def test_a_ledger_with_nothing_settled_is_bounded_as_one_second() -> None:
+    empty = Ledger(T0, H, SETTLE).settled()
+    data = json.loads(render(TERMS, {"p/k/m": empty}))
+    data["targets"]["p/k/m"]["revisions"] = 10**9
+    check(parse(json.dumps(data).encode()), TERMS, T0 + H, HOURS)
+    data["targets"]["p/k/m"]["revisions"] = 10**9 + 1
+    with pytest.raises(HandoffError, match="out of range"):
+        check(parse(json.dumps(data).encode()), TERMS, T0 + H, HOURS)
+
+
+def test_takeover_keeps_each_peer_ledger_and_skips_targets_the_peer_lacks() -> None:
+    peer = counted(3).settled()
+    taken = takeover({"b": peer}, {}, ["a", "b"])  # "a": the peer has none, "b" still taken
+    assert taken == {"b": peer} and taken["b"] is peer
+    even = counted(3).settled()
+    assert takeover({"t": peer}, {"t": even}, ["t"]) == {}  # settled as far: nothing to gain
+
+
+def test_a_peer_settled_exactly_as_far_as_one_read_verifies_is_explained() -> None:
+    own = counted(3, per_hour=1000)
+    frontier = own.read_frontier()
+    base = counted(28, per_hour=1000).settled().to_dict()
+    for beyond, explained_ok in ((DAY, True), (DAY + 1, False)):
+        peer = Ledger.from_dict({**base, "cursor": frontier + beyond})
+        assert peer.settled_until() + 1 - frontier == beyond
+        assert explained(peer, own) is explained_ok
+
+
+@pytest.mark.parametrize("beyond", [0, H, 3 * H])
+def test_the_surge_a_peer_may_bring_is_exactly_what_own_reading_explains(beyond: int) -> None:
+    # beyond 0: the peer settled exactly up to where this replica's reading ends.
+    own = counted(3, per_hour=1000)
+    base = Ledger.from_dict({**counted(6, per_hour=1000).settled().to_dict(),
+                             "cursor": own.read_frontier() + beyond})
+    read = own.read_frontier() - own.origin
+    allowed = beyond + own.settle
+    have = own.counters()
+    most = have.tokens + 10 * have.tokens * allowed // read  # MAX_SURGE: 10
+
+    def peer(tokens: int) -> Ledger:
+        totals = Totals(input_tokens=have.input_tokens, tokens=tokens)
+        return Ledger.from_dict({**base.to_dict(), "closed": totals.as_dict()})
+
+    assert explained(peer(most), own)
+    assert not explained(peer(most + 1), own)
+
+
+def test_unexplained_totals_are_logged_once_with_the_first_target(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ident = "x" * 300
+    own = counted(3, per_hour=1000)
+    inflated = Ledger.from_dict({**counted(4, per_hour=1000).settled().to_dict(),
+                                 "closed": tok(4000 * 10**9).as_dict()})
+    assert takeover({ident: inflated}, {ident: own}, [ident]) == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the peer's settled totals of 1 targets ({ident[:200]!r} first) exceed what this "
+        "replica's own ledgers explain (at most 10 times their own rate, for at most a day); "
+        "they catch up from the API instead"]
+
+
+# --- Which peers are asked, and what the log says of each (mutation survivors, #33) ---
+
+def test_this_host_is_not_asked_and_each_failed_peer_is_followed_by_the_next(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[dict[str, str]] = []
+
+    class Other(_Recording):
+        body = render(Terms(T0, SETTLE + 60), {}, replica="other")
+        seen: list[dict[str, str]] = []
+
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    own = f"http://{socket.gethostname().split('.')[0].upper()}.peers.invalid:1"
+    good, other = _serve(Peer), _serve(Other)
+    try:
+        refused = f"http://127.0.0.1:{other.server_address[1]}"
+        url = f"http://127.0.0.1:{good.server_address[1]}"
+        ha = HaConfig(peers=(own, gone, refused, url), timeout=5.0)
+        clock = FakeClock()
+        clock.advance(100)  # monotonic time far from zero: the call took no fake time
+        fetched = fetch(ha, TERMS, lambda: T0 + 5 * H, clock, replica="me", grid_of=HOURS)
+    finally:
+        for server in (good, other):
+            server.shutdown()
+            server.server_close()
+    assert fetched is not None and (fetched.url, fetched.seconds) == (url, 0.0)
+    assert (len(Peer.seen), len(Other.seen)) == (1, 1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "peers.invalid" in m]  # this host: not even tried
+    [unreachable] = [m for m in messages if "unreachable" in m]
+    prefix = f"peer {gone} unreachable: ConnectionError: "
+    assert unreachable.startswith(prefix + "HTTPConnectionPool(")
+    assert len(unreachable) == len(prefix) + 200  # the error's first line, cut at 200
+    assert (f"peer {refused}: its ledgers are refused: the peer counts with "
+            f"accounting.origin={T0}, poll.settle={SETTLE + 60}s, this replica with "
+            f"accounting.origin={T0}, poll.settle={SETTLE}s; make them identical on every "
+            "replica; catching up from the API instead") in messages
+
+
+def test_a_document_this_replica_sent_is_skipped_and_said_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    class Peer(_Recording):
+        body = render(TERMS, {}, replica="me")
+        seen: list[dict[str, str]] = []
+
+    server = _serve(Peer)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert fetch(HaConfig(peers=(url,)), TERMS, lambda: T0 + 5 * H, FakeClock(),
+                     replica="me", grid_of=HOURS) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.getMessage() for r in caplog.records] == [f"peer {url} is this replica; skipped"]
+
+
+def test_an_error_without_words_is_logged_by_its_kind(caplog: pytest.LogCaptureFixture) -> None:
+    class Silent(requests.Session):
+        def get(self, *args: object, **kwargs: object) -> requests.Response:
+            raise requests.ConnectionError()
+
+    ha = HaConfig(peers=("http://127.0.0.1:1",), timeout=5.0)
+    assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me", grid_of=HOURS,
+                 session=Silent) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "peer http://127.0.0.1:1 unreachable: ConnectionError: "]
+
+
+def test_the_call_runs_in_a_daemon_thread_named_for_it() -> None:
+    """A peer that never finishes must not hold up an exit, and shows in a thread dump."""
+    threads: list[tuple[str, bool]] = []
+
+    class Peer(_Recording):
+        body = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+        seen: list[dict[str, str]] = []
+
+        def do_GET(self) -> None:
+            threads.extend((t.name, t.daemon) for t in threading.enumerate()
+                           if t.name == "peer-fetch")
+            super().do_GET()
+
+    server = _serve(Peer)
+    try:
+        ha = HaConfig(peers=(f"http://127.0.0.1:{server.server_address[1]}",))
+        assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS) is not None
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert threads == [("peer-fetch", True)]
+
+
+class _Routed(BaseHTTPRequestHandler):
+    """A peer serving ``answers`` by path (status, headers, body); 404 elsewhere."""
+
+    answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    def do_GET(self) -> None:
+        status, headers, body = self.answers.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _fetch_logged(answers: dict[str, tuple[int, dict[str, str], bytes]], suffix: str = "",
+                  ha: dict[str, object] | None = None) -> tuple[Fetched | None, list[str]]:
+    class Peer(_Routed):
+        pass
+
+    Peer.answers = answers
+    server = _serve(Peer)
+    url = f"http://127.0.0.1:{server.server_address[1]}{suffix}"
+    handler = logging.Handler()
+    records: list[str] = []
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("exporter.polling.peers")
+    logger.addHandler(handler)
+    try:
+        settings: dict[str, object] = {"peers": (url,), "timeout": 20.0, **(ha or {})}
+        fetched = fetch(HaConfig(**settings), TERMS,  # type: ignore[arg-type]
+                        lambda: T0 + 5 * H, FakeClock(), replica="me", grid_of=HOURS)
+    finally:
+        logger.removeHandler(handler)
+        server.shutdown()
+        server.server_close()
+    return fetched, [m.replace(url, "PEER") for m in records]
+
+
+def test_each_answer_a_peer_may_give_is_told_apart() -> None:
+    doc = render(TERMS, {"p/k/m": counted(2).settled()}, replica="peer")
+    fetched, _ = _fetch_logged({"/-/ledgers": (200, {}, doc)}, suffix="/")  # a trailing slash
+    assert fetched is not None
+    refusal = "PEER: its ledgers are refused: {}; catching up from the API instead"
+    cases: list[tuple[dict[str, tuple[int, dict[str, str], bytes]], str]] = [
+        ({}, "the peer does not serve /-/ledgers (an older version?)"),
+        ({"/-/ledgers": (500, {}, b"")}, "the peer answered HTTP 500"),
+        ({"/-/ledgers": (405, {}, b"")}, "the peer answered HTTP 405"),
+        ({"/-/ledgers": (401, {}, b"")}, "the peer refused ha.username/ha.password (HTTP 401)"),
+        # A redirect is not followed: credentials must not travel on to another address.
+        ({"/-/ledgers": (302, {"Location": "/elsewhere"}, b""), "/elsewhere": (200, {}, doc)},
+         "the peer answered HTTP 302"),
+    ]
+    for answers, why in cases:
+        fetched, logged = _fetch_logged(answers)
+        assert (fetched, logged) == (None, ["peer " + refusal.format(why)])
+    fetched, logged = _fetch_logged({"/-/ledgers": (200, {}, doc)},
+                                    ha={"username": "replica", "password": "pw"})
+    assert (fetched, logged) == (None, ["peer " + refusal.format(
+        "ha.username/ha.password go only to https:// peers (or set ha.insecure_http_auth: "
+        "true)")])
+
+
+def test_an_answer_of_exactly_the_limit_is_read_whole() -> None:
+    fetched, logged = _fetch_logged({"/-/ledgers": (200, {}, b" " * MAX_BYTES)})
+    assert fetched is None
+    [line] = logged
+    assert "answer is not a ledger document" in line  # read, then refused as no document
+
+
+def test_skipped_seconds_are_bounded_by_one_second_at_the_origin_itself() -> None:
+    terms = Terms(T0, 60)  # a settle short enough for a document checked at its origin
+    data = json.loads(render(terms, {"p/k/m": Ledger(T0, H, 60).settled()}))
+    for skipped, refused in ((1, False), (2, True)):
+        data["targets"]["p/k/m"]["skipped_seconds"] = skipped
+        handoff = parse(json.dumps(data).encode())
+        if refused:
+            with pytest.raises(HandoffError, match="more seconds than have passed"):
+                check(handoff, terms, T0, HOURS)
+        else:
+            check(handoff, terms, T0, HOURS)
+
+
+def test_a_peer_that_never_answers_leaves_no_call_behind() -> None:
+    """Its answer never begins, so there is nothing to hang up on: the call's own read
+    timeout (ha.timeout) is what ends it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are accepted by the kernel and never answered
+        ha = HaConfig(peers=(f"http://127.0.0.1:{silent.getsockname()[1]}",), timeout=0.5)
+        began = time.monotonic()
+        assert fetch(ha, TERMS, lambda: T0 + 5 * H, FakeClock(), replica="me",
+                     grid_of=HOURS) is None
+        assert time.monotonic() - began < 1.5
+        deadline = time.monotonic() + 3
+        while ([t for t in threading.enumerate() if t.name == "peer-fetch"]
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert not [t for t in threading.enumerate() if t.name == "peer-fetch"]

@@ -14,7 +14,7 @@ import bcrypt
 import pytest
 
 from exporter.web.config import WebConfig
-from exporter.web.httpfront import Limits
+from exporter.web.httpfront import HttpFront, Limits, _Conn
 from exporter.web.httpwire import RequestError, parse_head
 from tests.test_server import Reloads, serving
 
@@ -337,3 +337,73 @@ def test_at_the_cap_a_head_whose_body_does_not_come_makes_room() -> None:
             reloads.release.set()
             for sock in busy + pending:
                 sock.close()
+
+
+def test_a_kept_alive_connection_has_the_head_deadline_for_its_next_request() -> None:
+    """Idle between requests may last ``idle_timeout``; once the next request's first byte is
+    in, its head has ``header_timeout``, as a new connection's has: a trickled second head is
+    cut at that deadline, not allowed the idle timeout."""
+    limits = Limits(max_connections=8, header_timeout=0.5, idle_timeout=5.0, write_timeout=1.0)
+    with serving(Reloads(), limits=limits) as (url, _), socket.create_connection(
+            ("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=5) as sock:
+        request = b"GET /-/healthy HTTP/1.1\r\n\r\n"
+        for _ in range(2):  # the second after the first request's own head deadline
+            sock.sendall(request)
+            answer = b""
+            while not answer.endswith(b"Healthy.\n"):
+                answer += sock.recv(4096)
+            assert statuses(answer) == [200]
+            time.sleep(0.7)  # idle: longer than a head may take, shorter than idle_timeout
+        began, closed_at = time.monotonic(), None
+        sock.setblocking(False)
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 60:
+            try:
+                sock.send(bytes([byte]))
+                time.sleep(0.05)
+                if sock.recv(1) == b"":
+                    closed_at = time.monotonic()
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_at = time.monotonic()
+                break
+    assert closed_at is not None, "still open after 3 s of trickling"
+    assert 0.4 <= closed_at - began <= 1.5, f"{closed_at - began:.2f}s"
+
+
+def test_at_the_cap_a_connection_whose_request_has_just_arrived_is_not_closed_for_room(
+        ) -> None:
+    """The window is one slice of the accept loop (a connection admitted while waiting, whose
+    task has not started when its request arrives); it is driven here step by step, on a
+    front whose loop does not run, so nothing else moves meanwhile."""
+    async def never(_request: object) -> object:
+        raise AssertionError("no request is answered here")
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        front = HttpFront(listener, never, lambda: None,  # type: ignore[arg-type]
+                          Limits(max_connections=2), "test")
+        port = listener.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        try:
+            time.sleep(0.1)
+            first: list[_Conn] = []
+            assert front._accept_some(100, first) == "drained"
+            assert len(first) == 2  # both admitted, both waiting on their clients
+            arrived, silent = clients
+            arrived.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
+            time.sleep(0.1)
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.1)
+            second: list[_Conn] = []
+            front._accept_some(100, second)
+            assert len(second) == 1  # the newcomer got a slot ...
+            assert read_all(silent, 0.5) == b""  # ... the silent one's
+            assert read_all(arrived, 0.3) == b"<still open>"  # not the one about to be served
+        finally:
+            for sock in clients:
+                sock.close()
+            for conn in list(front._conns):
+                conn.sock.close()
+            front.loop.close()

@@ -19,7 +19,7 @@ from exporter.api.keys import ApiKey, parse_keys
 from exporter.config import ConfigError, KeysConfig, Target, parse_config
 from exporter.core.clock import FakeClock
 from exporter.metrics.exposition import render
-from exporter.polling.keyhealth import KeyHealthRunner
+from exporter.polling.keyhealth import KeyHealthRunner, reason
 from tests.doubles import KeysDouble
 
 SECRET = "sk-THE-SECRET-OF-THE-KEY"
@@ -216,3 +216,64 @@ def test_at_defaults_the_exporter_makes_at_most_1_25_calls_per_target_per_poll()
     assert "sk-demo-secret" not in body
     print(f"API calls per target per poll at defaults: {per_target_per_poll:.3f} {calls} "
           f"over {elapsed:.0f} s")
+
+
+@pytest.mark.parametrize("code", [153, 150, 2001])  # throttled, unavailable, service-specific
+def test_a_transient_retcode_keeps_the_last_listing(code: int) -> None:
+    # What the client raises once its retries of a throttled listing ran out: a RetCode, but
+    # no refusal. The key series stay; only "refused" and "unsupported" drop them.
+    clock = FakeClock()
+    source = Lister({"p": [api_key("k1")], "": [api_key("k2")]})
+    runner, config = KeyHealthRunner(clock), KeysConfig(interval=60)
+    runner.refresh_if_due(source, config, TARGETS, 10.0)
+    source.error = retcode_error(code, "Request frequency exceeds the limit")
+    assert source.error.transient and source.error.retcode == code
+    clock.advance(60)
+    runner.refresh_if_due(source, config, TARGETS, 10.0)
+    snap = runner.snapshot(config, TARGETS)
+    assert snap is not None
+    assert [k.key_id for k in snap.keys] == ["k2", "k1"]
+    assert snap.failures == (("retcode", 1),)
+
+
+def test_every_fact_of_a_listed_key_reaches_its_health_with_its_account(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    full = ApiKey("k1", "one", 2, True, ("m1",), 1_767_225_600, Decimal("20.00"),
+                  Decimal("18.60"), Decimal("500"), Decimal("402.35"))
+    for runner, account in ((KeyHealthRunner(clock), ""), (KeyHealthRunner(clock, "eu"), "eu")):
+        config = KeysConfig(interval=60)
+        assert runner.snapshot(config, TARGETS) == KeysSnapshot((), None, ())  # none yet
+        runner.refresh_if_due(Lister({"p": [full], "": []}), config, TARGETS, 10.0)
+        snap = runner.snapshot(config, TARGETS)
+        assert snap == KeysSnapshot((KeyHealth(
+            "p", "k1", "one", 2, True, 1_767_225_600, Decimal("20.00"), Decimal("18.60"),
+            Decimal("500"), Decimal("402.35"), account),), 1_700_000_000.0, ())
+    assert "recovered" not in caplog.text  # a first listing recovers from nothing
+
+
+def test_each_change_of_state_is_logged_once_in_full(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    source = Lister({"p": [api_key("k1")], "": [api_key("k2")]})
+    runner, config = KeyHealthRunner(clock), KeysConfig(interval=60)
+    for error in (ApiError("timeout", "timed out", transient=True),
+                  ApiError("timeout", "timed out", transient=True),
+                  retcode_error(299, "denied"), None):
+        source.error = error
+        runner.refresh_if_due(source, config, TARGETS, 10.0)
+        clock.advance(60)
+    assert [r.getMessage() for r in caplog.records] == [
+        "key health: ListUMInferAPIKey failed (timeout), keeping the last listing; usage "
+        "counting is unaffected: timed out",
+        "key health: ListUMInferAPIKey failed (refused), no key series until it answers; usage "
+        "counting is unaffected: RetCode 299 (IAM permission denied for this project/key): "
+        "denied",
+        "key health recovered: ListUMInferAPIKey answers again"]
+
+
+def test_a_failure_outside_the_reasons_is_counted_as_internal_not_as_a_new_label() -> None:
+    odd = ApiError("window_semantics", "a category no listing has")  # type: ignore[arg-type]
+    assert reason(odd) == "internal"
+    assert reason(ApiError("invalid_response", "bad")) == "invalid_response"

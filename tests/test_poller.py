@@ -201,7 +201,7 @@ def busy(_start: int, _end: int) -> ApiError:
 
 def records(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return [(r.levelname, r.getMessage()) for r in caplog.records
-            if r.name == "exporter.polling.poller"]
+            if r.name in ("exporter.polling.poller", "exporter.polling.windowreads")]
 
 
 def test_a_failure_is_logged_once_and_the_recovery_once(

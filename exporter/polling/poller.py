@@ -11,17 +11,18 @@ from functools import partial
 
 from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
-from exporter.accounting.windows import WindowRows, aligned_end, window_slices
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.api.sources import UsageApi
-from exporter.config import Config, Target, Window
+from exporter.config import Config, Target
 from exporter.core.clock import Clock
-from exporter.core.grid import DAY, Grid
-from exporter.core.usage import ZERO, Totals
+from exporter.core.grid import Grid
+from exporter.core.usage import Totals
 from exporter.polling.seeding import Seeding
+from exporter.polling.seedreads import SeedReader
 from exporter.polling.status import PollStatus
+from exporter.polling.windowreads import WindowGauges, WindowReader
 from exporter.polling.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ SPREAD = 0.5
 REACH = 60
 #: RetCodes for a parameter the API refuses (missing, invalid): what a future end would get.
 BAD_PARAMETER = (220, 230)
-_STRADDLED = ("the API's buckets straddle UTC midnight, so no read can hold exactly the UTC days "
-              "before counting began")
 
 
 def start_gap(targets: int, interval: float, rate: float) -> float:
@@ -68,10 +67,7 @@ class _Health:
     failures: Counter[str] = field(default_factory=Counter)
     last_problem: str | None = None
     retry_at: float = 0.0  # monotonic; set after a permanent error
-    windows: tuple[tuple[Window, Totals], ...] = ()
-    windows_at: float | None = None  # API time the window gauges end at
-    next_window_read: float = 0.0  # monotonic
-    window_problem: str | None = None
+    windows: WindowGauges = field(default_factory=WindowGauges)
     polled: bool = False  # polled at least once: new targets are read at once, not paced
     strikes: dict[int, int] = field(default_factory=dict)  # failed reads by stretch start
     catchup: int | None = None  # API seconds between the read frontier and the latest plan
@@ -111,6 +107,10 @@ class Poller:
         self._ledgers = dict(ledgers)
         self._health = {t.ident: _Health() for t in config.targets}
         self._grids = {account: config.grid(account) for account in config.account_apis()}
+        self._windows = WindowReader(config, source, clock, api_clock, self._buckets,
+                                     lambda: self.status, self._for_call)
+        self._seeds = SeedReader(config, source, clock, api_clock, self._buckets,
+                                 self._for_call)
 
     def carry_health(self, previous: Poller, *, lift_pauses: bool) -> None:
         """Keep the poll health of targets ``previous`` also polled (a reload is not a restart).
@@ -126,7 +126,7 @@ class Poller:
             if lift_pauses:
                 health.retry_at = 0.0
             if not same_windows:
-                health.windows, health.windows_at, health.next_window_read = (), None, 0.0
+                health.windows = WindowGauges()
             self._health[ident] = health
 
     @property
@@ -195,8 +195,8 @@ class Poller:
         return TargetSnapshot(
             catchup_remaining=health.catchup if shared else None,
             settled=ledger.settled_totals() if shared else None,
-            target=target, counters=ledger.counters(), windows=health.windows,
-            windows_at=health.windows_at, up=health.up, last_success=health.last_success,
+            target=target, counters=ledger.counters(), windows=health.windows.values,
+            windows_at=health.windows.at, up=health.up, last_success=health.last_success,
             settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
             revisions=ledger.revisions, late_after_settle=ledger.late_after_settle,
             given_up=tuple(sorted(ledger.given_up.items())))
@@ -220,9 +220,11 @@ class Poller:
             self._failed(target, health, error)
             return  # the API is failing this target: window reads would only fail too
         self._succeeded(target, health)
-        self._poll_windows(target, health, deadline)
+        self._windows.poll(target, self._grid(target), health.windows, health.failures, deadline)
         if self._seeding is not None:
-            self._read_seed(target, self._seeding, deadline)
+            with self._lock:
+                ledger = self._ledgers.get(target.ident)
+            self._seeds.read(target, ledger, self._seeding, deadline)
 
     def _read_counts(self, target: Target, health: _Health, deadline: float) -> ApiError | None:
         """Make this cycle's count reads; the first error, or None when every read succeeded.
@@ -362,96 +364,6 @@ class Poller:
     def _grid(self, target: Target) -> Grid:
         """The provider days of the target's account (config.grid, worked out once)."""
         return self._grids.get(target.account) or self._config.grid(target.account)
-
-    def _read_seed(self, target: Target, seeding: Seeding, deadline: float) -> None:
-        """Read the due days of the target's budget seed (see seeding). A failed read is read
-        again next poll; a range the API rejects for good, or days that do not start on the
-        API's buckets, give the seed up (said once per reason)."""
-        with self._lock:
-            ledger = self._ledgers.get(target.ident)
-        if ledger is None or ledger.fresh or not self._api_clock.settled:
-            return  # where counting begins is known at its baseline; which days are done, by
-            # a settled clock
-        origin, now, grid = ledger.origin, int(self._api_clock.now()), ledger.grid
-        slices = seeding.plan(target, origin, now - self._config.poll.settle)
-        seeding.baseline(target, origin, ledger.baseline)
-        for start, end in slices:
-            if self._buckets.width == DAY and not grid.on_line(start):
-                self._seed_given_up(target, seeding, _STRADDLED)
-                return
-            if self._clock.monotonic() >= deadline:
-                return
-            try:
-                reading = self._source.get_usage(target, start, end, self._for_call(deadline))
-            except ApiError as error:
-                if not error.transient:
-                    self._seed_given_up(target, seeding, error.message)
-                return
-            self._buckets.answered(grid, start, end, reading.labels)
-            if reading.labels and min(reading.labels) < start:
-                self._seed_given_up(target, seeding, _STRADDLED)
-                return
-            seeding.record(target, origin, start, reading.totals)
-
-    @staticmethod
-    def _seed_given_up(target: Target, seeding: Seeding, reason: str) -> None:
-        if seeding.drop(target.ident, reason):
-            log.warning("budget seeding given up for %s (and any other target for the same "
-                        "reason): %s; its budgets count its usage from when counting began",
-                        target.ident, reason)
-
-    def _poll_windows(self, target: Target, health: _Health, deadline: float) -> None:
-        try:
-            self._read_windows(health, target, deadline)
-        except ApiError as error:
-            health.failures[error.category] += 1
-            if error.message != health.window_problem:
-                log.warning("target %s: window gauges not read: %s", target.ident, error.message)
-                health.window_problem = error.message
-        except Exception:
-            log.exception("internal error reading windows of target %s", target.ident)
-            health.failures["internal"] += 1
-        else:
-            health.window_problem = None
-
-    def _read_windows(self, health: _Health, target: Target, deadline: float) -> None:
-        """Read the widest window; each narrower one is the sum of its answer's rows from the
-        narrower window's start where no bucket straddles that, else it is read on its own."""
-        started = self._clock.monotonic()
-        if started < health.next_window_read or not self._config.windows:
-            return
-        if started >= deadline:
-            return  # out of budget: the gauges keep their last values and time stamp
-        grid, width = self._grid(target), self._buckets.width
-        end = aligned_end(grid, int(self._api_clock.now()), width)
-        widest = max(self._config.windows, key=lambda window: window.seconds)
-        rows = WindowRows(end, width)
-        sums = {widest: self._read_window(target, grid, end, widest.seconds,
-                                                    deadline=deadline, rows=rows)}
-        for window in self._config.windows:
-            if window not in sums:
-                total = rows.total(window.seconds)
-                if isinstance(total, str):
-                    self.status.window_read_alone(window.name, total)
-                    total = self._read_window(target, grid, end, window.seconds,
-                                              deadline=deadline)
-                sums[window] = total
-        health.windows = tuple((window, sums[window]) for window in self._config.windows)
-        health.windows_at = float(end)
-        health.next_window_read = started + self._config.poll.window_interval
-
-    def _read_window(self, target: Target, grid: Grid, end: int, seconds: int, *,
-                     deadline: float, rows: WindowRows | None = None) -> Totals:
-        """The API's totals over the window of ``seconds`` ending at ``end``, in ≤ 1-day
-        slices whose answers ``rows`` takes."""
-        totals = ZERO
-        for start, stop in window_slices(end, seconds):
-            reading = self._source.get_usage(target, start, stop, self._for_call(deadline))
-            self._buckets.answered(grid, start, stop, reading.labels)
-            if rows is not None:
-                rows.add(reading)
-            totals += reading.totals
-        return totals
 
     def _for_call(self, deadline: float) -> float:
         """A call retries until the target's budget for the cycle ends, but a call started late

@@ -52,6 +52,26 @@ def statuses(answer: bytes) -> list[int]:
     return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
 
 
+
+def trickled_until_closed(sock: socket.socket, data: bytes, pause: float) -> float | None:
+    """Send ``data`` a byte at a time, ``pause`` apart, until the server closes the connection;
+    the monotonic time it did, or None if it never did."""
+    sock.setblocking(False)
+    try:
+        for byte in data:
+            try:
+                sock.send(bytes([byte]))
+                time.sleep(pause)
+                if sock.recv(1) == b"":
+                    return time.monotonic()
+            except BlockingIOError:
+                pass
+            except OSError:
+                return time.monotonic()
+        return None
+    finally:
+        sock.setblocking(True)
+
 def test_a_body_is_dropped_never_read_as_a_request(front: tuple[int, Reloads]) -> None:
     port, reloads = front
     smuggled = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
@@ -105,22 +125,7 @@ def test_a_head_sent_a_byte_at_a_time_is_cut_at_the_header_deadline(
     port, _ = front
     began = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        closed_at = None
-        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100:
-            try:
-                sock.sendall(bytes([byte]))
-                time.sleep(0.1)
-                sock.setblocking(False)
-                if sock.recv(1) == b"":
-                    closed_at = time.monotonic()
-                    break
-            except BlockingIOError:
-                pass
-            except OSError:
-                closed_at = time.monotonic()
-                break
-            finally:
-                sock.setblocking(True)
+        closed_at = trickled_until_closed(sock, b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100, 0.1)
     assert closed_at is not None
     assert 0.9 <= closed_at - began <= 2.0
 
@@ -354,20 +359,8 @@ def test_a_kept_alive_connection_has_the_head_deadline_for_its_next_request() ->
                 answer += sock.recv(4096)
             assert statuses(answer) == [200]
             time.sleep(0.7)  # idle: longer than a head may take, shorter than idle_timeout
-        began, closed_at = time.monotonic(), None
-        sock.setblocking(False)
-        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 60:
-            try:
-                sock.send(bytes([byte]))
-                time.sleep(0.05)
-                if sock.recv(1) == b"":
-                    closed_at = time.monotonic()
-                    break
-            except BlockingIOError:
-                pass
-            except OSError:
-                closed_at = time.monotonic()
-                break
+        began = time.monotonic()
+        closed_at = trickled_until_closed(sock, b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 60, 0.05)
     assert closed_at is not None, "still open after 3 s of trickling"
     assert 0.4 <= closed_at - began <= 1.5, f"{closed_at - began:.2f}s"
 

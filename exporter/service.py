@@ -7,16 +7,15 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
 from prometheus_client import CollectorRegistry
 
 from exporter.accounting.ledger import Ledger
-from exporter.accounting.parked import Parked
 from exporter.accounting.snapshot import Snapshot
-from exporter.accounting.state import StateKeeper, retarget
+from exporter.accounting.state import StateKeeper
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.config import Config
@@ -28,6 +27,7 @@ from exporter.metrics.shape import Shape
 from exporter.polling.accounts import Accounts, ApiStack, Connect, api_stack, grid_of
 from exporter.polling.costing import Costing
 from exporter.polling.pairing import Pairing
+from exporter.polling.polled import Polled
 from exporter.polling.poller import Poller
 from exporter.polling.sharding import Shard
 from exporter.polling.startup import Startup
@@ -74,12 +74,13 @@ class Service:
             api_stack, clock=clock, rng=rng or random.Random(),  # noqa: S311 (jitter)
             observer=self.metrics, api_clock=self.api_clock), clock)
         self._api = self._accounts.connect(config)
-        self._pairing, self._parked = Pairing(), Parked()
+        self._pairing = Pairing()
         doc = self._state.load()
         self._cost = Costing(config, doc)
         self._startup = Startup(doc.ledgers, clock, self.api_clock)
         self._published = 0  # cycles published (readiness, see _publish)
-        self._poller = self._poll(config, doc.ledgers, doc.parked)
+        self._polled = Polled(config, doc.ledgers, doc.parked, make=self._make_poller,
+                              cost=self._cost, api_now=lambda: int(self.api_clock.now()))
         self._wire_gauges(config)
 
     def _wire_gauges(self, config: Config) -> None:
@@ -91,8 +92,17 @@ class Service:
         self.metrics.rate_limit.set_function(self._accounts.current_rate)
         self.metrics.budget_seeding.set_function(lambda: len(self._cost.seeds_left(
             t.ident for t in self._poller.targets)))
+        self.metrics.targets.set_function(lambda: len(self._poller.targets))
         self.metrics.reload_success.set(1)
         self.metrics.reload_timestamp.set(self.clock.time())
+
+    @property
+    def _poller(self) -> Poller:
+        return self._polled.poller
+
+    def _make_poller(self, config: Config, ledgers: dict[str, Ledger]) -> Poller:
+        return Poller(config, self._api.client, self.clock, self._api.pool, ledgers,
+                      self.api_clock, self.buckets, self._cost.seeding)
 
     @property
     def config(self) -> Config:
@@ -213,11 +223,11 @@ class Service:
     def save_state(self) -> bool:
         """Write the ledgers atomically, when a state path is configured; False if that failed
         (said when it starts and when it ends, not every cycle)."""
-        self._expire_parked()
+        self._polled.expire()
         with self._poller.locked():
             # One document: ledgers (polled and parked), cost and budgets move together.
             return self._state.save(self._cost.state(
-                {**self._parked.ledgers(), **self._poller.ledgers()}, self._parked.since()))
+                self._polled.known(), self._polled.parked.since()))
 
     def _state_written(self, ok: bool) -> None:
         self.metrics.state_writes.labels("success" if ok else "error").inc()
@@ -227,12 +237,8 @@ class Service:
     def ledger_document(self) -> bytes:
         """The settled ledgers for a peer (``/-/ledgers``; see polling.pairing)."""
         config = self._config
-        return self._pairing.document(config, self._poller, self._parked, grid_of(config))
-
-    def _expire_parked(self) -> None:
-        """Forget parked ledgers older than their retention (said once per batch)."""
-        if self._parked.expire(int(self.api_clock.now())):
-            self._cost.sync({**self._parked.ledgers(), **self._poller.ledgers()})
+        return self._pairing.document(config, self._poller, self._polled.parked,
+                                      grid_of(config))
 
     def _configure_cost(self, config: Config) -> None:
         """Prices, budgets and seeds of ``config``, with each account's own list prices."""
@@ -251,7 +257,7 @@ class Service:
         self._config = config
         self.cache.shape = Shape.of(config.metrics)
         self._configure_cost(config)
-        self._retarget(self._accounts.effective(config, self._shard), reloaded=True)
+        self._polled.retarget(self._accounts.effective(config, self._shard), reloaded=True)
 
     def _refresh_targets(self) -> None:
         """Discovery (and API list prices) when due; a changed key set changes what is polled."""
@@ -260,28 +266,7 @@ class Service:
         self._configure_cost(self._config)
         effective = self._accounts.effective(self._config, self._shard)
         if effective.targets != self._poller.targets:
-            self._retarget(effective, reloaded=False)
-
-    def _retarget(self, effective: Config, *, reloaded: bool) -> None:
-        """Poll ``effective``'s targets: kept and returning ones keep ledgers, health and cost
-        and catch up everything they still have to (nothing is rebased within a process);
-        gone ones are parked."""
-        poller = self._poll(effective, {**self._parked.ledgers(), **self._poller.ledgers()})
-        poller.carry_health(self._poller, lift_pauses=reloaded)
-        self._poller = poller
-
-    def _poll(self, config: Config, known: dict[str, Ledger],
-              parked_since: Mapping[str, int] | None = None) -> Poller:
-        """A poller of ``config``'s targets with their ``known`` ledgers; the rest parked."""
-        ledgers = retarget(known, [t.ident for t in config.targets], grid_of(config),
-                           config.poll.settle, origin=config.accounting.origin, audit=True)
-        self._parked.unpark(ledgers)
-        self._parked.park({i: led for i, led in known.items() if i not in ledgers},
-                          parked_since or {}, int(self.api_clock.now()))
-        self._cost.sync({**self._parked.ledgers(), **ledgers})
-        self.metrics.targets.set(len(config.targets))
-        return Poller(config, self._api.client, self.clock, self._api.pool, ledgers,
-                      self.api_clock, self.buckets, self._cost.seeding)
+            self._polled.retarget(effective, reloaded=False)
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""

@@ -272,15 +272,17 @@ def test_the_accept_loop_sleeps_while_no_connection_can_be_admitted() -> None:
     """Every slot being answered and one more client queued: the loop waits, it does not spin
     on the readable listen socket (issue #26, N1: a whole core)."""
     reloads = HeldReloads()
-    with every_slot_answering(reloads) as port, \
-            socket.create_connection(("127.0.0.1", port), timeout=5) as late:
+    with every_slot_answering(reloads) as port:
+        time.sleep(0.3)  # every slot's request read and being answered before the late one
+        late = socket.create_connection(("127.0.0.1", port), timeout=5)
         late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
         time.sleep(0.3)
         began, cpu = time.monotonic(), time.process_time()
         time.sleep(1.0)  # only waiting, on both sides
         share = (time.process_time() - cpu) / (time.monotonic() - began)
         reloads.release.set()
-        assert read_all(late, 3).endswith(b"Healthy.\n")
+        with late:
+            assert read_all(late, 3).endswith(b"Healthy.\n")
     assert share < 0.10, f"{share:.0%} of a core while waiting"
 
 

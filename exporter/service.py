@@ -237,8 +237,7 @@ class Service:
     def ledger_document(self) -> bytes:
         """The settled ledgers for a peer (``/-/ledgers``; see polling.pairing)."""
         config = self._config
-        return self._pairing.document(config, self._poller, self._polled.parked,
-                                      grid_of(config))
+        return self._pairing.document(config, self._polled, grid_of(config))
 
     def _configure_cost(self, config: Config) -> None:
         """Prices, budgets and seeds of ``config``, with each account's own list prices."""

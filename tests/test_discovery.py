@@ -145,7 +145,7 @@ def test_selected_and_key_targets() -> None:
 
 
 class Keys:
-    """An in-memory KeySource: keys per project, models per key, and an outage switch."""
+    """An in-memory KeyApi: keys per project, models per key, and an outage switch."""
 
     def __init__(self, keys: dict[str, list[ApiKey]], models: dict[str, list[ApiModel]]) -> None:
         self.keys, self.models = keys, models

@@ -9,7 +9,7 @@ Lock discipline (nothing here holds two locks, and no lock is held across a netw
   and passes the config the fetch was made for: if a reload put another in force meanwhile,
   the answer is moot and nothing is taken.
 - :meth:`Pairing.document` runs on the HTTP server's threads: it renders under the poller's
-  lock (ledgers change under it) from a copy of the parked ledgers (which have their own).
+  lock (ledgers change under it); the parked ledgers are copied under their own.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import secrets
 from collections.abc import Callable
 
 from exporter.accounting.handoff import Terms, fingerprint, render, takeover
-from exporter.accounting.parked import Parked
 from exporter.accounting.state import GridOf
 from exporter.config import Config
 from exporter.core.clock import Clock
 from exporter.polling.peers import Fetched, fetch
+from exporter.polling.polled import Polled
 from exporter.polling.poller import Poller
 from exporter.polling.seeding import Seeding
 
@@ -79,14 +79,12 @@ class Pairing:
                  "catch up from the API", len(taken), len(polled), fetched.url, fetched.seconds)
         return len(taken)
 
-    def document(self, config: Config, poller: Poller, parked: Parked, grid_of: GridOf) -> bytes:
+    def document(self, config: Config, polled: Polled, grid_of: GridOf) -> bytes:
         """The settled ledgers of every target (polled and parked) for a peer: only those that
         count every second from ``accounting.origin`` (an empty list without one)."""
         origin = config.accounting.origin
-        stored = parked.ledgers()
-        with poller.locked():
-            known = {**stored, **poller.ledgers()}
+        with polled.poller.locked():
             own = {} if origin is None else {
-                ident: led for ident, led in known.items()
+                ident: led for ident, led in polled.known().items()
                 if led.counts_from(grid_of(ident).start(origin))}
             return render(terms(config, origin or 0), own, replica=self.replica)

@@ -60,6 +60,10 @@ def test_post_reload_applies_before_answering_and_keeps_what_stays(tmp_path: Pat
             assert (_global(now, STAMP) or 0) > (_global(before, STAMP) or 0)
             assert _global(now, "uminfer_targets") == 2
 
+            # The new target begins counting at its first successful poll: use after it (else
+            # the usage is in its baseline, usage from before counting began).
+            wait_for(lambda: fleet.value(child.metrics(), "uminfer_up", NEW) == 1, 10,
+                     "the new target up")
             fleet.add_usage(sim, NEW, USAGE)
             fleet.add_usage(sim, KEEP, USAGE)
             wait_for(lambda: fleet.counters(child.metrics(), NEW) == USAGE

@@ -32,7 +32,7 @@ from exporter.polling.poller import Poller
 from exporter.polling.sharding import Shard
 from exporter.polling.startup import Startup
 from exporter.polling.status import PollStatus
-from exporter.polling.supervisor import Heartbeat, StageGuard
+from exporter.polling.supervisor import Heartbeat, StageGuard, pause
 
 __all__ = ["READY_CYCLES", "ApiStack", "Service"]
 
@@ -81,20 +81,11 @@ class Service:
         self._published = 0  # cycles published (readiness, see _publish)
         self._polled = Polled(config, doc.ledgers, doc.parked, make=self._make_poller,
                               cost=self._cost, api_now=lambda: int(self.api_clock.now()))
-        self._wire_gauges(config)
-
-    def _wire_gauges(self, config: Config) -> None:
-        """The self-metrics read from the service's parts at scrape time, and the first values."""
-        offset = self.api_clock.offset
-        self.metrics.api_clock_offset.set_function(lambda: float("nan" if offset() is None
-                                                                 else offset() or 0.0))
-        self.metrics.api_bucket.set_function(lambda: float(self.buckets.width or "nan"))
-        self.metrics.rate_limit.set_function(self._accounts.current_rate)
-        self.metrics.budget_seeding.set_function(lambda: len(self._cost.seeds_left(
-            t.ident for t in self._poller.targets)))
-        self.metrics.targets.set_function(lambda: len(self._poller.targets))
-        self.metrics.reload_success.set(1)
-        self.metrics.reload_timestamp.set(self.clock.time())
+        self.metrics.watch(
+            clock_offset=self.api_clock.offset, bucket=lambda: self.buckets.width,
+            rate=self._accounts.current_rate, targets=lambda: len(self._poller.targets),
+            seeding=lambda: len(self._cost.seeds_left(t.ident for t in self._poller.targets)))
+        self.metrics.reloaded(True, clock.time())
 
     @property
     def _poller(self) -> Poller:
@@ -126,16 +117,9 @@ class Service:
             interval = self._config.poll.interval
             if elapsed > interval:
                 self.metrics.cycle_overruns.inc()
-            self._wake.wait(self._pause(interval, elapsed))
+            aligned = self._config.accounting.origin is not None and self.api_clock.known
+            self._wake.wait(pause(interval, elapsed, self.api_clock.now() if aligned else None))
             self._wake.clear()
-
-    def _pause(self, interval: float, elapsed: float) -> float:
-        """Seconds until the next cycle. With ``accounting.origin``, cycles start at multiples
-        of ``poll.interval`` by the API's clock, so replicas read at the same instants and
-        their open periods differ as little as their clocks' estimates do."""
-        if self._config.accounting.origin is None or not self.api_clock.known:
-            return max(0.0, interval - elapsed)
-        return interval - self.api_clock.now() % interval
 
     def run_cycle(self) -> None:
         """One cycle: poll, persist, then publish (in that order).
@@ -157,7 +141,8 @@ class Service:
                     seeding=self._cost.seeding,
                     grid_of=grid_of(self._config)), None)
             guard.run("clock", self._rebase, None)
-            guard.run("discovery", self._refresh_targets, None)
+            guard.run("discovery", lambda: self._polled.discover(
+                self._accounts, self._config, self._shard, self._deadline()), None)
             guard.run("keys", lambda: self._accounts.refresh_keys(
                 self._config, self._poller.targets, self._deadline()), None)
             started = self.clock.monotonic()
@@ -206,7 +191,7 @@ class Service:
         with self._reload_lock:
             config = attempt(self._load_config)
             if isinstance(config, str):
-                self.metrics.reload_success.set(0)
+                self.metrics.reloaded(False, self.clock.time())
                 log.error("config reload rejected, keeping the old config: %s", config)
                 return config
             with self._cycle_lock:
@@ -214,8 +199,7 @@ class Service:
                 self._on_reload()
                 if self.save_state():
                     self.cache.publish(self._priced(self._poller.snapshot()))
-            self.metrics.reload_success.set(1)
-            self.metrics.reload_timestamp.set(self.clock.time())
+            self.metrics.reloaded(True, self.clock.time())
             self._wake.set()  # poll added targets now, not an interval from now
             log.info("config reloaded: %d targets", len(config.targets))
             return None
@@ -236,12 +220,7 @@ class Service:
 
     def ledger_document(self) -> bytes:
         """The settled ledgers for a peer (``/-/ledgers``; see polling.pairing)."""
-        config = self._config
-        return self._pairing.document(config, self._polled, grid_of(config))
-
-    def _configure_cost(self, config: Config) -> None:
-        """Prices, budgets and seeds of ``config``, with each account's own list prices."""
-        self._cost.configure(config, *self._accounts.prices(config))
+        return self._pairing.document(self._config, self._polled, grid_of(self._config))
 
     def _apply(self, config: Config) -> None:
         """Swap ``config`` in; kept targets keep ledgers and health. Call under the cycle lock."""
@@ -255,17 +234,7 @@ class Service:
                         "docs/deployment.md)", was, config.accounting.origin)
         self._config = config
         self.cache.shape = Shape.of(config.metrics)
-        self._configure_cost(config)
-        self._polled.retarget(self._accounts.effective(config, self._shard), reloaded=True)
-
-    def _refresh_targets(self) -> None:
-        """Discovery (and API list prices) when due; a changed key set changes what is polled."""
-        if not self._accounts.refresh_targets(self._config, self._deadline()):
-            return
-        self._configure_cost(self._config)
-        effective = self._accounts.effective(self._config, self._shard)
-        if effective.targets != self._poller.targets:
-            self._polled.retarget(effective, reloaded=False)
+        self._polled.follow(self._accounts, config, self._shard, reloaded=True)
 
     def _priced(self, snapshot: Snapshot) -> Snapshot:
         """``snapshot`` with this cycle's cost, budget use, discovery state and key health."""

@@ -16,7 +16,7 @@ from exporter.config import Config, parse_config
 from exporter.core.clock import FakeClock, SystemClock
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
-from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard
+from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard, pause
 from exporter.service import Service
 from exporter.simulator import EventStore, SimulatorServer
 from exporter.web.server import Endpoints, MetricsServer
@@ -133,3 +133,42 @@ def test_self_metrics_with_known_labels_start_at_zero() -> None:
     for outcome, retcode in (("success", "0"), ("retcode", "153"), ("network", "none")):
         assert registry.get_sample_value("uminfer_api_requests_total",
                                          {"outcome": outcome, "retcode": retcode}) == 0
+
+
+@pytest.mark.parametrize(("interval", "elapsed", "aligned_now", "want"), [
+    (60.0, 12.5, None, 47.5),           # an interval after the last cycle started
+    (60.0, 75.0, None, 0.0),            # an overrun starts the next cycle at once
+    (60.0, 12.5, 1_800_000_015.0, 45.0),  # the API's next multiple of the interval
+    (60.0, 75.0, 1_800_000_020.0, 40.0),  # aligned even after an overrun
+    (30.0, 0.0, 1_800_000_000.0, 30.0),   # on a multiple: a whole interval, never 0
+])
+def test_the_pause_ends_an_interval_on_or_at_the_api_clocks_multiple(
+        interval: float, elapsed: float, aligned_now: float | None, want: float) -> None:
+    assert pause(interval, elapsed, aligned_now) == pytest.approx(want)
+
+
+def test_watched_gauges_read_their_sources_at_scrape_time_and_nan_while_unknown() -> None:
+    registry = CollectorRegistry()
+    metrics = SelfMetrics(registry)
+    source: dict[str, float | None] = {"offset": None, "bucket": None}
+    metrics.watch(clock_offset=lambda: source["offset"],
+                  bucket=lambda: None if source["bucket"] is None else int(source["bucket"]),
+                  rate=lambda: 2.5, seeding=lambda: 3, targets=lambda: 7)
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name)
+
+    assert value("uminfer_api_clock_offset_seconds") != value("uminfer_api_clock_offset_seconds")
+    assert value("uminfer_api_bucket_seconds") != value("uminfer_api_bucket_seconds")  # NaN
+    source.update(offset=0.0, bucket=86400)
+    assert value("uminfer_api_clock_offset_seconds") == 0.0  # known and exact: not NaN
+    assert value("uminfer_api_bucket_seconds") == 86400
+    source.update(offset=-1.5, bucket=0)
+    assert value("uminfer_api_clock_offset_seconds") == -1.5
+    assert value("uminfer_api_bucket_seconds") != value("uminfer_api_bucket_seconds")
+    assert value("uminfer_api_rate_limit_requests_per_second") == 2.5
+    assert (value("uminfer_budget_seeding_targets"), value("uminfer_targets")) == (3, 7)
+    metrics.reloaded(True, 1_700_000_000.0)
+    metrics.reloaded(False, 1_700_000_100.0)
+    assert value("uminfer_config_last_reload_successful") == 0
+    assert value("uminfer_config_last_reload_success_timestamp_seconds") == 1_700_000_000.0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import platform
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -102,6 +104,22 @@ class SelfMetrics:
             ["version", "python_version"], registry=registry)
         build.labels(__version__, platform.python_version()).set(1)
 
+    def watch(self, *, clock_offset: Callable[[], float | None], bucket: Callable[[], int | None],
+              rate: Callable[[], float], seeding: Callable[[], int],
+              targets: Callable[[], int]) -> None:
+        """Gauges read at scrape time from the parts that know them (None: not known yet)."""
+        self.api_clock_offset.set_function(lambda: _known(clock_offset()))
+        self.api_bucket.set_function(lambda: _known(bucket() or None))
+        self.rate_limit.set_function(rate)
+        self.budget_seeding.set_function(seeding)
+        self.targets.set_function(targets)
+
+    def reloaded(self, ok: bool, now: float) -> None:
+        """A config was put in force (the start counts as one), or a reload was rejected."""
+        self.reload_success.set(1 if ok else 0)
+        if ok:
+            self.reload_timestamp.set(now)
+
     def additivity_error(self, excess_tokens: int) -> None:
         """An audit found the whole below its parts (api.buckets' BucketObserver)."""
         self.additivity_errors.inc()
@@ -116,3 +134,7 @@ class SelfMetrics:
         self.api_requests.labels(outcome, retcode).inc()
         self.api_duration.observe(seconds)
 
+
+
+def _known(value: float | None) -> float:
+    return math.nan if value is None else value

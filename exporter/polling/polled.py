@@ -11,9 +11,10 @@ from exporter.accounting.ledger import Ledger
 from exporter.accounting.parked import Parked
 from exporter.accounting.state import retarget
 from exporter.config import Config
-from exporter.polling.accounts import grid_of
+from exporter.polling.accounts import Accounts, grid_of
 from exporter.polling.costing import Costing
 from exporter.polling.poller import Poller
+from exporter.polling.sharding import Shard
 
 MakePoller = Callable[[Config, dict[str, Ledger]], Poller]
 """A poller of the config's targets with these ledgers (the service's client, pool, clocks)."""
@@ -36,6 +37,19 @@ class Polled:
         poller = self._poll(effective, self.known())
         poller.carry_health(self.poller, lift_pauses=reloaded)
         self.poller = poller
+
+    def follow(self, accounts: Accounts, config: Config, shard: Shard, *, reloaded: bool) -> None:
+        """Put ``config`` (reloaded) or the accounts' discovered targets in force: prices with
+        each account's list prices, then the targets, re-made only when they changed."""
+        self._cost.configure(config, *accounts.prices(config))
+        effective = accounts.effective(config, shard)
+        if reloaded or effective.targets != self.poller.targets:
+            self.retarget(effective, reloaded=reloaded)
+
+    def discover(self, accounts: Accounts, config: Config, shard: Shard, deadline: float) -> None:
+        """Discovery (and API list prices) when due; a changed key set changes what is polled."""
+        if accounts.refresh_targets(config, deadline):
+            self.follow(accounts, config, shard, reloaded=False)
 
     def known(self) -> dict[str, Ledger]:
         """Every ledger, polled and parked (the polled ones under the poller's lock)."""

@@ -69,6 +69,16 @@ class Heartbeat:
         return self._clock.monotonic() - self._last <= STALE_FACTOR * longest
 
 
+def pause(interval: float, elapsed: float, aligned_now: float | None) -> float:
+    """Seconds until the next cycle: ``interval`` after the last one started, or, given the
+    API's time (``aligned_now``, with ``accounting.origin``), at its next multiple of
+    ``interval``, so replicas read at the same instants and their open periods differ as
+    little as their clocks' estimates do."""
+    if aligned_now is None:
+        return max(0.0, interval - elapsed)
+    return interval - aligned_now % interval
+
+
 def _short(error: Exception) -> str:
     text = "".join(c if c.isprintable() else "?" for c in str(error)[:200])
     return text or "(no message)"

@@ -1,6 +1,6 @@
 """Abusive HTTP clients, a concurrent scraper and a process monitor (loopback only).
 
-Shared by tests/test_abuse.py (which asserts the bounds) and the benchmark (which reports the
+Shared by tests/e2e/test_abuse.py (which asserts the bounds) and the benchmark (which reports the
 numbers). Every loop is bounded in count and in time.
 """
 

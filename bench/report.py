@@ -27,8 +27,9 @@ def _steady(run: dict[str, Any]) -> dict[str, float]:
     return dict(run["cycles"][-1])
 
 
-#: Calls per target per poll at the defaults before issue #29 (tests/test_keyhealth.py, with
-#: the test's cycles then a pacing's length apart instead of an interval).
+#: Calls per target per poll at the defaults before issue #29
+#: (tests/unit/polling/test_keyhealth.py, with the test's cycles then a pacing's length apart
+#: instead of an interval).
 CALLS_BEFORE = 1.56
 
 

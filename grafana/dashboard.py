@@ -1,7 +1,7 @@
 """The dashboard from Grafana 11's own types (grafana-foundation-sdk): the mixin's dashboard.
 
 ``python -m mixin`` adds the selector to every query and writes grafana/dashboards/uminfer.json
-(and the Helm chart's copy); tests/test_mixin.py fails while a committed file differs.
+(and the Helm chart's copy); tests/project/test_mixin.py fails while a committed file differs.
 """
 
 from __future__ import annotations

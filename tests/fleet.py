@@ -81,7 +81,7 @@ def add_usage(sim: SimulatorServer, key: str, totals: Totals, ts: int | None = N
 
 
 #: An API that labels usage by the second: the tests here run 10 s periods, which minute buckets
-#: would rightly widen to 60 s (tests/test_window_semantics.py covers that).
+#: would rightly widen to 60 s (tests/e2e/test_window_semantics.py covers that).
 SECOND_BUCKETS = BucketPolicy(1)
 
 

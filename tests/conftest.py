@@ -5,10 +5,18 @@ test that did not run."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
+
+from exporter.core.clock import Clock, SystemClock
+from exporter.simulator import EventStore, SimulatorServer
+
+StartSimulator = Callable[..., SimulatorServer]
+"""``start(keys, *, store=None, clock=None, **options)``: a running simulator (see
+:func:`start_simulator`)."""
 
 
 class ProcessInUnitTestError(AssertionError):
@@ -33,6 +41,20 @@ def _processes_only_in_e2e(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         subprocess.Popen._execute_child = original  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def start_simulator() -> Iterator[StartSimulator]:
+    """Starts simulators of the API on loopback, each stopped when the test ends: ``keys`` are
+    the key pairs it accepts, ``store`` its usage (empty), ``clock`` its time (the real one),
+    and ``options`` go to SimulatorServer (``catalog``, ``buckets``, ``faults``...)."""
+    with ExitStack() as running:
+        def start(keys: Mapping[str, str], *, store: EventStore | None = None,
+                  clock: Clock | None = None, **options: Any) -> SimulatorServer:
+            server = SimulatorServer(store or EventStore(), keys, clock or SystemClock(), **options)
+            return running.enter_context(server)
+
+        yield start
 
 
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:

@@ -4,7 +4,6 @@ budgets, and the secret API key in no output (debug log, /metrics, state files).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,11 @@ import pytest
 import requests
 
 from exporter.config import ModelPrice
-from exporter.core.clock import SystemClock
 from exporter.core.usage import Totals
 from exporter.cost.pricing import cost_of
-from exporter.simulator import Catalog, Event, EventStore, SimKey, SimulatorServer
+from exporter.simulator import Catalog, Event, SimKey, SimulatorServer
 from tests import fleet
+from tests.conftest import StartSimulator
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import Exporter, wait_for
 
@@ -50,13 +49,11 @@ def config(endpoint: str, state: Path, price: ModelPrice) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
+def sim(start_simulator: StartSimulator) -> SimulatorServer:
     catalog = Catalog()
     for key, name in (("key-alpha", "alpha"), ("key-beta", "beta")):
         catalog.add_key(SimKey(PROJECT, key, name, f"{SECRET}-{name}"))
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(), catalog=catalog,
-                         buckets=SECOND_BUCKETS) as s:
-        yield s
+    return start_simulator({PUBLIC: PRIVATE}, catalog=catalog, buckets=SECOND_BUCKETS)
 
 
 def labels(key: str, name: str) -> dict[str, str]:

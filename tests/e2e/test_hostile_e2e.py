@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,11 @@ import pytest
 import requests
 import yaml
 
-from exporter.core.clock import SystemClock
 from exporter.core.safejson import API_ANSWER
 from exporter.core.usage import Totals
 from exporter.polling.supervisor import STAGES
 from exporter.simulator import (
     Catalog,
-    EventStore,
     Fault,
     FaultKind,
     SimKey,
@@ -35,6 +32,7 @@ from exporter.simulator import (
     SimulatorServer,
 )
 from tests import fleet
+from tests.conftest import StartSimulator
 from tests.harness import Exporter, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -67,13 +65,12 @@ def _poll_errors(child: Exporter) -> dict[str, float | None]:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
+def sim(start_simulator: StartSimulator) -> SimulatorServer:
     catalog = Catalog()
     catalog.add_key(SimKey(HOSTILE_PROJECT, "k-evil", EVIL_NAME, "secret-evil",
                            granted_models=(fleet.MODEL,)))
-    with SimulatorServer(EventStore(), {fleet.PUBLIC: fleet.PRIVATE}, SystemClock(),
-                         catalog=catalog, buckets=fleet.SECOND_BUCKETS) as server:
-        yield server
+    return start_simulator({fleet.PUBLIC: fleet.PRIVATE}, catalog=catalog,
+                           buckets=fleet.SECOND_BUCKETS)
 
 
 CRAFTED = {

@@ -34,21 +34,21 @@ from exporter.polling.discovery import (
     selected,
 )
 from exporter.simulator import Catalog, EventStore, SimKey, SimModel, SimulatorServer
+from tests.conftest import StartSimulator
 
 PUBLIC, PRIVATE = "d-public", "d-private-0123456789"
 SECRET = "sk-THIS-IS-THE-SECRET-KEY-0001"
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
+def sim(start_simulator: StartSimulator) -> SimulatorServer:
     catalog = Catalog()
     for i in range(250):  # three pages of 100
         catalog.add_key(SimKey("org", f"uminferapikey-{i:03d}", f"team-{i % 3}", f"{SECRET}{i}",
                                status=1 if i % 50 else 2, granted_models=("a", "b")))
     catalog.add_model(SimModel("a", prompt="0.27", completion="1.10"))
     catalog.add_model(SimModel("b", kind=2, image="0.04", currency="CNY"))
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, SystemClock(), catalog=catalog) as s:
-        yield s
+    return start_simulator({PUBLIC: PRIVATE}, catalog=catalog)
 
 
 @pytest.fixture

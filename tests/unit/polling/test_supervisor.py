@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -18,8 +17,9 @@ from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard, pause
 from exporter.service import Service
-from exporter.simulator import EventStore, SimulatorServer
+from exporter.simulator import SimulatorServer
 from exporter.web.server import Endpoints, MetricsServer
+from tests.conftest import StartSimulator
 from tests.fleet import SECOND_BUCKETS
 
 
@@ -88,10 +88,8 @@ class BrokenCache(ExpositionCache):
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(EventStore(), {"pub": "private-key-123"}, SystemClock(),
-                         buckets=SECOND_BUCKETS) as server:
-        yield server
+def sim(start_simulator: StartSimulator) -> SimulatorServer:
+    return start_simulator({"pub": "private-key-123"}, buckets=SECOND_BUCKETS)
 
 
 def _config(url: str) -> Config:

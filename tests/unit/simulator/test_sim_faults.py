@@ -4,7 +4,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -17,6 +16,7 @@ from exporter.simulator import EventStore, Fault, FaultKind, FaultPlan, Simulato
 from exporter.simulator.faults import RETCODE_MESSAGES
 from exporter.simulator.store import Event
 from exporter.simulator.usage import Usage
+from tests.conftest import StartSimulator
 
 #: The answer's Data fields as api.md names them: spelt here, not taken from either side.
 DATA_FIELDS = ("InTotal", "OutTotal", "Total", "RequestTotal", "ImageGenerationNum")
@@ -32,11 +32,11 @@ def plan() -> FaultPlan:
 
 
 @pytest.fixture
-def sim(plan: FaultPlan) -> Iterator[SimulatorServer]:
+def sim(plan: FaultPlan, start_simulator: StartSimulator) -> SimulatorServer:
     store = EventStore()
     store.add(Event(NOW - 100, NOW - 100.0, "", "k", "m", TRUE))
-    with SimulatorServer(store, {PUBLIC: PRIVATE}, FakeClock(float(NOW)), plan) as server:
-        yield server
+    return start_simulator({PUBLIC: PRIVATE}, store=store, clock=FakeClock(float(NOW)),
+                           faults=plan)
 
 
 def signed(key: str = "k", model: str = "m") -> dict[str, str]:

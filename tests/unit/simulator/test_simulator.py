@@ -1,7 +1,6 @@
 """The simulator over real loopback HTTP: gateway checks, window semantics, admin, stats."""
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from exporter.simulator.__main__ import config_snippet, parse_args
 from exporter.simulator.build import DEMO_MODELS, demo_targets
 from exporter.simulator.store import Event
 from exporter.simulator.usage import Usage
+from tests.conftest import StartSimulator
 
 #: The answer's Data fields as api.md names them: spelt here, not taken from either side.
 DATA_FIELDS = ("InTotal", "OutTotal", "Total", "RequestTotal", "ImageGenerationNum")
@@ -30,9 +30,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sim(clock: FakeClock) -> Iterator[SimulatorServer]:
-    with SimulatorServer(EventStore(), {PUBLIC: PRIVATE}, clock) as server:
-        yield server
+def sim(clock: FakeClock, start_simulator: StartSimulator) -> SimulatorServer:
+    return start_simulator({PUBLIC: PRIVATE}, clock=clock)
 
 
 def params(start: int = A, end: int = NOW, **extra: object) -> dict[str, object]:

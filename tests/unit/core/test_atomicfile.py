@@ -119,3 +119,17 @@ def test_a_failed_rename_leaves_no_temp_file_and_says_why(tmp_path: Path,
     with pytest.raises(OSError, match="No space left"):
         write_json(str(tmp_path / "state.json"), {"k": 1})
     assert os.listdir(tmp_path) == []
+
+
+def test_a_temp_file_that_cannot_be_removed_does_not_hide_the_first_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    def unlink(path: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(OSError, match="No space left"):
+        write_json(str(tmp_path / "state.json"), {"k": 1})

@@ -13,8 +13,8 @@ from exporter.core.grid import DAY, LONGEST, Grid, GridError, check_zone
 SHANGHAI_MIDNIGHT = 1_700_064_000  # 2023-11-16 00:00 Asia/Shanghai = 2023-11-15 16:00 UTC
 
 
-def at(zone: str, *fields: int) -> int:
-    return int(datetime.datetime(*fields, tzinfo=ZoneInfo(zone)).timestamp())  # type: ignore[misc]
+def at(zone: str, year: int, month: int, day: int, hour: int = 0) -> int:
+    return int(datetime.datetime(year, month, day, hour, tzinfo=ZoneInfo(zone)).timestamp())
 
 
 def test_the_default_grid_is_the_days_of_shanghai() -> None:

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import yaml
 
-from exporter.config.accounts import accounts_section, aggregate, labelled
+from exporter.config.accounts import accounts_section, labelled
 from exporter.config.cost import budgets_section, pricing_section
 from exporter.config.discovery import discovery_section
 from exporter.config.ha import accounting_section, ha_section
@@ -113,8 +113,9 @@ def parse_config(
                     "account under accounts:, not both")
     several = len(accounts) > 1
     # Read in the order of the file's usual layout, so problems are listed in that order.
+    # With several accounts ``api`` stays unset: each account's limits are its own.
     api = (api_section(reader, root.get("api"), base_dir) if "accounts" not in root
-           else aggregate(accounts) if several else accounts[0].api if accounts else ApiConfig())
+           else accounts[0].api if len(accounts) == 1 else ApiConfig())
     poll = poll_section(reader, root.get("poll"))
     state = state_section(reader, root.get("state"), base_dir)
     windows = windows_section(reader, root.get("windows"))
@@ -165,9 +166,10 @@ def redacted(config: Config) -> dict[str, object]:
     """The effective config as JSON-able data, durations spelled out, secrets replaced."""
     api, poll, state = config.api, config.poll, config.state
     return {
-        "api": {"endpoint": api.endpoint, "public_key": api.public_key, "private_key": REDACTED,
-                "timeout": format_duration(api.timeout), "max_concurrency": api.max_concurrency,
-                "rate_limit": api.rate_limit, "time_zone": api.time_zone},
+        "api": None if config.accounts else {
+            "endpoint": api.endpoint, "public_key": api.public_key, "private_key": REDACTED,
+            "timeout": format_duration(api.timeout), "max_concurrency": api.max_concurrency,
+            "rate_limit": api.rate_limit, "time_zone": api.time_zone},
         "poll": {name: format_duration(getattr(poll, name)) for name in POLL_KEYS
                  if name != "period"},  # accepted from older configs, unused
         "state": {"path": state.path, "max_backfill": format_duration(state.max_backfill)},

@@ -161,3 +161,23 @@ def test_config_check_prints_the_warnings_and_passes(tmp_path: Path,
     assert err.splitlines() == [
         f"warning: {path}:2: poll.permanent_error_retry: deprecated; write "
         "advanced.permanent_error_retry instead (removed in the release after next)"]
+
+
+ORIGIN: dict[str, object] = {"origin": "2025-01-01T00:00:00Z"}
+
+
+def test_max_backfill_with_an_origin_is_said_to_do_nothing() -> None:
+    config, warnings = loaded(single(state={"max_backfill": "2h"}, accounting=ORIGIN))
+    assert config.state.max_backfill == 7200  # kept as written; the origin overrides it
+    assert warnings == ["state.max_backfill: has no effect with accounting.origin: a restart "
+                        "catches up from the origin however long it was down; remove "
+                        "state.max_backfill"]
+
+
+@pytest.mark.parametrize("sections", [
+    {"state": {"max_backfill": "2h"}},  # without an origin it is what bounds a restart
+    {"state": {"path": "s.json"}, "accounting": ORIGIN},  # the default is no news
+])
+def test_max_backfill_alone_or_an_origin_alone_is_no_warning(
+        sections: dict[str, dict[str, object]]) -> None:
+    assert loaded(single(**sections))[1] == []

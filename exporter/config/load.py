@@ -131,7 +131,7 @@ def parse_config(
     # With discovery, static targets are optional: the keys found are the targets.
     targets = targets_section(reader, root.get("targets"), require_targets and not discovery,
                               names)
-    accounting = accounting_section(reader, root.get("accounting"))
+    accounting = accounting_section(reader, root.get("accounting"), root.get("state"))
     raw_accounting = root.get("accounting")
     origin_given = isinstance(raw_accounting, dict) and raw_accounting.get("origin") is not None
     config = build(

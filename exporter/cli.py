@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # logging, this is process-wide, so it is set here at the edge and nowhere else.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
     if args.config_check:
-        return _check(args)
+        return check(args)
     if args.demo:
         from exporter.demo import run_demo  # noqa: PLC0415 (the simulator only when asked for)
 
@@ -147,12 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(args, config, reload)
 
 
-def _check(args: argparse.Namespace) -> int:
+def check(args: argparse.Namespace) -> int:
+    """``--config.check``: every problem and warning on stderr, one line each; the exit code."""
     problems: list[str] = []
+    warnings: list[str] = []  # printed, not logged: the check's output is these lines
     try:
-        config = _with_flags(load_config(args.config_file, os.environ), args)
+        config = _with_flags(load_config(args.config_file, os.environ, warnings.append), args)
     except ConfigError as error:
         problems += error.problems
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if args.web_config:
         problems += check_web_config(args.web_config)
     try:

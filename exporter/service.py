@@ -157,7 +157,7 @@ class Service:
             self.metrics.cycle_duration.observe(self.clock.monotonic() - started)
 
     def _deadline(self) -> float:
-        return self.clock.monotonic() + self._config.api.timeout
+        return self.clock.monotonic() + self._config.longest_timeout()
 
     def _rebase(self) -> None:
         self._startup.rebase(self._config, self._poller, self.metrics.backfill_skipped.inc)
@@ -172,7 +172,7 @@ class Service:
 
     def healthy(self) -> bool:
         """Whether the poll loop finished a cycle recently (see supervisor.STALE_FACTOR)."""
-        return self._heartbeat.fresh(self._config.poll.interval, self._config.api.timeout)
+        return self._heartbeat.fresh(self._config.poll.interval, self._config.longest_timeout())
 
     def stop(self) -> bool:
         """Stop the loop and flush state (False if that failed); safe from any thread."""

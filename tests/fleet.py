@@ -32,8 +32,8 @@ def fleet_config(endpoint: str, keys: Iterable[str],
     config: dict[str, Any] = {
         "api": {"endpoint": endpoint, "public_key": PUBLIC, "private_key": "${FLEET_PRIVATE_KEY}",
                 "timeout": "2s", "rate_limit": 0, "max_concurrency": 64},
-        "poll": {"interval": "1s", "settle": "20s", "window_interval": "1h",
-                 "permanent_error_retry": "1s"},
+        "poll": {"interval": "1s", "settle": "20s"},
+        "advanced": {"window_interval": "1h", "permanent_error_retry": "1s"},
         "windows": [],
         "targets": [{"project": PROJECT, "key": key, "model": MODEL} for key in keys],
     }

@@ -1,9 +1,9 @@
 """The ``accounts`` section: several cloud accounts in one exporter, each like ``api``.
 
 A single entry is read exactly as ``api:`` (no ``account`` label, identities unchanged); with
-two or more every target names its account, series carry an ``account`` label, and ``api``
-becomes their aggregate for the poll loop (each account keeps its own client, rate limit and
-concurrency: they are separate quotas at the cloud).
+two or more every target names its account and series carry an ``account`` label. Each account
+keeps its own client, rate limit and concurrency (separate quotas at the cloud): nothing is
+made up for them together (``Config.longest_timeout`` and the like say what is summed).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from exporter.config.reader import Reader, got, quote
 from exporter.config.sections import api_section, required_string
-from exporter.config.types import ACCOUNT_LABEL, AccountConfig, ApiConfig, Target
+from exporter.config.types import ACCOUNT_LABEL, AccountConfig, Target
 
 
 def accounts_section(r: Reader, raw: object, base_dir: str) -> tuple[AccountConfig, ...] | None:
@@ -39,16 +39,6 @@ def accounts_section(r: Reader, raw: object, base_dir: str) -> tuple[AccountConf
         seen[name] = i
         accounts.append(AccountConfig(name, api))
     return tuple(accounts)
-
-
-def aggregate(accounts: tuple[AccountConfig, ...]) -> ApiConfig:
-    """What the poll loop plans with: the longest timeout, the summed concurrency and rate
-    (unlimited if any account is), and the first account's endpoint for display."""
-    apis = [a.api for a in accounts]
-    rates = [api.rate_limit for api in apis]
-    return ApiConfig(endpoint=apis[0].endpoint, timeout=max(api.timeout for api in apis),
-                     max_concurrency=sum(api.max_concurrency for api in apis),
-                     rate_limit=0.0 if 0 in rates else sum(rates))
 
 
 def labelled(target: Target, several: bool) -> Target:

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import re
 
+from exporter.config.advanced import Advanced, at, old_keys
 from exporter.config.reader import Reader, at_least, build, got, quote
 from exporter.config.sections import labels_section
 from exporter.config.types import DiscoveryConfig
 
-DISCOVERY_KEYS = ("projects", "statuses", "include", "exclude", "models", "refresh",
+DISCOVERY_KEYS = ("projects", "include", "exclude", "models", "refresh",
                   "max_targets", "labels", "accounts")
 MAX_TARGETS = 100_000
 
 
-def discovery_section(r: Reader, raw: object) -> DiscoveryConfig | None:
-    """The ``discovery`` section; None when absent (no discovery)."""
+def discovery_section(r: Reader, raw: object, advanced: Advanced) -> DiscoveryConfig | None:
+    """The ``discovery`` section, with the ``advanced`` key that tunes it; None when absent
+    (no discovery)."""
     if raw is None:
+        if "discovery_statuses" in advanced:
+            r.warn("advanced.discovery_statuses", "has no effect without discovery")
         return None
-    d = r.section("discovery", raw, DISCOVERY_KEYS)
+    d = r.section("discovery", raw, DISCOVERY_KEYS, old=old_keys("discovery"))
     return build(
         DiscoveryConfig,
         projects=r.strings("discovery.projects", d.get("projects")) or None,
-        statuses=_statuses(r, d.get("statuses")),
+        statuses=_statuses(r, *at(advanced, "discovery_statuses")),
         include=_patterns(r, "discovery.include", d.get("include")),
         exclude=_patterns(r, "discovery.exclude", d.get("exclude")),
         models=r.strings("discovery.models", d.get("models")),
@@ -32,13 +36,14 @@ def discovery_section(r: Reader, raw: object) -> DiscoveryConfig | None:
     )
 
 
-def _statuses(r: Reader, raw: object) -> tuple[int, ...] | None:
+def _statuses(r: Reader, path: str, raw: object) -> tuple[int, ...] | None:
+    """Key ``Status`` codes to poll: only 1 (normal) is documented, hence an advanced key."""
     if raw is None:
         return None
     if not isinstance(raw, list) or not raw:
-        r.fail("discovery.statuses", f"expected a non-empty list like [1], got {got(raw)}")
+        r.fail(path, f"expected a non-empty list like [1], got {got(raw)}")
         return None
-    found = [r.integer(f"discovery.statuses[{i}]", v, 0, 99) for i, v in enumerate(raw)]
+    found = [r.integer(f"{path}[{i}]", v, 0, 99) for i, v in enumerate(raw)]
     return tuple(v for v in found if v is not None)
 
 

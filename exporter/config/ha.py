@@ -16,9 +16,13 @@ HA_KEYS = ("peers", "username", "password", "password_file", "ca_file", "timeout
 _MAX_PEERS = 16
 
 
-def accounting_section(r: Reader, raw: object) -> AccountingConfig:
-    """The ``accounting`` section."""
+def accounting_section(r: Reader, raw: object, state: object = None) -> AccountingConfig:
+    """The ``accounting`` section; ``state`` is the raw ``state`` section, whose
+    ``max_backfill`` an origin overrides (said, so that nobody relies on it)."""
     d = r.section("accounting", raw, ACCOUNTING_KEYS)
+    if "origin" in d and isinstance(state, dict) and state.get("max_backfill") is not None:
+        r.warn("state.max_backfill", "has no effect with accounting.origin: a restart catches "
+               "up from the origin however long it was down; remove state.max_backfill")
     return build(AccountingConfig, origin=_instant(r, "accounting.origin", d.get("origin")))
 
 

@@ -16,14 +16,14 @@ from decimal import Decimal
 
 import yaml
 
-from exporter.config.accounts import accounts_section, aggregate, labelled
+from exporter.config.accounts import accounts_section, labelled
+from exporter.config.advanced import advanced_section
 from exporter.config.cost import budgets_section, pricing_section
 from exporter.config.discovery import discovery_section
 from exporter.config.ha import accounting_section, ha_section
 from exporter.config.metricsconf import metrics_section
 from exporter.config.reader import REDACTED, Reader, build, got, quote, scrub
 from exporter.config.sections import (
-    POLL_KEYS,
     api_section,
     keys_section,
     poll_section,
@@ -47,7 +47,9 @@ from exporter.core.durations import format_duration
 CONFIG_CAP = 4 << 20
 _ENCLOSING = re.compile(r"(?:\.[^.\[\]]*|\[[^\[\]]*\])$")  # a path's last step
 _ROOT_KEYS = ("api", "accounts", "poll", "state", "windows", "targets", "pricing", "budgets",
-              "discovery", "keys", "accounting", "ha", "metrics")
+              "discovery", "keys", "accounting", "ha", "metrics", "advanced")
+Warn = Callable[[str], None]
+"""Where a valid config's warnings go, one line each (default: the log)."""
 
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,10 @@ def attempt(load: Callable[[], Config]) -> Config | str:
                 "debug level)")
 
 
-def load_config(path: str, environ: Mapping[str, str]) -> Config:
-    """Read and validate the YAML file at ``path``; raise ConfigError listing every problem."""
+def load_config(path: str, environ: Mapping[str, str], on_warning: Warn | None = None
+                ) -> Config:
+    """Read and validate the YAML file at ``path``; raise ConfigError listing every problem.
+    Each warning (a deprecated key) goes to ``on_warning`` with its line, else to the log."""
     try:
         data, lines = load_file_lines(path, CONFIG_CAP)
     except OSError as exc:
@@ -76,7 +80,9 @@ def load_config(path: str, environ: Mapping[str, str]) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(path, exc)]) from None
     try:
-        return parse_config(data, environ, os.path.dirname(os.path.abspath(path)))
+        return parse_config(data, environ, os.path.dirname(os.path.abspath(path)),
+                            on_warning=lambda w: (on_warning or log.warning)(
+                                located(path, w, lines)))
     except ConfigError as error:
         raise ConfigError([located(path, problem, lines) for problem in error.problems]
                           ) from None
@@ -95,16 +101,19 @@ def located(path: str, problem: str, lines: Mapping[str, int]) -> str:
 
 
 def parse_config(
-    data: object, environ: Mapping[str, str], base_dir: str, *, require_targets: bool = True
+    data: object, environ: Mapping[str, str], base_dir: str, *, require_targets: bool = True,
+    on_warning: Warn | None = None,
 ) -> Config:
-    """Validate already-loaded YAML ``data``; relative file paths resolve against ``base_dir``."""
+    """Validate already-loaded YAML ``data``; relative file paths resolve against ``base_dir``.
+    Each warning goes to ``on_warning`` (default: the log), also when there are problems."""
     if data is not None and not isinstance(data, dict):
         # Everything else would be reported missing too: one line says it better.
         raise ConfigError(scrub([f"(top level): expected a mapping of sections, got {got(data)}"],
                                 []))
     reader = Reader(environ)
     root = reader.section("", data, _ROOT_KEYS)
-    discovery = discovery_section(reader, root.get("discovery"))
+    advanced = advanced_section(reader, root)
+    discovery = discovery_section(reader, root.get("discovery"), advanced)
     pricing = pricing_section(reader, root.get("pricing"))
     accounts = accounts_section(reader, root.get("accounts"), base_dir) or ()
     names = tuple(a.name for a in accounts)
@@ -113,15 +122,16 @@ def parse_config(
                     "account under accounts:, not both")
     several = len(accounts) > 1
     # Read in the order of the file's usual layout, so problems are listed in that order.
+    # With several accounts ``api`` stays unset: each account's limits are its own.
     api = (api_section(reader, root.get("api"), base_dir) if "accounts" not in root
-           else aggregate(accounts) if several else accounts[0].api if accounts else ApiConfig())
-    poll = poll_section(reader, root.get("poll"))
+           else accounts[0].api if len(accounts) == 1 else ApiConfig())
+    poll = poll_section(reader, root.get("poll"), advanced)
     state = state_section(reader, root.get("state"), base_dir)
     windows = windows_section(reader, root.get("windows"))
     # With discovery, static targets are optional: the keys found are the targets.
     targets = targets_section(reader, root.get("targets"), require_targets and not discovery,
                               names)
-    accounting = accounting_section(reader, root.get("accounting"))
+    accounting = accounting_section(reader, root.get("accounting"), root.get("state"))
     raw_accounting = root.get("accounting")
     origin_given = isinstance(raw_accounting, dict) and raw_accounting.get("origin") is not None
     config = build(
@@ -136,6 +146,8 @@ def parse_config(
         ha=ha_section(reader, root.get("ha"), base_dir, origin_given),
         metrics=metrics_section(reader, root.get("metrics"), _static_labels(targets, discovery)),
     )
+    for warning in scrub(reader.warnings, reader.secrets):
+        (on_warning or log.warning)(warning)
     if reader.problems:
         raise ConfigError(scrub(reader.problems, reader.secrets))
     return config
@@ -165,11 +177,16 @@ def redacted(config: Config) -> dict[str, object]:
     """The effective config as JSON-able data, durations spelled out, secrets replaced."""
     api, poll, state = config.api, config.poll, config.state
     return {
-        "api": {"endpoint": api.endpoint, "public_key": api.public_key, "private_key": REDACTED,
-                "timeout": format_duration(api.timeout), "max_concurrency": api.max_concurrency,
-                "rate_limit": api.rate_limit, "time_zone": api.time_zone},
-        "poll": {name: format_duration(getattr(poll, name)) for name in POLL_KEYS
-                 if name != "period"},  # accepted from older configs, unused
+        "api": None if config.accounts else {
+            "endpoint": api.endpoint, "public_key": api.public_key, "private_key": REDACTED,
+            "timeout": format_duration(api.timeout), "max_concurrency": api.max_concurrency,
+            "rate_limit": api.rate_limit, "time_zone": api.time_zone},
+        "poll": {"interval": format_duration(poll.interval),
+                 "settle": format_duration(poll.settle)},
+        "advanced": {"window_interval": format_duration(poll.window_interval),
+                     "permanent_error_retry": format_duration(poll.permanent_error_retry),
+                     "discovery_statuses": (list(config.discovery.statuses)
+                                            if config.discovery else None)},
         "state": {"path": state.path, "max_backfill": format_duration(state.max_backfill)},
         "windows": [window.name for window in config.windows],
         "targets": [{"project": t.project, "key": t.key, "model": t.model, "labels": dict(t.labels),
@@ -218,6 +235,7 @@ def _redacted_discovery(discovery: DiscoveryConfig | None) -> dict[str, object] 
     data = asdict(discovery)
     data["refresh"] = format_duration(discovery.refresh)
     data["labels"] = dict(discovery.labels)
+    del data["statuses"]  # shown under advanced, where it is written
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 

@@ -37,11 +37,16 @@ class Reader:
         self.environ = environ
         self.refused: Mapping[str, str] = refused or {}
         self.problems: list[str] = []
+        self.warnings: list[str] = []  # valid but worth saying: a deprecated key, a no-op
         self.secrets: list[str] = []  # every secret value seen, to scrub from the messages
 
     def fail(self, path: str, message: str) -> None:
         """Record one problem at ``path``."""
         self.problems.append(f"{path or '(top level)'}: {message}")
+
+    def warn(self, path: str, message: str) -> None:
+        """Record one warning at ``path``: the config loads, but the operator should know."""
+        self.warnings.append(f"{path}: {message}")
 
     def mapping(self, path: str, raw: object) -> dict[object, object]:
         """``raw`` as a dict; null is an empty one, anything else a problem."""
@@ -52,15 +57,18 @@ class Reader:
             return {}
         return raw
 
-    def section(self, path: str, raw: object, keys: tuple[str, ...]) -> dict[str, object]:
-        """A mapping of known ``keys``; unknown keys are problems, null values count as absent."""
+    def section(self, path: str, raw: object, keys: tuple[str, ...],
+                old: tuple[str, ...] = ()) -> dict[str, object]:
+        """A mapping of known ``keys``; unknown keys are problems, null values count as absent.
+        ``old`` keys (deprecated spellings) are read too but not offered in the messages."""
         d = self.mapping(path, raw)
         for key in d:
             if isinstance(key, str) and key in self.refused:
                 self.fail(join(path, key), self.refused[key])
-            elif key not in keys:
+            elif key not in keys and key not in old:
                 self.fail(join(path, key), f"unknown key (expected one of: {', '.join(keys)})")
-        return {k: v for k, v in d.items() if isinstance(k, str) and k in keys and v is not None}
+        return {k: v for k, v in d.items()
+                if isinstance(k, str) and (k in keys or k in old) and v is not None}
 
     def string(self, path: str, raw: object, expected: str = "a string",
                secret: bool = False) -> str | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import replace
 from urllib.parse import urlsplit
 
+from exporter.config.advanced import REMOVAL, Advanced, at, old_keys
 from exporter.config.reader import (
     DAY,
     Reader,
@@ -34,14 +34,12 @@ from exporter.core.smallfile import SETTING_CAP, read_capped
 
 API_KEYS = ("endpoint", "public_key", "public_key_file", "private_key", "private_key_file",
             "timeout", "max_concurrency", "rate_limit", "time_zone")
-POLL_KEYS = ("interval", "settle", "period", "window_interval", "permanent_error_retry")
+POLL_KEYS = ("interval", "settle")
 STATE_KEYS = ("path", "max_backfill")
 KEYS_KEYS = ("enabled", "interval")
 TARGET_KEYS = ("account", "project", "key", "model", "labels")
 _MAX_WINDOW = 31 * DAY
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-log = logging.getLogger(__name__)
 
 
 def api_section(r: Reader, raw: object, base_dir: str, path: str = "api",
@@ -116,20 +114,19 @@ def _read_key_file(r: Reader, path: str, filename: str) -> str | None:
     return key
 
 
-def poll_section(r: Reader, raw: object) -> PollConfig:
-    """The ``poll`` section."""
-    d = r.section("poll", raw, POLL_KEYS)
+def poll_section(r: Reader, raw: object, advanced: Advanced) -> PollConfig:
+    """The ``poll`` section, with the ``advanced`` keys that tune it."""
+    d = r.section("poll", raw, POLL_KEYS, old=("period", *old_keys("poll")))
     read = {
         "interval": r.duration("poll.interval", d.get("interval"), at_least(1)),
         "settle": r.seconds("poll.settle", d.get("settle")),
-        "window_interval": r.duration("poll.window_interval", d.get("window_interval"), positive),
-        "permanent_error_retry": r.duration(
-            "poll.permanent_error_retry", d.get("permanent_error_retry"), positive),
+        "window_interval": r.duration(*at(advanced, "window_interval"), positive),
+        "permanent_error_retry": r.duration(*at(advanced, "permanent_error_retry"), positive),
     }
     poll = build(PollConfig, **read)
     if "period" in d:  # accepted so that configs of older versions still load
-        log.warning("poll.period is no longer used and can be removed: counting cuts time at "
-                    "the provider's midnights (api.time_zone), whatever the API's buckets")
+        r.warn("poll.period", "deprecated and unused: counting cuts time at the provider's "
+               f"midnights (api.time_zone), whatever the API's buckets; remove it ({REMOVAL})")
     # A window read more often than the targets are polled would show nothing new.
     return replace(poll, window_interval=max(poll.window_interval, poll.interval))
 

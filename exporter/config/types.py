@@ -212,13 +212,27 @@ class Config:
     discovery: DiscoveryConfig | None = None  # None: only the static targets
     keys: KeysConfig = KeysConfig()
     # Two or more accounts, by name; empty: the one account of ``api`` (a single entry under
-    # ``accounts:`` is read as that form). With several, ``api`` is their aggregate for the
-    # poll loop (largest timeout, summed concurrency and rate) and every target names one.
+    # ``accounts:`` is read as that form). With several, every target names one and ``api`` is
+    # left at its default and never read: each account's limits are its own (account_apis),
+    # and what the whole process plans with is worked out from them by name below.
     accounts: tuple[AccountConfig, ...] = ()
 
     def account_apis(self) -> dict[str, ApiConfig]:
         """How to reach each account, by the name targets use ("" for the single account)."""
         return {a.name: a.api for a in self.accounts} if self.accounts else {"": self.api}
+
+    def longest_timeout(self) -> float:
+        """The longest of the accounts' ``timeout``: what a cycle gives any call to answer."""
+        return max(api.timeout for api in self.account_apis().values())
+
+    def total_concurrency(self) -> int:
+        """The accounts' ``max_concurrency`` summed: the calls in flight at once, at most."""
+        return sum(api.max_concurrency for api in self.account_apis().values())
+
+    def total_rate_limit(self) -> float:
+        """The accounts' ``rate_limit`` summed (requests a second); 0, unlimited, if any is."""
+        rates = [api.rate_limit for api in self.account_apis().values()]
+        return 0.0 if 0 in rates else sum(rates)
 
     def grid(self, account: str = "") -> Grid:
         """The provider days counting cuts ``account``'s targets' time into (core.grid)."""

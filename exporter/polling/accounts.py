@@ -160,7 +160,7 @@ class Accounts:
         router = AccountRouter({n: s.client for n, s in self._stacks.items()},
                                {n: api.max_concurrency for n, api in apis.items()},
                                [s.pool.close for s in self._stacks.values()])
-        return ApiStack(WorkerPool(config.api.max_concurrency), router,
+        return ApiStack(WorkerPool(config.total_concurrency()), router,
                         next(iter(self._stacks.values())).keys)
 
     def current_rate(self) -> float:

@@ -161,7 +161,7 @@ class Poller:
 
     def cycle(self) -> Snapshot:
         """Poll every target once, concurrently, and return the resulting snapshot."""
-        budget = max(self._config.poll.interval, self._config.api.timeout)
+        budget = max(self._config.poll.interval, self._config.longest_timeout())
         deadline = self._clock.monotonic() + budget
         tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
         self._pool.run_all(tasks, self._gap(), self._clock)
@@ -172,7 +172,7 @@ class Poller:
         if not all(self._health[t.ident].polled for t in self._config.targets):
             return 0.0
         return start_gap(len(self._config.targets), self._config.poll.interval,
-                         self._config.api.rate_limit)
+                         self._config.total_rate_limit())
 
     def snapshot(self) -> Snapshot:
         """The current state of every target."""
@@ -368,7 +368,7 @@ class Poller:
     def _for_call(self, deadline: float) -> float:
         """A call retries until the target's budget for the cycle ends, but a call started late
         still gets one full ``api.timeout``: slow answers must not starve the newest period."""
-        return max(deadline, self._clock.monotonic() + self._config.api.timeout)
+        return max(deadline, self._clock.monotonic() + self._config.longest_timeout())
 
     def _failed(self, target: Target, health: _Health, error: ApiError) -> None:
         health.up = False

@@ -60,7 +60,7 @@ PRICE = ModelPrice(MODEL, input=Decimal("0.27"), output=Decimal("1.10"),
                    request=Decimal("0.001"))
 #: Short periods so that several of them pass within a test (period must divide a day).
 FAST = {"test_period": "2s", "settle": "1s"}
-CLOCKED = {"test_period": "5s", "settle": "2s", "window_interval": "1s"}
+CLOCKED = {"test_period": "5s", "settle": "2s"}
 LISTING = "ListUMInferAPIKey"
 
 
@@ -287,7 +287,8 @@ def wait_offset(child: Exporter, want: float) -> None:
 
 def clocked_config(endpoint: str) -> dict[str, Any]:
     """One target with a window gauge; no rate limit, so the exporter never sleeps."""
-    return fleet.fleet_config(endpoint, [KEY], poll=CLOCKED, windows=["1m"])
+    return fleet.fleet_config(endpoint, [KEY], poll=CLOCKED, windows=["1m"],
+                              advanced={"window_interval": "1s"})
 
 
 def assert_on_api_time(child: Exporter) -> None:

@@ -35,7 +35,8 @@ def config(endpoint: str, state: Path, price: ModelPrice) -> dict[str, Any]:
     return {
         "api": {"endpoint": endpoint, "public_key": PUBLIC, "private_key": PRIVATE,
                 "timeout": "2s", "rate_limit": 0},
-        "poll": {"interval": "1s", "settle": "4s", "test_period": "10s", "window_interval": "1s"},
+        "poll": {"interval": "1s", "settle": "4s", "test_period": "10s"},
+        "advanced": {"window_interval": "1s"},
         "state": {"path": str(state)},
         "windows": ["1m"],
         "discovery": {"projects": [PROJECT], "models": [MODEL], "refresh": "1s",

@@ -41,8 +41,8 @@ def config(endpoint: str, state: Path | None = None) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "api": {"endpoint": endpoint, "public_key": PUBLIC, "private_key": "${IT_PRIVATE_KEY}",
                 "timeout": "2s", "rate_limit": 0},
-        "poll": {"interval": "1s", "settle": f"{SETTLE}s", "test_period": f"{PERIOD}s",
-                 "window_interval": "1s", "permanent_error_retry": "2s"},
+        "poll": {"interval": "1s", "settle": f"{SETTLE}s", "test_period": f"{PERIOD}s"},
+        "advanced": {"window_interval": "1s", "permanent_error_retry": "2s"},
         "windows": ["1m"],
         "targets": [{"project": PROJECT, "key": k, "model": m} for k, m in (CHAT, FLAKY, DENIED)],
     }
@@ -189,7 +189,7 @@ def test_permanent_error_is_not_hammered_and_recovers(tmp_path: Path,
     # all however many cycles pass, on a fast machine or a slow one.
     rule = simulator.faults.add(Fault(FaultKind.RETCODE, retcode=299), key=DENIED[0])
     cfg = config(simulator.url)
-    cfg["poll"]["permanent_error_retry"] = "1h"
+    cfg["advanced"]["permanent_error_retry"] = "1h"
     exporter = Exporter(tmp_path, cfg, env={"IT_PRIVATE_KEY": PRIVATE})
     _running.append(exporter.start())
     exporter.wait_ready()

@@ -77,7 +77,8 @@ def exporter_config(endpoint: str, state: Path) -> dict[str, Any]:
     return {
         "api": {"endpoint": endpoint, "public_key": PUBLIC, "private_key": PRIVATE,
                 "timeout": "2s", "rate_limit": 0},
-        "poll": {"interval": "1s", "settle": "5s", "test_period": "60s", "window_interval": "1s"},
+        "poll": {"interval": "1s", "settle": "5s", "test_period": "60s"},
+        "advanced": {"window_interval": "1s"},
         "state": {"path": str(state)},
         "windows": ["1h", "24h"],
         "targets": [target(CHAT, team="search"), target(IMAGE), target(BROKEN)],

@@ -171,7 +171,7 @@ def test_reload_reshapes_metrics_at_once() -> None:
     """In process: a new ``metrics`` section is in force on the body published by the reload."""
     with fleet.simulator() as sim:
         raw = fleet.fleet_config(sim.url, [KEEP], api={"private_key": fleet.PRIVATE},
-                                 windows=["1h"], poll={"window_interval": "1s"})
+                                 windows=["1h"], advanced={"window_interval": "1s"})
         plain = parse_config(raw, {}, ".")
         shaped = parse_config({**raw, "metrics": {"semconv": "otel-genai",
                                                   "disable": ["windows"]}}, {}, ".")

@@ -63,8 +63,8 @@ def api(policy: BucketPolicy) -> Iterator[tuple[SimulatorServer, ShiftedClock]]:
 
 def config(url: str) -> dict[str, Any]:
     """The fleet's config: the provider's days, as in production (no hidden test period)."""
-    return fleet.fleet_config(url, [KEY], poll={"interval": "1s", "settle": f"{SETTLE}s",
-                                                "window_interval": "1h"})
+    return fleet.fleet_config(url, [KEY], poll={"interval": "1s", "settle": f"{SETTLE}s"},
+                              advanced={"window_interval": "1h"})
 
 
 class Watch:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import cli
 from exporter.config import ApiConfig, PollConfig, Window
+from exporter.config.advanced import ADVANCED_KEYS
 from exporter.config.cost import BUDGET_KEYS, PRICE_KEYS, PRICING_KEYS
 from exporter.config.discovery import DISCOVERY_KEYS
 from exporter.config.ha import ACCOUNTING_KEYS, HA_KEYS
@@ -128,7 +129,7 @@ def test_readme_flag_table_matches_the_command_line() -> None:
     ("api", API_KEYS), ("poll", POLL_KEYS), ("state", STATE_KEYS), ("targets[]", TARGET_KEYS),
     ("pricing", PRICING_KEYS), ("pricing.models.*", PRICE_KEYS), ("budgets[]", BUDGET_KEYS),
     ("discovery", DISCOVERY_KEYS), ("keys", KEYS_KEYS), ("accounting", ACCOUNTING_KEYS),
-    ("ha", HA_KEYS), ("metrics", METRICS_KEYS),
+    ("ha", HA_KEYS), ("metrics", METRICS_KEYS), ("advanced", ADVANCED_KEYS),
 ])
 def test_config_example_shows_every_config_key(section_name: str, keys: tuple[str, ...]) -> None:
     # Commented-out keys count: the example shows optional ones that way.
@@ -141,8 +142,9 @@ def test_config_example_shows_every_config_key(section_name: str, keys: tuple[st
 def test_config_snippets_in_the_docs_use_only_real_keys(doc: Path) -> None:
     known = {*API_KEYS, *POLL_KEYS, *STATE_KEYS, *TARGET_KEYS, *PRICING_KEYS, *PRICE_KEYS,
              *BUDGET_KEYS, *DISCOVERY_KEYS, *KEYS_KEYS, *ACCOUNTING_KEYS, *HA_KEYS,
-             *METRICS_KEYS, "windows", "targets", "budgets", "pricing", "discovery", "keys",
-             "api", "poll", "state", "accounting", "ha", "metrics"}
+             *METRICS_KEYS, *ADVANCED_KEYS, "windows", "targets", "budgets", "pricing",
+             "discovery", "keys", "api", "poll", "state", "accounting", "ha", "metrics",
+             "advanced"}
     text = doc.read_text()
     for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL):
         loaded = yaml.safe_load(block)

@@ -34,7 +34,7 @@ ENV = {"UMINFER_PUBLIC_KEY": "pub-key", "UMINFER_PRIVATE_KEY": PRIVATE, "TEAM": 
 EXAMPLE = ROOT / "config.example.yaml"
 MINIMAL = EXAMPLE.with_name("config.minimal.yaml")
 DELETE = object()
-POLL_KEYS = "interval, settle, period, window_interval, permanent_error_retry"
+POLL_KEYS = "interval, settle"
 BUILTINS = ", ".join(BUILTIN_LABELS)
 
 
@@ -75,7 +75,7 @@ BAD = [
     # structure and unknown keys
     ({"apii": {}},
      "apii: unknown key (expected one of: api, accounts, poll, state, windows, targets, pricing,"
-     " budgets, discovery, keys, accounting, ha, metrics)"),
+     " budgets, discovery, keys, accounting, ha, metrics, advanced)"),
     # metrics
     ({"metrics.semconv": "otel"},
      "metrics.semconv: must be one of native, otel-genai; got 'otel'"),
@@ -272,7 +272,7 @@ def test_poll_period_of_older_versions_still_loads_and_is_said_unused(
         caplog: pytest.LogCaptureFixture) -> None:
     config = parse_config(with_changes({"poll.period": "1h"}), ENV, "/")
     assert config.grid() == Grid("Asia/Shanghai")
-    assert "poll.period is no longer used" in caplog.text
+    assert "poll.period: deprecated and unused" in caplog.text
 
 
 @pytest.mark.parametrize(("interval", "window_interval", "expected"),

@@ -12,10 +12,11 @@ import pytest
 from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
-from exporter.config import BudgetConfig, Config, ConfigError, Target, parse_config
+from exporter.config import BudgetConfig, Config, ConfigError, Target
 from exporter.core.usage import Totals
 from exporter.cost.budgets import BudgetSnapshot, BudgetTracker, period_bounds
 from exporter.cost.meters import budget_use
+from tests.configs import parsed, targets
 
 T = datetime.datetime(2026, 3, 31, 23, 59, 30, tzinfo=datetime.UTC).timestamp()
 A = Target(key="k1", model="m", project="p")
@@ -63,9 +64,7 @@ def test_use_survives_a_restart_within_the_period() -> None:
 
 
 def _budgets(raw: object) -> tuple[BudgetConfig, ...]:
-    data = {"api": {"public_key": "p", "private_key": "s"}, "targets": [{"key": "k", "model": "m"}],
-            "pricing": {"currency": "EUR"}, "budgets": raw}
-    return parse_config(data, {}, ".").budgets
+    return parsed(pricing={"currency": "EUR"}, budgets=raw).budgets
 
 
 def test_budget_config_defaults_to_the_pricing_currency() -> None:
@@ -92,11 +91,10 @@ def test_bad_budgets_are_reported(raw: object, message: str) -> None:
 
 
 def _config(*budgets: dict[str, object]) -> Config:
-    return parse_config({"api": {"public_key": "p", "private_key": "s"},
-                         "targets": [{"key": "k1", "model": "m"}, {"key": "k2", "model": "m"}],
-                         "pricing": {"currency": "USD", "models": {
-                             "m": {"input": "1", "output": "1"}}},  # $1 per million tokens
-                         "budgets": list(budgets)}, {}, ".")
+    return parsed(targets=targets("k1", "k2"),
+                  pricing={"currency": "USD", "models": {
+                      "m": {"input": "1", "output": "1"}}},  # $1 per million tokens
+                  budgets=list(budgets))
 
 
 TEAM = {"name": "team", "period": "daily", "key": "k1", "tokens": 1000000}
@@ -177,12 +175,10 @@ def test_use_saved_before_definitions_were_saved_stays_with_its_name() -> None:
 
 
 def _image_config() -> Config:
-    return parse_config({"api": {"public_key": "p", "private_key": "s"},
-                         "targets": [{"key": "k1", "model": "img"}],
-                         "pricing": {"currency": "USD", "models": {"img": {"image": "0.04"}}},
-                         "budgets": [{"name": "usd", "period": "monthly", "cost": "10"},
-                                     {"name": "tok", "period": "monthly", "tokens": 100}]},
-                        {}, ".")
+    return parsed(targets=targets("k1", model="img"),
+                  pricing={"currency": "USD", "models": {"img": {"image": "0.04"}}},
+                  budgets=[{"name": "usd", "period": "monthly", "cost": "10"},
+                           {"name": "tok", "period": "monthly", "tokens": 100}])
 
 
 def test_image_only_usage_is_charged_to_cost_budgets() -> None:
@@ -239,12 +235,9 @@ def test_a_meter_survives_a_sync_and_keeps_its_cost() -> None:
 
 
 def test_a_seed_without_a_price_counts_its_tokens_and_no_money() -> None:
-    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
-                           "targets": [{"key": "k1", "model": "m"}],
-                           "pricing": {"currency": "USD"},
-                           "budgets": [{"name": "usd", "period": "monthly", "cost": "10"},
-                                       {"name": "tok", "period": "monthly", "tokens": 100}]},
-                          {}, ".")
+    config = parsed(targets=targets("k1"), pricing={"currency": "USD"},
+                    budgets=[{"name": "usd", "period": "monthly", "cost": "10"},
+                             {"name": "tok", "period": "monthly", "tokens": 100}])
     spend = Spend(config)
     start = period_bounds("daily", T)[0]
     spend.seed(config.targets[0], [(start, Totals(tokens=40))], T)

@@ -18,6 +18,7 @@ from exporter.config.load import load_config
 from exporter.core.usage import Totals
 from exporter.cost.meters import CostMeter, budget_use
 from exporter.cost.pricing import MILLION, PriceBook, cost_of
+from tests.configs import parsed
 
 OLD = ModelPrice("m", input=Decimal("0.27"), output=Decimal("1.10"), image=Decimal("0.003"),
                  request=Decimal("0.0001"))
@@ -120,9 +121,7 @@ def test_counters_below_what_was_priced_are_a_reset_and_priced_in_full() -> None
 
 
 def _config(pricing: object) -> PricingConfig:
-    raw = {"api": {"public_key": "p", "private_key": "s"}, "targets": [{"key": "k", "model": "m"}],
-           "pricing": pricing}
-    return parse_config(raw, {}, ".").pricing
+    return parsed(pricing=pricing).pricing
 
 
 def test_pricing_config_parses_exact_decimals() -> None:
@@ -212,12 +211,8 @@ def test_sums_of_cost_and_budget_use_are_never_rounded() -> None:
     # A trillion tokens at an 18-place price, then single tokens: the total needs 39 digits,
     # more than Python's default 28 (which rounded it by 1.1e-22).
     price = Decimal("0.123456789012345678")
-    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
-                           "targets": [{"key": "k", "model": "m"}],
-                           "pricing": {"currency": "USD",
-                                       "models": {"m": {"input": str(price)}}},
-                           "budgets": [{"name": "b", "period": "monthly", "cost": "1000000"}]},
-                          {}, ".")
+    config = parsed(pricing={"currency": "USD", "models": {"m": {"input": str(price)}}},
+                    budgets=[{"name": "b", "period": "monthly", "cost": "1000000"}])
     spend, counters, now = Spend(config), Totals(), 1_773_100_800.0
     spend.sync({})
     with decimal.localcontext(_rounding_traps()):

@@ -11,11 +11,12 @@ import pytest
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.accounting.spend import Spend
 from exporter.api.keys import ApiModel, parse_models, with_currency
-from exporter.config import Config, ModelPrice, PricingConfig, Target, parse_config
+from exporter.config import Config, ModelPrice, PricingConfig, Target
 from exporter.core.clock import FakeClock
 from exporter.cost.units import named_currencies, normalise, parse_unit
 from exporter.metrics.exposition import render
 from exporter.polling.discovery import DiscoveryRunner
+from tests.configs import parsed
 
 
 def listed(prompt: object = 0.0, completion: object = 0.0, image: object = 0.0,
@@ -155,9 +156,8 @@ def test_a_list_price_naming_no_currency_takes_pricing_currency_only_when_writte
     assert with_currency(model, "CNY").price == ModelPrice("m", Decimal(2), Decimal(8),
                                                          currency="CNY")
     assert with_currency(model, None) == ApiModel("m", None, "missing_currency", "per 1M tokens")
-    assert parse_config({"api": {"public_key": "p", "private_key": "s"},
-                         "targets": [{"key": "k", "model": "m"}], "pricing": {"from_api": True}},
-                        {}, ".").pricing.listed_currency is None  # the USD default is no answer
+    # the USD default is no answer
+    assert parsed(pricing={"from_api": True}).pricing.listed_currency is None
 
 
 def test_a_list_price_with_every_digit_a_price_may_hold_is_scaled_exactly() -> None:

@@ -23,7 +23,7 @@ from exporter.polling.seeding import Seeding
 from exporter.polling.seedreads import SeedReader
 from exporter.polling.status import PollStatus
 from exporter.polling.windowreads import WindowGauges, WindowReader
-from exporter.polling.workers import WorkerPool
+from exporter.polling.workers import Job, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,8 @@ class Poller:
         """Poll every target once, concurrently, and return the resulting snapshot."""
         budget = max(self._config.poll.interval, self._config.api.timeout)
         deadline = self._clock.monotonic() + budget
-        tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
-        self._pool.run_all(tasks, self._gap(), self._clock)
+        self._pool.run_all([self._job(t, deadline) for t in self._config.targets], self._gap(),
+                           self._clock)
         return self.snapshot()
 
     def _gap(self) -> float:
@@ -202,29 +202,64 @@ class Poller:
             given_up=tuple(sorted(ledger.given_up.items())))
 
     def poll_target(self, target: Target, deadline: float) -> None:
-        """Read what the target's ledger needs and, once that worked, its windows when due;
-        never raises. ``uminfer_up`` is about counting: a failed window read is counted and
-        logged but leaves the target up and counting.
-        """
+        """Poll ``target`` once, as a cycle does (see _job); never raises."""
+        self._job(target, deadline)()
+
+    def _job(self, target: Target, deadline: float) -> Job:
+        """The target's poll: what its ledger needs and, once that worked, its windows when
+        due, then its budget seed. ``uminfer_up`` is about counting: a failed window read is
+        counted and logged but leaves the target up and counting. A bug in a step costs the
+        target that step in this cycle (the pool hands it to _internal_error), never the
+        cycle."""
+        return Job((partial(self._poll_counts, target, deadline),
+                    partial(self._poll_windows, target, deadline),
+                    partial(self._poll_seeds, target, deadline)),
+                   partial(self._internal_error, target))
+
+    def _poll_counts(self, target: Target, deadline: float) -> bool:
+        """Read what the target's ledger needs; whether that worked."""
         health = self._health[target.ident]
         health.polled = True
         if self._clock.monotonic() < health.retry_at:
-            return  # a permanent error: retried on a slow cadence, not hammered
-        try:
-            error = self._read_counts(target, health, deadline)
-        except Exception:  # a bug must cost one target one cycle, not the poll loop
-            log.exception("internal error polling target %s", target.ident)
-            error = ApiError("internal", "internal error (see log)", transient=True)
+            return False  # a permanent error: retried on a slow cadence, not hammered
+        error = self._read_counts(target, health, deadline)
         self._track_catchup(target, health)
         if error is not None:
             self._failed(target, health, error)
-            return  # the API is failing this target: window reads would only fail too
+            return False  # the API is failing this target: window reads would only fail too
         self._succeeded(target, health)
+        return True
+
+    def _poll_windows(self, target: Target, deadline: float) -> bool:
+        health = self._health[target.ident]
         self._windows.poll(target, self._grid(target), health.windows, health.failures, deadline)
+        return True
+
+    def _poll_seeds(self, target: Target, deadline: float) -> bool:
         if self._seeding is not None:
             with self._lock:
                 ledger = self._ledgers.get(target.ident)
             self._seeds.read(target, ledger, self._seeding, deadline)
+        return True
+
+    def _internal_error(self, target: Target, step: int, error: Exception) -> bool:
+        """What a bug in step ``step`` of the target's poll (see _job) costs; whether its
+        later steps still run: a bug in the count reads fails the target for the cycle as an
+        "internal" error, one in the window reads is counted as one, as an API error would
+        be, and the budget seed is read all the same."""
+        health = self._health[target.ident]
+        if step == 0:
+            log.error("internal error polling target %s", target.ident, exc_info=error)
+            self._track_catchup(target, health)
+            self._failed(target, health,
+                         ApiError("internal", "internal error (see log)", transient=True))
+            return False
+        if step == 1:
+            self._windows.failed_internally(target, health.failures, error)
+            return True
+        log.error("internal error reading the budget seed of target %s", target.ident,
+                  exc_info=error)
+        return False
 
     def _read_counts(self, target: Target, health: _Health, deadline: float) -> ApiError | None:
         """Make this cycle's count reads; the first error, or None when every read succeeded.

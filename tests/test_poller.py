@@ -483,3 +483,21 @@ def test_after_a_bug_in_the_window_reads_the_budget_seed_is_still_read(
     [target] = poller.cycle().targets
     assert dict(target.failures) == {"internal": 1}
     assert any(e - s == 86_399 for _, s, e, _ in api.calls)  # whole UTC days: the seed's
+
+
+class BrokenSeeding(Seeding):
+    def plan(self, target: Target, origin: int, settled_before: int) -> list[tuple[int, int]]:
+        raise RuntimeError("bug")
+
+
+def test_a_bug_in_the_budget_seed_read_is_logged_and_costs_nothing_else(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    seeding = BrokenSeeding(horizon=BudgetTracker((BudgetConfig("m", "monthly",
+                                                                tokens=1),)).horizon)
+    poller = Poller(config(A, B), FakeApi(clock), clock, pool, ledgers(A, B),
+                    ApiClock.trusting(clock), seeding=seeding)
+    a, b = poller.cycle().targets
+    assert (a.up, dict(a.failures), b.up, dict(b.failures)) == (True, {}, True, {})
+    assert sorted(records(caplog)) == [
+        ("ERROR", "internal error reading the budget seed of target /uminferapikey-a/m"),
+        ("ERROR", "internal error reading the budget seed of target /uminferapikey-b/m")]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 
 from exporter.accounting.ledger import Ledger, Read
@@ -19,11 +18,12 @@ from exporter.config import Config, Target
 from exporter.core.clock import Clock
 from exporter.core.grid import Grid
 from exporter.core.usage import Totals
+from exporter.polling.health import Health
 from exporter.polling.seeding import Seeding
 from exporter.polling.seedreads import SeedReader
 from exporter.polling.status import PollStatus
 from exporter.polling.windowreads import WindowGauges, WindowReader
-from exporter.polling.workers import WorkerPool
+from exporter.polling.workers import Job, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ SPREAD = 0.5
 REACH = 60
 #: RetCodes for a parameter the API refuses (missing, invalid): what a future end would get.
 BAD_PARAMETER = (220, 230)
+#: The steps of a target's poll, in order (Poller._job).
+COUNTS, WINDOWS, SEEDS = range(3)
 
 
 def start_gap(targets: int, interval: float, rate: float) -> float:
@@ -56,27 +58,6 @@ def start_gap(targets: int, interval: float, rate: float) -> float:
     if targets < 2 or rate <= 0 or targets >= rate * window:
         return 0.0
     return window / targets
-
-
-@dataclass(slots=True)
-class _Health:
-    """Per-target poll health, mutated only by that target's task."""
-
-    up: bool = False
-    last_success: float | None = None
-    failures: Counter[str] = field(default_factory=Counter)
-    last_problem: str | None = None
-    retry_at: float = 0.0  # monotonic; set after a permanent error
-    windows: WindowGauges = field(default_factory=WindowGauges)
-    polled: bool = False  # polled at least once: new targets are read at once, not paced
-    strikes: dict[int, int] = field(default_factory=dict)  # failed reads by stretch start
-    catchup: int | None = None  # API seconds between the read frontier and the latest plan
-    planned: int | None = None  # API time of the latest plan
-    caught_up: bool = False  # once in this process: every second up to a plan's time was read
-    # A fresh ledger's first answer while the API's time was not settled: (read, totals, sent
-    # monotonic), taken as its baseline once the time settles and agrees (see _take_baseline).
-    first: tuple[Read, Totals, float] | None = None
-    no_reach: bool = False  # the API refused a first read that reached past its time
 
 
 class Poller:
@@ -105,7 +86,7 @@ class Poller:
         self._pool = pool
         self._lock = threading.Lock()  # guards every ledger
         self._ledgers = dict(ledgers)
-        self._health = {t.ident: _Health() for t in config.targets}
+        self._health = {t.ident: Health() for t in config.targets}
         self._grids = {account: config.grid(account) for account in config.account_apis()}
         self._windows = WindowReader(config, source, clock, api_clock, self._buckets,
                                      lambda: self.status, self._for_call)
@@ -124,7 +105,7 @@ class Poller:
         for ident in self._health.keys() & previous._health.keys():
             health = previous._health[ident]
             if lift_pauses:
-                health.retry_at = 0.0
+                health.failures.lift()
             if not same_windows:
                 health.windows = WindowGauges()
             self._health[ident] = health
@@ -146,8 +127,9 @@ class Poller:
         """Whether a target that answered still waits for its baseline (its first answer held
         until the API's time is agreed, see _take_baseline)."""
         with self._lock:
-            return any(health.first is not None or (health.up and ident in self._ledgers
-                                                    and self._ledgers[ident].fresh)
+            return any(health.first.held is not None or (health.outcome.up
+                                                         and ident in self._ledgers
+                                                         and self._ledgers[ident].fresh)
                        for ident, health in self._health.items())
 
     def adopt(self, ident: str, ledger: Ledger) -> None:
@@ -157,19 +139,19 @@ class Poller:
             self._ledgers[ident] = ledger
             health = self._health.get(ident)
             if health is not None:
-                health.caught_up, health.catchup = False, None
+                health.catchup.restart()
 
     def cycle(self) -> Snapshot:
         """Poll every target once, concurrently, and return the resulting snapshot."""
         budget = max(self._config.poll.interval, self._config.longest_timeout())
         deadline = self._clock.monotonic() + budget
-        tasks = [partial(self.poll_target, t, deadline) for t in self._config.targets]
-        self._pool.run_all(tasks, self._gap(), self._clock)
+        self._pool.run_all([self._job(t, deadline) for t in self._config.targets], self._gap(),
+                           self._clock)
         return self.snapshot()
 
     def _gap(self) -> float:
         """Pace only steady cycles: the first poll of a target (start, reload) is not delayed."""
-        if not all(self._health[t.ident].polled for t in self._config.targets):
+        if not all(self._health[t.ident].outcome.polled for t in self._config.targets):
             return 0.0
         return start_gap(len(self._config.targets), self._config.poll.interval,
                          self._config.total_rate_limit())
@@ -183,50 +165,85 @@ class Poller:
     def _target_snapshot(self, target: Target) -> TargetSnapshot:
         ledger, health = self._ledgers.get(target.ident), self._health[target.ident]
         shared = self._config.accounting.origin is not None
+        failures, catchup = health.failures.by_reason(), health.catchup
         if ledger is None:  # counting has not begun: the API's time is not known yet
-            return TargetSnapshot(target=target, failures=tuple(sorted(health.failures.items())),
-                                  counting=not shared)
-        if shared and not health.caught_up:
+            return TargetSnapshot(target=target, failures=failures, counting=not shared)
+        if shared and not catchup.caught_up:
             # Behind the origin's catch-up, this replica's counters would differ from its
             # peer's settled value: they are not exported until every second was read.
             return TargetSnapshot(
                 target=target, counters=ledger.counters(), up=False, counting=False,
-                catchup_remaining=health.catchup, failures=tuple(sorted(health.failures.items())))
+                catchup_remaining=catchup.remaining, failures=failures)
         return TargetSnapshot(
-            catchup_remaining=health.catchup if shared else None,
+            catchup_remaining=catchup.remaining if shared else None,
             settled=ledger.settled_totals() if shared else None,
             target=target, counters=ledger.counters(), windows=health.windows.values,
-            windows_at=health.windows.at, up=health.up, last_success=health.last_success,
-            settled_until=ledger.settled_until(), failures=tuple(sorted(health.failures.items())),
+            windows_at=health.windows.at, up=health.outcome.up,
+            last_success=health.outcome.last_success,
+            settled_until=ledger.settled_until(), failures=failures,
             revisions=ledger.revisions, late_after_settle=ledger.late_after_settle,
             given_up=tuple(sorted(ledger.given_up.items())))
 
     def poll_target(self, target: Target, deadline: float) -> None:
-        """Read what the target's ledger needs and, once that worked, its windows when due;
-        never raises. ``uminfer_up`` is about counting: a failed window read is counted and
-        logged but leaves the target up and counting.
-        """
+        """Poll ``target`` once, as a cycle does (see _job); never raises."""
+        self._job(target, deadline)()
+
+    def _job(self, target: Target, deadline: float) -> Job:
+        """The target's poll: what its ledger needs and, once that worked, its windows when
+        due, then its budget seed. ``uminfer_up`` is about counting: a failed window read is
+        counted and logged but leaves the target up and counting. The pool hands a bug in a
+        step to _internal_error."""
+        return Job((partial(self._poll_counts, target, deadline),
+                    partial(self._poll_windows, target, deadline),
+                    partial(self._poll_seeds, target, deadline)),
+                   partial(self._internal_error, target))
+
+    def _poll_counts(self, target: Target, deadline: float) -> bool:
+        """Read what the target's ledger needs; whether that worked."""
         health = self._health[target.ident]
-        health.polled = True
-        if self._clock.monotonic() < health.retry_at:
-            return  # a permanent error: retried on a slow cadence, not hammered
-        try:
-            error = self._read_counts(target, health, deadline)
-        except Exception:  # a bug must cost one target one cycle, not the poll loop
-            log.exception("internal error polling target %s", target.ident)
-            error = ApiError("internal", "internal error (see log)", transient=True)
+        health.outcome.tried()
+        if health.failures.paused(self._clock.monotonic()):
+            return False  # a permanent error: retried on a slow cadence, not hammered
+        error = self._read_counts(target, health, deadline)
         self._track_catchup(target, health)
         if error is not None:
             self._failed(target, health, error)
-            return  # the API is failing this target: window reads would only fail too
+            return False  # the API is failing this target: window reads would only fail too
         self._succeeded(target, health)
-        self._windows.poll(target, self._grid(target), health.windows, health.failures, deadline)
+        return True
+
+    def _poll_windows(self, target: Target, deadline: float) -> bool:
+        health = self._health[target.ident]
+        self._windows.poll(target, self._grid(target), health.windows, health.failures.counts,
+                           deadline)
+        return True
+
+    def _poll_seeds(self, target: Target, deadline: float) -> bool:
         if self._seeding is not None:
             with self._lock:
                 ledger = self._ledgers.get(target.ident)
             self._seeds.read(target, ledger, self._seeding, deadline)
+        return True
 
-    def _read_counts(self, target: Target, health: _Health, deadline: float) -> ApiError | None:
+    def _internal_error(self, target: Target, step: int, error: Exception) -> bool:
+        """What a bug in ``step`` of the target's poll costs, and whether its later steps run:
+        in the count reads, the cycle's poll fails as "internal"; in the window reads, an
+        "internal" failure is counted as an API error's would be, and the seed still read."""
+        health = self._health[target.ident]
+        if step == COUNTS:
+            log.error("internal error polling target %s", target.ident, exc_info=error)
+            self._track_catchup(target, health)
+            self._failed(target, health,
+                         ApiError("internal", "internal error (see log)", transient=True))
+            return False
+        if step == WINDOWS:
+            self._windows.failed_internally(target, health.failures.counts, error)
+            return True
+        log.error("internal error reading the budget seed of target %s", target.ident,
+                  exc_info=error)
+        return False
+
+    def _read_counts(self, target: Target, health: Health, deadline: float) -> ApiError | None:
         """Make this cycle's count reads; the first error, or None when every read succeeded.
 
         After a transient failure only the newest read is still tried (the API is likely down,
@@ -239,13 +256,14 @@ class Poller:
             if ledger is None:
                 return self.status.not_answered()
             self._take_baseline(ledger, health)
-            health.planned = now = int(self._api_clock.now())
+            now = int(self._api_clock.now())
+            health.catchup.plan(now)
             if not self._api_clock.settled:
                 # An estimate behind the ledger (a stray Date, a host clock behind) plans no
                 # read, and then no answer ever corrects it: read at least where it stands.
                 now = max(now, ledger.read_frontier())
             reads = ledger.plan(now, max_reads=MAX_READS_PER_CYCLE)
-            reach = ledger.fresh and not self._api_clock.settled and not health.no_reach
+            reach = ledger.fresh and not self._api_clock.settled and not health.first.no_reach
             if reach:  # its baseline must hold all that is visible when it is sent
                 reads = [replace(read, end=min(ledger.grid.end(read.start), read.end + REACH))
                          for read in reads]
@@ -263,7 +281,7 @@ class Poller:
                                                  self._for_call(deadline))
             except ApiError as error:
                 if reach and error.retcode in BAD_PARAMETER:  # perhaps the end in the future
-                    health.no_reach = True
+                    health.first.refused()
                     error = ApiError(error.category, f"{error.message} (a read reaching "
                                      f"{REACH} s past the API's time as estimated; asked again "
                                      "without)", retcode=error.retcode,
@@ -278,42 +296,37 @@ class Poller:
                 with self._lock:
                     self._take_baseline(ledger, health)
                     if ledger.fresh:  # this answer is the first: a baseline once time agrees
-                        health.first = (read, reading.totals, sent)
+                        health.first.hold(read, reading.totals, sent)
                         self._take_baseline(ledger, health)
                         succeeded = True
-                        health.strikes.pop(read.start, None)
+                        health.strikes.cleared(read.start)
                         continue
             self._record(target, ledger, read, reading.totals, read_at)
-            health.strikes.pop(read.start, None)
+            health.strikes.cleared(read.start)
             succeeded = True
         self._strike(target, ledger, health, failed, succeeded)
         return failed[0][1] if failed else None
 
-    def _track_catchup(self, target: Target, health: _Health) -> None:
+    def _track_catchup(self, target: Target, health: Health) -> None:
         """How far the target's reads are behind the time of this cycle's plan; the first time
         nothing is, it has caught up (for good, in this process: later outages hold counters
         still, as ever, and never hide them)."""
         with self._lock:
             ledger = self._ledgers.get(target.ident)
-            if ledger is None or health.planned is None:
-                return
-            health.catchup = max(0, health.planned - ledger.read_frontier() + 1)
-        if health.catchup == 0 and not health.caught_up:
-            health.caught_up = True
-            if self._config.accounting.origin is not None:
-                log.info("target %s caught up from the origin: counters exported from now on",
-                         target.ident)
+            caught_up = ledger is not None and health.catchup.track(ledger.read_frontier())
+        if caught_up and self._config.accounting.origin is not None:
+            log.info("target %s caught up from the origin: counters exported from now on",
+                     target.ident)
 
-    def _take_baseline(self, ledger: Ledger, health: _Health) -> None:
+    def _take_baseline(self, ledger: Ledger, health: Health) -> None:
         """Record a fresh ledger's first answer as its baseline once the API's time is settled
         (see api.clock), if by that time the read held the moment it was sent (its end within
         the second the Date header rounds to): then usage from before the start can never be
         counted as new, nor the start's day be wrong. Else it is read again. Call under the
         lock."""
-        if health.first is None or not self._api_clock.settled:
+        if not self._api_clock.settled or (first := health.first.take()) is None:
             return
-        read, totals, sent = health.first
-        health.first = None
+        read, totals, sent = first
         read_at = int(self._api_clock.at(sent))
         if ledger.fresh and read.start <= read_at <= read.end + 1:
             ledger.record(read, totals, read_at)
@@ -325,19 +338,19 @@ class Poller:
         if recorded.shortfall is not None:
             self._buckets.additivity_error(target.ident, recorded.shortfall)
 
-    def _strike(self, target: Target, ledger: Ledger, health: _Health,
+    def _strike(self, target: Target, ledger: Ledger, health: Health,
                 failed: list[tuple[Read, ApiError]], succeeded: bool) -> None:
         if not succeeded:
             return  # the target as a whole failed: an outage, not a range the API rejects
         for read, error in failed:
             if read.kind != "count":
                 continue
-            strikes = health.strikes[read.start] = health.strikes.get(read.start, 0) + 1
+            strikes = health.strikes.struck(read.start)
             if strikes < MAX_STRIKES:
                 continue
             with self._lock:
                 seconds = ledger.give_up(read, error.category)
-            health.strikes.pop(read.start, None)
+            health.strikes.cleared(read.start)
             if seconds:
                 log.error("target %s: gave up [%d, %d] after %d failed reads (%s); %d seconds "
                           "of usage are not counted", target.ident, read.start, read.end,
@@ -370,18 +383,16 @@ class Poller:
         still gets one full ``api.timeout``: slow answers must not starve the newest period."""
         return max(deadline, self._clock.monotonic() + self._config.longest_timeout())
 
-    def _failed(self, target: Target, health: _Health, error: ApiError) -> None:
-        health.up = False
-        health.failures[error.category] += 1
-        if not error.transient:
-            health.retry_at = self._clock.monotonic() + self._config.poll.permanent_error_retry
-        problem = f"{error.category}:{error.retcode}:{error.http_status}"
-        if problem != health.last_problem:  # log a change of state once, not every cycle
-            self.status.failed(target.ident, error)  # and once for the targets failing alike
-            health.last_problem = problem
+    def _failed(self, target: Target, health: Health, error: ApiError) -> None:
+        health.outcome.failed()
+        # A change of state is logged once, not every cycle, and once for the targets failing
+        # alike.
+        if health.failures.failed(error, self._clock.monotonic(),
+                                  self._config.poll.permanent_error_retry):
+            self.status.failed(target.ident, error)
 
-    def _succeeded(self, target: Target, health: _Health) -> None:
+    def _succeeded(self, target: Target, health: Health) -> None:
         ledger = self._ledgers[target.ident]
         self.status.succeeded(target.ident, None if ledger.fresh else ledger.began or ledger.origin)
-        health.up, health.last_problem, health.retry_at = True, None, 0.0
-        health.last_success = self._clock.time()
+        health.failures.cleared()
+        health.outcome.succeeded(self._clock.time())

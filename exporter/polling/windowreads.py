@@ -48,7 +48,8 @@ class WindowReader:
 
     def poll(self, target: Target, grid: Grid, gauges: WindowGauges, failures: Counter[str],
              deadline: float) -> None:
-        """Read the gauges when due; a failure is counted in ``failures`` and said once."""
+        """Read the gauges when due; an API failure is counted in ``failures`` and said once
+        (anything else raised is the caller's: see failed_internally)."""
         try:
             self._read(target, grid, gauges, deadline)
         except ApiError as error:
@@ -56,11 +57,15 @@ class WindowReader:
             if error.message != gauges.problem:
                 log.warning("target %s: window gauges not read: %s", target.ident, error.message)
                 gauges.problem = error.message
-        except Exception:
-            log.exception("internal error reading windows of target %s", target.ident)
-            failures["internal"] += 1
         else:
             gauges.problem = None
+
+    @staticmethod
+    def failed_internally(target: Target, failures: Counter[str], error: Exception) -> None:
+        """``poll`` raised ``error``, a bug: counted as an "internal" failure and logged with
+        its traceback; the gauges keep their last values."""
+        log.error("internal error reading windows of target %s", target.ident, exc_info=error)
+        failures["internal"] += 1
 
     def _read(self, target: Target, grid: Grid, gauges: WindowGauges, deadline: float) -> None:
         """Read the widest window; each narrower one is the sum of its answer's rows from the

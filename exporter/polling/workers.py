@@ -1,4 +1,5 @@
-"""A small bounded pool of daemon threads, so an API call in flight never delays shutdown."""
+"""A small bounded pool of daemon threads, so an API call in flight never delays shutdown; with
+the supervisor, the only place a task's unexpected exception is caught."""
 
 from __future__ import annotations
 
@@ -6,11 +7,33 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from exporter.core.clock import Clock
 
 Task = Callable[[], None]
+#: One step of a Job: True when the job's next step is to run.
+Step = Callable[[], bool]
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Steps run in order while each returns True. An unexpected exception in a step is handed
+    to ``on_error`` with the step's index; its answer says whether the later steps still run
+    (a job that fails one step need not lose the others)."""
+
+    steps: Sequence[Step]
+    on_error: Callable[[int, Exception], bool]
+
+    def __call__(self) -> None:
+        for i, step in enumerate(self.steps):
+            try:
+                go_on = step()
+            except Exception as error:  # noqa: BLE001 -- the job's owner says what it costs
+                go_on = self.on_error(i, error)
+            if not go_on:
+                return
 
 
 class WorkerPool:
@@ -29,7 +52,8 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
 
     def run_all(self, tasks: Sequence[Task], gap: float = 0.0, clock: Clock | None = None) -> None:
-        """Run every task and return when all are done. A task that raises is logged.
+        """Run every task and return when all are done. A task (a Job's ``on_error``, too) that
+        raises is logged.
 
         With ``gap`` (and the ``clock`` to keep it by), task ``i`` is handed to a worker no
         earlier than ``i * gap`` seconds after the first: the caller's thread paces the queue,

@@ -13,10 +13,12 @@ from exporter.accounting.snapshot import TargetSnapshot
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
-from exporter.config import ApiConfig, Config, PollConfig, Target, Window
+from exporter.config import ApiConfig, BudgetConfig, Config, PollConfig, Target, Window
 from exporter.core.clock import FakeClock
 from exporter.core.usage import Reading, Totals
+from exporter.cost.budgets import BudgetTracker
 from exporter.polling.poller import MAX_STRIKES, Poller
+from exporter.polling.seeding import Seeding
 from exporter.polling.workers import WorkerPool
 from tests.doubles import UsageDouble
 from tests.pollers import make_poller
@@ -426,3 +428,76 @@ def test_an_audit_below_its_parts_is_counted_once_by_the_meters_observer(
     led = poller.ledgers()[A.ident]
     assert observer.errors and all(excess == 3 for excess in observer.errors)
     assert led.additivity_errors == len(observer.errors)
+
+
+class Buggy(FakeApi):
+    """A FakeApi whose reads of a given target raise a bug (not an ApiError) where a rule on
+    the read's range says so."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.bugs: dict[str, Callable[[int, int], bool]] = {}
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        bug = self.bugs.get(target.key)
+        if bug is not None and bug(start, end):
+            self.calls.append((target.key, start, end, deadline))
+            raise RuntimeError("bug")
+        return super().get_usage(target, start, end, deadline)
+
+
+def test_a_bug_in_one_targets_count_reads_costs_that_target_only(clock: FakeClock,
+                                                                 pool: WorkerPool) -> None:
+    api = Buggy(clock)
+    api.bugs[B.key] = lambda _s, _e: True
+    poller = make_poller(config(A, B), api, clock, pool, ledgers(A, B))
+    a, b = poller.cycle().targets  # the cycle ends and snapshots every target
+    assert (a.up, a.counters.tokens, dict(a.failures)) == (True, 101, {})
+    assert (b.up, b.counters.tokens, dict(b.failures)) == (False, 0, {"internal": 1})
+    del api.bugs[B.key]
+    clock.advance(60.0)
+    a, b = poller.cycle().targets
+    assert b.up and b.counters == a.counters and dict(b.failures) == {"internal": 1}
+
+
+def test_a_bug_in_one_targets_window_reads_is_internal_and_leaves_it_counting(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    w = Window("1h", 3600)
+    api = Buggy(clock)
+    api.bugs[B.key] = lambda s, e: e - s == 3599
+    poller = make_poller(config(A, B, windows=(w,)), api, clock, pool, ledgers(A, B))
+    a, b = poller.cycle().targets
+    assert (a.up, a.windows, dict(a.failures)) == (True, ((w, Totals(3600, 0, 3600, 0, 0)),), {})
+    assert (b.up, b.counters.tokens, b.windows, dict(b.failures)) == (True, 101, (),
+                                                                      {"internal": 1})
+
+
+def test_after_a_bug_in_the_window_reads_the_budget_seed_is_still_read(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    seeding = Seeding(horizon=BudgetTracker((BudgetConfig("m", "monthly", tokens=1),)).horizon)
+    seeding.begin(A.ident)  # a new target: its month so far, up to START, is read once
+    api = Buggy(clock)
+    api.bugs[A.key] = lambda s, e: e - s == 3599
+    poller = Poller(config(A, windows=(Window("1h", 3600),)), api, clock, pool, ledgers(A),
+                    ApiClock.trusting(clock), seeding=seeding)
+    [target] = poller.cycle().targets
+    assert dict(target.failures) == {"internal": 1}
+    assert any(e - s == 86_399 for _, s, e, _ in api.calls)  # whole UTC days: the seed's
+
+
+class BrokenSeeding(Seeding):
+    def plan(self, target: Target, origin: int, settled_before: int) -> list[tuple[int, int]]:
+        raise RuntimeError("bug")
+
+
+def test_a_bug_in_the_budget_seed_read_is_logged_and_costs_nothing_else(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    seeding = BrokenSeeding(horizon=BudgetTracker((BudgetConfig("m", "monthly",
+                                                                tokens=1),)).horizon)
+    poller = Poller(config(A, B), FakeApi(clock), clock, pool, ledgers(A, B),
+                    ApiClock.trusting(clock), seeding=seeding)
+    a, b = poller.cycle().targets
+    assert (a.up, dict(a.failures), b.up, dict(b.failures)) == (True, {}, True, {})
+    assert sorted(records(caplog)) == [
+        ("ERROR", "internal error reading the budget seed of target /uminferapikey-a/m"),
+        ("ERROR", "internal error reading the budget seed of target /uminferapikey-b/m")]

@@ -19,7 +19,6 @@ from exporter.accounting.state import StateKeeper
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.config import Config
-from exporter.config.load import attempt
 from exporter.core.clock import Clock
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
@@ -32,7 +31,7 @@ from exporter.polling.poller import Poller
 from exporter.polling.sharding import Shard
 from exporter.polling.startup import Startup
 from exporter.polling.status import PollStatus
-from exporter.polling.supervisor import Heartbeat, StageGuard, pause
+from exporter.polling.supervisor import Heartbeat, StageGuard, loaded, pause
 
 __all__ = ["READY_CYCLES", "ApiStack", "Service"]
 
@@ -189,7 +188,7 @@ class Service:
         Prometheus' own reload does. A cycle in flight is finished first, under the old config.
         """
         with self._reload_lock:
-            config = attempt(self._load_config)
+            config = loaded(self._load_config)
             if isinstance(config, str):
                 self.metrics.reloaded(False, self.clock.time())
                 log.error("config reload rejected, keeping the old config: %s", config)

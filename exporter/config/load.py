@@ -54,19 +54,6 @@ Warn = Callable[[str], None]
 
 log = logging.getLogger(__name__)
 
-def attempt(load: Callable[[], Config]) -> Config | str:
-    """``load()``'s config, or why there is none in one line: its problems, or an unexpected
-    error's type (a loader bug must not kill a reload's reply or thread; traceback at debug)."""
-    try:
-        return load()
-    except ConfigError as error:
-        return "; ".join(error.problems)
-    except Exception as error:
-        log.debug("traceback of the failed config load", exc_info=error)
-        return (f"unexpected {type(error).__name__} while loading the config (traceback at "
-                "debug level)")
-
-
 def load_config(path: str, environ: Mapping[str, str], on_warning: Warn | None = None
                 ) -> Config:
     """Read and validate the YAML file at ``path``; raise ConfigError listing every problem.

@@ -1,5 +1,6 @@
-"""Keeps the poll loop alive: unexpected errors are counted and logged once, and a heartbeat
-tells /-/healthy whether cycles still finish."""
+"""Keeps the poll loop and reloads alive: unexpected errors are counted and logged once (a
+loader's bug is a rejected reload), and a heartbeat tells /-/healthy whether cycles still
+finish. With the worker pool's, these are the only catch-alls."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter
 
+from exporter.config import Config, ConfigError
 from exporter.core.clock import Clock
 from exporter.core.once import Once
 
@@ -67,6 +69,19 @@ class Heartbeat:
         interval or the API timeout, whichever is longer, plus one timeout for discovery."""
         longest = max(interval, timeout) + timeout
         return self._clock.monotonic() - self._last <= STALE_FACTOR * longest
+
+
+def loaded(load: Callable[[], Config]) -> Config | str:
+    """``load()``'s config, or why there is none in one line: its problems, or an unexpected
+    error's type (a loader bug must not kill a reload's reply or thread; traceback at debug)."""
+    try:
+        return load()
+    except ConfigError as error:
+        return "; ".join(error.problems)
+    except Exception as error:
+        log.debug("traceback of the failed config load", exc_info=error)
+        return (f"unexpected {type(error).__name__} while loading the config (traceback at "
+                "debug level)")
 
 
 def pause(interval: float, elapsed: float, aligned_now: float | None) -> float:

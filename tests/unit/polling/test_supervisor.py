@@ -11,11 +11,11 @@ import requests
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter.accounting.snapshot import Snapshot
-from exporter.config import Config, parse_config
+from exporter.config import Config, ConfigError, parse_config
 from exporter.core.clock import FakeClock, SystemClock
 from exporter.metrics.exposition import ExpositionCache
 from exporter.metrics.selfmetrics import SelfMetrics
-from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard, pause
+from exporter.polling.supervisor import STAGES, STALE_FACTOR, Heartbeat, StageGuard, loaded, pause
 from exporter.service import Service
 from exporter.simulator import SimulatorServer
 from exporter.web.server import Endpoints, MetricsServer
@@ -170,3 +170,24 @@ def test_watched_gauges_read_their_sources_at_scrape_time_and_nan_while_unknown(
     metrics.reloaded(False, 1_700_000_100.0)
     assert value("uminfer_config_last_reload_successful") == 0
     assert value("uminfer_config_last_reload_success_timestamp_seconds") == 1_700_000_000.0
+
+
+def test_a_reload_is_the_config_or_one_line_saying_why_not(caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    config = parse_config({"api": {"public_key": "p", "private_key": "s"},
+                           "targets": [{"key": "k", "model": "m"}]}, {}, ".")
+    assert loaded(lambda: config) is config
+
+    def invalid() -> Config:
+        raise ConfigError(["poll.interval: must be positive", "targets: required"])
+
+    assert loaded(invalid) == "poll.interval: must be positive; targets: required"
+
+    def buggy() -> Config:
+        raise KeyError("secret-looking-detail")
+
+    with caplog.at_level(logging.DEBUG):
+        why = loaded(buggy)
+    assert why == "unexpected KeyError while loading the config (traceback at debug level)"
+    assert "secret-looking-detail" not in why  # the reason reaches HTTP replies: no details
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)

@@ -47,14 +47,15 @@ class _SameSamples(Collector):
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
-        self._rows = [(t, _labels(t.target)) for t in snap.targets]
+        # Each target alone, as the one row its samples are asked for, and its labels.
+        self._rows = [(((t, ""),), _labels(t.target)) for t in snap.targets]
 
     def collect(self) -> Iterator[Metric]:
         for family in FAMILIES:
             metric: Metric = (CounterMetricFamily if family.kind == "counter"
                               else GaugeMetricFamily)(family.name, family.help)
-            for snap, labels in self._rows:
-                for line in family.samples(family, self._snap, ((snap, ""),), DEFAULT):
+            for row, labels in self._rows:
+                for line in family.samples(family, self._snap, row, DEFAULT):
                     metric.samples.append(_sample(line, labels))
             if metric.samples:
                 yield metric

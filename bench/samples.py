@@ -13,6 +13,7 @@ from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target, Window
 from exporter.core.usage import Totals
 from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES
+from exporter.metrics.shape import DEFAULT
 
 MODELS = ("deepseek-ai/DeepSeek-V3", "Qwen/Qwen2.5-72B-Instruct", "moonshotai/Kimi-K2-Instruct")
 WINDOWS = (Window("1h", 3600), Window("24h", 86400))
@@ -46,21 +47,22 @@ class _SameSamples(Collector):
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
-        self._rows = [(t, _labels(t.target)) for t in snap.targets]
+        # Each target alone, as the one row its samples are asked for, and its labels.
+        self._rows = [(((t, ""),), _labels(t.target)) for t in snap.targets]
 
     def collect(self) -> Iterator[Metric]:
         for family in FAMILIES:
             metric: Metric = (CounterMetricFamily if family.kind == "counter"
                               else GaugeMetricFamily)(family.name, family.help)
-            for snap, labels in self._rows:
-                for line in family.samples(snap, ""):
+            for row, labels in self._rows:
+                for line in family.samples(family, self._snap, row, DEFAULT):
                     metric.samples.append(_sample(line, labels))
             if metric.samples:
                 yield metric
         for glob in GLOBAL_FAMILIES:
             metric = (CounterMetricFamily if glob.kind == "counter"
                       else GaugeMetricFamily)(glob.name, glob.help)
-            for line in glob.samples(self._snap):
+            for line in glob.samples(glob, self._snap, (), DEFAULT):
                 labelled = line if "{" in line else line.replace(" ", "{} ", 1)
                 metric.samples.append(_sample(labelled, {}))
             if metric.samples:

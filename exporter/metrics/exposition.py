@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target
 from exporter.metrics import genai
-from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, QUANTITIES, escape
+from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, QUANTITIES, Family, escape
 from exporter.metrics.held import held
 from exporter.metrics.merge import merged
 from exporter.metrics.shape import DEFAULT, Shape
@@ -77,8 +77,9 @@ def _render(snapshot: Snapshot, shape: Shape, plain: Callable[[bytes], object], 
     packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
     zipped: list[bytes] = []
     series: list[tuple[str, int]] = []
-    for name, kind, help_, batches in _shaped(_texts(snapshot, labelled, shape), shape):
-        head, count = f"# HELP {name} {help_}\n# TYPE {name} {kind}\n", 0
+    for family, batches in _shaped(_texts(snapshot, labelled, shape), shape):
+        name = family.name
+        head, count = f"# HELP {name} {family.help}\n# TYPE {name} {family.kind}\n", 0
         for lines in batches:
             if lines:  # a family without samples gets no HELP/TYPE either
                 chunk = (head + "".join(lines)).encode()
@@ -96,27 +97,26 @@ def _render(snapshot: Snapshot, shape: Shape, plain: Callable[[bytes], object], 
     return b"".join(zipped), tuple(series)
 
 
-_Text = tuple[str, str, str, Iterator[list[str]]]
+_Text = tuple[Family, Iterator[list[str]]]
 
 
 def _texts(snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]], shape: Shape
            ) -> Iterator[_Text]:
-    """Each family's name, type, help and sample lines in batches of BATCH targets (so the text
-    alive at once is one batch's, not a family's: 7 failure reasons x 10,000 targets is 14 MB),
-    per-target families first, the GenAI names after the native counters when asked for."""
+    """Each family and its sample lines in batches of BATCH targets (so the text alive at once
+    is one batch's, not a family's: 7 failure reasons x 10,000 targets is 14 MB), per-target
+    families first, the GenAI names after the native counters when asked for; the process-wide
+    ones in one batch, given every target."""
     for i, family in enumerate(FAMILIES):
         if i == len(QUANTITIES) and shape.genai:
-            yield genai.NAME, "summary", genai.HELP, _batched(
-                labelled, lambda t, _: genai.samples(t, shape))
-        batches = _batched(labelled, family.samples)
-        yield family.name, family.kind, family.help, batches
+            yield genai.FAMILY, _batched(genai.FAMILY, snapshot, labelled, shape)
+        yield family, _batched(family, snapshot, labelled, shape)
     for g in GLOBAL_FAMILIES:
-        yield g.name, g.kind, g.help, iter([list(g.samples(snapshot))])
+        yield g, iter([list(g.samples(g, snapshot, labelled, shape))])
 
 
-def _batched(labelled: list[tuple[TargetSnapshot, str]],
-             samples: Callable[[TargetSnapshot, str], Iterator[str]]) -> Iterator[list[str]]:
-    return ([line for t, labels in labelled[i:i + BATCH] for line in samples(t, labels)]
+def _batched(family: Family, snapshot: Snapshot, labelled: list[tuple[TargetSnapshot, str]],
+             shape: Shape) -> Iterator[list[str]]:
+    return (list(family.samples(family, snapshot, labelled[i:i + BATCH], shape))
             for i in range(0, len(labelled), BATCH))
 
 
@@ -126,14 +126,14 @@ def _shaped(texts: Iterator[_Text], shape: Shape) -> Iterator[_Text]:
     if shape == DEFAULT:  # the default costs nothing on the render path
         yield from texts
         return
-    for name, kind, help_, batches in texts:
-        if not shape.shows(name):
+    for family, batches in texts:
+        if not shape.shows(family.name):
             continue
         if shape.drop:
             lines = (line for batch in batches for line in batch)
-            yield name, kind, help_, iter([merged(name, lines, shape.drop)])
+            yield family, iter([merged(family.name, lines, shape.drop)])
         else:
-            yield name, kind, help_, batches
+            yield family, batches
 
 
 @dataclass

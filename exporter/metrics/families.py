@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,6 +16,7 @@ from exporter.accounting.snapshot import (
 )
 from exporter.core.failures import CATEGORIES, KEY_LISTING_REASONS
 from exporter.cost.budgets import BudgetSnapshot
+from exporter.metrics.shape import Shape
 
 QUANTITIES: tuple[tuple[str, str, str], ...] = (
     # (Totals field, metric stem, what it counts)
@@ -48,79 +49,75 @@ def number(value: float) -> str:
     return repr(value)
 
 
+Rows = Sequence[tuple[TargetSnapshot, str]]  # targets, each with its label pairs' text
+#: The one signature of every family's samples: (family, snapshot, rows, shape) -> lines.
+Samples = Callable[["Family", Snapshot, Rows, Shape], Iterable[str]]
+
+
 @dataclass(frozen=True)
-class _Family:
+class Family:
+    """A metric family: its name, type, HELP text and how its sample lines are written.
+
+    ``samples(family, snapshot, rows, shape)`` is the same for every family: the lines of
+    ``rows`` (a batch of targets) for a per-target family, of ``snapshot`` for a process-wide
+    one, which is given every target at once and may ignore ``rows``.
+    """
+
     name: str
     kind: str
     help: str
-    samples: Callable[[TargetSnapshot, str], Iterator[str]]
+    samples: Samples
 
 
-def _counter(attr: str, stem: str, what: str) -> _Family:
-    def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
-        if t.counting:
-            yield f"uminfer_{stem}_total{{{labels}}} {getattr(t.counters, attr)}\n"
-
-    return _Family(
-        f"uminfer_{stem}_total",
-        "counter",
-        f"Number of {what}, counted exactly once since counting began for this target.",
-        samples,
-    )
-
-
-def _window(attr: str, stem: str, what: str) -> _Family:
-    def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
-        for window, totals in t.windows:
-            value = getattr(totals, attr)
-            yield f'uminfer_window_{stem}{{{labels},window="{window.name}"}} {value}\n'
-
-    return _Family(
-        f"uminfer_window_{stem}",
-        "gauge",
-        f"Number of {what} in the trailing window, as the API reported at the last window read.",
-        samples,
-    )
-
-
-def _optional(
-    name: str, kind: str, help_: str, get: Callable[[TargetSnapshot], float | None]
-) -> _Family:
-    def samples(t: TargetSnapshot, labels: str) -> Iterator[str]:
-        value = get(t)
-        if value is not None:
-            yield f"{name}{{{labels}}} {number(value)}\n"
-
-    return _Family(name, kind, help_, samples)
-
-
-def _failures(t: TargetSnapshot, labels: str) -> Iterator[str]:
-    # Every reason from 0, so increase() and alerts see a target's first failure.
-    for reason, count in (dict.fromkeys(CATEGORIES, 0) | dict(t.failures)).items():
-        yield f'uminfer_target_failures_total{{{labels},reason="{reason}"}} {count}\n'
-
-
-def _late(t: TargetSnapshot, labels: str) -> Iterator[str]:
-    yield f"uminfer_late_tokens_after_settle_total{{{labels}}} {t.late_after_settle.tokens}\n"
-
-
-def _given_up(t: TargetSnapshot, labels: str) -> Iterator[str]:
-    seconds = sum(s for _, s in t.given_up)
-    yield f"uminfer_given_up_seconds_total{{{labels}}} {seconds}\n"
-
-
-def _given_up_by_reason(name: str) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
-        if not snapshot.targets:
-            return
-        totals: dict[str, int] = dict.fromkeys(CATEGORIES, 0)  # all from the start, for increase()
-        for t in snapshot.targets:
-            for reason, seconds in t.given_up:
-                totals[reason] = totals.get(reason, 0) + seconds
-        for reason, seconds in totals.items():
-            yield f'{name}{{reason="{escape(reason)}"}} {seconds}\n'
+def _counter(attr: str) -> Samples:
+    def samples(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+        name = f.name
+        for t, labels in rows:
+            if t.counting:
+                yield f"{name}{{{labels}}} {getattr(t.counters, attr)}\n"
 
     return samples
+
+
+def _window(attr: str) -> Samples:
+    def samples(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+        name = f.name
+        for t, labels in rows:
+            for window, totals in t.windows:
+                yield f'{name}{{{labels},window="{window.name}"}} {getattr(totals, attr)}\n'
+
+    return samples
+
+
+def _optional(get: Callable[[TargetSnapshot], float | None]) -> Samples:
+    def samples(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+        name = f.name
+        for t, labels in rows:
+            value = get(t)
+            if value is not None:
+                yield f"{name}{{{labels}}} {number(value)}\n"
+
+    return samples
+
+
+def _failures(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        # Every reason from 0, so increase() and alerts see a target's first failure.
+        for reason, count in (dict.fromkeys(CATEGORIES, 0) | dict(t.failures)).items():
+            yield f'{name}{{{labels},reason="{reason}"}} {count}\n'
+
+
+def _late(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        yield f"{name}{{{labels}}} {t.late_after_settle.tokens}\n"
+
+
+def _given_up(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        yield f"{name}{{{labels}}} {sum(s for _, s in t.given_up)}\n"
 
 
 def _money(value: Decimal) -> str:
@@ -128,86 +125,96 @@ def _money(value: Decimal) -> str:
     return number(float(value))
 
 
-def _cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
-    if not t.counting:
-        return
-    for currency, amount in t.cost:
-        yield f'uminfer_cost_total{{{labels},currency="{escape(currency)}"}} {_money(amount)}\n'
+def _cost(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        if t.counting:
+            for currency, amount in t.cost:
+                yield f'{name}{{{labels},currency="{escape(currency)}"}} {_money(amount)}\n'
 
 
-def _window_cost(t: TargetSnapshot, labels: str) -> Iterator[str]:
-    for window, currency, amount in t.window_cost:
-        yield (f'uminfer_window_cost{{{labels},window="{window.name}",'
-               f'currency="{escape(currency)}"}} {_money(amount)}\n')
+def _window_cost(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        for window, currency, amount in t.window_cost:
+            yield (f'{name}{{{labels},window="{window.name}",'
+                   f'currency="{escape(currency)}"}} {_money(amount)}\n')
 
 
-FAMILIES: tuple[_Family, ...] = (
-    *(_counter(*q) for q in QUANTITIES),
-    *(_window(*q) for q in QUANTITIES),
-    _optional("uminfer_up", "gauge",
-              "Whether the target's latest poll succeeded (1) or failed (0).",
-              lambda t: 1 if t.up else 0),
-    _optional("uminfer_last_success_timestamp_seconds", "gauge",
-              "Unix time in seconds of the target's latest successful poll.",
-              lambda t: t.last_success),
-    _optional("uminfer_settled_timestamp_seconds", "gauge",
-              "Unix time in seconds up to which the target's usage is settled and final.",
-              lambda t: t.settled_until),
-    _optional("uminfer_catchup_remaining_seconds", "gauge",
-              "Seconds of usage from accounting.origin not read yet; counters are exported "
-              "once it is 0.",
-              lambda t: t.catchup_remaining),
-    _optional("uminfer_settled_tokens_total", "counter",
-              "Number of tokens up to uminfer_settled_timestamp_seconds: final, the same on "
-              "every replica with the same accounting.origin.",
-              lambda t: None if t.settled is None or not t.counting else t.settled.tokens),
-    _optional("uminfer_window_timestamp_seconds", "gauge",
-              "Unix time in seconds at which the target's window gauges end.",
-              lambda t: t.windows_at),
-    _Family("uminfer_target_failures_total", "counter",
-            "Number of failed polls of the target, by reason.", _failures),
-    _optional("uminfer_revisions_total", "counter",
-              "Number of readings lower than an earlier reading of the same interval (ignored).",
-              lambda t: t.revisions),
-    _Family("uminfer_late_tokens_after_settle_total", "counter",
-            "Number of tokens that appeared after their interval settled; not in the counters.",
-            _late),
-    _Family("uminfer_given_up_seconds_total", "counter",
-            "Seconds of usage never counted because the API kept rejecting their reads.",
-            _given_up),
-    _Family("uminfer_cost_total", "counter",
-            "Money spent, by currency: each counted increment times the price in force then.",
-            _cost),
-    _Family("uminfer_window_cost", "gauge",
-            "Money spent in the trailing window, by currency, at the prices in force now.",
-            _window_cost),
+#: The per-target families, in the exposition's order (each written a batch of targets at a time).
+FAMILIES: tuple[Family, ...] = (
+    *(Family(f"uminfer_{stem}_total", "counter",
+             f"Number of {what}, counted exactly once since counting began for this target.",
+             _counter(attr)) for attr, stem, what in QUANTITIES),
+    *(Family(f"uminfer_window_{stem}", "gauge",
+             f"Number of {what} in the trailing window, as the API reported at the last window "
+             "read.", _window(attr)) for attr, stem, what in QUANTITIES),
+    Family("uminfer_up", "gauge",
+           "Whether the target's latest poll succeeded (1) or failed (0).",
+           _optional(lambda t: 1 if t.up else 0)),
+    Family("uminfer_last_success_timestamp_seconds", "gauge",
+           "Unix time in seconds of the target's latest successful poll.",
+           _optional(lambda t: t.last_success)),
+    Family("uminfer_settled_timestamp_seconds", "gauge",
+           "Unix time in seconds up to which the target's usage is settled and final.",
+           _optional(lambda t: t.settled_until)),
+    Family("uminfer_catchup_remaining_seconds", "gauge",
+           "Seconds of usage from accounting.origin not read yet; counters are exported "
+           "once it is 0.",
+           _optional(lambda t: t.catchup_remaining)),
+    Family("uminfer_settled_tokens_total", "counter",
+           "Number of tokens up to uminfer_settled_timestamp_seconds: final, the same on "
+           "every replica with the same accounting.origin.",
+           _optional(lambda t: None if t.settled is None or not t.counting else t.settled.tokens)),
+    Family("uminfer_window_timestamp_seconds", "gauge",
+           "Unix time in seconds at which the target's window gauges end.",
+           _optional(lambda t: t.windows_at)),
+    Family("uminfer_target_failures_total", "counter",
+           "Number of failed polls of the target, by reason.", _failures),
+    Family("uminfer_revisions_total", "counter",
+           "Number of readings lower than an earlier reading of the same interval (ignored).",
+           _optional(lambda t: t.revisions)),
+    Family("uminfer_late_tokens_after_settle_total", "counter",
+           "Number of tokens that appeared after their interval settled; not in the counters.",
+           _late),
+    Family("uminfer_given_up_seconds_total", "counter",
+           "Seconds of usage never counted because the API kept rejecting their reads.",
+           _given_up),
+    Family("uminfer_cost_total", "counter",
+           "Money spent, by currency: each counted increment times the price in force then.",
+           _cost),
+    Family("uminfer_window_cost", "gauge",
+           "Money spent in the trailing window, by currency, at the prices in force now.",
+           _window_cost),
 )
 
 
-@dataclass(frozen=True)
-class _GlobalFamily:
-    name: str
-    kind: str
-    help: str
-    samples: Callable[[Snapshot], Iterator[str]]
+def _given_up_by_reason(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape
+                        ) -> Iterator[str]:
+    if not snapshot.targets:
+        return
+    totals: dict[str, int] = dict.fromkeys(CATEGORIES, 0)  # all from the start, for increase()
+    for t in snapshot.targets:
+        for reason, seconds in t.given_up:
+            totals[reason] = totals.get(reason, 0) + seconds
+    for reason, seconds in totals.items():
+        yield f'{f.name}{{reason="{escape(reason)}"}} {seconds}\n'
 
 
-def _budget(name: str, get: Callable[[BudgetSnapshot], float]
-            ) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
+def _budget(get: Callable[[BudgetSnapshot], float]) -> Samples:
+    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
         for b in snapshot.budgets:
             labels = f'budget="{escape(b.name)}",period="{b.period}",unit="{escape(b.unit)}"'
-            yield f"{name}{{{labels}}} {number(get(b))}\n"
+            yield f"{f.name}{{{labels}}} {number(get(b))}\n"
 
     return samples
 
 
-def _discovery(name: str, get: Callable[[DiscoverySnapshot], float | None]
-               ) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
+def _discovery(get: Callable[[DiscoverySnapshot], float | None]) -> Samples:
+    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
         value = None if snapshot.discovery is None else get(snapshot.discovery)
         if value is not None:
-            yield f"{name} {number(value)}\n"
+            yield f"{f.name} {number(value)}\n"
 
     return samples
 
@@ -217,137 +224,114 @@ def _key_labels(k: KeyHealth) -> str:
     return f'project_id="{escape(k.project)}",key_id="{escape(k.key_id)}"{account}'
 
 
-def _key_info(name: str) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
+def _key_info(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
+    for k in snapshot.keys.keys if snapshot.keys else ():
+        yield (f'{f.name}{{{_key_labels(k)},key_name="{escape(k.name)}",'
+               f'status="{k.status}"}} 1\n')
+
+
+def _key_value(get: Callable[[KeyHealth], float | None]) -> Samples:
+    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
         for k in snapshot.keys.keys if snapshot.keys else ():
-            yield (f'{name}{{{_key_labels(k)},key_name="{escape(k.name)}",'
-                   f'status="{k.status}"}} 1\n')
+            value = get(k)
+            if value is not None:
+                yield f"{f.name}{{{_key_labels(k)}}} {number(value)}\n"
 
     return samples
-
-
-def _key_value(get: Callable[[KeyHealth], float | None]
-               ) -> Callable[[str], Callable[[Snapshot], Iterator[str]]]:
-    def family(name: str) -> Callable[[Snapshot], Iterator[str]]:
-        def samples(snapshot: Snapshot) -> Iterator[str]:
-            for k in snapshot.keys.keys if snapshot.keys else ():
-                value = get(k)
-                if value is not None:
-                    yield f"{name}{{{_key_labels(k)}}} {number(value)}\n"
-
-        return samples
-
-    return family
 
 
 def _key_amount(daily: Callable[[KeyHealth], Decimal | None],
-                monthly: Callable[[KeyHealth], Decimal | None]
-                ) -> Callable[[str], Callable[[Snapshot], Iterator[str]]]:
-    def family(name: str) -> Callable[[Snapshot], Iterator[str]]:
-        def samples(snapshot: Snapshot) -> Iterator[str]:
-            for k in snapshot.keys.keys if snapshot.keys else ():
-                for period, amount in (("daily", daily(k)), ("monthly", monthly(k))):
-                    if amount is not None:
-                        yield (f'{name}{{{_key_labels(k)},period="{period}"}} '
-                               f"{_money(amount)}\n")
+                monthly: Callable[[KeyHealth], Decimal | None]) -> Samples:
+    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
+        for k in snapshot.keys.keys if snapshot.keys else ():
+            for period, amount in (("daily", daily(k)), ("monthly", monthly(k))):
+                if amount is not None:
+                    yield f'{f.name}{{{_key_labels(k)},period="{period}"}} {_money(amount)}\n'
 
-        return samples
-
-    return family
+    return samples
 
 
-def _key_listing(name: str, get: Callable[[KeysSnapshot], float | None]
-                 ) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
+def _key_listing(get: Callable[[KeysSnapshot], float | None]) -> Samples:
+    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
         value = None if snapshot.keys is None else get(snapshot.keys)
         if value is not None:
-            yield f"{name} {number(value)}\n"
+            yield f"{f.name} {number(value)}\n"
 
     return samples
 
 
-def _key_failures(name: str) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
-        if snapshot.keys is None:
-            return
-        counts: dict[str, int] = {**dict.fromkeys(KEY_LISTING_REASONS, 0),
-                                  **dict(snapshot.keys.failures)}
-        for why, count in counts.items():
-            yield f'{name}{{reason="{escape(why)}"}} {count}\n'
-
-    return samples
+def _key_failures(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
+    if snapshot.keys is None:
+        return
+    counts: dict[str, int] = {**dict.fromkeys(KEY_LISTING_REASONS, 0),
+                              **dict(snapshot.keys.failures)}
+    for why, count in counts.items():
+        yield f'{f.name}{{reason="{escape(why)}"}} {count}\n'
 
 
-def _unpriced(name: str) -> Callable[[Snapshot], Iterator[str]]:
-    def samples(snapshot: Snapshot) -> Iterator[str]:
-        for model, why in snapshot.unpriced:
-            yield f'{name}{{model="{escape(model)}",reason="{escape(why)}"}} 1\n'
-
-    return samples
+def _unpriced(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
+    for model, why in snapshot.unpriced:
+        yield f'{f.name}{{model="{escape(model)}",reason="{escape(why)}"}} 1\n'
 
 
-def _global(name: str, kind: str, help_: str, samples: Callable[[str], Callable[[Snapshot],
-            Iterator[str]]]) -> _GlobalFamily:
-    return _GlobalFamily(name, kind, help_, samples(name))
-
-
-GLOBAL_FAMILIES: tuple[_GlobalFamily, ...] = (
-    _global("uminfer_given_up_seconds_by_reason_total", "counter",
-            "Seconds of usage never counted because the API kept rejecting their reads, all "
-            "targets, by the error's category.", _given_up_by_reason),
-    _global("uminfer_budget_limit", "gauge",
-            "The budget's limit per period, in its unit (tokens or a currency).",
-            lambda n: _budget(n, lambda b: float(b.limit))),
-    _global("uminfer_budget_used", "gauge",
-            "How much of its limit the budget's current period has used, in its unit.",
-            lambda n: _budget(n, lambda b: float(b.used))),
-    _global("uminfer_budget_period_end_timestamp_seconds", "gauge",
-            "Unix time in seconds at which the budget's current period ends (UTC).",
-            lambda n: _budget(n, lambda b: b.end)),
-    _global("uminfer_discovery_targets", "gauge",
-            "Number of discovered targets being polled.",
-            lambda n: _discovery(n, lambda d: d.targets)),
-    _global("uminfer_discovery_keys", "gauge",
-            "Number of API keys listed at the latest discovery refresh, before filters.",
-            lambda n: _discovery(n, lambda d: d.keys)),
-    _global("uminfer_discovery_selected_keys", "gauge",
-            "Number of listed API keys that passed discovery's status and name filters.",
-            lambda n: _discovery(n, lambda d: d.selected)),
-    _global("uminfer_discovery_dropped_targets", "gauge",
-            "Number of discovered targets not polled because of discovery.max_targets.",
-            lambda n: _discovery(n, lambda d: d.dropped)),
-    _global("uminfer_discovery_last_success_timestamp_seconds", "gauge",
-            "Unix time in seconds of the latest successful discovery refresh.",
-            lambda n: _discovery(n, lambda d: d.last_success)),
-    _global("uminfer_discovery_failures_total", "counter",
-            "Number of failed discovery refreshes (the previous targets are kept).",
-            lambda n: _discovery(n, lambda d: d.failures)),
-    _global("uminfer_key_info", "gauge",
-            "A polled API key as the cloud lists it (ListUMInferAPIKey): name and status "
-            "(1 normal); always 1.", _key_info),
-    _global("uminfer_key_disabled", "gauge",
-            "Whether the polled key is disabled for Modelverse (ModelverseDisabled): 1 or 0.",
-            _key_value(lambda k: 1 if k.disabled else 0)),
-    _global("uminfer_key_expiry_timestamp_seconds", "gauge",
-            "Unix time in seconds at which the polled key expires; absent if it never does.",
-            _key_value(lambda k: k.expires)),
-    _global("uminfer_key_limit_amount", "gauge",
-            "The polled key's spending limit per period, in the account's currency; absent "
-            "without a limit.", _key_amount(lambda k: k.daily_limit, lambda k: k.monthly_limit)),
-    _global("uminfer_key_used_amount", "gauge",
-            "How much the polled key has spent in the current period, in the account's "
-            "currency, as the cloud reports it.",
-            _key_amount(lambda k: k.daily_used, lambda k: k.monthly_used)),
-    _global("uminfer_key_listing_last_success_timestamp_seconds", "gauge",
-            "Unix time in seconds of the latest successful key health listing.",
-            lambda n: _key_listing(n, lambda s: s.last_success)),
-    _global("uminfer_key_listing_failures_total", "counter",
-            "Number of failed key health listings, by reason (unsupported: the cloud lacks "
-            "ListUMInferAPIKey; refused: a permanent RetCode); counting is unaffected.",
-            _key_failures),
-    _global("uminfer_unpriced", "gauge",
-            "A polled model whose usage has no price, so no cost is counted for it; reason: "
-            "no_price, or why its list price was not taken (unknown_unit, missing_unit, "
-            "conflicting_units, unit_mismatch, out_of_range, conflicting_currency, "
-            "missing_currency). Always 1.", _unpriced),
+#: The process-wide families, after the per-target ones (each written once, from the snapshot).
+GLOBAL_FAMILIES: tuple[Family, ...] = (
+    Family("uminfer_given_up_seconds_by_reason_total", "counter",
+           "Seconds of usage never counted because the API kept rejecting their reads, all "
+           "targets, by the error's category.", _given_up_by_reason),
+    Family("uminfer_budget_limit", "gauge",
+           "The budget's limit per period, in its unit (tokens or a currency).",
+           _budget(lambda b: float(b.limit))),
+    Family("uminfer_budget_used", "gauge",
+           "How much of its limit the budget's current period has used, in its unit.",
+           _budget(lambda b: float(b.used))),
+    Family("uminfer_budget_period_end_timestamp_seconds", "gauge",
+           "Unix time in seconds at which the budget's current period ends (UTC).",
+           _budget(lambda b: b.end)),
+    Family("uminfer_discovery_targets", "gauge",
+           "Number of discovered targets being polled.",
+           _discovery(lambda d: d.targets)),
+    Family("uminfer_discovery_keys", "gauge",
+           "Number of API keys listed at the latest discovery refresh, before filters.",
+           _discovery(lambda d: d.keys)),
+    Family("uminfer_discovery_selected_keys", "gauge",
+           "Number of listed API keys that passed discovery's status and name filters.",
+           _discovery(lambda d: d.selected)),
+    Family("uminfer_discovery_dropped_targets", "gauge",
+           "Number of discovered targets not polled because of discovery.max_targets.",
+           _discovery(lambda d: d.dropped)),
+    Family("uminfer_discovery_last_success_timestamp_seconds", "gauge",
+           "Unix time in seconds of the latest successful discovery refresh.",
+           _discovery(lambda d: d.last_success)),
+    Family("uminfer_discovery_failures_total", "counter",
+           "Number of failed discovery refreshes (the previous targets are kept).",
+           _discovery(lambda d: d.failures)),
+    Family("uminfer_key_info", "gauge",
+           "A polled API key as the cloud lists it (ListUMInferAPIKey): name and status "
+           "(1 normal); always 1.", _key_info),
+    Family("uminfer_key_disabled", "gauge",
+           "Whether the polled key is disabled for Modelverse (ModelverseDisabled): 1 or 0.",
+           _key_value(lambda k: 1 if k.disabled else 0)),
+    Family("uminfer_key_expiry_timestamp_seconds", "gauge",
+           "Unix time in seconds at which the polled key expires; absent if it never does.",
+           _key_value(lambda k: k.expires)),
+    Family("uminfer_key_limit_amount", "gauge",
+           "The polled key's spending limit per period, in the account's currency; absent "
+           "without a limit.", _key_amount(lambda k: k.daily_limit, lambda k: k.monthly_limit)),
+    Family("uminfer_key_used_amount", "gauge",
+           "How much the polled key has spent in the current period, in the account's "
+           "currency, as the cloud reports it.",
+           _key_amount(lambda k: k.daily_used, lambda k: k.monthly_used)),
+    Family("uminfer_key_listing_last_success_timestamp_seconds", "gauge",
+           "Unix time in seconds of the latest successful key health listing.",
+           _key_listing(lambda s: s.last_success)),
+    Family("uminfer_key_listing_failures_total", "counter",
+           "Number of failed key health listings, by reason (unsupported: the cloud lacks "
+           "ListUMInferAPIKey; refused: a permanent RetCode); counting is unaffected.",
+           _key_failures),
+    Family("uminfer_unpriced", "gauge",
+           "A polled model whose usage has no price, so no cost is counted for it; reason: "
+           "no_price, or why its list price was not taken (unknown_unit, missing_unit, "
+           "conflicting_units, unit_mismatch, out_of_range, conflicting_currency, "
+           "missing_currency). Always 1.", _unpriced),
 )

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from exporter.accounting.snapshot import TargetSnapshot
-from exporter.metrics.families import escape
+from exporter.accounting.snapshot import Snapshot, TargetSnapshot
+from exporter.metrics.families import Family, Rows, escape
 from exporter.metrics.shape import Shape
 
 NAME = "gen_ai_client_token_usage"
@@ -39,14 +39,18 @@ def genai_labels(t: TargetSnapshot, shape: Shape) -> str:
     return ",".join(f'{name}="{value}"' for name, value in pairs if name not in shape.drop)
 
 
-def samples(t: TargetSnapshot, shape: Shape) -> Iterator[str]:
-    """``_sum`` and ``_count`` for input and output tokens of a target that is counting."""
-    if not t.counting:
-        return
-    labels = genai_labels(t, shape)
-    requests = t.counters.requests
-    for kind, tokens in (("input", t.counters.input_tokens),
-                         ("output", t.counters.output_tokens)):
-        typed = f'{labels},gen_ai_token_type="{kind}"'
-        yield f"{NAME}_sum{{{typed}}} {tokens}\n"
-        yield f"{NAME}_count{{{typed}}} {requests}\n"
+def samples(f: Family, _snapshot: Snapshot, rows: Rows, shape: Shape) -> Iterator[str]:
+    """``_sum`` and ``_count`` for input and output tokens of each target that is counting."""
+    for t, _labels in rows:
+        if not t.counting:
+            continue
+        labels = genai_labels(t, shape)
+        requests = t.counters.requests
+        for kind, tokens in (("input", t.counters.input_tokens),
+                             ("output", t.counters.output_tokens)):
+            typed = f'{labels},gen_ai_token_type="{kind}"'
+            yield f"{f.name}_sum{{{typed}}} {tokens}\n"
+            yield f"{f.name}_count{{{typed}}} {requests}\n"
+
+
+FAMILY = Family(NAME, "summary", HELP, samples)

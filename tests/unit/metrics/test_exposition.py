@@ -13,8 +13,10 @@ from exporter.accounting.snapshot import KeyHealth, KeysSnapshot, Snapshot, Targ
 from exporter.config import Target, Window
 from exporter.core.failures import CATEGORIES
 from exporter.core.usage import Totals
+from exporter.metrics import exposition, genai
 from exporter.metrics.exposition import BATCH, ExpositionCache, render, render_both
-from exporter.metrics.families import escape
+from exporter.metrics.families import FAMILIES, GLOBAL_FAMILIES, escape
+from exporter.metrics.shape import Shape
 from tests.harness import parse_metrics, target_labels
 from tests.paths import TESTS
 from tests.tools import require_tool
@@ -135,3 +137,18 @@ def test_every_failure_reason_is_exported_from_zero() -> None:
                    if name == "uminfer_target_failures_total"
                    and frozenset(labels.items()) <= key}
         assert reasons == set(CATEGORIES)
+
+
+@pytest.mark.parametrize("shape", [Shape(), Shape(genai=True, drop=frozenset({"team"}))])
+def test_every_family_is_called_one_way_and_a_batch_writes_what_its_targets_do(
+        shape: Shape) -> None:
+    # One family type, one signature: samples(family, snapshot, rows, shape) for all of them.
+    snap = sample_snapshot()
+    rows = [(t, exposition.target_labels(t.target, shape.drop)) for t in snap.targets]
+    for family in (*FAMILIES, genai.FAMILY):
+        alone = [line for row in rows for line in family.samples(family, snap, [row], shape)]
+        assert list(family.samples(family, snap, rows, shape)) == alone, family.name
+        assert list(family.samples(family, snap, (), shape)) == [], family.name
+    for family in GLOBAL_FAMILIES:  # process-wide: the snapshot's lines, whatever the rows
+        whole = list(family.samples(family, snap, rows, shape))
+        assert list(family.samples(family, snap, (), shape)) == whole, family.name

@@ -14,9 +14,14 @@ from exporter.core.logs import LogfmtFormatter, configure
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
+    """A stream to log to; configure()'s changes to the exporter logger are undone after."""
+    logger = logging.getLogger("exporter")
+    level, propagate = logger.level, logger.propagate
     out = io.StringIO()
     yield out
-    logging.getLogger("exporter").handlers.clear()
+    logger.handlers.clear()
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 def test_logfmt_quotes_only_what_needs_it(stream: io.StringIO) -> None:

@@ -71,6 +71,7 @@ def test_naming_a_terminal_never_makes_it_the_exporters_controlling_terminal() -
     # terminal without O_NOCTTY would take it as its own, and get its hang-ups.
     leader, follower = os.openpty()
     name = os.ttyname(follower)
+    assert refusal(name).strerror == "not a regular file (a character device)"
     pid = os.fork()
     if pid == 0:  # pragma: no cover -- the child reports through its exit status
         status = 3

@@ -123,7 +123,9 @@ def _day_start(zone: str, t: int) -> int:
     """The first second of ``zone``'s day holding ``t``."""
     day = datetime.datetime.fromtimestamp(t, _zone(zone)).date()
     start = _midnight(zone, day.toordinal())
-    # A midnight that daylight saving skips maps to the day's first real second; guard order.
+    # A midnight that a jump skips maps to the day's first real second when the jump starts at
+    # midnight; one that starts before it (Toronto, 1919-03-30, 23:30 -> 00:30) puts midnight
+    # after that second, and the seconds between stay in the day before: no cell starts late.
     return start if start <= t else _midnight(zone, day.toordinal() - 1)
 
 

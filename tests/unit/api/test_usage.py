@@ -34,3 +34,12 @@ def test_maximum_dominates_both(a: Totals, b: Totals) -> None:
 @given(totals)
 def test_dict_round_trip(a: Totals) -> None:
     assert Totals.from_dict(a.as_dict()) == a
+
+
+def test_fields_missing_from_a_saved_dict_are_zero() -> None:
+    # A cost meter's saved counters (cost/meters.py) read a field it lacks as zero.
+    assert Totals.from_dict({"tokens": 5, "requests": 2}) == Totals(tokens=5, requests=2)
+    assert Totals.from_dict({}) == ZERO
+    assert Totals(1, 2, 3, 4, 5).as_dict() == {
+        "input_tokens": 1, "output_tokens": 2, "tokens": 3, "requests": 4,
+        "image_generations": 5}

@@ -30,6 +30,11 @@ def test_parse(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
+def test_the_largest_durations_prometheus_holds_are_taken() -> None:
+    assert parse_duration("292471208y21366775807ms") == (2**63 - 1) / 1000  # int64 ms
+    assert parse_duration("9" * 15 + "ms") == 999_999_999_999.999  # the most digits a part has
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -53,6 +58,13 @@ def test_parse(text: str, seconds: float) -> None:
               " (ms, s, m, h, d, w, y), like 30s, 5m or 1h30m"),
         ("9" * 16 + "y", f'invalid duration "{"9" * 16}y": too large'),
         ("300000000y", 'invalid duration "300000000y": too large'),
+        # Prometheus's limit is int64 milliseconds: its largest duration is taken, not one more.
+        ("292471208y21366775808ms", 'invalid duration "292471208y21366775808ms": too large'),
+        # A number of 16 digits is refused before it is read, whatever its unit.
+        ("1" + "0" * 15 + "ms", f'invalid duration "1{"0" * 15}ms": too large'),
+        # An operator's own text is quoted as written (a micro sign typed for "us" stays one).
+        ("5\u00b5s", 'invalid duration "5\u00b5s": unexpected \'\u00b5\'; write whole numbers with'
+                   " units (ms, s, m, h, d, w, y), like 30s, 5m or 1h30m"),
     ],
 )
 def test_parse_rejects_with_actionable_message(text: str, message: str) -> None:

@@ -140,3 +140,22 @@ def test_check_zone_says_why_a_zone_is_unknown_and_nothing_for_a_known_one() -> 
     assert check_zone("Nowhere/Atlantis") == ("unknown time zone 'Nowhere/Atlantis' (an IANA "
                                              "name such as Asia/Shanghai or UTC)")
     assert check_zone("") is not None
+
+
+def test_the_seconds_before_a_midnight_that_a_jump_skips_stay_in_the_day_before() -> None:
+    # Toronto, 1919-03-30: clocks went from 23:30 EST straight to 00:30 EDT, so the 31st
+    # began at 00:30 while its midnight, read as EST, falls at 01:00 EDT, half an hour later
+    # (the only such day in tzdata from 1900 to 2037). Those seconds stay in the 30th's cell:
+    # no second lies in a cell that begins after it, and the cells still meet.
+    zone = ZoneInfo("America/Toronto")
+    jump = -1_601_753_400
+    assert datetime.datetime.fromtimestamp(jump - 1, zone).isoformat() == (
+        "1919-03-30T23:29:59-05:00")
+    assert datetime.datetime.fromtimestamp(jump, zone).isoformat() == "1919-03-31T00:30:00-04:00"
+    grid = Grid("America/Toronto")
+    the_30th, the_31st = at("America/Toronto", 1919, 3, 30), jump + 1800
+    for t in (jump - 1, jump, jump + 1, the_31st - 1):
+        assert (grid.start(t), grid.end(t)) == (the_30th, the_31st - 1)
+    the_1st = at("America/Toronto", 1919, 4, 1)
+    assert (grid.start(the_31st), grid.end(the_31st)) == (the_31st, the_1st - 1)  # 23 hours
+    assert grid.on_line(the_31st) and not grid.on_line(jump)

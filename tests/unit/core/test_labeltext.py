@@ -73,3 +73,8 @@ def test_a_listed_model_with_an_unusable_name_is_skipped_and_its_currency_bounde
 def test_id_problem_says_nothing_of_a_plain_id() -> None:
     assert id_problem("uminferapikey-xyz") is None
     assert id_problem("deepseek-ai/DeepSeek-V3") is None
+
+
+def test_an_id_of_exactly_the_limit_is_sent_back_as_it_is() -> None:
+    assert id_problem("k" * MAX_CHARS) is None  # the same bound label_text cuts at
+    assert id_problem("k" * (MAX_CHARS + 1)) == "is 129 characters long (at most 128)"

@@ -9,14 +9,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.core.logs import configure
+from exporter.core.logs import LogfmtFormatter, configure
 
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
+    """A stream to log to; configure()'s changes to the exporter logger are undone after."""
+    logger = logging.getLogger("exporter")
+    level, propagate = logger.level, logger.propagate
     out = io.StringIO()
     yield out
-    logging.getLogger("exporter").handlers.clear()
+    logger.handlers.clear()
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 def test_logfmt_quotes_only_what_needs_it(stream: io.StringIO) -> None:
@@ -60,3 +65,56 @@ def test_logfmt_escapes_control_characters_from_the_api(stream: io.StringIO, val
     line = stream.getvalue()
     assert line.endswith(f'msg="key {shown}"\n')
     assert line.isprintable() or line[:-1].isprintable()
+
+
+def test_a_logfmt_line_is_exactly_time_level_source_message() -> None:
+    record = logging.makeLogRecord({"name": "exporter.x", "levelname": "INFO", "msg": "up",
+                                    "created": 1_700_064_000.5, "msecs": 500.0})
+    assert LogfmtFormatter().format(record) == (
+        "ts=2023-11-15T16:00:00.500Z level=info source=exporter.x msg=up")
+
+
+def test_critical_is_logged_as_error(stream: io.StringIO) -> None:
+    configure("info", "logfmt", stream)
+    logging.getLogger("exporter.x").critical("down")
+    assert " level=error source=exporter.x msg=down" in stream.getvalue()
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("", '""'),  # an empty value is still a value
+    ("k\x1bred", '"k\\x1bred"'),  # a control character alone is quoted too
+    ("X-Ray", "X-Ray"), ("a=b", '"a=b"'), ("a\\b", '"a\\\\b"'),
+])
+def test_logfmt_quotes_empty_and_unprintable_values(value: str, shown: str) -> None:
+    record = logging.makeLogRecord({"name": "exporter.x", "levelname": "INFO", "msg": value})
+    assert LogfmtFormatter().format(record).endswith(f" msg={shown}")
+
+
+def test_logfmt_lines_carry_errors(stream: io.StringIO) -> None:
+    configure("info", "logfmt", stream)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("exporter.x").exception("it broke")
+    assert stream.getvalue().startswith("ts=")
+    assert ' msg="it broke" err="Traceback (most recent call last):\\n' in stream.getvalue()
+    assert "ValueError: boom" in stream.getvalue()
+
+
+def test_json_lines_keep_text_beyond_ascii_as_it_is(stream: io.StringIO) -> None:
+    configure("info", "json", stream)
+    logging.getLogger("exporter.x").info("模型 déjà")
+    assert '"msg": "模型 déjà"' in stream.getvalue()
+
+
+def test_exporter_lines_are_not_repeated_by_the_root_logger(stream: io.StringIO) -> None:
+    root = io.StringIO()
+    handler = logging.StreamHandler(root)
+    logging.getLogger().addHandler(handler)
+    try:
+        configure("info", "logfmt", stream)
+        logging.getLogger("exporter.x").warning("once")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "msg=once" in stream.getvalue()
+    assert root.getvalue() == ""

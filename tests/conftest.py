@@ -10,9 +10,15 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from exporter.core.clock import Clock, SystemClock
 from exporter.simulator import EventStore, SimulatorServer
+
+# No per-example deadline: it is a timing assertion, and this suite runs on shared, loaded
+# machines (speed is measured in bench/, never asserted in a test).
+settings.register_profile("uminfer", deadline=None)
+settings.load_profile("uminfer")
 
 StartSimulator = Callable[..., SimulatorServer]
 """``start(keys, *, store=None, clock=None, **options)``: a running simulator (see

@@ -122,3 +122,11 @@ def test_watched_gauges_read_each_source_at_scrape_time() -> None:
     source.update(offset=0.0, bucket=0)
     assert value("uminfer_api_clock_offset_seconds") == 0.0  # known, and exactly 0: not NaN
     assert math.isnan(value("uminfer_api_bucket_seconds"))  # 0: none fits
+
+
+def test_poll_loop_errors_are_counted_by_stage() -> None:
+    # Rules and the dashboard read the stage label (README: the poll loop's stages).
+    registry = CollectorRegistry()
+    metrics = SelfMetrics(registry)
+    metrics.poll_errors.labels("publish").inc()
+    assert registry.get_sample_value("uminfer_poll_errors_total", {"stage": "publish"}) == 1

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from exporter.accounting.snapshot import (
     DiscoverySnapshot,
@@ -69,35 +70,34 @@ class Family:
     samples: Samples
 
 
-def _counter(attr: str) -> Samples:
-    def samples(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
-        name = f.name
-        for t, labels in rows:
-            if t.counting:
-                yield f"{name}{{{labels}}} {getattr(t.counters, attr)}\n"
-
-    return samples
+# Families that differ only in the value they show share one function, its leading arguments
+# bound with functools.partial: every line is written by code that runs at render time, which
+# mutation testing reaches (a closure made at import is built once, before any mutant runs).
 
 
-def _window(attr: str) -> Samples:
-    def samples(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
-        name = f.name
-        for t, labels in rows:
-            for window, totals in t.windows:
-                yield f'{name}{{{labels},window="{window.name}"}} {getattr(totals, attr)}\n'
-
-    return samples
+def _counter(attr: str, f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape
+             ) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        if t.counting:
+            yield f"{name}{{{labels}}} {getattr(t.counters, attr)}\n"
 
 
-def _optional(get: Callable[[TargetSnapshot], float | None]) -> Samples:
-    def samples(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
-        name = f.name
-        for t, labels in rows:
-            value = get(t)
-            if value is not None:
-                yield f"{name}{{{labels}}} {number(value)}\n"
+def _window(attr: str, f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape
+            ) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        for window, totals in t.windows:
+            yield f'{name}{{{labels},window="{window.name}"}} {getattr(totals, attr)}\n'
 
-    return samples
+
+def _optional(get: Callable[[TargetSnapshot], float | None], f: Family, _snapshot: Snapshot,
+              rows: Rows, _shape: Shape) -> Iterator[str]:
+    name = f.name
+    for t, labels in rows:
+        value = get(t)
+        if value is not None:
+            yield f"{name}{{{labels}}} {number(value)}\n"
 
 
 def _failures(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> Iterator[str]:
@@ -145,35 +145,36 @@ def _window_cost(f: Family, _snapshot: Snapshot, rows: Rows, _shape: Shape) -> I
 FAMILIES: tuple[Family, ...] = (
     *(Family(f"uminfer_{stem}_total", "counter",
              f"Number of {what}, counted exactly once since counting began for this target.",
-             _counter(attr)) for attr, stem, what in QUANTITIES),
+             partial(_counter, attr)) for attr, stem, what in QUANTITIES),
     *(Family(f"uminfer_window_{stem}", "gauge",
              f"Number of {what} in the trailing window, as the API reported at the last window "
-             "read.", _window(attr)) for attr, stem, what in QUANTITIES),
+             "read.", partial(_window, attr)) for attr, stem, what in QUANTITIES),
     Family("uminfer_up", "gauge",
            "Whether the target's latest poll succeeded (1) or failed (0).",
-           _optional(lambda t: 1 if t.up else 0)),
+           partial(_optional, lambda t: 1 if t.up else 0)),
     Family("uminfer_last_success_timestamp_seconds", "gauge",
            "Unix time in seconds of the target's latest successful poll.",
-           _optional(lambda t: t.last_success)),
+           partial(_optional, lambda t: t.last_success)),
     Family("uminfer_settled_timestamp_seconds", "gauge",
            "Unix time in seconds up to which the target's usage is settled and final.",
-           _optional(lambda t: t.settled_until)),
+           partial(_optional, lambda t: t.settled_until)),
     Family("uminfer_catchup_remaining_seconds", "gauge",
            "Seconds of usage from accounting.origin not read yet; counters are exported "
            "once it is 0.",
-           _optional(lambda t: t.catchup_remaining)),
+           partial(_optional, lambda t: t.catchup_remaining)),
     Family("uminfer_settled_tokens_total", "counter",
            "Number of tokens up to uminfer_settled_timestamp_seconds: final, the same on "
            "every replica with the same accounting.origin.",
-           _optional(lambda t: None if t.settled is None or not t.counting else t.settled.tokens)),
+           partial(_optional,
+                   lambda t: None if t.settled is None or not t.counting else t.settled.tokens)),
     Family("uminfer_window_timestamp_seconds", "gauge",
            "Unix time in seconds at which the target's window gauges end.",
-           _optional(lambda t: t.windows_at)),
+           partial(_optional, lambda t: t.windows_at)),
     Family("uminfer_target_failures_total", "counter",
            "Number of failed polls of the target, by reason.", _failures),
     Family("uminfer_revisions_total", "counter",
            "Number of readings lower than an earlier reading of the same interval (ignored).",
-           _optional(lambda t: t.revisions)),
+           partial(_optional, lambda t: t.revisions)),
     Family("uminfer_late_tokens_after_settle_total", "counter",
            "Number of tokens that appeared after their interval settled; not in the counters.",
            _late),
@@ -201,22 +202,18 @@ def _given_up_by_reason(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shap
         yield f'{f.name}{{reason="{escape(reason)}"}} {seconds}\n'
 
 
-def _budget(get: Callable[[BudgetSnapshot], float]) -> Samples:
-    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
-        for b in snapshot.budgets:
-            labels = f'budget="{escape(b.name)}",period="{b.period}",unit="{escape(b.unit)}"'
-            yield f"{f.name}{{{labels}}} {number(get(b))}\n"
-
-    return samples
+def _budget(get: Callable[[BudgetSnapshot], float], f: Family, snapshot: Snapshot,
+            _rows: Rows, _shape: Shape) -> Iterator[str]:
+    for b in snapshot.budgets:
+        labels = f'budget="{escape(b.name)}",period="{b.period}",unit="{escape(b.unit)}"'
+        yield f"{f.name}{{{labels}}} {number(get(b))}\n"
 
 
-def _discovery(get: Callable[[DiscoverySnapshot], float | None]) -> Samples:
-    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
-        value = None if snapshot.discovery is None else get(snapshot.discovery)
-        if value is not None:
-            yield f"{f.name} {number(value)}\n"
-
-    return samples
+def _discovery(get: Callable[[DiscoverySnapshot], float | None], f: Family,
+               snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
+    value = None if snapshot.discovery is None else get(snapshot.discovery)
+    if value is not None:
+        yield f"{f.name} {number(value)}\n"
 
 
 def _key_labels(k: KeyHealth) -> str:
@@ -230,34 +227,28 @@ def _key_info(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iter
                f'status="{k.status}"}} 1\n')
 
 
-def _key_value(get: Callable[[KeyHealth], float | None]) -> Samples:
-    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
-        for k in snapshot.keys.keys if snapshot.keys else ():
-            value = get(k)
-            if value is not None:
-                yield f"{f.name}{{{_key_labels(k)}}} {number(value)}\n"
-
-    return samples
+def _key_value(get: Callable[[KeyHealth], float | None], f: Family, snapshot: Snapshot,
+               _rows: Rows, _shape: Shape) -> Iterator[str]:
+    for k in snapshot.keys.keys if snapshot.keys else ():
+        value = get(k)
+        if value is not None:
+            yield f"{f.name}{{{_key_labels(k)}}} {number(value)}\n"
 
 
 def _key_amount(daily: Callable[[KeyHealth], Decimal | None],
-                monthly: Callable[[KeyHealth], Decimal | None]) -> Samples:
-    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
-        for k in snapshot.keys.keys if snapshot.keys else ():
-            for period, amount in (("daily", daily(k)), ("monthly", monthly(k))):
-                if amount is not None:
-                    yield f'{f.name}{{{_key_labels(k)},period="{period}"}} {_money(amount)}\n'
-
-    return samples
+                monthly: Callable[[KeyHealth], Decimal | None], f: Family, snapshot: Snapshot,
+                _rows: Rows, _shape: Shape) -> Iterator[str]:
+    for k in snapshot.keys.keys if snapshot.keys else ():
+        for period, amount in (("daily", daily(k)), ("monthly", monthly(k))):
+            if amount is not None:
+                yield f'{f.name}{{{_key_labels(k)},period="{period}"}} {_money(amount)}\n'
 
 
-def _key_listing(get: Callable[[KeysSnapshot], float | None]) -> Samples:
-    def samples(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
-        value = None if snapshot.keys is None else get(snapshot.keys)
-        if value is not None:
-            yield f"{f.name} {number(value)}\n"
-
-    return samples
+def _key_listing(get: Callable[[KeysSnapshot], float | None], f: Family, snapshot: Snapshot,
+                 _rows: Rows, _shape: Shape) -> Iterator[str]:
+    value = None if snapshot.keys is None else get(snapshot.keys)
+    if value is not None:
+        yield f"{f.name} {number(value)}\n"
 
 
 def _key_failures(f: Family, snapshot: Snapshot, _rows: Rows, _shape: Shape) -> Iterator[str]:
@@ -281,50 +272,51 @@ GLOBAL_FAMILIES: tuple[Family, ...] = (
            "targets, by the error's category.", _given_up_by_reason),
     Family("uminfer_budget_limit", "gauge",
            "The budget's limit per period, in its unit (tokens or a currency).",
-           _budget(lambda b: float(b.limit))),
+           partial(_budget, lambda b: float(b.limit))),
     Family("uminfer_budget_used", "gauge",
            "How much of its limit the budget's current period has used, in its unit.",
-           _budget(lambda b: float(b.used))),
+           partial(_budget, lambda b: float(b.used))),
     Family("uminfer_budget_period_end_timestamp_seconds", "gauge",
            "Unix time in seconds at which the budget's current period ends (UTC).",
-           _budget(lambda b: b.end)),
+           partial(_budget, lambda b: b.end)),
     Family("uminfer_discovery_targets", "gauge",
            "Number of discovered targets being polled.",
-           _discovery(lambda d: d.targets)),
+           partial(_discovery, lambda d: d.targets)),
     Family("uminfer_discovery_keys", "gauge",
            "Number of API keys listed at the latest discovery refresh, before filters.",
-           _discovery(lambda d: d.keys)),
+           partial(_discovery, lambda d: d.keys)),
     Family("uminfer_discovery_selected_keys", "gauge",
            "Number of listed API keys that passed discovery's status and name filters.",
-           _discovery(lambda d: d.selected)),
+           partial(_discovery, lambda d: d.selected)),
     Family("uminfer_discovery_dropped_targets", "gauge",
            "Number of discovered targets not polled because of discovery.max_targets.",
-           _discovery(lambda d: d.dropped)),
+           partial(_discovery, lambda d: d.dropped)),
     Family("uminfer_discovery_last_success_timestamp_seconds", "gauge",
            "Unix time in seconds of the latest successful discovery refresh.",
-           _discovery(lambda d: d.last_success)),
+           partial(_discovery, lambda d: d.last_success)),
     Family("uminfer_discovery_failures_total", "counter",
            "Number of failed discovery refreshes (the previous targets are kept).",
-           _discovery(lambda d: d.failures)),
+           partial(_discovery, lambda d: d.failures)),
     Family("uminfer_key_info", "gauge",
            "A polled API key as the cloud lists it (ListUMInferAPIKey): name and status "
            "(1 normal); always 1.", _key_info),
     Family("uminfer_key_disabled", "gauge",
            "Whether the polled key is disabled for Modelverse (ModelverseDisabled): 1 or 0.",
-           _key_value(lambda k: 1 if k.disabled else 0)),
+           partial(_key_value, lambda k: 1 if k.disabled else 0)),
     Family("uminfer_key_expiry_timestamp_seconds", "gauge",
            "Unix time in seconds at which the polled key expires; absent if it never does.",
-           _key_value(lambda k: k.expires)),
+           partial(_key_value, lambda k: k.expires)),
     Family("uminfer_key_limit_amount", "gauge",
            "The polled key's spending limit per period, in the account's currency; absent "
-           "without a limit.", _key_amount(lambda k: k.daily_limit, lambda k: k.monthly_limit)),
+           "without a limit.",
+           partial(_key_amount, lambda k: k.daily_limit, lambda k: k.monthly_limit)),
     Family("uminfer_key_used_amount", "gauge",
            "How much the polled key has spent in the current period, in the account's "
            "currency, as the cloud reports it.",
-           _key_amount(lambda k: k.daily_used, lambda k: k.monthly_used)),
+           partial(_key_amount, lambda k: k.daily_used, lambda k: k.monthly_used)),
     Family("uminfer_key_listing_last_success_timestamp_seconds", "gauge",
            "Unix time in seconds of the latest successful key health listing.",
-           _key_listing(lambda s: s.last_success)),
+           partial(_key_listing, lambda s: s.last_success)),
     Family("uminfer_key_listing_failures_total", "counter",
            "Number of failed key health listings, by reason (unsupported: the cloud lacks "
            "ListUMInferAPIKey; refused: a permanent RetCode); counting is unaffected.",

@@ -152,3 +152,36 @@ def test_every_family_is_called_one_way_and_a_batch_writes_what_its_targets_do(
     for family in GLOBAL_FAMILIES:  # process-wide: the snapshot's lines, whatever the rows
         whole = list(family.samples(family, snap, rows, shape))
         assert list(family.samples(family, snap, (), shape)) == whole, family.name
+
+
+def test_the_gzip_form_is_the_same_exposition_counted_or_not() -> None:
+    snap = sample_snapshot()
+    plain = render(snap)
+    done = render_both(snap)
+    assert gzip.decompress(done.gzipped) == done.body == plain
+    assert gzip.decompress(exposition.render_gzip(snap)) == plain  # not counted by default
+    counted = render_both(snap, counted=True)
+    assert gzip.decompress(exposition.render_gzip(snap, counted=True)) == counted.body
+    assert counted.series == done.series
+    assert dict(done.series)["uminfer_target_failures_total"] == 2 * len(CATEGORIES)
+    assert counted.body == plain + (
+        exposition._SERIES_HEAD + "".join(f'uminfer_exporter_series{{family="{name}"}} {n}\n'
+                                          for name, n in done.series)).encode()
+
+
+def test_a_plain_scrape_during_a_publish_gets_the_previous_body_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ExpositionCache()
+    cache.publish(sample_snapshot())
+    before = cache.body(compressed=False)
+    seen: list[bytes] = []
+    make = exposition.render_gzip
+
+    def scraped_meanwhile(snapshot: Snapshot, shape: Shape, *, counted: bool) -> bytes:
+        seen.append(cache.body(compressed=False))
+        return make(snapshot, shape, counted=counted)
+
+    monkeypatch.setattr(exposition, "render_gzip", scraped_meanwhile)
+    cache.publish(Snapshot())
+    assert seen == [before]
+    assert cache.body(compressed=False) == b""  # the new body once it is made

@@ -53,8 +53,8 @@ class DayApi(UsageDouble):
 class Reader:
     """A SeedReader over a DayApi, its seeding due for A and B from NOV_1."""
 
-    def __init__(self, seconds: float = 0.0, *, settled: bool = True) -> None:
-        self.clock = FakeClock(NOW)
+    def __init__(self, seconds: float = 0.0, *, settled: bool = True, now: int = NOW) -> None:
+        self.clock = FakeClock(now)
         self.api = DayApi(self.clock, seconds)
         self.buckets = BucketMeter()
         self.seeding = Seeding(horizon=lambda _target, _now: NOV_1)
@@ -100,6 +100,15 @@ def test_the_settled_days_before_the_origin_are_read_each_once_with_the_calls_de
                          (ORIGIN, Totals()))  # the baseline: not fresh, so zero
     reader.read()
     assert len(reader.api.calls) == 3  # done: never read again
+
+
+def test_the_last_day_is_read_only_once_it_has_settled() -> None:
+    reader = Reader(now=ORIGIN + SETTLE - 1)  # the day before the origin settles in a second
+    reader.read()
+    assert reader.days() == [(NOV_1, NOV_1 + DAY - 1), (NOV_1 + DAY, NOV_1 + 2 * DAY - 1)]
+    reader.clock.advance(1.0)
+    reader.read()
+    assert reader.days()[2:] == [(NOV_1 + 2 * DAY, ORIGIN - 1)]
 
 
 @pytest.mark.parametrize("why", ["no ledger", "fresh", "time not settled"])
@@ -148,6 +157,17 @@ def test_a_permanent_failure_gives_the_seed_up_said_once_per_reason(
     assert warnings(caplog) == [WARNING.format(A.ident, "RetCode 171 (denied)")]
     reader.read(A)
     assert len(reader.api.calls) == 2  # given up: never read again
+
+
+def test_each_reason_a_seed_is_given_up_for_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    reader = Reader()
+    reader.api.failing[NOV_1] = PERMANENT
+    reader.read(A)
+    del reader.api.failing[NOV_1]
+    reader.api.label_shift = -1
+    reader.read(B)
+    assert warnings(caplog) == [WARNING.format(A.ident, "RetCode 171 (denied)"),
+                                WARNING.format(B.ident, STRADDLED)]
 
 
 def test_an_answer_labelled_before_its_day_gives_the_seed_up(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +14,15 @@ from exporter.accounting.snapshot import TargetSnapshot
 from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
-from exporter.config import ApiConfig, BudgetConfig, Config, PollConfig, Target, Window
+from exporter.config import (
+    AccountingConfig,
+    ApiConfig,
+    BudgetConfig,
+    Config,
+    PollConfig,
+    Target,
+    Window,
+)
 from exporter.core.clock import FakeClock
 from exporter.core.usage import Reading, Totals
 from exporter.cost.budgets import BudgetTracker
@@ -335,6 +344,7 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
     [target] = poller.cycle().targets
     assert target == TargetSnapshot(target=A, failures=(("network", 1),))
     assert api.calls == [] and poller.ledgers() == {}
+    assert not poller.awaiting_baseline()  # nothing answered: nothing to wait for
     assert records(caplog) == [
         ("WARNING", "target /uminferapikey-a/m failing: the API has not answered yet: counting "
          "begins at the first poll it answers")]
@@ -348,6 +358,7 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
     ledger = poller.ledgers()[A.ident]
     assert target.up and target.counters == Totals()
     assert (ledger.fresh, ledger.origin) == (True, 1_699_999_200)  # the hour holding that Date
+    assert poller.awaiting_baseline()
     clock.advance(30.0)
     for _ in range(2):  # two more answers agree: the first answer becomes the baseline
         api_clock.observe("Tue, 14 Nov 2023 22:13:51 GMT", clock.monotonic())
@@ -356,6 +367,7 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
     # API's clock runs a second ahead of the first): inside the read, which ended a second
     # before, within the Date header's rounding.
     assert not ledger.fresh and ledger.began == 1_700_000_001
+    assert not poller.awaiting_baseline()
     # The first read reached past the estimate (REACH) and held all the API had then; the
     # API's own clock has run 30 s since: 30 new seconds of usage.
     assert target.counters.tokens == 30
@@ -501,3 +513,181 @@ def test_a_bug_in_the_budget_seed_read_is_logged_and_costs_nothing_else(
     assert sorted(records(caplog)) == [
         ("ERROR", "internal error reading the budget seed of target /uminferapikey-a/m"),
         ("ERROR", "internal error reading the budget seed of target /uminferapikey-b/m")]
+
+
+# --- the edges of a cycle's count reads ---
+
+
+def spans(api: FakeApi) -> list[tuple[int, int]]:
+    return [(start, end) for _, start, end, _ in api.calls]
+
+
+def test_a_cycle_whose_budget_is_spent_exactly_makes_no_further_read(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(3600.0)  # two open periods
+    api = FakeApi(clock, seconds_per_call=60.0)  # the first call spends the budget, to the tick
+    poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    poller.cycle()
+    assert spans(api) == [(START, START + 3599)]
+
+
+def test_a_failed_read_before_the_budget_runs_out_still_fails_the_cycle(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(3600.0)
+    api = Scripted(clock)
+
+    def slow_failure(start: int, end: int) -> ApiError | None:
+        if start != START:
+            return None
+        clock.advance(61.0)
+        return busy(start, end)
+
+    api.script.append(slow_failure)
+    poller = make_poller(config(A, timeout=60.0), api, clock, pool, ledgers(A))
+    [target] = poller.cycle().targets
+    assert spans(api) == [(START, START + 3599)]  # the newest is left for the next cycle
+    assert (target.up, dict(target.failures)) == (False, {"retcode": 1})
+
+
+def test_after_a_transient_failure_only_the_newest_read_is_tried(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(7200.0)  # one hour settling, two open: three reads
+    api = Scripted(clock)
+    api.script.append(lambda s, e: busy(s, e) if s == START else None)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    poller.cycle()
+    assert spans(api) == [(START, START + 3599), (START + 7200, START + 7300)]
+
+
+def test_a_catch_up_reads_at_most_eight_ranges_a_cycle_the_newest_among_them(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(10 * 86400.0)  # ten days down: ten day-long reads and the newest hour
+    api = FakeApi(clock)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    poller.cycle()
+    now = START + 10 * 86400 + 100
+    assert spans(api) == [*((START + d * 86400, START + (d + 1) * 86400 - 1) for d in range(7)),
+                          (now - 100, now)]
+
+
+def test_a_ledger_whose_origin_is_still_ahead_reads_nothing_and_is_up(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    api = FakeApi(clock)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A, origin=START + 3600))
+    [target] = poller.cycle().targets
+    assert api.calls == []
+    assert (target.up, target.failures, target.counters) == (True, (), Totals())
+
+
+def test_a_range_that_reads_once_starts_its_strikes_over(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(3600.0)  # the first hour settles 600 s after its end: read for 8 more cycles
+    api = Scripted(clock)
+    rejecting = [True]
+    api.script.append(lambda s, e: busy(s, e) if s == START and rejecting[0] else None)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    for cycle in range(2 * MAX_STRIKES - 2):
+        rejecting[0] = cycle != MAX_STRIKES - 1  # answered once, in the fifth cycle
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert target.given_up == ()  # never MAX_STRIKES failures in a row
+
+
+def test_every_range_the_api_keeps_rejecting_is_given_up_in_the_same_cycle(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(3 * 86400.0)  # three settled days, one read each, and the newest hour
+    api = Scripted(clock)
+    rejected = (START, START + 86400)
+    bad = ApiError("retcode", "RetCode 230 (invalid parameter)", retcode=230, transient=False)
+    api.script.append(lambda s, e: bad if s in rejected else None)
+    cfg = config(A)
+    cfg = replace(cfg, poll=replace(cfg.poll, permanent_error_retry=30.0))  # one cycle's pause
+    poller = make_poller(cfg, api, clock, pool, ledgers(A))
+    for _ in range(MAX_STRIKES):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert target.given_up == (("retcode", 2 * 86400),)
+
+
+def test_the_snapshot_carries_the_ledgers_revisions_and_late_usage(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    led = ledgers(A)
+    led[A.ident].revisions, led[A.ident].late_after_settle = 2, Totals(tokens=3)
+    poller = make_poller(config(A), FakeApi(clock), clock, pool, led)
+    [target] = poller.snapshot().targets
+    assert (target.revisions, target.late_after_settle) == (2, Totals(tokens=3))
+
+
+# --- a shared origin: counters exported once every second from it was read ---
+
+
+def test_with_an_origin_counters_are_exported_only_once_caught_up_and_again_after_adopting(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "exporter.polling.poller")
+    clock.advance(10 * 86400.0)  # ten days from the origin: two cycles of catch-up
+    cfg = replace(config(A), accounting=AccountingConfig(origin=START))
+    poller = make_poller(cfg, FakeApi(clock), clock, pool, {})
+    [target] = poller.cycle().targets
+    assert (target.up, target.counting, target.catchup_remaining, target.settled,
+            target.settled_until) == (False, False, 3 * 86400 + 101, None, None)
+    assert target.counters.tokens == 7 * 86400 + 101  # seven days and the newest read
+    assert records(caplog) == []
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert (target.up, target.counting, target.catchup_remaining) == (True, True, 0)
+    closed = 10 * 86400 - 3600  # the last hour closes 600 s after its end, not yet
+    assert target.settled == Totals(closed, 0, closed, 0, 0)
+    assert target.counters.tokens == 10 * 86400 + 161
+    caught_up = ("INFO", "target /uminferapikey-a/m caught up from the origin: counters "
+                 "exported from now on")
+    clock.advance(60.0)
+    poller.cycle()
+    assert records(caplog) == [caught_up]  # once
+    poller.adopt(A.ident, poller.ledgers()[A.ident].settled())  # a peer's settled ledger
+    [target] = poller.snapshot().targets
+    assert (target.up, target.counting, target.catchup_remaining) == (False, False, None)
+    clock.advance(60.0)
+    [target] = poller.cycle().targets
+    assert (target.up, target.counting, target.catchup_remaining) == (True, True, 0)
+    assert records(caplog) == [caught_up, caught_up]
+
+
+def test_without_an_origin_no_catch_up_is_exported_nor_said(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "exporter.polling.poller")
+    poller = make_poller(config(A), FakeApi(clock), clock, pool, ledgers(A))
+    [target] = poller.cycle().targets
+    assert (target.up, target.counting, target.catchup_remaining, target.settled) == (
+        True, True, None, None)
+    assert target.settled_until == START - 1
+    assert records(caplog) == []
+
+
+def test_a_reload_keeps_what_was_said_so_the_recovery_is_said_too(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "exporter.polling.poller")
+    api = Scripted(clock)
+    api.script.append(busy)
+    first = make_poller(config(A), api, clock, pool, ledgers(A))
+    first.cycle()
+    successor = make_poller(config(A), api, clock, pool, first.ledgers())
+    successor.carry_health(first, lift_pauses=True)
+    api.script.clear()
+    clock.advance(60.0)
+    assert successor.cycle().targets[0].up
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m failing: RetCode 150 (service unavailable)"),
+        ("INFO", "target /uminferapikey-a/m recovered")]
+
+
+def test_a_held_first_answer_is_awaited_while_the_target_fails(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    api = Scripted(clock)
+    api_clock = ApiClock(clock)
+    api_clock.observe(email.utils.formatdate(clock.time(), usegmt=True), clock.monotonic())
+    poller = Poller(config(A), api, clock, pool, {}, api_clock)
+    assert poller.cycle().targets[0].up and poller.awaiting_baseline()  # one Date: held
+    api.script.append(busy)
+    clock.advance(60.0)
+    assert not poller.cycle().targets[0].up
+    assert poller.awaiting_baseline()  # down, yet its first answer still waits

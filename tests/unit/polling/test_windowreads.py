@@ -36,6 +36,7 @@ class MinuteApi(UsageDouble):
         self.bucket = bucket
         self.calls: list[tuple[int, int, float]] = []
         self.failing: BaseException | None = None
+        self.used: set[int] | None = None  # the minutes with usage (None: every one)
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self.calls.append((start, end, deadline))
@@ -43,7 +44,8 @@ class MinuteApi(UsageDouble):
             raise self.failing
         rows: Counter[int] = Counter()
         for minute in range(start + (-start) % 60, end + 1, 60):
-            rows[minute - minute % self.bucket] += 1
+            if self.used is None or minute in self.used:
+                rows[minute - minute % self.bucket] += 1
         labels = tuple(sorted(rows))
         return Reading(Totals(tokens=rows.total()), labels,
                        tuple(Totals(tokens=rows[label]) for label in labels))
@@ -127,6 +129,17 @@ def test_the_windows_end_where_the_apis_buckets_end_once_their_width_is_known() 
     reader.poll()
     assert reader.gauges.at == NOW + 120  # minutes: the last second of the last whole one
     assert reader.api.calls[-1][:2] == (NOW + 121 - 3600, NOW + 120)
+
+
+def test_a_sparse_answer_is_summed_by_the_bucket_width_its_earlier_answers_showed() -> None:
+    reader = Reader(HOUR, HALF, bucket=60)
+    reader.poll()  # minute rows: the width is measured, and 30 minutes are a sum of rows
+    assert len(reader.api.calls) == 1 and reader.tokens() == (("1h", 60), ("30m", 30))
+    reader.clock.advance(120.0)
+    reader.api.used = {START + 120}  # one row, at the hour window's first minute
+    reader.poll()
+    assert len(reader.api.calls) == 2  # the 30 minutes lie on minute lines: no read alone
+    assert reader.tokens() == (("1h", 1), ("30m", 0))
 
 
 def test_a_failed_read_keeps_the_last_gauges_counts_each_failure_and_says_each_change_once(

@@ -376,26 +376,36 @@ def test_before_the_api_has_told_its_time_a_target_waits_and_says_why(
 class NoFutureApi(FakeApi):
     """An API that refuses, for good, a window ending after its own time."""
 
+    retcode = 230
+
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         if end > self.now():
             self.calls.append((target.key, start, end, deadline))
-            raise ApiError("retcode", "RetCode 230: EndTime in the future", retcode=230)
+            raise ApiError("retcode", f"RetCode {self.retcode}: EndTime in the future",
+                           retcode=self.retcode, http_status=200)
         return super().get_usage(target, start, end, deadline)
 
 
+@pytest.mark.parametrize("retcode", [220, 230])  # a parameter missing, or invalid
 def test_an_api_refusing_a_first_read_into_its_future_is_asked_without_it(
-        clock: FakeClock, pool: WorkerPool) -> None:
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture,
+        retcode: int) -> None:
     # One Date: the time is not agreed, so the first read reaches past it; this API refuses
     # that for good. The target is not paused as for a permanent error: the next poll asks
     # without reaching, and counting begins.
     api = NoFutureApi(clock)
+    api.retcode = retcode
     api_clock = ApiClock(clock)
     api_clock.observe("Tue, 14 Nov 2023 22:13:20 GMT", clock.monotonic())  # 1_700_000_000
     told = clock.monotonic()
     api.now = lambda: 1_700_000_000 + clock.monotonic() - told
     poller = Poller(config(A), api, clock, pool, {}, api_clock)
     [target] = poller.cycle().targets
-    assert not target.up and api.calls[-1][2] > 1_700_000_000
+    assert not target.up and api.calls[-1][2] == 1_700_000_000 + 60  # REACH past its time
+    assert dict(target.failures) == {"retcode": 1}
+    assert records(caplog) == [
+        ("WARNING", f"target /uminferapikey-a/m failing: RetCode {retcode}: EndTime in the "
+         "future (a read reaching 60 s past the API's time as estimated; asked again without)")]
     clock.advance(1.0)
     for _ in range(3):  # answers come to agree on the API's time
         api_clock.observe(email.utils.formatdate(api.now(), usegmt=True), clock.monotonic())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -137,3 +138,18 @@ def test_a_batch_is_paced_only_with_a_gap_and_a_clock(gap: float | None, with_cl
         pool.close()
     assert ran == [1, 1, 1]
     assert clock.monotonic() - began == pytest.approx(paced)
+
+
+def test_a_batch_ends_only_when_its_last_task_has() -> None:
+    done: list[int] = []
+
+    def slow() -> None:
+        time.sleep(0.3)
+        done.append(2)
+
+    pool = WorkerPool(1)
+    try:
+        pool.run_all([lambda: done.append(1), slow])
+        assert done == [1, 2]
+    finally:
+        pool.close()

@@ -35,11 +35,13 @@ class MinuteApi(UsageDouble):
     def __init__(self, bucket: int = 3600) -> None:
         self.bucket = bucket
         self.calls: list[tuple[int, int, float]] = []
+        self.asked: list[Target] = []  # the target of each call
         self.failing: BaseException | None = None
         self.used: set[int] | None = None  # the minutes with usage (None: every one)
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self.calls.append((start, end, deadline))
+        self.asked.append(target)
         if self.failing is not None:
             raise self.failing
         rows: Counter[int] = Counter()
@@ -90,6 +92,7 @@ def test_the_widest_window_is_read_in_day_slices_and_the_others_summed_or_read_a
     assert reader.api.calls == [(NOW - 2 * DAY + 1, NOW - DAY, deadline + 0.5),
                                 (NOW - DAY + 1, NOW, deadline + 0.5),
                                 (NOW - 1799, NOW, deadline + 0.5)]  # 30 min: half a bucket
+    assert reader.api.asked == [A, A, A]
     assert reader.tokens() == (("1h", 60), ("30m", 30), ("2d", 2880))  # in the config's order
     assert (reader.gauges.at, reader.gauges.problem, reader.failures) == (NOW, None, {})
     assert said(caplog) == [("INFO", "window 30m is read with a call of its own, not summed "

@@ -151,6 +151,7 @@ class Keys:
         self.keys, self.models = keys, models
         self.asked: list[str] = []  # key ids list_models was called for
         self.deadlines: list[float] = []  # the deadline of every call
+        self.projects: list[str] = []  # the project of each list_models call
         self.down = False
         self.status = 503  # the HTTP status of an outage
 
@@ -163,6 +164,7 @@ class Keys:
 
     def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
         self.asked.append(key_id)
+        self.projects.append(project)
         self.deadlines.append(deadline)
         return self.models[key_id]
 
@@ -188,6 +190,36 @@ def test_a_key_whose_models_are_all_priced_is_skipped_and_later_keys_still_asked
     targets = [Target("k1", "a"), Target("k2", "a"), Target("k3", "b")]
     assert [p.model for p in list_prices(source, targets, 0.0).prices] == ["a", "b"]
     assert source.asked == ["k1", "k3"]
+
+
+def test_a_keys_models_are_listed_in_its_own_project() -> None:
+    source = Keys({}, {"k1": [ApiModel("a", price("a"))], "k2": [ApiModel("b", price("b"))]})
+    list_prices(source, [Target("k1", "a", "org"), Target("k2", "b", "other")], 0.0)
+    assert source.projects == ["org", "other"]
+
+
+def test_before_a_refresh_no_list_price_is_known() -> None:
+    runner = DiscoveryRunner(FakeClock())
+    assert (runner.prices, runner.unpriced) == ((), {})
+
+
+def test_each_unpriced_model_and_unit_is_said_once_with_what_would_price_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    source = Keys({}, {"k": [ApiModel("m", ModelPrice("m", input=Decimal(1), currency="")),
+                             ApiModel("x", None, "unknown_unit", "per ounce")]})
+    config = Config(targets=(Target("k", "m"), Target("k", "x")),
+                    pricing=PricingConfig(from_api=True))
+    runner = DiscoveryRunner(clock)
+    for _ in range(2):
+        assert runner.refresh_if_due(source, config, 10.0)
+        clock.advance(PRICE_REFRESH)
+    assert runner.unpriced == {"m": "missing_currency", "x": "unknown_unit"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "list price of m not used (missing_currency: unit ''); the model is unpriced until "
+        "pricing.models prices it (or pricing.currency names the currency of list prices)",
+        "list price of x not used (unknown_unit: unit 'per ounce'); the model is unpriced "
+        "until pricing.models prices it"]
 
 
 def test_every_call_of_a_refresh_gets_its_deadline() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ from exporter.api.buckets import BucketMeter
 from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.config import (
+    AccountConfig,
     AccountingConfig,
     ApiConfig,
     BudgetConfig,
@@ -427,7 +429,7 @@ class Shortfall(FakeApi):
 
 
 def test_an_audit_below_its_parts_is_counted_once_by_the_meters_observer(
-        clock: FakeClock, pool: WorkerPool) -> None:
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
     """The ledger says by how much an audit came out short; the bucket meter's observer (the
     self-metrics) counts it: one owner, no diffing of ledger fields."""
     class Observer:
@@ -449,6 +451,11 @@ def test_an_audit_below_its_parts_is_counted_once_by_the_meters_observer(
         clock.advance(60)
     led = poller.ledgers()[A.ident]
     assert observer.errors and all(excess == 3 for excess in observer.errors)
+    assert [r.getMessage() for r in caplog.records if r.name == "exporter.api.buckets"] == [
+        "target /uminferapikey-a/m: one read over settled periods returned 3 tokens fewer than "
+        "the sum of their final readings; likely cause: windows rounded outward to buckets that "
+        "straddle a midnight of api.time_zone, or usage lowered after it settled (counters may "
+        "be too high by that much)"]  # said once, naming the target
     assert led.additivity_errors == len(observer.errors)
 
 
@@ -638,13 +645,15 @@ def test_with_an_origin_counters_are_exported_only_once_caught_up_and_again_afte
     cfg = replace(config(A), accounting=AccountingConfig(origin=START))
     poller = make_poller(cfg, FakeApi(clock), clock, pool, {})
     [target] = poller.cycle().targets
-    assert (target.up, target.counting, target.catchup_remaining, target.settled,
-            target.settled_until) == (False, False, 3 * 86400 + 101, None, None)
+    assert (target.target, target.up, target.counting, target.catchup_remaining, target.settled,
+            target.settled_until) == (A, False, False, 3 * 86400 + 101, None, None)
     assert target.counters.tokens == 7 * 86400 + 101  # seven days and the newest read
     assert records(caplog) == []
+    assert poller.ledgers()[A.ident].audit  # late usage is measured from the origin on
     clock.advance(60.0)
     [target] = poller.cycle().targets
-    assert (target.up, target.counting, target.catchup_remaining) == (True, True, 0)
+    assert (target.target, target.up, target.counting, target.catchup_remaining) == (
+        A, True, True, 0)
     closed = 10 * 86400 - 3600  # the last hour closes 600 s after its end, not yet
     assert target.settled == Totals(closed, 0, closed, 0, 0)
     assert target.counters.tokens == 10 * 86400 + 161
@@ -701,3 +710,258 @@ def test_a_held_first_answer_is_awaited_while_the_target_fails(
     clock.advance(60.0)
     assert not poller.cycle().targets[0].up
     assert poller.awaiting_baseline()  # down, yet its first answer still waits
+
+
+def test_one_target_is_polled_as_a_cycle_would_and_a_bug_is_swallowed(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    api = Buggy(clock)
+    poller = make_poller(config(A, B), api, clock, pool, ledgers(A, B))
+    assert poller.targets == (A, B)
+    poller.poll_target(B, clock.monotonic() + 60)
+    assert [key for key, *_ in api.calls] == [B.key]  # only B
+    api.bugs[A.key] = lambda _s, _e: True
+    poller.poll_target(A, clock.monotonic() + 60)  # never raises
+    a, b = poller.snapshot().targets
+    assert (a.up, dict(a.failures), b.up, b.counters.tokens) == (False, {"internal": 1}, True, 101)
+
+
+def test_the_lock_it_lends_is_the_one_its_polls_take(clock: FakeClock, pool: WorkerPool) -> None:
+    poller = make_poller(config(A), FakeApi(clock), clock, pool, ledgers(A))
+    with poller.locked():
+        taken: list[bool] = []
+        thread = threading.Thread(target=lambda: taken.append(poller.awaiting_baseline()))
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive()  # waits for the lock held here
+    thread.join(5.0)
+    assert taken == [False]
+
+
+# --- what a step's failure stops, and what the log keeps of a bug ---
+
+
+def window_calls(api: FakeApi) -> list[tuple[int, int]]:
+    return [(s, e) for s, e in spans(api) if e - s == 3599]
+
+
+def test_a_failing_or_paused_target_reads_no_windows(clock: FakeClock, pool: WorkerPool) -> None:
+    api = Scripted(clock)
+    denied = ApiError("retcode", "RetCode 171", retcode=171, transient=False)
+    api.script.append(lambda s, e: denied if e - s != 3599 else None)  # count reads only
+    poller = make_poller(config(A, windows=(Window("1h", 3600),)), api, clock, pool, ledgers(A))
+    poller.cycle()  # fails: the windows would only fail too
+    clock.advance(60.0)
+    poller.cycle()  # paused by the permanent error
+    assert len(api.calls) == 1 and window_calls(api) == []
+
+
+def test_a_bug_in_the_count_reads_skips_the_windows_and_logs_its_traceback(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    api = Buggy(clock)
+    api.bugs[A.key] = lambda s, e: e - s != 3599
+    poller = make_poller(config(A, windows=(Window("1h", 3600),)), api, clock, pool, ledgers(A))
+    poller.cycle()
+    assert window_calls(api) == []
+    [bug] = [r for r in caplog.records if r.getMessage().startswith("internal error polling")]
+    assert bug.exc_info is not None and str(bug.exc_info[1]) == "bug"
+
+
+def test_a_bug_in_the_window_or_seed_reads_is_logged_with_its_traceback(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    seeding = BrokenSeeding(horizon=BudgetTracker((BudgetConfig("m", "monthly",
+                                                                tokens=1),)).horizon)
+    api = Buggy(clock)
+    api.bugs[A.key] = lambda s, e: e - s == 3599
+    poller = Poller(config(A, windows=(Window("1h", 3600),)), api, clock, pool, ledgers(A),
+                    ApiClock.trusting(clock), seeding=seeding)
+    poller.cycle()
+    assert [(r.getMessage(), str(r.exc_info[1]) if r.exc_info else None)
+            for r in caplog.records if r.levelno == logging.ERROR] == [
+        ("internal error reading windows of target /uminferapikey-a/m", "bug"),
+        ("internal error reading the budget seed of target /uminferapikey-a/m", "bug")]
+
+
+def test_an_outage_of_every_read_strikes_no_range(clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(7200.0)  # three reads a cycle, all failing: the API is down, no range is bad
+    api = Scripted(clock)
+    api.script.append(busy)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    for _ in range(MAX_STRIKES + 1):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert (target.given_up, target.settled_until) == ((), START - 1)
+
+
+def test_nothing_closes_while_the_apis_time_is_not_settled(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    clock.advance(4200.0)  # the first hour settled a second ago, by the local clock
+    api_clock = ApiClock(clock)
+    api_clock.observe(email.utils.formatdate(clock.time(), usegmt=True), clock.monotonic())
+    poller = Poller(config(A), FakeApi(clock), clock, pool, ledgers(A), api_clock)
+    [target] = poller.cycle().targets
+    assert target.up and target.settled_until == START - 1  # one Date settles nothing
+
+
+class Labelled(FakeApi):
+    """Hourly buckets on the half hour: each answer labels its usage half an hour before its
+    range begins, a bucket straddling the grid's line."""
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        reading = super().get_usage(target, start, end, deadline)
+        return Reading(reading.totals, (start - 1800,))
+
+
+def test_every_answer_tells_the_bucket_meter_its_range_and_labels(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    meter = BucketMeter()
+    poller = Poller(config(A, windows=(Window("1h", 3600),)), Labelled(clock), clock, pool,
+                    ledgers(A), ApiClock.trusting(clock), buckets=meter)
+    [target] = poller.cycle().targets
+    assert meter.off_grid == 1  # the count read from the grid's line; the window's is not on it
+    assert (target.up, target.failures, target.windows_at) == (True, (), START + 100)
+
+
+class Settling(FakeApi):
+    """Answers that carry the API's Date, as the real client's do: they settle its clock."""
+
+    def __init__(self, clock: FakeClock, api_clock: ApiClock) -> None:
+        super().__init__(clock)
+        self.api_clock = api_clock
+        self.dated = False
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        if self.dated:
+            for _ in range(2):
+                self.api_clock.observe(email.utils.formatdate(self.clock.time(), usegmt=True),
+                                       self.clock.monotonic())
+        return super().get_usage(target, start, end, deadline)
+
+
+def test_the_answer_that_settles_the_apis_time_makes_the_held_one_the_baseline(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    api_clock = ApiClock(clock)
+    api_clock.observe(email.utils.formatdate(clock.time(), usegmt=True), clock.monotonic())
+    api = Settling(clock, api_clock)
+    poller = Poller(config(A), api, clock, pool, {}, api_clock)
+    poller.cycle()  # one Date: the first answer is held
+    ledger = poller.ledgers()[A.ident]
+    assert ledger.fresh
+    clock.advance(60.0)
+    api.dated = True  # this cycle's answer settles the time
+    [target] = poller.cycle().targets
+    assert (ledger.fresh, ledger.began, ledger.baseline.tokens) == (False, START + 100, 101)
+    assert target.up and target.counters.tokens == 60
+
+
+class TickingClock(FakeClock):
+    """A host where ``tick`` seconds pass at every look at the monotonic clock (a busy one)."""
+
+    tick = 0.0
+
+    def monotonic(self) -> float:
+        self.advance(self.tick)
+        return super().monotonic()
+
+
+@pytest.mark.parametrize(("tick", "taken"), [
+    (0.0, True),  # sent at the read's first and last second: the period's very start
+    (1.0, True),  # sent a second after the read's end: within the Date header's rounding
+    (2.0, False),  # later: the read may have missed usage from before the baseline
+])
+def test_a_first_answer_is_the_baseline_only_if_sent_within_its_read(
+        pool: WorkerPool, tick: float, taken: bool) -> None:
+    clock = TickingClock(START)  # the first second of a period
+    poller = make_poller(config(A), FakeApi(clock), clock, pool, {})
+    clock.tick = tick
+    [target] = poller.cycle().targets
+    ledger = poller.ledgers()[A.ident]
+    assert target.up and ledger.fresh is not taken
+    assert poller.awaiting_baseline() is not taken
+    assert poller.status.counting_since({A.ident}) == (ledger.began if taken else None)
+    assert tick or ledger.began == START
+
+
+def test_counting_since_is_the_origin_of_a_ledger_that_counts_from_it(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    poller = make_poller(config(A), FakeApi(clock), clock, pool, ledgers(A))
+    poller.cycle()
+    assert poller.status.counting_since({A.ident}) == START
+
+
+def test_a_refusal_the_reach_did_not_cause_is_the_same_problem_not_news(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    class Refusing(FakeApi):
+        def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+            self.calls.append((target.key, start, end, deadline))
+            raise ApiError("retcode", "RetCode 230: EndTime invalid", retcode=230,
+                           http_status=200, transient=False)
+
+    api_clock = ApiClock(clock)
+    api_clock.observe(email.utils.formatdate(clock.time(), usegmt=True), clock.monotonic())
+    cfg = config(A)
+    cfg = replace(cfg, poll=replace(cfg.poll, permanent_error_retry=30.0))
+    poller = Poller(cfg, Refusing(clock), clock, pool, {}, api_clock)
+    for _ in range(2):
+        [target] = poller.cycle().targets
+        clock.advance(60.0)
+    assert dict(target.failures) == {"retcode": 2}
+    assert records(caplog) == [
+        ("WARNING", "target /uminferapikey-a/m failing: RetCode 230: EndTime invalid (a read "
+         "reaching 60 s past the API's time as estimated; asked again without)")]
+
+
+def test_a_carried_poller_may_poll_targets_its_predecessor_did_not(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    first = make_poller(config(A), FakeApi(clock), clock, pool, ledgers(A))
+    first.cycle()
+    successor = make_poller(config(A, B), FakeApi(clock), clock, pool, ledgers(A, B))
+    successor.carry_health(first, lift_pauses=True)
+    a, b = successor.snapshot().targets
+    assert a.up and (b.up, b.failures) == (False, ())
+
+
+def test_with_an_origin_a_target_not_counting_yet_still_shows_its_failures(
+        clock: FakeClock, pool: WorkerPool) -> None:
+    cfg = replace(config(A), accounting=AccountingConfig(origin=START))
+    waiting = Poller(cfg, FakeApi(clock), clock, pool, {}, ApiClock(clock))  # no Date yet
+    [target] = waiting.cycle().targets
+    assert (target.target, target.counting, target.failures) == (A, False, (("network", 1),))
+    api = Scripted(clock)
+    api.script.append(busy)
+    failing = make_poller(cfg, api, clock, pool, {})
+    [target] = failing.cycle().targets
+    assert (target.target, target.up, target.counting, target.failures) == (
+        A, False, False, (("retcode", 1),))
+
+
+def test_a_new_ledger_begins_its_budget_seed(clock: FakeClock, pool: WorkerPool) -> None:
+    seeding = Seeding(horizon=lambda _target, _now: START - 20 * 86400)  # 20 days: 3 polls
+    poller = Poller(config(A), FakeApi(clock), clock, pool, {}, ApiClock.trusting(clock),
+                    seeding=seeding)
+    poller.cycle()
+    assert seeding.pending() == [A.ident]
+
+
+def test_each_accounts_targets_count_on_its_own_days(clock: FakeClock, pool: WorkerPool) -> None:
+    west = Target("uminferapikey-w", "m", account="west")
+    cfg = Config(accounts=(AccountConfig("east", ApiConfig(timeout=10, rate_limit=0)),
+                           AccountConfig("west", ApiConfig(timeout=10, rate_limit=0,
+                                                           time_zone="America/New_York"))),
+                 poll=PollConfig(interval=60, settle=600), targets=(west,))
+    poller = make_poller(cfg, FakeApi(clock), clock, pool, {})
+    poller.cycle()
+    assert poller.ledgers()[west.ident].grid.zone == "America/New_York"
+
+
+def test_a_window_read_on_its_own_is_said_by_the_pollers_status(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "exporter.polling.poller")
+    hour, half = Window("1h", 3600), Window("30m", 1800)
+    poller = make_poller(config(A, windows=(hour, half)), FakeApi(clock), clock, pool,
+                         ledgers(A))
+    [target] = poller.cycle().targets  # answers without rows: 30 minutes are read alone
+    assert target.failures == () and [w for w, _ in target.windows] == [hour, half]
+    [(level, said)] = records(caplog)
+    assert level == "INFO" and said.startswith("window 30m is read with a call of its own, not "
+                                               "summed from the widest window's answer")
+    assert said.endswith("answers carry no Usages rows that add up to their totals")

@@ -66,6 +66,21 @@ def test_a_new_target_reads_each_day_from_its_earliest_period_start_up_to_its_or
     assert seeding.pending() == [] and seeding.take_done() == []
 
 
+def test_a_seed_from_the_epoch_is_a_seed_like_any_other() -> None:
+    # Only a negative start marks a seed not planned yet: a period may begin at second 0.
+    seeding = Seeding(horizon=lambda _target, _now: 0)
+    seeding.begin(TARGET.ident)
+    origin = 2 * DAY
+    assert seeding.plan(TARGET, origin, settled_before=origin) == [(0, DAY - 1), (DAY, 2 * DAY - 1)]
+    seeding.baseline(TARGET, origin, Totals(tokens=9))
+    seeding.record(TARGET, origin, 0, Totals(tokens=1))
+    assert seeding.plan(TARGET, origin, settled_before=origin) == [(DAY, 2 * DAY - 1)]
+    seeding.record(TARGET, origin, DAY, Totals(tokens=2))
+    (seed,) = seeding.take_done()
+    assert seed.days == ((0, Totals(tokens=1)), (DAY, Totals(tokens=2)),
+                         (origin, Totals(tokens=9)))
+
+
 def test_a_seed_read_but_not_yet_counted_is_still_saved_as_pending() -> None:
     # stop() writes the state without waiting for the cycle: between the poll that reads a
     # seed's last day and the cost stage that adds it to the budgets, the state must still

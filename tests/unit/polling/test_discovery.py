@@ -150,15 +150,22 @@ class Keys:
     def __init__(self, keys: dict[str, list[ApiKey]], models: dict[str, list[ApiModel]]) -> None:
         self.keys, self.models = keys, models
         self.asked: list[str] = []  # key ids list_models was called for
+        self.deadlines: list[float] = []  # the deadline of every call
+        self.projects: list[str] = []  # the project of each list_models call
         self.down = False
+        self.status = 503  # the HTTP status of an outage
 
     def list_keys(self, project: str, deadline: float) -> list[ApiKey]:
+        self.deadlines.append(deadline)
         if self.down:
-            raise ApiError("http", "HTTP 503", http_status=503, transient=True)
+            raise ApiError("http", f"HTTP {self.status}", http_status=self.status,
+                           transient=True)
         return self.keys[project]
 
     def list_models(self, project: str, key_id: str, deadline: float) -> list[ApiModel]:
         self.asked.append(key_id)
+        self.projects.append(project)
+        self.deadlines.append(deadline)
         return self.models[key_id]
 
 
@@ -175,6 +182,68 @@ def test_a_key_granting_a_model_no_earlier_key_priced_is_asked_too() -> None:
     prices = list_prices(source, targets, 0.0).prices
     assert [p.model for p in prices] == ["a", "b"]
     assert source.asked == ["k1", "k2"]  # k3 polls only "b", which k2 already priced
+
+
+def test_a_key_whose_models_are_all_priced_is_skipped_and_later_keys_still_asked() -> None:
+    source = Keys({}, {"k1": [ApiModel("a", price("a"))], "k2": [ApiModel("a", price("a"))],
+                       "k3": [ApiModel("b", price("b"))]})
+    targets = [Target("k1", "a"), Target("k2", "a"), Target("k3", "b")]
+    assert [p.model for p in list_prices(source, targets, 0.0).prices] == ["a", "b"]
+    assert source.asked == ["k1", "k3"]
+
+
+def test_a_keys_models_are_listed_in_its_own_project() -> None:
+    source = Keys({}, {"k1": [ApiModel("a", price("a"))], "k2": [ApiModel("b", price("b"))]})
+    list_prices(source, [Target("k1", "a", "org"), Target("k2", "b", "other")], 0.0)
+    assert source.projects == ["org", "other"]
+
+
+def test_before_a_refresh_no_list_price_is_known() -> None:
+    runner = DiscoveryRunner(FakeClock())
+    assert (runner.prices, runner.unpriced) == ((), {})
+
+
+def test_each_unpriced_model_and_unit_is_said_once_with_what_would_price_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    source = Keys({}, {"k": [ApiModel("m", ModelPrice("m", input=Decimal(1), currency="")),
+                             ApiModel("x", None, "unknown_unit", "per ounce")]})
+    config = Config(targets=(Target("k", "m"), Target("k", "x")),
+                    pricing=PricingConfig(from_api=True))
+    runner = DiscoveryRunner(clock)
+    for _ in range(2):
+        assert runner.refresh_if_due(source, config, 10.0)
+        clock.advance(PRICE_REFRESH)
+    assert runner.unpriced == {"m": "missing_currency", "x": "unknown_unit"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "list price of m not used (missing_currency: unit ''); the model is unpriced until "
+        "pricing.models prices it (or pricing.currency names the currency of list prices)",
+        "list price of x not used (unknown_unit: unit 'per ounce'); the model is unpriced "
+        "until pricing.models prices it"]
+
+
+def test_every_call_of_a_refresh_gets_its_deadline() -> None:
+    source = Keys({"org": [ApiKey("k1", "one", 1, False, ("m",))]},
+                  {"k1": [ApiModel("m", price("m"))]})
+    config = Config(discovery=DiscoveryConfig(projects=("org",), refresh=60.0),
+                    pricing=PricingConfig(from_api=True))
+    assert DiscoveryRunner(FakeClock()).refresh_if_due(source, config, 42.0)
+    assert source.deadlines == [42.0, 42.0]  # the listing of keys, then of the key's models
+
+
+def test_an_outage_is_said_when_it_begins_not_as_it_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    source = Keys({"org": [ApiKey("k1", "one", 1, False, ("m",))]}, {})
+    config = Config(discovery=DiscoveryConfig(projects=("org",), refresh=60.0))
+    runner = DiscoveryRunner(clock)
+    source.down = True
+    for status in (503, 502, 504):
+        source.status = status
+        assert not runner.refresh_if_due(source, config, 10.0)
+        clock.advance(60.0)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "discovery failed, keeping the 0 targets found before: HTTP 503")]
 
 
 def test_a_failed_refresh_keeps_the_last_good_targets() -> None:

@@ -24,6 +24,17 @@ def test_a_failure_is_news_only_when_the_problem_changes_and_a_permanent_one_pau
     assert not failures.paused(21.0) and failures.counts == {"retcode": 4}
 
 
+def test_a_success_or_a_reload_ends_a_pause_at_once() -> None:
+    # A monotonic clock may start near 0 (a fresh container): no pause may outlast either.
+    failures = Failures()
+    failures.failed(DENIED, 0.25, 300.0)
+    failures.cleared()
+    assert not failures.paused(0.5)
+    failures.failed(DENIED, 0.25, 300.0)
+    failures.lift()
+    assert not failures.paused(0.5)
+
+
 def test_outcome_and_strikes() -> None:
     outcome = Outcome()
     outcome.tried()

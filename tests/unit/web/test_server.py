@@ -20,7 +20,6 @@ from exporter.metrics.exposition import ExpositionCache
 from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import Request
-from exporter.web.listen import parse_listen_address
 from exporter.web.server import (
     MAX_QUEUED_CHECKS,
     Endpoints,
@@ -136,20 +135,6 @@ def test_landing_page_links_every_endpoint() -> None:
     for path in ("/metrics", "/-/healthy", "/-/ready"):
         assert f'href="{path}"' in page
     assert "/-/reload" in page
-
-
-@pytest.mark.parametrize(("address", "expected"), [
-    ("127.0.0.1:9866", ("127.0.0.1", 9866)), (":9866", ("0.0.0.0", 9866)),
-    ("[::1]:80", ("::1", 80)), ("localhost:0", ("localhost", 0)),
-])
-def test_listen_address(address: str, expected: tuple[str, int]) -> None:
-    assert parse_listen_address(address) == expected
-
-
-@pytest.mark.parametrize("address", ["9866", "host:", "host:port", "h:70000", ""])
-def test_bad_listen_address(address: str) -> None:
-    with pytest.raises(ValueError, match="expected HOST:PORT"):
-        parse_listen_address(address)
 
 
 @pytest.mark.parametrize(("path", "peer", "exempt"), [

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from exporter.config import ConfigError
 from exporter.core.clock import FakeClock
@@ -591,3 +592,19 @@ def test_a_client_ca_that_is_not_pem_is_a_problem_not_a_crash(pki: Pki) -> None:
     pair, ca = load_identity(context, pki.server_cert, pki.server_key, b"\xff\xfe not a PEM")
     assert pair is None
     assert ca is not None and ca.startswith("no usable PEM certificate (")
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_an_encrypted_key_is_refused_without_a_prompt(tmp_path: Path, pki: Pki,
+                                                      inline: bool) -> None:
+    """OpenSSL would ask on the terminal for the passphrase (a service has none): refused."""
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    encrypted = key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"passphrase"))
+    (tmp_path / "locked.key").write_bytes(encrypted)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pair, ca = load_identity(context, pki.server_cert,
+                             encrypted if inline else tmp_path / "locked.key", None)
+    assert (pair, ca) == ("cert and key are not a matching, unencrypted PEM pair (the key is "
+                          "encrypted)", None)

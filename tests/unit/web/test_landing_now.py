@@ -3,8 +3,10 @@ hand-made snapshot, poll status and self-metrics (the real process: tests/e2e/te
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
@@ -153,3 +155,14 @@ def test_failed_state_writes_are_counted_and_the_alert_named() -> None:
     assert now(registry=state_registry(None, 2), config=config).endswith(
         "<p>State file /s.json: not saved yet. 2 writes failed since the start; while it cannot "
         "be written, /metrics holds the counted numbers (the alert UminferStateNotSaved).</p>")
+
+
+def test_times_are_utc_whatever_the_hosts_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30, no summer time
+    time.tzset()
+    try:
+        page = now(Snapshot((target("a", True),)), Status(since=1_700_000_000))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert "<p>Counting since 2023-11-14 22:13:20 UTC:" in page

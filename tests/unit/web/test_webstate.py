@@ -129,3 +129,20 @@ def test_a_config_error_without_problems_still_fails() -> None:
     with pytest.raises(ConfigError) as raised:
         loading_both(failing, WebState(None))()
     assert raised.value.problems == []
+
+
+def test_a_reused_config_error_does_not_gather_the_web_problems(tmp_path: Path) -> None:
+    """A loader may raise the same error again: each report holds that reload's problems."""
+    path = web_file(tmp_path, DENY)
+    web = WebState(path)
+    Path(path).write_text(BAD)
+    error = ConfigError(["api: bad"])
+
+    def load() -> Config:
+        raise error
+
+    for _ in range(2):
+        with pytest.raises(ConfigError) as raised:
+            loading_both(load, web)()
+        assert raised.value.problems == ["api: bad", BAD_PROBLEM]
+    assert error.problems == ["api: bad"]

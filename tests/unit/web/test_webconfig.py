@@ -426,6 +426,22 @@ BAD = [
       "tls_server_config.key_file: expected a string, got ['a'] (list)"]),
     ("file names left empty", "tls_server_config:\n  cert_file:\n  key_file: {key}\n",
      ["tls_server_config: missing one of cert or cert_file"]),
+    ("unknown http key and a bad http2 flag", "http_server_config:\n  foo: 1\n  http2: 'yes'\n",
+     ["http_server_config.foo: unknown key (expected one of: http2, headers)",
+      "http_server_config.http2: expected true or false, got \"yes\" (str)"]),
+    ("http_server_config not a mapping", "http_server_config: 5\n",
+     ["http_server_config: expected a mapping, got 5 (int)"]),
+    ("free-form header not a string",
+     "http_server_config:\n  headers:\n    Strict-Transport-Security: 5\n",
+     ["http_server_config.headers.Strict-Transport-Security: expected a string, got 5 (int)"]),
+    ("users not a mapping", "basic_auth_users: [a]\n",
+     ["basic_auth_users: expected a mapping, got list"]),
+    ("empty and numeric user names",
+     "basic_auth_users:\n  '': '$2b$04$" + "a" * 53 + "'\n  5: '$2b$04$" + "a" * 53 + "'\n",
+     ["basic_auth_users.: a user name must be a non-empty string without ':'",
+      "basic_auth_users.5: a user name must be a non-empty string without ':'"]),
+    ("a control character", "a: \x07\n",  # PyYAML's ReaderError: no position, no problem
+     ["{path}: invalid YAML: syntax error"]),
     ("invalid YAML", "tls_server_config: [\n",
      ["{path}:2:1: invalid YAML: expected the node content, but found '<stream end>'"]),
 ]
@@ -658,3 +674,22 @@ def test_parse_tls_gives_no_context_when_the_pair_fails_to_load(tmp_path: Path,
     section["key_file"] = str(pki.server_key)
     assert isinstance(parse_tls(reader, section, tmp_path), ssl.SSLContext)
     assert reader.problems == []
+
+
+def test_a_web_config_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_bytes(b"basic_auth_users:\n  \xff\xfe: x\n")
+    assert check_web_config(str(path)) == [f"{path}: not UTF-8 text"]
+
+
+def test_http2_free_form_headers_and_the_highest_bcrypt_cost_are_accepted(
+        tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("http_server_config:\n  http2: true\n  headers:\n"
+                    "    Strict-Transport-Security: max-age=31536000\n"
+                    "    Content-Security-Policy: default-src 'self'\n"
+                    "basic_auth_users:\n  u: '$2b$14$" + "a" * 53 + "'\n")
+    loaded = load_web_config(str(path))
+    assert loaded.headers == (("Strict-Transport-Security", "max-age=31536000"),
+                              ("Content-Security-Policy", "default-src 'self'"))
+    assert loaded.users == (("u", "$2b$14$" + "a" * 53),)

@@ -6,24 +6,30 @@ import gzip
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import bcrypt
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, Gauge
 
+from exporter import __version__
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target
-from exporter.metrics.exposition import ExpositionCache
+from exporter.metrics.exposition import CONTENT_TYPE, ExpositionCache
 from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import Request
 from exporter.web.server import (
+    LEDGERS_SECONDS,
     MAX_QUEUED_CHECKS,
     Endpoints,
     MetricsServer,
+    _DaemonWorker,
+    _Recent,
     probe_from_this_host,
 )
 
@@ -53,7 +59,7 @@ class FixedBody(ExpositionCache):
 
 @contextmanager
 def serving(reloads: Reloads, ready: bool = True, web: WebConfig | None = None,
-            limits: Limits | None = None, body: bytes | None = None
+            limits: Limits | None = None, body: bytes | None = None, **parts: Any
             ) -> Iterator[tuple[str, Endpoints]]:
     registry = CollectorRegistry()
     Gauge("own_metric", "A self-metric.", registry=registry).set(7)
@@ -65,7 +71,7 @@ def serving(reloads: Reloads, ready: bool = True, web: WebConfig | None = None,
 
     chosen = web or WebConfig(headers=(("X-Frame-Options", "deny"),))
     endpoints = Endpoints(cache=cache, registry=registry, ready=event, reload=reloads,
-                          web=lambda: chosen)
+                          web=lambda: chosen, **parts)
     server = MetricsServer("127.0.0.1", 0, endpoints, limits)
     server.start()
     try:
@@ -265,3 +271,210 @@ def test_ledgers_are_made_at_most_once_per_interval_however_often_asked() -> Non
     assert [a.status_code for a in answers] == [200] * 20
     assert all(a.content == b'{"kind": "uminfer-settled-ledgers"}' for a in answers)
     assert len(made) == 1
+
+
+PLAIN = "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize(("method", "path", "status", "text"), [
+    ("GET", "/-/healthy", 200, "Healthy.\n"), ("GET", "/-/ready", 200, "Ready.\n"),
+    ("GET", "/nope", 404, "404 page not found\n"), ("GET", "/-/ledgers", 404,
+                                                    "404 page not found\n"),
+    ("GET", "/-/reload", 405, "use POST\n"), ("POST", "/metrics", 405,
+                                              "only /-/reload takes POST\n"),
+    ("PUT", "/", 405, "only /-/reload takes POST\n"),
+    ("DELETE", "/metrics", 405, "DELETE is not served\n"),
+    ("OPTIONS", "/-/reload", 405, "OPTIONS is not served\n"),
+])
+def test_each_route_answers_its_own_words(method: str, path: str, status: int,
+                                          text: str) -> None:
+    reloads = Reloads()
+    with serving(reloads) as (url, _):
+        response = requests.request(method, url + path, timeout=5)
+    assert (response.status_code, response.text) == (status, text)
+    assert response.headers["Content-Type"] == PLAIN
+    assert response.headers["Server"] == f"uminfer-exporter/{__version__}"
+    assert response.headers["X-Frame-Options"] == "deny"
+    assert reloads.calls == []
+
+
+def test_unhealthy_and_not_ready_say_why() -> None:
+    with serving(Reloads(), ready=False, healthy=lambda: False) as (url, _):
+        sick = requests.get(f"{url}/-/healthy", timeout=5)
+        waiting = requests.get(f"{url}/-/ready", timeout=5)
+    assert (sick.status_code, sick.text) == (
+        503, "Unhealthy: no poll cycle has finished for too long.\n")
+    assert (waiting.status_code, waiting.text) == (503, "Not ready: the first poll is running.\n")
+
+
+def test_metrics_is_the_exposition_with_gzip_only_when_asked() -> None:
+    with serving(Reloads()) as (url, _):
+        plain = requests.get(f"{url}/metrics", headers={"Accept-Encoding": "identity"},
+                             timeout=5)
+        zipped = requests.get(f"{url}/metrics", headers={"Accept-Encoding": "deflate, gzip"},
+                              stream=True, timeout=5)
+        raw = zipped.raw.read()
+        head = requests.head(f"{url}/metrics", headers={"Accept-Encoding": "identity"},
+                             timeout=5)
+    assert plain.headers["Content-Type"] == CONTENT_TYPE
+    assert "Content-Encoding" not in plain.headers
+    assert plain.text.endswith("own_metric 7.0\n")
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(raw).decode() == plain.text
+    assert (head.content, head.headers["Content-Length"]) == (
+        b"", str(len(plain.content)))
+
+
+def test_the_landing_page_tells_what_runs_now() -> None:
+    with serving(Reloads(), status=lambda: "<p>all <b>fine</b></p>") as (url, _):
+        page = requests.get(f"{url}/", timeout=5)
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page.text == (
+        "<!DOCTYPE html><html><head><title>uminfer-exporter</title></head><body>"
+        f"<h1>uminfer-exporter {__version__}</h1>"
+        "<p>Prometheus exporter for LLM token usage (GetUMInferTokenUsage).</p>"
+        "<h2>Now</h2><p>all <b>fine</b></p>"
+        '<ul><li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a>'
+        '</li><li><a href="/-/ready">/-/ready</a></li></ul>'
+        "<p>POST /-/reload reloads the configuration.</p></body></html>")
+
+
+def test_ledgers_are_json_when_served() -> None:
+    with serving(Reloads(), ledgers=lambda: b'{"a": 1}') as (url, _):
+        answer = requests.get(f"{url}/-/ledgers", timeout=5)
+    assert (answer.status_code, answer.content) == (200, b'{"a": 1}')
+    assert answer.headers["Content-Type"] == "application/json"
+
+
+def test_a_reload_that_raises_costs_one_answer_not_the_reload_thread() -> None:
+    class Buggy(Reloads):
+        def __call__(self) -> str | None:
+            if not self.calls:
+                self.calls.append(None)
+                raise RuntimeError("a bug")
+            return super().__call__()
+
+    with serving(Buggy()) as (url, _):
+        broken = requests.post(f"{url}/-/reload", timeout=5)
+        fine = requests.post(f"{url}/-/reload", timeout=5)
+    assert (broken.status_code, broken.text) == (500, "internal error\n")
+    assert (fine.status_code, fine.text) == (200, "config reloaded\n")
+
+
+def locked_web() -> WebConfig:
+    return WebConfig(headers=(("X-Frame-Options", "deny"),),
+                     users=(("u", bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()),))
+
+
+def test_a_refused_request_is_told_how_to_authenticate() -> None:
+    with serving(Reloads(), web=locked_web()) as (url, _):
+        bare = requests.get(f"{url}/metrics", timeout=5)
+        wrong = requests.get(f"{url}/metrics", auth=("u", "nope"), timeout=5)
+        right = requests.get(f"{url}/metrics", auth=("u", "pw"), timeout=5)
+        again = requests.get(f"{url}/metrics", auth=("u", "pw"), timeout=5)
+    for refused in (bare, wrong):
+        assert (refused.status_code, refused.text) == (401, "Unauthorized\n")
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="uminfer-exporter"'
+        assert refused.headers["X-Frame-Options"] == "deny"
+    assert (right.status_code, again.status_code) == (200, 200)
+
+
+def test_probes_from_this_host_need_no_password_but_the_rest_does() -> None:
+    with serving(Reloads(), web=locked_web()) as (url, _):
+        healthy = requests.get(f"{url}/-/healthy", timeout=5)
+        ready = requests.get(f"{url}/-/ready", timeout=5)
+        landing = requests.get(f"{url}/", timeout=5)
+    assert (healthy.status_code, healthy.text, ready.text) == (200, "Healthy.\n", "Ready.\n")
+    assert landing.status_code == 401
+
+
+def test_a_password_check_is_never_refused_for_a_queue_of_bare_requests() -> None:
+    """Requests without credentials never reach bcrypt, so they never fill its queue."""
+    with serving(Reloads(), web=locked_web()) as (url, _):
+        bare = [requests.get(f"{url}/metrics", timeout=5).status_code
+                for _ in range(MAX_QUEUED_CHECKS + 2)]
+        right = requests.get(f"{url}/metrics", auth=("u", "pw"), timeout=5)
+    assert bare == [401] * (MAX_QUEUED_CHECKS + 2)
+    assert right.status_code == 200
+
+
+@pytest.mark.parametrize(("peer", "exempt"), [
+    ("::1%lo", True), ("fe80::1%eth0", False), ("::ffff:10.0.0.1", False), ("not an ip", False),
+])
+def test_probe_peers_with_zones_and_mapped_addresses(peer: str, exempt: bool) -> None:
+    assert probe_from_this_host(Request("GET", "/-/healthy", "HTTP/1.1", peer=peer)) is exempt
+
+
+def test_a_recent_value_is_made_again_once_it_is_as_old_as_its_interval() -> None:
+    clock = [100.0]
+    made: list[float] = []
+
+    def make() -> bytes:
+        made.append(clock[0])
+        return b"%d" % len(made)
+
+    recent = _Recent(5.0, lambda: clock[0])
+    assert recent.get(make) == b"1"
+    clock[0] = 104.9
+    assert recent.get(make) == b"1"
+    clock[0] = 105.0
+    assert recent.get(make) == b"2"
+    assert made == [100.0, 105.0]
+    assert LEDGERS_SECONDS == 5.0
+
+
+def test_the_daemon_worker_runs_in_order_on_one_daemon_thread() -> None:
+    worker = _DaemonWorker("test-worker")
+    threads: list[threading.Thread] = []
+
+    def work() -> str | None:
+        threads.append(threading.current_thread())
+        return f"done {len(threads)}"
+
+    def broken() -> str | None:
+        raise ValueError("bug")
+
+    first, failing, second = worker.submit(work), worker.submit(broken), worker.submit(work)
+    assert (first.result(5), second.result(5)) == ("done 1", "done 2")
+    assert isinstance(failing.exception(5), ValueError)
+    assert threads[0] is threads[1]
+    assert (threads[0].name, threads[0].daemon) == ("test-worker", True)
+
+
+def test_a_cancelled_submission_is_skipped() -> None:
+    worker = _DaemonWorker("test-worker")
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def hold() -> str | None:
+        gate.wait(5)
+        return None
+
+    def note(name: str) -> Callable[[], str | None]:
+        def work() -> str | None:
+            ran.append(name)
+            return name
+        return work
+
+    held = worker.submit(hold)
+    skipped = worker.submit(note("skipped"))
+    assert skipped.cancel()
+    gate.set()
+    assert worker.submit(note("after")).result(5) == "after"
+    assert held.result(5) is None
+    assert ran == ["after"]
+
+
+def test_an_ipv6_address_is_served_over_ipv6() -> None:
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=Reloads())
+    try:
+        server = MetricsServer("::1", 0, endpoints)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server.start()
+    try:
+        assert requests.get(f"http://[::1]:{server.port}/-/healthy", timeout=5).text == \
+            "Healthy.\n"
+    finally:
+        server.close()

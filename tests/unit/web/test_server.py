@@ -20,6 +20,7 @@ from exporter import __version__
 from exporter.accounting.snapshot import Snapshot, TargetSnapshot
 from exporter.config import Target
 from exporter.metrics.exposition import CONTENT_TYPE, ExpositionCache
+from exporter.web import server as server_module
 from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import Request
@@ -478,3 +479,20 @@ def test_an_ipv6_address_is_served_over_ipv6() -> None:
             "Healthy.\n"
     finally:
         server.close()
+
+
+def test_a_front_that_cannot_be_built_leaves_the_port_free(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    bound: list[int] = []
+
+    def broken(sock: socket.socket, *_args: object, **_kwargs: object) -> None:
+        bound.append(sock.getsockname()[1])
+        raise OSError("no event loop")
+
+    monkeypatch.setattr(server_module, "HttpFront", broken)
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=Reloads())
+    with pytest.raises(OSError, match="no event loop"):
+        MetricsServer("127.0.0.1", 0, endpoints)
+    with socket.create_server(("127.0.0.1", bound[0])):  # OSError if still bound
+        pass

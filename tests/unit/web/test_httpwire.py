@@ -37,6 +37,13 @@ def test_a_request_head_is_parsed_with_lower_case_names_and_trimmed_values() -> 
     assert request.body_length == 0
 
 
+def test_a_header_splits_at_its_first_colon_and_trims_only_spaces_and_tabs() -> None:
+    request = parse_head(b"GET / HTTP/1.1\r\nHost: example:9866\r\nX-A: XvX\r\n"
+                         b"X-B: \x0cv\x0b\r\n")
+    assert request.headers == (("host", "example:9866"), ("x-a", "XvX"), ("x-b", "\x0cv\x0b"))
+    assert request.peer == ""
+
+
 def test_bare_lf_line_ends_and_trailing_blank_lines_are_accepted() -> None:
     request = parse_head(b"HEAD / HTTP/1.0\nA: 1\n\n\n")
     assert (request.method, request.target, request.version, request.headers) == (
@@ -60,6 +67,7 @@ def test_header_values_are_latin1_and_the_target_keeps_its_bytes() -> None:
     (b"GET  / HTTP/1.1", HTTPStatus.BAD_REQUEST, "malformed request line"),
     (b"GET / HTTP/1.1 x", HTTPStatus.BAD_REQUEST, "malformed request line"),
     (b"GET /", HTTPStatus.BAD_REQUEST, "malformed request line"),
+    (b"GET  HTTP/1.1", HTTPStatus.BAD_REQUEST, "malformed request line"),
     (b"G(T / HTTP/1.1", HTTPStatus.BAD_REQUEST, "malformed request line"),
     (b" / HTTP/1.1", HTTPStatus.BAD_REQUEST, "malformed request line"),
     (b"GET / HTTP/2.0", HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "only HTTP/1.0 and 1.1"),
@@ -99,6 +107,10 @@ def test_header_values_are_latin1_and_the_target_keeps_its_bytes() -> None:
 ])
 def test_refused_heads_say_why(head: bytes, status: HTTPStatus, reason: str) -> None:
     assert refusal(head) == (status, reason)
+
+
+def test_a_target_may_hold_any_visible_character() -> None:
+    assert parse_head(b"GET /a!b~%20?q=\"x\" HTTP/1.1").target == '/a!b~%20?q="x"'
 
 
 def test_every_token_character_is_a_method_and_a_header_name() -> None:
@@ -156,6 +168,7 @@ def test_the_response_head() -> None:
 def test_not_http_looks_at_the_first_byte_only() -> None:
     assert not not_http(b"")
     assert not not_http(b"G")
+    assert not not_http(b"G ")
     assert not not_http(bytearray(b"GET \x16"))
     assert not_http(b"\x16\x03\x01")  # a TLS ClientHello
     assert not_http(b" GET")
@@ -164,7 +177,8 @@ def test_not_http_looks_at_the_first_byte_only() -> None:
 @pytest.mark.parametrize(("buffer", "end"), [
     (b"", -1), (b"GET / HTTP/1.1\r\n", -1), (b"GET / HTTP/1.1\r\n\r\n", 18),
     (b"GET / HTTP/1.1\n\n", 16), (b"A\n\nB\r\n\r\n", 3), (b"A\r\n\r\nB\n\n", 5),
-    (bytearray(b"A\r\n\r\n"), 5),
+    (bytearray(b"A\r\n\r\n"), 5), (b"\r\n\r\n", 4), (b"\n\nA", 2),
+    (b"A\r\n\r\nB\r\n\r\n", 5), (b"A\n\nB\n\n", 3),
 ])
 def test_head_end(buffer: bytes, end: int) -> None:
     assert head_end(buffer) == end

@@ -93,7 +93,7 @@ def test_a_body_is_skipped_from_what_is_read_and_what_comes() -> None:
         await wire.skip(6)
         return *before, after + bytes(wire.buffer)
 
-    assert on_wire([b"POST / HTTP/1.1\r\n\r\nabcde", b"fghijk", b"l"], True, skip) == (
+    assert on_wire([b"POST / HTTP/1.1\r\n\r\nabcde", b"fghijkl"], True, skip) == (
         True, False, b"l")
     with pytest.raises(asyncio.IncompleteReadError):
         on_wire([b"abc"], True, lambda wire: wire.skip(4))

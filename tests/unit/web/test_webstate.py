@@ -55,6 +55,7 @@ def test_a_staged_config_is_in_force_only_after_commit(
     Path(path).write_text(SAME)
     web.stage()
     assert web().headers == (("X-Frame-Options", "deny"),)
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="exporter.web.state"):
         web.commit()
     assert web().headers == (("X-Frame-Options", "sameorigin"),)
@@ -69,6 +70,7 @@ def test_a_commit_without_a_stage_keeps_the_config_and_says_nothing(
     web.stage()
     web.commit()
     Path(path).write_text(DENY)
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="exporter.web.state"):
         web.commit()  # the staged one was taken by the first commit
     assert web().headers == (("X-Frame-Options", "sameorigin"),)

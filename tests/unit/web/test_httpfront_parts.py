@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from exporter.web.httpfront import HttpFront, Limits, _peer, _request_arrived, _Wire
 from exporter.web.httpwire import Request, RequestError, Response
+from tests.certs import make_pki
 
 T = TypeVar("T")
 
@@ -189,3 +193,109 @@ def test_a_route_that_raises_costs_one_answer_and_one_log_line(
     (record,) = caplog.records
     assert record.getMessage() == "answering /a failed: ValueError('bug at /a')"
     assert record.exc_info is not None and record.exc_info[0] is ValueError
+
+
+@contextmanager
+def running(app: Callable[[Request], Awaitable[Response]],
+            admit: Callable[[Request], Awaitable[Response | None]] | None = None,
+            tls: ssl.SSLContext | None = None) -> Iterator[HttpFront]:
+    front = HttpFront(socket.create_server(("127.0.0.1", 0)), app, lambda: tls,
+                      Limits(max_connections=8, header_timeout=2.0, idle_timeout=2.0,
+                             write_timeout=2.0), "front/1", admit=admit)
+    front.start()
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+async def echo(request: Request) -> Response:
+    return Response(HTTPStatus.OK, f"{request.method} {request.peer}\n".encode())
+
+
+def talk(port: int, raw: bytes, wait: float = 2.0) -> bytes:
+    """Send ``raw``; read until the front closes (b"<open>" appended if it did not)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(raw)
+        got = b""
+        try:
+            while chunk := sock.recv(65536):
+                got += chunk
+        except TimeoutError:
+            got += b"<open>"
+        return got
+
+
+def test_a_refused_head_is_answered_with_its_reason_and_closed() -> None:
+    with running(echo) as front:
+        answer = talk(front.port, b"GET / HTTP/2.0\r\n\r\n")
+    assert answer == (b"HTTP/1.1 505 HTTP Version Not Supported\r\nServer: front/1\r\n"
+                      b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\n"
+                      b"Connection: close\r\n\r\nonly HTTP/1.0 and 1.1\n")
+
+
+def test_head_answers_carry_no_body_and_routes_see_the_peer() -> None:
+    with running(echo) as front:
+        answer = talk(front.port, b"HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n"
+                                  b"Connection: close\r\n\r\n")
+    head = (b"HTTP/1.1 200 OK\r\nServer: front/1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n")
+    assert answer == (head % len(b"HEAD 127.0.0.1\n") + b"\r\n"
+                      + head % len(b"GET 127.0.0.1\n") + b"Connection: close\r\n\r\n"
+                      b"GET 127.0.0.1\n")
+
+
+def test_a_body_may_fill_max_body_bytes_but_not_pass_it() -> None:
+    limit = Limits().max_body_bytes
+    with running(echo) as front:
+        fits = talk(front.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\nConnection: close"
+                                b"\r\n\r\n" % limit + b"x" * limit)
+        over = talk(front.port, b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (limit + 1))
+    assert fits.endswith(b"\r\n\r\nPOST 127.0.0.1\n")
+    assert over.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert over.endswith(b"Connection: close\r\n\r\nno endpoint takes a body\n")
+
+
+def test_a_refused_head_keeps_the_connection_only_without_a_body() -> None:
+    async def refuse_posts(request: Request) -> Response | None:
+        return Response(HTTPStatus.UNAUTHORIZED, b"no\n") if request.method == "POST" else None
+
+    with running(echo, admit=refuse_posts) as front:
+        empty = talk(front.port, b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+                                 b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        body = talk(front.port, b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"
+                                b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert empty.count(b"HTTP/1.1 ") == 2 and empty.endswith(b"GET 127.0.0.1\n")
+    assert body.count(b"HTTP/1.1 ") == 1 and body.endswith(b"Connection: close\r\n\r\nno\n")
+
+
+def test_close_stops_the_loop_at_once_and_drops_every_connection() -> None:
+    front = HttpFront(socket.create_server(("127.0.0.1", 0)), echo, lambda: None, Limits(),
+                      "front/1")
+    front.start()
+    with socket.create_connection(("127.0.0.1", front.port), timeout=2) as idle:
+        idle.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"GET 127.0.0.1\n"):  # kept alive, waiting
+            answer += idle.recv(65536)
+        began = time.monotonic()
+        front.close()
+        took = time.monotonic() - began
+        assert idle.recv(65536) == b""  # closed, not left open
+    assert not front._thread.is_alive()
+    assert took < 1.0, f"{took:.2f}s"
+
+
+def test_tls_is_served_with_the_context_given_at_accept(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    client = ssl.create_default_context(cafile=str(pki.ca))
+    with running(echo, tls=context) as front, socket.create_connection(
+            ("127.0.0.1", front.port), timeout=2) as raw, client.wrap_socket(
+            raw, server_hostname="localhost") as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.endswith(b"\r\n\r\nGET 127.0.0.1\n")

@@ -183,16 +183,19 @@ def test_asyncio_reports_of_client_failures_are_not_news(
 def test_a_route_that_raises_costs_one_answer_and_one_log_line(
         caplog: pytest.LogCaptureFixture) -> None:
     async def broken(request: Request) -> Response:
+        if request.path == "/c":
+            raise KeyError("another kind")
         raise ValueError(f"bug at {request.path}")
 
     with idle_front(broken) as front, caplog.at_level(logging.WARNING, "exporter.web.httpfront"):
         answers = [front.loop.run_until_complete(front._answer(Request("GET", path, "HTTP/1.1")))
-                   for path in ("/a", "/b")]
+                   for path in ("/a", "/b", "/c")]
     assert answers == [Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n",
-                                close=True)] * 2
-    (record,) = caplog.records
-    assert record.getMessage() == "answering /a failed: ValueError('bug at /a')"
-    assert record.exc_info is not None and record.exc_info[0] is ValueError
+                                close=True)] * 3
+    first, other = caplog.records  # once per kind of error
+    assert first.getMessage() == "answering /a failed: ValueError('bug at /a')"
+    assert first.exc_info is not None and first.exc_info[0] is ValueError
+    assert other.getMessage() == "answering /c failed: KeyError('another kind')"
 
 
 @contextmanager

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -25,6 +28,7 @@ from exporter.web.config import WebConfig
 from exporter.web.httpfront import Limits
 from exporter.web.httpwire import Request
 from exporter.web.server import (
+    HANDLER_THREADS,
     LEDGERS_SECONDS,
     MAX_QUEUED_CHECKS,
     Endpoints,
@@ -33,6 +37,7 @@ from exporter.web.server import (
     _Recent,
     probe_from_this_host,
 )
+from tests.certs import make_pki
 
 
 @dataclass
@@ -193,15 +198,20 @@ def test_wrong_passwords_beyond_the_check_queue_are_refused_at_once() -> None:
     def held_checker(password: bytes, _stored: bytes) -> bool:
         if password == b"right":
             return True
-        released.wait(15)
+        if password.startswith(b"held"):
+            released.wait(15)
         return False
 
     web = WebConfig(headers=(("X-Frame-Options", "deny"),), users=(("u", "$2b$04$" + "." * 53),),
                     checker=held_checker)
     statuses: list[int] = []
     with serving(Reloads(), web=web) as (url, _):
+        # Checks that finished leave the queue as they found it.
+        assert [requests.get(f"{url}/metrics", auth=("u", "quick"), timeout=5).status_code
+                for _ in range(3)] == [401] * 3
+
         def wrong(i: int) -> None:
-            statuses.append(requests.get(f"{url}/metrics", auth=("u", f"wrong{i}"),
+            statuses.append(requests.get(f"{url}/metrics", auth=("u", f"held{i}"),
                                          timeout=20).status_code)
 
         threads = [threading.Thread(target=wrong, args=(i,)) for i in range(40)]
@@ -218,6 +228,7 @@ def test_wrong_passwords_beyond_the_check_queue_are_refused_at_once() -> None:
             thread.join()
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["Connection"] == "close"
     assert refused.headers["X-Frame-Options"] == "deny"
     assert refused.text == "Too many password checks waiting; try again.\n"
     assert took < 0.5, f"{took:.2f}s"
@@ -407,7 +418,7 @@ def test_probe_peers_with_zones_and_mapped_addresses(peer: str, exempt: bool) ->
 
 
 def test_a_recent_value_is_made_again_once_it_is_as_old_as_its_interval() -> None:
-    clock = [100.0]
+    clock = [0.0]  # a monotonic clock may start at 0
     made: list[float] = []
 
     def make() -> bytes:
@@ -416,11 +427,11 @@ def test_a_recent_value_is_made_again_once_it_is_as_old_as_its_interval() -> Non
 
     recent = _Recent(5.0, lambda: clock[0])
     assert recent.get(make) == b"1"
-    clock[0] = 104.9
+    clock[0] = 4.9
     assert recent.get(make) == b"1"
-    clock[0] = 105.0
+    clock[0] = 5.0
     assert recent.get(make) == b"2"
-    assert made == [100.0, 105.0]
+    assert made == [0.0, 5.0]
     assert LEDGERS_SECONDS == 5.0
 
 
@@ -496,3 +507,86 @@ def test_a_front_that_cannot_be_built_leaves_the_port_free(
         MetricsServer("127.0.0.1", 0, endpoints)
     with socket.create_server(("127.0.0.1", bound[0])):  # OSError if still bound
         pass
+
+
+def test_each_kind_of_work_runs_on_its_own_named_pool() -> None:
+    """Landing pages on the HANDLER_THREADS handler threads (never more at once), password
+    checks on the auth threads, reloads on the reload thread; close() does not wait for a
+    page being made, and drops those still queued."""
+    gate, names, running, most = threading.Event(), [], [0], [0]
+    lock = threading.Lock()
+
+    def status() -> str:
+        with lock:
+            names.append(threading.current_thread().name)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        gate.wait(10)
+        with lock:
+            running[0] -= 1
+        return ""
+
+    def checker(_password: bytes, _stored: bytes) -> bool:
+        names.append(threading.current_thread().name)
+        return False
+
+    class Named(Reloads):
+        def __call__(self) -> str | None:
+            names.append(threading.current_thread().name)
+            return None
+
+    web = WebConfig(users=(("u", "$2b$04$" + "." * 53),), checker=checker)
+    with serving(Named(), web=web) as (url, _):
+        assert requests.get(f"{url}/metrics", auth=("u", "x"), timeout=5).status_code == 401
+        assert requests.post(f"{url}/-/reload", auth=("u", "y"), timeout=5).status_code == 401
+    assert [n.rsplit("_", 1)[0] for n in names] == ["http-auth", "http-auth"]
+    names.clear()
+    with serving(Named()) as (url, _):
+        assert requests.post(f"{url}/-/reload", timeout=5).status_code == 200
+    assert names == ["http-reload"]
+    names.clear()
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=Reloads(), status=status)
+    server = MetricsServer("127.0.0.1", 0, endpoints)
+    server.start()
+
+    def page() -> None:
+        with contextlib.suppress(requests.RequestException):  # cut by close(): expected
+            requests.get(f"http://127.0.0.1:{server.port}/", timeout=3)
+
+    pages = [threading.Thread(target=page) for _ in range(HANDLER_THREADS + 2)]
+    try:
+        for thread in pages:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while len(names) < HANDLER_THREADS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the two more stay queued
+        assert (HANDLER_THREADS, most[0], len(names)) == (4, 4, 4)
+        began = time.monotonic()
+        server.close()
+        assert time.monotonic() - began < 1.0  # not waiting for the pages being made
+    finally:
+        gate.set()
+        for thread in pages:
+            thread.join()
+    time.sleep(0.1)
+    assert len(names) == HANDLER_THREADS  # the queued ones were dropped, not run
+    assert {n.rsplit("_", 1)[0] for n in names} == {"http-handler"}
+
+
+def test_tls_from_the_web_config_is_served(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    endpoints = Endpoints(cache=ExpositionCache(), registry=CollectorRegistry(),
+                          ready=threading.Event(), reload=Reloads(),
+                          web=lambda: WebConfig(tls=context))
+    server = MetricsServer("127.0.0.1", 0, endpoints)
+    server.start()
+    try:
+        answer = requests.get(f"https://localhost:{server.port}/-/healthy", verify=str(pki.ca),
+                              timeout=5)
+    finally:
+        server.close()
+    assert answer.text == "Healthy.\n"

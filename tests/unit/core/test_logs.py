@@ -15,8 +15,13 @@ from exporter.core.logs import configure
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
+    logger = logging.getLogger("exporter")
+    level, propagate = logger.level, logger.propagate
     yield out
-    logging.getLogger("exporter").handlers.clear()
+    # configure() stops propagation: left so, later tests' caplog would see no exporter record.
+    logger.handlers.clear()
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 def test_logfmt_quotes_only_what_needs_it(stream: io.StringIO) -> None:

@@ -102,12 +102,14 @@ class _Wire:
         return bool(chunk)
 
     async def head(self, limit: int) -> bytes | None:
-        """The next request head (at most ``limit`` bytes), or None at a clean end."""
-        while (end := head_end(self.buffer)) < 0:
-            if self.buffer.startswith((b"\r\n", b"\n")):  # allowed before a request
+        """The next request head (at most ``limit`` bytes), or None at a clean end. Blank lines
+        before a request are dropped, whether they came alone or in one read with it."""
+        while True:
+            while self.buffer.startswith((b"\r\n", b"\n")):  # allowed before a request
                 del self.buffer[:1 + self.buffer.startswith(b"\r")]
-                continue
-            if not_http(self.buffer):
+            if (end := head_end(self.buffer)) >= 0:
+                break
+            if not_http(self.buffer) and self.buffer != b"\r":  # b"\r": a blank line begun
                 raise RequestError(HTTPStatus.BAD_REQUEST, "not an HTTP request")
             if len(self.buffer) > limit:
                 raise RequestError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large")

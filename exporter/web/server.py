@@ -87,8 +87,13 @@ class MetricsServer:
         self._reloads = _DaemonWorker("http-reload")  # RELOAD_THREADS, never joined at exit
         self._ledgers = _Recent(LEDGERS_SECONDS, time.monotonic)
         self._checks = 0  # bcrypt checks queued or running (touched on the event loop only)
-        self._front = HttpFront(sock, self._answer, lambda: endpoints.web().ssl_context(),
-                                limits, f"uminfer-exporter/{__version__}", admit=self._admit)
+        try:
+            self._front = HttpFront(sock, self._answer, lambda: endpoints.web().ssl_context(),
+                                    limits, f"uminfer-exporter/{__version__}",
+                                    admit=self._admit)
+        except BaseException:
+            sock.close()  # the port is free again at once, not when the collector finds it
+            raise
 
     @property
     def port(self) -> int:

@@ -85,7 +85,7 @@ def _pem(reader: Reader, d: dict[str, object], name: str, base: Path) -> Pem | N
         return None if text is None else text.encode()
     filename = reader.string(f"{section}.{file_key}", d.get(file_key))
     if filename is None:
-        if name != "client_ca":
+        if name != "client_ca" and d.get(file_key) is None:  # a wrong type was told already
             reader.fail(section, f"missing one of {name} or {file_key}")
         return None
     full = base / filename

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from exporter.config import ConfigError
+from exporter.config.reader import Reader
 from exporter.core.clock import FakeClock
 from exporter.web.config import REALM, WebConfig, check_web_config, load_web_config
 from exporter.web.httpfront import HttpFront, Limits
 from exporter.web.httpwire import Request, Response
 from exporter.web.security import CACHE_SECONDS, BasicAuth, load_identity, tls_context
+from exporter.web.tls import parse_tls
 from tests.certs import Pki, make_pki
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()  # low cost: fast tests
@@ -401,6 +404,44 @@ BAD = [
      ["rate_limit: not supported by uminfer-exporter; rate-limit in a reverse proxy"]),
     ("user name with a colon", "basic_auth_users:\n  'al:ice': '$2b$04$" + "a" * 53 + "'\n",
      ["basic_auth_users.al:ice: a user name must be a non-empty string without ':'"]),
+    ("prefer flag not a boolean",
+     "tls_server_config:\n  {tls}  prefer_server_cipher_suites: 'yes'\n",
+     ["tls_server_config.prefer_server_cipher_suites: expected true or false, got \"yes\" (str)"]),
+    ("verify with an unreadable CA file",  # told once: the CA is set, only not readable
+     "tls_server_config:\n  {tls}  client_auth_type: RequireAndVerifyClientCert\n"
+     "  client_ca_file: no-ca.pem\n",
+     ["tls_server_config.client_ca_file: file not readable: {dir}/no-ca.pem (No such file or "
+      "directory)"]),
+    ("verify with an inline CA of the wrong type",
+     "tls_server_config:\n  {tls}  client_auth_type: VerifyClientCertIfGiven\n  client_ca: 5\n",
+     ["tls_server_config.client_ca: expected a string, got 5 (int)"]),
+    ("inline CA without client auth", "tls_server_config:\n  {tls}  client_ca: x\n",
+     ["tls_server_config.client_auth_type: a client CA is set but client_auth_type is "
+      "NoClientCert; set RequireAndVerifyClientCert to check client certificates"]),
+    ("inline cert and key of the wrong type", "tls_server_config:\n  cert: 5\n  key: 6789\n",
+     ["tls_server_config.cert: expected a string, got 5 (int)",
+      "tls_server_config.key: expected a string, got int"]),  # a key's value is never shown
+    ("file names of the wrong type", "tls_server_config:\n  cert_file: 5\n  key_file: [a]\n",
+     ["tls_server_config.cert_file: expected a string, got 5 (int)",
+      "tls_server_config.key_file: expected a string, got ['a'] (list)"]),
+    ("file names left empty", "tls_server_config:\n  cert_file:\n  key_file: {key}\n",
+     ["tls_server_config: missing one of cert or cert_file"]),
+    ("unknown http key and a bad http2 flag", "http_server_config:\n  foo: 1\n  http2: 'yes'\n",
+     ["http_server_config.foo: unknown key (expected one of: http2, headers)",
+      "http_server_config.http2: expected true or false, got \"yes\" (str)"]),
+    ("http_server_config not a mapping", "http_server_config: 5\n",
+     ["http_server_config: expected a mapping, got 5 (int)"]),
+    ("free-form header not a string",
+     "http_server_config:\n  headers:\n    Strict-Transport-Security: 5\n",
+     ["http_server_config.headers.Strict-Transport-Security: expected a string, got 5 (int)"]),
+    ("users not a mapping", "basic_auth_users: [a]\n",
+     ["basic_auth_users: expected a mapping, got list"]),
+    ("empty and numeric user names",
+     "basic_auth_users:\n  '': '$2b$04$" + "a" * 53 + "'\n  5: '$2b$04$" + "a" * 53 + "'\n",
+     ["basic_auth_users.: a user name must be a non-empty string without ':'",
+      "basic_auth_users.5: a user name must be a non-empty string without ':'"]),
+    ("a control character", "a: \x07\n",  # PyYAML's ReaderError: no position, no problem
+     ["{path}: invalid YAML: syntax error"]),
     ("invalid YAML", "tls_server_config: [\n",
      ["{path}:2:1: invalid YAML: expected the node content, but found '<stream end>'"]),
 ]
@@ -591,3 +632,64 @@ def test_a_client_ca_that_is_not_pem_is_a_problem_not_a_crash(pki: Pki) -> None:
     pair, ca = load_identity(context, pki.server_cert, pki.server_key, b"\xff\xfe not a PEM")
     assert pair is None
     assert ca is not None and ca.startswith("no usable PEM certificate (")
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_an_encrypted_key_is_refused_without_a_prompt(tmp_path: Path, pki: Pki,
+                                                      inline: bool) -> None:
+    """OpenSSL would ask on the terminal for the passphrase (a service has none): refused."""
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    encrypted = key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"passphrase"))
+    (tmp_path / "locked.key").write_bytes(encrypted)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    pair, ca = load_identity(context, pki.server_cert,
+                             encrypted if inline else tmp_path / "locked.key", None)
+    assert (pair, ca) == ("cert and key are not a matching, unencrypted PEM pair (the key is "
+                          "encrypted)", None)
+
+
+@pytest.mark.parametrize(("ca", "name"), [("client_ca_file: {key}", "client_ca_file"),
+                                          ("client_ca: not a certificate", "client_ca")])
+def test_a_client_ca_without_a_certificate_is_named_by_its_key(tmp_path: Path, pki: Pki,
+                                                               ca: str, name: str) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(f"tls_server_config:\n  cert_file: {pki.server_cert}\n"
+                    f"  key_file: {pki.server_key}\n"
+                    "  client_auth_type: RequireAndVerifyClientCert\n"
+                    f"  {ca.format(key=pki.server_key)}\n")
+    (problem,) = check_web_config(str(path))
+    assert problem.startswith(f"tls_server_config.{name}: no usable PEM certificate (")
+
+
+def test_parse_tls_gives_no_context_when_the_pair_fails_to_load(tmp_path: Path,
+                                                                 pki: Pki) -> None:
+    reader = Reader()
+    section = {"cert_file": str(pki.server_cert), "key_file": str(pki.client_key)}
+    assert parse_tls(reader, section, tmp_path) is None
+    (problem,) = reader.problems
+    assert problem.startswith("tls_server_config: cert and key are not a matching, unencrypted")
+    reader = Reader()
+    section["key_file"] = str(pki.server_key)
+    assert isinstance(parse_tls(reader, section, tmp_path), ssl.SSLContext)
+    assert reader.problems == []
+
+
+def test_a_web_config_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_bytes(b"basic_auth_users:\n  \xff\xfe: x\n")
+    assert check_web_config(str(path)) == [f"{path}: not UTF-8 text"]
+
+
+def test_http2_free_form_headers_and_the_highest_bcrypt_cost_are_accepted(
+        tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("http_server_config:\n  http2: true\n  headers:\n"
+                    "    Strict-Transport-Security: max-age=31536000\n"
+                    "    Content-Security-Policy: default-src 'self'\n"
+                    "basic_auth_users:\n  u: '$2b$14$" + "a" * 53 + "'\n")
+    loaded = load_web_config(str(path))
+    assert loaded.headers == (("Strict-Transport-Security", "max-age=31536000"),
+                              ("Content-Security-Policy", "default-src 'self'"))
+    assert loaded.users == (("u", "$2b$14$" + "a" * 53),)

@@ -87,6 +87,8 @@ def test_defaults_are_the_exporters() -> None:
 
 def test_help_names_the_command_and_its_defaults() -> None:
     text = " ".join(probe._parser().format_help().split())
+    assert "``python -m exporter.probe``: the container's health check, with or without TLS " \
+           "and auth." in text
     assert text.startswith("usage: python -m exporter.probe [-h] [--web.listen-address HOST:PORT] "
                            "[--tls.client-cert PATH] [--tls.client-key PATH] "
                            "[--timeout TIMEOUT] [path]")
@@ -184,6 +186,15 @@ def test_a_silent_port_times_out_after_the_timeout() -> None:
         status, what = probe.probe("127.0.0.1", port, "/-/healthy", 0.3)
         assert time.monotonic() - began < 2
     assert (status, what) == (None, "no answer (TimeoutError('timed out'))")
+
+
+def test_the_timeout_flag_bounds_each_attempt(capsys: pytest.CaptureFixture[str]) -> None:
+    with silent() as port:
+        began = time.monotonic()
+        assert probe.main([listen(port), "--timeout=0.3"]) == 1
+        assert time.monotonic() - began < 2
+    assert capsys.readouterr().err == (
+        f"unhealthy: /-/healthy on 127.0.0.1:{port}: no answer (TimeoutError('timed out'))\n")
 
 
 def test_a_silent_tls_attempt_times_out_after_the_timeout() -> None:

@@ -4,6 +4,7 @@ answer is not 200."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -154,7 +155,7 @@ def test_nothing_listening_says_both_attempts(capsys: pytest.CaptureFixture[str]
 @contextmanager
 def silent(drop_first: bool = False) -> Iterator[int]:
     """A port that accepts connections and never answers (the first one dropped at once, as a
-    TLS port drops a plain request, with ``drop_first``); held 3 s at most."""
+    TLS port drops a plain request, with ``drop_first``); all closed 3 s after the last."""
     server = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 
@@ -168,16 +169,19 @@ def silent(drop_first: bool = False) -> Iterator[int]:
                 held.append(conn)
         except OSError:
             pass
+        finally:  # so that a probe without a timeout fails the test, not hangs it
+            for conn in held:
+                conn.close()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
         yield int(server.getsockname()[1])
     finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes the accept at once
         server.close()
         thread.join()
-        for conn in held:
-            conn.close()
 
 
 def test_a_silent_port_times_out_after_the_timeout() -> None:

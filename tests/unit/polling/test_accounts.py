@@ -6,16 +6,28 @@ from __future__ import annotations
 import decimal
 import threading
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.config import ConfigError, Target, parse_config
+from exporter.accounting.snapshot import DiscoverySnapshot, KeyHealth, KeysSnapshot
+from exporter.config import Config, ConfigError, Target, parse_config
 from exporter.core.clock import FakeClock
 from exporter.core.usage import Reading
-from exporter.polling.accounts import AccountRouter
+from exporter.polling.accounts import (
+    AccountRouter,
+    Accounts,
+    account_view,
+    discovering,
+    merged_discovery,
+    merged_keys,
+    owned,
+)
+from exporter.polling.discovery import DiscoveryResult
+from exporter.polling.sharding import Shard
 from exporter.service import Service
 from exporter.simulator import SimKey, SimModel, build_simulator
 from exporter.simulator.build import DEMO_PROJECT
@@ -227,3 +239,107 @@ def test_two_accounts_listing_one_model_each_price_their_own_usage() -> None:
     assert of("uminfer_cost_total", "intl") == pytest.approx({"USD": usd})
     budget = [v for (n, labels), v in samples.items() if n == "uminfer_budget_used"]
     assert budget == pytest.approx([usd])
+
+
+# --- each account's view, and the accounts' snapshots merged ---
+
+
+def two_accounts(discovery: dict[str, Any] | None = None) -> Config:
+    return parse_config({"accounts": [account("a"), account("b")],
+                         "targets": [target("k", account="a"), target("j", account="b"),
+                                     target("i", account="a")],
+                         **({"discovery": discovery} if discovery is not None else {})},
+                        ENV, "/etc")
+
+
+def test_an_account_sees_its_own_targets_and_discovery_only_when_it_discovers() -> None:
+    config = two_accounts({"projects": ["org"]})
+    mine = account_view(config, "a", discover=True)
+    assert [t.key for t in mine.targets] == ["k", "i"]
+    assert mine.discovery == config.discovery and mine.accounts == config.accounts
+    assert account_view(config, "b", discover=False).discovery is None
+    assert [t.key for t in account_view(config, "b", discover=False).targets] == ["j"]
+
+
+def test_discovery_lists_every_account_unless_it_names_some() -> None:
+    assert not discovering(two_accounts(), "a")
+    every = two_accounts({"projects": ["org"]})
+    assert discovering(every, "a") and discovering(every, "b")
+    named = two_accounts({"projects": ["org"], "accounts": ["b"]})
+    assert (discovering(named, "a"), discovering(named, "b")) == (False, True)
+
+
+def test_discovered_targets_are_named_and_labelled_as_static_ones() -> None:
+    found = (Target("d1", "m", "org", labels=(("team", "x"),)), Target("d2", "m", "org"))
+    assert owned(found, "a", True) == (
+        Target("d1", "m", "org", labels=(("account", "a"), ("team", "x")), account="a"),
+        Target("d2", "m", "org", labels=(("account", "a"),), account="a"))
+    assert owned(found, "a", False) == found  # one account: nothing about them changes
+
+
+def test_discovery_snapshots_merge_counts_and_the_oldest_success() -> None:
+    one = DiscoverySnapshot(1, 2, 3, 4, 100.0, 5)
+    two = DiscoverySnapshot(10, 20, 30, 40, 50.0, 60)
+    assert merged_discovery([None, None]) is None
+    assert merged_discovery([]) is None
+    assert merged_discovery([one, None]) == one
+    assert merged_discovery([one, two]) == DiscoverySnapshot(11, 22, 33, 44, 50.0, 65)
+    never = DiscoverySnapshot(0, 0, 0, 0, None, 1)
+    assert merged_discovery([one, never]) == DiscoverySnapshot(1, 2, 3, 4, None, 6)
+
+
+def test_key_snapshots_merge_keys_failures_by_reason_and_the_oldest_success() -> None:
+    ka, kb = (KeyHealth("org", k, k, 1, False) for k in ("ka", "kb"))
+    one = KeysSnapshot((ka,), 100.0, (("network", 1), ("retcode", 2)))
+    two = KeysSnapshot((kb,), 50.0, (("http", 4), ("network", 3)))
+    assert merged_keys([None]) is None
+    assert merged_keys([None, one]) == one
+    assert merged_keys([one, two]) == KeysSnapshot(
+        (ka, kb), 50.0, (("http", 4), ("network", 4), ("retcode", 2)))
+    assert merged_keys([one, KeysSnapshot((), None, ())]).last_success is None  # type: ignore[union-attr]
+
+
+class Clocked(Slow):
+    """A client whose clock sync fails with ``reason`` (None: it answered)."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__()
+        self.reason, self.synced, self.closed = reason, 0, False
+
+    def sync_clock(self, deadline: float) -> str | None:  # type: ignore[override]
+        self.synced += 1
+        return self.reason
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_router_asks_every_account_for_the_clock_and_says_why_none_answered() -> None:
+    clients = [Clocked(None), Clocked("refused"), Clocked("timed out")]
+    closed: list[str] = []
+    router = AccountRouter(dict(zip("abc", clients, strict=True)), dict.fromkeys("abc", 1),
+                           [lambda: closed.append("pool")])
+    assert router.sync_clock(1.0) == "refused"
+    assert [c.synced for c in clients] == [1, 1, 1]
+    assert AccountRouter({"a": Clocked(None)}, {"a": 1}).sync_clock(1.0) is None
+    router.close()
+    assert [c.closed for c in clients] == [True] * 3 and closed == ["pool"]
+
+
+def test_effective_adds_this_shards_discovered_targets_a_static_one_winning() -> None:
+    config = two_accounts({"projects": ["org"]})
+    accounts = Accounts(lambda api: pytest.fail("not connected here"), FakeClock())
+    static = config.targets[0]
+    accounts._discovery("a").result = DiscoveryResult(targets=(
+        replace(static, labels=()), Target("d1", "m", "org"), Target("d2", "m", "org")))
+    accounts._discovery("b").result = DiscoveryResult(targets=(Target("d3", "m", "org"),))
+    every = accounts.effective(config, Shard(0, 1))
+    assert [(t.account, t.ident, t.labels) for t in every.targets[3:]] == [
+        ("a", "a:org/d1/m", (("account", "a"),)), ("a", "a:org/d2/m", (("account", "a"),)),
+        ("b", "b:org/d3/m", (("account", "b"),))]
+    assert every.targets[:3] == config.targets  # the static k of a kept, not doubled
+    half = accounts.effective(config, Shard(0, 2))
+    assert [t.ident for t in half.targets[3:]] == [
+        t.ident for t in every.targets[3:] if Shard(0, 2).owns(t)]
+    none = Accounts(lambda api: pytest.fail("not connected here"), FakeClock())
+    assert none.effective(config, Shard(0, 1)) is config

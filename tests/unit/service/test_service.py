@@ -1,0 +1,292 @@
+"""The Service's wiring, in process on a fake API and a fake clock: the loop's pause, overruns
+and catch-all, a reload accepted or rejected (its metrics and lines), what a reload changes
+(clients, state path, shard, pauses) and the peer document."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.accounting.handoff import parse
+from exporter.api.errors import ApiError
+from exporter.config import (
+    AccountingConfig,
+    ApiConfig,
+    Config,
+    ConfigError,
+    DiscoveryConfig,
+    PollConfig,
+    StateConfig,
+    Target,
+)
+from exporter.core.usage import Reading
+from exporter.polling.sharding import Shard
+from exporter.polling.workers import WorkerPool
+from exporter.service import ApiStack, Service
+from tests.fakeapi import FakeApi, SkewClock
+
+T0 = 1_700_006_400  # on the hour
+H = 3600
+TARGET = Target("k1", "m", "org")
+
+
+def config(**changes: object) -> Config:
+    base = Config(api=ApiConfig(endpoint="http://127.0.0.1:9", timeout=5, rate_limit=0),
+                  poll=PollConfig(interval=60, settle=600, test_period=H), windows=(),
+                  targets=(TARGET,))
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+class Paused(FakeApi):
+    """A fake API that refuses ``refused`` keys with a permanent error (a wrong key)."""
+
+    def __init__(self, clock: SkewClock) -> None:
+        super().__init__(clock)
+        self.refused: set[str] = set()
+        self.reads: list[str] = []
+
+    def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
+        self.reads.append(target.key)
+        if target.key in self.refused:
+            self._answer()
+            raise ApiError("retcode", "RetCode 171: signature invalid", retcode=171,
+                           transient=False)
+        return super().get_usage(target, start, end, deadline)
+
+
+class World:
+    """A Service on ``cfg`` and a fake API; every connect (start or new accounts) counted."""
+
+    def __init__(self, cfg: Config, load: Callable[[], Config] | None = None,
+                 shard: Shard | None = None) -> None:
+        self.clock = SkewClock(T0, 0)
+        self.api = Paused(self.clock)
+        self.registry = CollectorRegistry()
+        self.connected: list[ApiConfig] = []
+        self.closed: list[WorkerPool] = []
+        self.config = cfg
+        self.service = Service(cfg, self.clock, self.registry, load or (lambda: self.config),
+                               connect=self._connect, shard=shard)
+        self.api.api_clock = self.service.api_clock
+
+    def _connect(self, api: ApiConfig) -> ApiStack:
+        self.connected.append(api)
+        pool = WorkerPool(1)
+        stack = ApiStack(pool, self.api, self.api)
+        original = pool.close
+
+        def close() -> None:
+            self.closed.append(pool)
+            original()
+        pool.close = close  # type: ignore[method-assign]
+        return stack
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture
+def worlds() -> Iterator[list[World]]:
+    made: list[World] = []
+    yield made
+    for world in made:
+        world.service.stop()
+
+
+def world(worlds: list[World], cfg: Config, **kw: object) -> World:
+    made = World(cfg, **kw)  # type: ignore[arg-type]
+    worlds.append(made)
+    return made
+
+
+class Wake:
+    """Stands in for the loop's wake event: keeps each pause and stops after ``cycles``."""
+
+    def __init__(self, service: Service, cycles: int = 1) -> None:
+        self.service, self.cycles, self.pauses = service, cycles, list[float]()
+
+    def wait(self, timeout: float) -> bool:
+        self.pauses.append(timeout)
+        if len(self.pauses) >= self.cycles:
+            self.service.stopping.set()
+        return False
+
+    def clear(self) -> None:
+        pass
+
+    def set(self) -> None:
+        pass
+
+
+def run_loop(w: World, cycle: Callable[[], None], cycles: int = 1) -> list[float]:
+    wake = Wake(w.service, cycles)
+    w.service._wake = wake  # type: ignore[assignment]
+    w.service.run_cycle = cycle  # type: ignore[method-assign]
+    w.service.run()
+    return wake.pauses
+
+
+# --- the loop ---
+
+
+def test_the_loop_says_what_it_polls_and_pauses_an_interval_after_each_start(
+        worlds: list[World], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "exporter.service")
+    w = world(worlds, config(poll=PollConfig(interval=60.5, settle=600, test_period=H)))
+    assert run_loop(w, lambda: w.clock.advance(12.5)) == [48.0]
+    assert [r.getMessage() for r in caplog.records] == ["polling 1 targets every 60.5s"]
+    assert w.value("uminfer_poll_overruns_total") == 0
+
+
+@pytest.mark.parametrize(("took", "overruns", "pause"), [(60.0, 0, 0.0), (61.0, 1, 0.0)])
+def test_a_cycle_longer_than_the_interval_is_an_overrun(
+        worlds: list[World], took: float, overruns: int, pause: float) -> None:
+    w = world(worlds, config())
+    assert run_loop(w, lambda: w.clock.advance(took)) == [pause]
+    assert w.value("uminfer_poll_overruns_total") == overruns
+
+
+def test_with_an_origin_and_the_apis_clock_the_pause_ends_on_its_next_multiple(
+        worlds: list[World]) -> None:
+    w = world(worlds, config(accounting=AccountingConfig(origin=T0)))
+    assert run_loop(w, lambda: w.clock.advance(5)) == [55.0]  # the API's clock not known yet
+    w.clock.advance(17)
+    w.service.api_clock.observe(email.utils.formatdate(w.clock.api(), usegmt=True),
+                                w.clock.monotonic())
+    w.service.stopping.clear()
+    [pause] = run_loop(w, lambda: w.clock.advance(5))
+    assert pause == 60 - w.service.api_clock.now() % 60
+    assert pause != 55.0
+    plain = world(worlds, config())
+    plain.service.api_clock.observe(email.utils.formatdate(plain.clock.api(), usegmt=True),
+                                    plain.clock.monotonic())
+    plain.clock.advance(17)
+    assert run_loop(plain, lambda: plain.clock.advance(5)) == [55.0]  # no origin: not aligned
+
+
+def test_an_error_escaping_a_cycle_is_counted_under_loop_and_the_loop_goes_on(
+        worlds: list[World]) -> None:
+    w = world(worlds, config())
+
+    def broken() -> None:
+        raise RuntimeError("bug")
+
+    assert run_loop(w, broken, cycles=2) == [60.0, 60.0]
+    assert w.value("uminfer_poll_errors_total", stage="loop") == 2
+    assert w.service.healthy()
+
+
+# --- reloads ---
+
+
+def test_a_rejected_reload_keeps_the_config_and_says_why(
+        worlds: list[World], caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> Config:
+        raise ConfigError(["targets: required"])
+
+    w = world(worlds, config(), load=broken)
+    started = w.value("uminfer_config_last_reload_success_timestamp_seconds")
+    assert started == w.clock.time()
+    w.clock.advance(30)
+    caplog.set_level(logging.INFO, "exporter.service")
+    assert w.service.reload() == "targets: required"
+    assert w.service.config is w.config
+    assert w.value("uminfer_config_last_reload_successful") == 0
+    assert w.value("uminfer_config_last_reload_success_timestamp_seconds") == started
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "config reload rejected, keeping the old config: targets: required")]
+
+
+def test_an_accepted_reload_is_in_force_counted_and_said(
+        worlds: list[World], caplog: pytest.LogCaptureFixture) -> None:
+    w = world(worlds, config())
+    w.service.run_cycle()
+    w.config = config(targets=(TARGET, Target("k2", "m", "org")))
+    w.clock.advance(30)
+    caplog.set_level(logging.INFO, "exporter.service")
+    assert w.service.reload() is None
+    assert w.service.config is w.config
+    assert w.value("uminfer_config_last_reload_successful") == 1
+    assert w.value("uminfer_config_last_reload_success_timestamp_seconds") == w.clock.time()
+    assert [r.getMessage() for r in caplog.records if r.name == "exporter.service"] == [
+        "config reloaded: 2 targets"]
+    assert w.connected == [w.config.api]  # the same account: the same clients
+
+
+def test_a_reload_with_other_api_settings_connects_anew_and_closes_the_old(
+        worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.config = config(api=replace(w.config.api, timeout=9))
+    assert w.service.reload() is None
+    assert w.connected == [config().api, w.config.api]
+    assert len(w.closed) == 1
+
+
+def test_a_reload_writes_the_state_where_the_new_config_says(
+        worlds: list[World], tmp_path: Path) -> None:
+    w = world(worlds, config(state=StateConfig(str(tmp_path / "one.json"))))
+    w.service.run_cycle()
+    assert (tmp_path / "one.json").exists()
+    w.config = config(state=StateConfig(str(tmp_path / "two.json")))
+    assert w.service.reload() is None
+    assert (tmp_path / "two.json").exists()
+
+
+def test_a_changed_origin_is_said(worlds: list[World],
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    w = world(worlds, config(accounting=AccountingConfig(origin=T0)))
+    caplog.set_level(logging.WARNING, "exporter.service")
+    w.config = config(accounting=AccountingConfig(origin=T0 + H))
+    assert w.service.reload() is None
+    w.config = config(accounting=AccountingConfig(origin=T0 + H))
+    assert w.service.reload() is None  # unchanged: nothing said
+    assert [r.getMessage() for r in caplog.records] == [
+        f"accounting.origin changed from {T0} to {T0 + H} (what that does to counters: "
+        "docs/deployment.md)"]
+
+
+def test_a_reload_cuts_discovered_targets_to_the_shard(worlds: list[World]) -> None:
+    shard = Shard(0, 2)
+    discovery = DiscoveryConfig(projects=("org",), refresh=60)
+    w = world(worlds, config(targets=(), discovery=discovery), shard=shard)
+    w.service.run_cycle()
+    w.config = config(targets=(), discovery=replace(discovery, refresh=120))
+    assert w.service.reload() is None
+    polled = {t.key for t in w.service._polled.poller.targets}
+    assert polled == {k for k in ("d1", "d2", "d3")
+                      if shard.owns(Target(k, "m", "org"))}
+    assert polled  # the shard owns some: the cut is seen
+
+
+def test_only_a_reload_lifts_the_pause_of_a_permanent_error(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.api.refused.add(TARGET.key)
+    w.service.run_cycle()
+    assert w.api.reads == [TARGET.key]
+    w.api.refused.clear()  # the operator fixed the key
+    w.clock.advance(60)
+    w.service.run_cycle()
+    assert w.api.reads == [TARGET.key]  # paused: not read again at once
+    assert w.service.reload() is None  # the same config: the pause ends
+    w.clock.advance(60)
+    w.service.run_cycle()
+    assert w.api.reads[1:] == [TARGET.key]
+
+
+# --- the peer document ---
+
+
+def test_the_peer_document_is_this_configs(worlds: list[World]) -> None:
+    w = world(worlds, config(accounting=AccountingConfig(origin=T0)))
+    for _ in range(4):
+        w.service.run_cycle()
+        w.clock.advance(60)
+    doc = parse(w.service.ledger_document())
+    assert (doc.terms.origin, doc.terms.settle) == (T0, 600)
+    assert list(doc.ledgers) == [TARGET.ident]

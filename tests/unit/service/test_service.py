@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -27,6 +28,7 @@ from exporter.config import (
 )
 from exporter.core.usage import Reading
 from exporter.polling.sharding import Shard
+from exporter.polling.supervisor import STAGES
 from exporter.polling.workers import WorkerPool
 from exporter.service import ApiStack, Service
 from tests.fakeapi import FakeApi, SkewClock
@@ -96,6 +98,7 @@ def worlds() -> Iterator[list[World]]:
     made: list[World] = []
     yield made
     for world in made:
+        world.service.save_state = lambda: True  # type: ignore[method-assign]
         world.service.stop()
 
 
@@ -290,3 +293,97 @@ def test_the_peer_document_is_this_configs(worlds: list[World]) -> None:
     doc = parse(w.service.ledger_document())
     assert (doc.terms.origin, doc.terms.settle) == (T0, 600)
     assert list(doc.ledgers) == [TARGET.ident]
+
+
+# --- the cycle's stages ---
+
+
+def _boom(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("bug")
+
+
+class Recorder:
+    """Stands in for one call of the cycle: records that it ran, and raises when told to."""
+
+    def __init__(self, result: object = None, fail: bool = False) -> None:
+        self.result, self.fail, self.calls = result, fail, 0
+
+    def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("bug")
+        return self.result
+
+
+CALLS = ("ask", "take", "discovery", "keys", "poll", "cost", "state", "publish")
+STAGE_OF = {"ask": "clock", "take": "clock"}  # a peer's ledgers are taken in the clock stage
+
+
+def stages(w: World, failing: str) -> dict[str, Recorder]:
+    """Every stage of ``w``'s cycle replaced by a recorder; ``failing`` raises."""
+    s = w.service
+    poller, snapshot = s._polled.poller, s._polled.poller.snapshot()
+    fetched = object()
+    calls = {"ask": Recorder((fetched, w.config)), "take": Recorder(),
+             "discovery": Recorder(), "keys": Recorder(), "poll": Recorder(snapshot),
+             "cost": Recorder(snapshot), "state": Recorder(True), "publish": Recorder()}
+    for name, recorder in calls.items():
+        recorder.fail = name == failing
+    s._startup.ask = calls["ask"]  # type: ignore[method-assign]
+    s._pairing.take = calls["take"]  # type: ignore[method-assign]
+    s._polled.discover = calls["discovery"]  # type: ignore[method-assign]
+    s._accounts.refresh_keys = calls["keys"]  # type: ignore[method-assign]
+    poller.cycle = calls["poll"]  # type: ignore[method-assign]
+    s._priced = calls["cost"]  # type: ignore[method-assign]
+    s.save_state = calls["state"]  # type: ignore[method-assign]
+    s.cache.publish = calls["publish"]  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("failing", CALLS)
+def test_a_failing_stage_is_counted_under_its_name_and_the_rest_still_run(
+        worlds: list[World], failing: str) -> None:
+    # Under one of STAGES, each exported at 0 from the start: a label of its own would
+    # appear at 1, and increase() (UminferPollLoopErrors) would never see that first error.
+    w = world(worlds, config())
+    calls = stages(w, failing)
+    w.service.run_cycle()
+    counted = {stage: w.value("uminfer_poll_errors_total", stage=stage) for stage in STAGES}
+    assert counted == {stage: float(stage == STAGE_OF.get(failing, failing))
+                       for stage in STAGES}
+    ran = {name for name, recorder in calls.items() if recorder.calls}
+    skipped = {"ask": {"take"},  # nothing fetched: nothing to take
+               "poll": {"cost", "state", "publish"},  # nothing polled: nothing to go on with
+               "state": {"publish"}}  # not saved: held, not published
+    assert ran == set(CALLS) - skipped.get(failing, set())
+
+
+def test_without_the_cost_stage_the_counters_are_still_published(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.service._priced = _boom  # type: ignore[method-assign]
+    w.service.run_cycle()
+    assert w.service.cache.shown().targets[0].target == TARGET
+    assert w.value("uminfer_poll_errors_total", stage="cost") == 1
+
+
+def test_a_failing_state_stage_holds_what_was_published(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.service.save_state = _boom  # type: ignore[method-assign]
+    held: list[object] = []
+    w.service.cache.hold = held.append  # type: ignore[assignment]
+    w.service.run_cycle()
+    assert len(held) == 1 and not w.service.ready.is_set()
+
+
+def test_each_state_write_is_counted_by_outcome(worlds: list[World], tmp_path: Path) -> None:
+    w = world(worlds, config(state=StateConfig(str(tmp_path / "state.json"))))
+    w.clock.advance(30)
+    assert w.service.save_state()
+    assert w.value("uminfer_state_writes_total", outcome="success") == 1
+    assert w.value("uminfer_state_last_write_success_timestamp_seconds") == w.clock.time()
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json").mkdir()  # a directory in its place: the write fails
+    w.clock.advance(30)
+    assert not w.service.save_state()
+    assert w.value("uminfer_state_writes_total", outcome="error") == 1
+    assert w.value("uminfer_state_last_write_success_timestamp_seconds") == w.clock.time() - 30

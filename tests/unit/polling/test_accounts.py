@@ -14,23 +14,29 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.accounting.snapshot import DiscoverySnapshot, KeyHealth, KeysSnapshot
-from exporter.config import Config, ConfigError, Target, parse_config
+from exporter.api.ratelimit import RateLimiter
+from exporter.config import ApiConfig, Config, ConfigError, Target, parse_config
 from exporter.core.clock import FakeClock
+from exporter.core.grid import Grid
 from exporter.core.usage import Reading
 from exporter.polling.accounts import (
     AccountRouter,
     Accounts,
+    ApiStack,
     account_view,
     discovering,
+    grid_of,
     merged_discovery,
     merged_keys,
     owned,
 )
 from exporter.polling.discovery import DiscoveryResult
 from exporter.polling.sharding import Shard
+from exporter.polling.workers import WorkerPool
 from exporter.service import Service
 from exporter.simulator import SimKey, SimModel, build_simulator
 from exporter.simulator.build import DEMO_PROJECT
+from tests.fakeapi import FakeApi, SkewClock
 from tests.fleet import SECOND_BUCKETS
 from tests.harness import parse_metrics
 
@@ -343,3 +349,69 @@ def test_effective_adds_this_shards_discovered_targets_a_static_one_winning() ->
         t.ident for t in every.targets[3:] if Shard(0, 2).owns(t)]
     none = Accounts(lambda api: pytest.fail("not connected here"), FakeClock())
     assert none.effective(config, Shard(0, 1)) is config
+
+
+def test_a_targets_grid_is_its_accounts_provider_days() -> None:
+    config = parse_config({"accounts": [account("a", time_zone="UTC"),
+                                        account("b", time_zone="America/New_York")],
+                           "targets": [target("k", account="a")]}, ENV, "/etc")
+    grids = grid_of(config)
+    assert grids("a:/k/m") == Grid("UTC") != grids("b:/k/m") == Grid("America/New_York")
+    assert grids("z:/k/m") == grids("/k/m") == config.grid("")  # no such account: the default
+    assert grids("/a:k/m") == config.grid("")
+
+
+class Fleet:
+    """Every account connected to one fake API (its keys listed by discovery)."""
+
+    def __init__(self) -> None:
+        self.clock = SkewClock(1_700_006_400, 0)
+        self.api = FakeApi(self.clock)
+        self.stacks: list[ApiStack] = []
+        self.closed: list[int] = []  # the stacks whose pool was closed, by index
+        self.accounts = Accounts(self.connect, self.clock)
+
+    def connect(self, api: ApiConfig) -> ApiStack:
+        pool, index = WorkerPool(1), len(self.stacks)
+        close = pool.close
+
+        def closing() -> None:
+            self.closed.append(index)
+            close()
+        pool.close = closing  # type: ignore[method-assign]
+        stack = ApiStack(pool, self.api, self.api,
+                         RateLimiter(api.rate_limit, 1, self.clock) if api.rate_limit else None)
+        self.stacks.append(stack)
+        return stack
+
+
+def test_one_account_is_its_own_stack_several_share_a_pool_and_route() -> None:
+    fleet = Fleet()
+    assert fleet.accounts.current_rate() == 0  # nothing connected yet
+    single = parse_config({"api": {"public_key": "p", "private_key": "q", "rate_limit": 3},
+                           "targets": [target("k")]}, ENV, "/etc")
+    assert fleet.accounts.connect(single) is fleet.stacks[0]
+    assert fleet.accounts.current_rate() == 3
+    config = parse_config({"accounts": [account("a", rate_limit=5), account("b", rate_limit=7)],
+                           "targets": [target("k", account="a")]}, ENV, "/etc")
+    stack = fleet.accounts.connect(config)
+    [a, _] = fleet.stacks[1:]
+    assert isinstance(stack.client, AccountRouter) and stack.keys is a.keys
+    assert fleet.accounts.current_rate() == 12
+    stack.client.close()
+    assert fleet.closed == [1, 2]  # each account's own pool, with the router
+    stack.pool.close()
+
+
+def test_discovery_runs_for_the_accounts_it_names_and_is_merged() -> None:
+    fleet = Fleet()
+    config = two_accounts({"projects": ["org"], "accounts": ["a"], "refresh": "60s"})
+    fleet.accounts.connect(config)
+    assert fleet.accounts.refresh_targets(config, deadline=1e12)
+    assert not fleet.accounts.refresh_targets(config, deadline=1e12)  # not due again yet
+    found = fleet.accounts.effective(config, Shard(0, 1)).targets[3:]
+    assert [(t.account, t.key) for t in found] == [("a", "d1"), ("a", "d2"), ("a", "d3")]
+    discovery, _ = fleet.accounts.snapshots(config, found)
+    assert discovery is not None and (discovery.targets, discovery.keys) == (3, 3)
+    for stack in fleet.stacks:
+        stack.close()

@@ -123,3 +123,15 @@ def test_counting_since_is_the_earliest_of_the_targets_asked() -> None:
     status.failed("b", DOWN)
     status.succeeded("b", 250)
     assert status.counting_since({"a", "b"}) == 250
+
+
+def test_a_recovery_is_said_at_the_level_of_the_failure_it_ends(
+        log: pytest.LogCaptureFixture) -> None:
+    status = PollStatus()
+    status.failed("a", DOWN)
+    status.succeeded("a", None)  # warned: recovery at info
+    status.failed("b", DOWN)
+    status.failed("a", DOWN)  # this time b said it
+    lines(log)
+    status.succeeded("a", None)
+    assert lines(log) == [("DEBUG", "target a recovered")]

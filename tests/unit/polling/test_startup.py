@@ -173,11 +173,13 @@ def test_nothing_skipped_is_not_said(clock: FakeClock, pool: WorkerPool,
 
 def test_with_an_origin_the_whole_downtime_is_caught_up(
         clock: FakeClock, pool: WorkerPool) -> None:
-    world = World(clock, pool, config(origin=START, max_backfill=HOUR))
+    world = World(clock, pool, config(origin=START - 2 * HOUR, max_backfill=HOUR))
     world.api.dated = True
     for _ in range(QUORUM):
         world.ask(Peer(None))
     world.rebase()
     assert world.startup.done
     assert world.skipped == []
-    assert world.loaded[A.ident].audit  # retuned as the poller's ledgers are
+    loaded = world.loaded[A.ident]
+    assert loaded.audit  # retuned as the poller's ledgers are
+    assert loaded.counts_from(START - 2 * HOUR)  # begun at the origin: its hours caught up

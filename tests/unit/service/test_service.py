@@ -265,6 +265,8 @@ def test_a_reload_cuts_discovered_targets_to_the_shard(worlds: list[World]) -> N
     assert polled == {k for k in ("d1", "d2", "d3")
                       if shard.owns(Target(k, "m", "org"))}
     assert polled  # the shard owns some: the cut is seen
+    shown = w.service.cache.shown().discovery  # what the reload published
+    assert shown is not None and (shown.keys, shown.targets) == (3, 3)  # all found, then cut
 
 
 def test_only_a_reload_lifts_the_pause_of_a_permanent_error(worlds: list[World]) -> None:
@@ -387,3 +389,18 @@ def test_each_state_write_is_counted_by_outcome(worlds: list[World], tmp_path: P
     assert not w.service.save_state()
     assert w.value("uminfer_state_writes_total", outcome="error") == 1
     assert w.value("uminfer_state_last_write_success_timestamp_seconds") == w.clock.time() - 30
+
+
+def test_ready_once_no_target_waits_for_its_baseline_or_from_the_third_cycle(
+        worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.service._polled.poller.awaiting_baseline = lambda: True  # type: ignore[method-assign]
+    for _ in range(2):
+        w.service.run_cycle()
+    assert not w.service.ready.is_set()
+    w.service.run_cycle()
+    assert w.service.ready.is_set()
+    at_once = world(worlds, config())
+    at_once.service._polled.poller.awaiting_baseline = lambda: False  # type: ignore[method-assign]
+    at_once.service.run_cycle()
+    assert at_once.service.ready.is_set()

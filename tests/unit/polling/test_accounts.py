@@ -4,26 +4,36 @@ each account's calls through its own client, rate limit and concurrency."""
 from __future__ import annotations
 
 import decimal
+import random
+import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 from prometheus_client import CollectorRegistry
 
+import exporter.polling.accounts as accounts_module
 from exporter.accounting.snapshot import DiscoverySnapshot, KeyHealth, KeysSnapshot
+from exporter.api import transport
+from exporter.api.clock import ApiClock
+from exporter.api.errors import ApiError
 from exporter.api.ratelimit import RateLimiter
 from exporter.config import ApiConfig, Config, ConfigError, Target, parse_config
 from exporter.core.clock import FakeClock
 from exporter.core.grid import Grid
 from exporter.core.usage import Reading
+from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.polling.accounts import (
     AccountRouter,
     Accounts,
     ApiStack,
     account_view,
+    api_stack,
     discovering,
     grid_of,
     merged_discovery,
@@ -415,3 +425,51 @@ def test_discovery_runs_for_the_accounts_it_names_and_is_merged() -> None:
     assert discovery is not None and (discovery.targets, discovery.keys) == (3, 3)
     for stack in fleet.stacks:
         stack.close()
+
+
+def stack_of(api: ApiConfig, clock: FakeClock) -> ApiStack:
+    return api_stack(api, clock=clock, rng=random.Random(7),
+                     observer=SelfMetrics(CollectorRegistry()), api_clock=ApiClock(clock))
+
+
+def test_an_accounts_stack_bursts_no_more_than_its_concurrency() -> None:
+    clock = FakeClock(1_700_000_000.0)
+    stack = stack_of(ApiConfig(endpoint="http://127.0.0.1:9", rate_limit=0.001,
+                               max_concurrency=1), clock)
+    try:
+        assert stack.limiter is not None and stack.limiter.current_rate == 0.001
+        assert stack.limiter.acquire(clock.monotonic())
+        assert not stack.limiter.acquire(clock.monotonic())  # a burst of one
+    finally:
+        stack.close()
+
+
+def test_an_accounts_stack_uses_the_proxy_for_its_endpoint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    made: list[requests.Session] = []
+    real = transport.pooled_session
+
+    def pooled(endpoint: str, size: int, environ: Mapping[str, str]) -> requests.Session:
+        made.append(real(endpoint, size, environ))
+        return made[-1]
+
+    monkeypatch.setattr(accounts_module, "pooled_session", pooled)
+    stack = stack_of(ApiConfig(endpoint="https://api.example/"), FakeClock())
+    stack.close()
+    assert made[0].proxies == {"https": "http://proxy.example:3128"}
+
+
+def test_an_accounts_stack_retries_a_refused_call_with_backoff_until_the_deadline() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    clock = FakeClock(1_700_000_000.0)
+    stack = stack_of(ApiConfig(endpoint=f"http://127.0.0.1:{port}", public_key="p",
+                               private_key="s", timeout=2, rate_limit=0), clock)
+    try:
+        with pytest.raises(ApiError) as caught:
+            stack.client.get_usage(Target("k", "m"), 0, 59, clock.monotonic() + 30)
+    finally:
+        stack.close()
+    assert caught.value.category == "network"
+    assert clock.monotonic() > 1  # it waited between attempts (jittered backoff)

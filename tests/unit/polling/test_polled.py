@@ -75,7 +75,8 @@ class Cost(Costing):
 
 
 class Found(Accounts):
-    """Accounts whose discovery finds ``found`` (when ``changed``), with fixed list prices."""
+    """Accounts whose discovery finds ``found`` (this shard's share; when ``changed``), with
+    fixed list prices; each call's arguments kept."""
 
     LISTED = {"": (ModelPrice("m", input=Decimal(1)),)}
     UNLISTED = {"": {"m2": "unknown_unit"}}
@@ -84,15 +85,20 @@ class Found(Accounts):
         super().__init__(lambda api: pytest.fail("no account is connected here"), clock)
         self.found: tuple[Target, ...] = ()
         self.changed = False
+        self.asked: list[tuple[str, Config, object]] = []
 
     def refresh_targets(self, config: Config, deadline: float) -> bool:
+        self.asked.append(("refresh", config, deadline))
         return self.changed
 
     def effective(self, config: Config, shard: Shard) -> Config:
-        return dataclasses.replace(config, targets=config.targets + self.found)
+        self.asked.append(("effective", config, shard))
+        mine = tuple(t for t in self.found if shard.owns(t))
+        return dataclasses.replace(config, targets=config.targets + mine)
 
     def prices(self, config: Config) -> tuple[dict[str, tuple[ModelPrice, ...]],
                                               dict[str, dict[str, str]]]:
+        self.asked.append(("prices", config, None))
         return dict(self.LISTED), dict(self.UNLISTED)
 
 
@@ -207,12 +213,29 @@ def test_discovery_changes_what_is_polled_only_when_it_found_a_change(setup: Set
     cfg = config(A)
     polled, cost = setup.polled(cfg, {})
     setup.accounts.found = (B,)
-    polled.discover(setup.accounts, cfg, ALL, deadline=0.0)
+    polled.discover(setup.accounts, cfg, ALL, deadline=12.5)
     assert (polled.poller.targets, cost.configured) == ((A,), [])
+    assert setup.accounts.asked == [("refresh", cfg, 12.5)]
     setup.accounts.changed = True
-    polled.discover(setup.accounts, cfg, ALL, deadline=0.0)
+    polled.discover(setup.accounts, cfg, ALL, deadline=13.5)
     assert polled.poller.targets == (A, B)
     assert len(cost.configured) == 1
+    assert setup.accounts.asked[1:] == [("refresh", cfg, 13.5), ("prices", cfg, None),
+                                        ("effective", cfg, ALL)]
+    first = polled.poller
+    polled.discover(setup.accounts, cfg, ALL, deadline=14.5)  # a change that changes nothing
+    assert polled.poller is first  # not a reload: the same poller
+
+
+def test_discovered_targets_are_cut_to_this_shard(setup: Setup) -> None:
+    cfg = config(A)
+    polled, _ = setup.polled(cfg, {})
+    found = tuple(Target(f"uminferapikey-d{i}", "m") for i in range(8))
+    setup.accounts.found, setup.accounts.changed = found, True
+    half = Shard(1, 2)
+    polled.discover(setup.accounts, cfg, half, deadline=0.0)
+    assert polled.poller.targets == (A, *(t for t in found if half.owns(t)))
+    assert 0 < len(polled.poller.targets) - 1 < len(found)
 
 
 @pytest.mark.parametrize(("reloaded", "calls_after"), [(True, 2), (False, 1)])

@@ -309,16 +309,21 @@ class Recorder:
 
     def __init__(self, result: object = None, fail: bool = False) -> None:
         self.result, self.fail, self.calls = result, fail, 0
+        self.args: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
-    def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
+        self.args.append((args, kwargs))
         if self.fail:
             raise RuntimeError("bug")
         return self.result
 
 
-CALLS = ("ask", "take", "discovery", "keys", "poll", "cost", "state", "publish")
-STAGE_OF = {"ask": "clock", "take": "clock"}  # a peer's ledgers are taken in the clock stage
+CALLS = ("ask", "take", "rebase", "discovery", "keys", "poll", "cost", "state", "publish",
+         "hold")
+# a peer's ledgers are taken, and loaded ledgers rebased (before and after the poll), in the
+# clock stage; a snapshot held (state not saved) is published
+STAGE_OF = {"ask": "clock", "take": "clock", "rebase": "clock", "hold": "publish"}
 
 
 def stages(w: World, failing: str) -> dict[str, Recorder]:
@@ -328,7 +333,8 @@ def stages(w: World, failing: str) -> dict[str, Recorder]:
     fetched = object()
     calls = {"ask": Recorder((fetched, w.config)), "take": Recorder(),
              "discovery": Recorder(), "keys": Recorder(), "poll": Recorder(snapshot),
-             "cost": Recorder(snapshot), "state": Recorder(True), "publish": Recorder()}
+             "cost": Recorder(snapshot), "state": Recorder(failing != "hold"),
+             "publish": Recorder(), "rebase": Recorder(), "hold": Recorder()}
     for name, recorder in calls.items():
         recorder.fail = name == failing
     s._startup.ask = calls["ask"]  # type: ignore[method-assign]
@@ -339,6 +345,8 @@ def stages(w: World, failing: str) -> dict[str, Recorder]:
     s._priced = calls["cost"]  # type: ignore[method-assign]
     s.save_state = calls["state"]  # type: ignore[method-assign]
     s.cache.publish = calls["publish"]  # type: ignore[method-assign]
+    s._startup.rebase = calls["rebase"]  # type: ignore[method-assign]
+    s.cache.hold = calls["hold"]  # type: ignore[method-assign]
     return calls
 
 
@@ -351,13 +359,56 @@ def test_a_failing_stage_is_counted_under_its_name_and_the_rest_still_run(
     calls = stages(w, failing)
     w.service.run_cycle()
     counted = {stage: w.value("uminfer_poll_errors_total", stage=stage) for stage in STAGES}
-    assert counted == {stage: float(stage == STAGE_OF.get(failing, failing))
+    times = 2 if failing == "rebase" else 1  # before and after the poll
+    assert counted == {stage: float(times * (stage == STAGE_OF.get(failing, failing)))
                        for stage in STAGES}
     ran = {name for name, recorder in calls.items() if recorder.calls}
-    skipped = {"ask": {"take"},  # nothing fetched: nothing to take
-               "poll": {"cost", "state", "publish"},  # nothing polled: nothing to go on with
-               "state": {"publish"}}  # not saved: held, not published
-    assert ran == set(CALLS) - skipped.get(failing, set())
+    skipped = {"ask": {"take", "hold"},  # nothing fetched: nothing to take
+               "poll": {"cost", "state", "publish", "hold"},  # nothing polled: nothing more
+               "state": {"publish"}, "hold": {"publish"}}  # not saved: held, not published
+    assert ran == set(CALLS) - skipped.get(failing, {"hold"})
+
+
+def test_each_stage_is_handed_what_is_in_force(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    calls = stages(w, "")
+    s = w.service
+    poller = s._polled.poller
+    w.service.run_cycle()
+    [(ask, _)] = calls["ask"].args
+    assert ask[:4] == (s._api.client, poller, w.config, s._pairing)
+    assert ask[4] == w.clock.monotonic() + w.config.longest_timeout()  # the deadline
+    [(take_args, take)] = calls["take"].args
+    assert take_args == calls["ask"].result
+    assert (take["config"], take["poller"], take["seeding"]) == (w.config, poller,
+                                                                 s._cost.seeding)
+    assert take["grid_of"](TARGET.ident) == w.config.grid("")
+    [(first, _), (second, _)] = calls["rebase"].args
+    assert first[:2] == second[:2] == (w.config, poller)
+    first[2](5)  # what a rebase skips is counted
+    assert w.value("uminfer_backfill_skipped_seconds_total") == 5
+
+
+def test_a_cycles_duration_is_its_poll_to_its_publish(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    calls = stages(w, "")
+    snapshot = calls["poll"].result
+    calls["poll"].result = None
+
+    def slow_poll() -> object:
+        w.clock.advance(7)
+        return snapshot
+    w.service._polled.poller.cycle = slow_poll  # type: ignore[assignment]
+    w.service.run_cycle()
+    assert w.value("uminfer_poll_duration_seconds_sum") == 7
+
+
+def test_stop_says_whether_the_state_was_saved(worlds: list[World], tmp_path: Path) -> None:
+    saved = World(config(state=StateConfig(str(tmp_path / "state.json"))))
+    assert saved.service.stop() is True
+    failed = World(config(state=StateConfig(str(tmp_path / "missing" / "state.json"))))
+    failed.service.run_cycle()
+    assert failed.service.stop() is False
 
 
 def test_without_the_cost_stage_the_counters_are_still_published(worlds: list[World]) -> None:

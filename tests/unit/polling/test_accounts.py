@@ -321,9 +321,11 @@ class Clocked(Slow):
     def __init__(self, reason: str | None) -> None:
         super().__init__()
         self.reason, self.synced, self.closed = reason, 0, False
+        self.deadlines: list[float] = []
 
     def sync_clock(self, deadline: float) -> str | None:  # type: ignore[override]
         self.synced += 1
+        self.deadlines.append(deadline)
         return self.reason
 
     def close(self) -> None:
@@ -336,7 +338,7 @@ def test_the_router_asks_every_account_for_the_clock_and_says_why_none_answered(
     router = AccountRouter(dict(zip("abc", clients, strict=True)), dict.fromkeys("abc", 1),
                            [lambda: closed.append("pool")])
     assert router.sync_clock(1.0) == "refused"
-    assert [c.synced for c in clients] == [1, 1, 1]
+    assert [c.deadlines for c in clients] == [[1.0]] * 3
     assert AccountRouter({"a": Clocked(None)}, {"a": 1}).sync_clock(1.0) is None
     router.close()
     assert [c.closed for c in clients] == [True] * 3 and closed == ["pool"]
@@ -369,6 +371,7 @@ def test_a_targets_grid_is_its_accounts_provider_days() -> None:
     assert grids("a:/k/m") == Grid("UTC") != grids("b:/k/m") == Grid("America/New_York")
     assert grids("z:/k/m") == grids("/k/m") == config.grid("")  # no such account: the default
     assert grids("/a:k/m") == config.grid("")
+    assert grids("b:/k:x/m") == Grid("America/New_York")  # the account is before the first :
 
 
 class Fleet:

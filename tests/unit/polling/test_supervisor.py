@@ -187,7 +187,7 @@ def test_a_reload_is_the_config_or_one_line_saying_why_not(caplog: pytest.LogCap
     def buggy() -> Config:
         raise KeyError("secret-looking-detail")
 
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="exporter.service"):
         why = loaded(buggy)
     assert why == "unexpected KeyError while loading the config (traceback at debug level)"
     assert "secret-looking-detail" not in why  # the reason reaches HTTP replies: no details
@@ -208,7 +208,7 @@ def test_the_error_line_names_the_kind_the_stage_and_a_short_printable_message(
         caplog: pytest.LogCaptureFixture) -> None:
     _, counter = _counter()
     guard = StageGuard(counter)
-    caplog.set_level(logging.DEBUG, logger="exporter")
+    caplog.set_level(logging.DEBUG, logger="exporter.service")
     error = ValueError("bad\nvalue\x1b[31m" + "x" * 300)
     guard.run("state", _raising(error), 0)
     error_line, debug_line = caplog.records
@@ -223,7 +223,7 @@ def test_the_error_line_names_the_kind_the_stage_and_a_short_printable_message(
 
 def test_an_error_without_a_message_says_so(caplog: pytest.LogCaptureFixture) -> None:
     _, counter = _counter()
-    caplog.set_level(logging.ERROR, logger="exporter")
+    caplog.set_level(logging.ERROR, logger="exporter.service")
     StageGuard(counter).run("keys", _raising(RuntimeError()), 0)
     assert caplog.records[0].getMessage().startswith(
         "unexpected RuntimeError in the poll loop's keys stage: (no message); the loop goes on")

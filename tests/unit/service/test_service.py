@@ -5,7 +5,9 @@ and catch-all, a reload accepted or rejected (its metrics and lines), what a rel
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.accounting.handoff import parse
+from exporter.accounting.snapshot import Snapshot
 from exporter.api.errors import ApiError
 from exporter.config import (
     AccountingConfig,
@@ -26,7 +29,7 @@ from exporter.config import (
     StateConfig,
     Target,
 )
-from exporter.core.usage import Reading
+from exporter.core.usage import Reading, Totals
 from exporter.polling.sharding import Shard
 from exporter.polling.supervisor import STAGES
 from exporter.polling.workers import WorkerPool
@@ -422,10 +425,12 @@ def test_without_the_cost_stage_the_counters_are_still_published(worlds: list[Wo
 def test_a_failing_state_stage_holds_what_was_published(worlds: list[World]) -> None:
     w = world(worlds, config())
     w.service.save_state = _boom  # type: ignore[method-assign]
-    held: list[object] = []
+    held: list[Snapshot] = []
     w.service.cache.hold = held.append  # type: ignore[assignment]
     w.service.run_cycle()
-    assert len(held) == 1 and not w.service.ready.is_set()
+    [snapshot] = held
+    assert [t.target for t in snapshot.targets] == [TARGET]  # this cycle's, health and all
+    assert not w.service.ready.is_set()
 
 
 def test_each_state_write_is_counted_by_outcome(worlds: list[World], tmp_path: Path) -> None:
@@ -455,3 +460,43 @@ def test_ready_once_no_target_waits_for_its_baseline_or_from_the_third_cycle(
     at_once.service._polled.poller.awaiting_baseline = lambda: False  # type: ignore[method-assign]
     at_once.service.run_cycle()
     assert at_once.service.ready.is_set()
+
+
+def test_the_bucket_meter_reports_to_the_services_metrics(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.service.buckets.additivity_error(TARGET.ident, Totals(tokens=5))
+    assert w.value("uminfer_api_additivity_errors_total") == 1
+
+
+def test_the_default_stack_retries_a_refused_call_with_jittered_backoff() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    clock = SkewClock(T0, 0)
+    cfg = config(api=ApiConfig(endpoint=f"http://127.0.0.1:{port}", public_key="p",
+                               private_key="s", timeout=2, rate_limit=0))
+    service = Service(cfg, clock, CollectorRegistry(), lambda: cfg)  # the real client
+    try:
+        began = clock.monotonic()
+        with pytest.raises(ApiError) as caught:
+            service._api.client.get_usage(TARGET, T0, T0 + 59, began + 30)
+    finally:
+        service.stop()
+    assert caught.value.category == "network"
+    assert clock.monotonic() > began + 1  # it waited between attempts
+
+
+def test_a_restart_keeps_when_each_parked_ledger_was_parked(tmp_path: Path) -> None:
+    state = StateConfig(str(tmp_path / "state.json"))
+    other = Target("k2", "m", "org")
+    first = World(config(state=state, targets=(TARGET, other)))
+    first.service.run_cycle()
+    first.clock.advance(600)  # parked later than the next start's clock reads at its load
+    first.config = config(state=state)
+    assert first.service.reload() is None  # k2 parked now
+    parked_at = int(first.service.api_clock.now())
+    assert first.service.stop()
+    second = World(config(state=state))
+    assert second.service.stop()
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert {ident: entry.get("parked_at") for ident, entry in saved["targets"].items()} == {
+        TARGET.ident: None, other.ident: parked_at}

@@ -22,6 +22,7 @@ from exporter.api.errors import ApiError
 from exporter.config import (
     AccountingConfig,
     ApiConfig,
+    BudgetConfig,
     Config,
     ConfigError,
     DiscoveryConfig,
@@ -34,7 +35,8 @@ from exporter.polling.sharding import Shard
 from exporter.polling.supervisor import STAGES
 from exporter.polling.workers import WorkerPool
 from exporter.service import ApiStack, Service
-from tests.fakeapi import FakeApi, SkewClock
+from exporter.simulator.buckets import BucketPolicy
+from tests.fakeapi import FakeApi, SkewClock, Use
 
 T0 = 1_700_006_400  # on the hour
 H = 3600
@@ -500,3 +502,21 @@ def test_a_restart_keeps_when_each_parked_ledger_was_parked(tmp_path: Path) -> N
     saved = json.loads((tmp_path / "state.json").read_text())
     assert {ident: entry.get("parked_at") for ident, entry in saved["targets"].items()} == {
         TARGET.ident: None, other.ident: parked_at}
+
+
+def test_the_api_bucket_gauge_shows_what_the_pollers_answers_told(worlds: list[World]) -> None:
+    w = world(worlds, config())
+    w.api.buckets = BucketPolicy(60)
+    for ts in range(T0 - H, T0 + 10 * 60, 97):
+        w.api.uses.setdefault(TARGET.ident, []).append(Use(ts, ts, 5))
+    for _ in range(10):
+        w.service.run_cycle()
+        w.clock.advance(60)
+    assert w.value("uminfer_api_bucket_seconds") == 60
+
+
+def test_the_seeding_gauge_counts_the_pollers_new_targets(worlds: list[World]) -> None:
+    w = world(worlds, config(budgets=(BudgetConfig("d", "daily", tokens=10),)))
+    assert w.value("uminfer_budget_seeding_targets") == 0
+    w.service.run_cycle()
+    assert w.value("uminfer_budget_seeding_targets") == 1  # its new ledger's seed is due

@@ -135,7 +135,7 @@ class Service:
         with self._cycle_lock:
             guard = self._guard  # an unexpected error costs its stage, not the loop
             if fetched is not None:
-                guard.run("peers", lambda: self._pairing.take(
+                guard.run("clock", lambda: self._pairing.take(
                     *fetched, config=self._config, poller=self._poller,
                     seeding=self._cost.seeding,
                     grid_of=grid_of(self._config)), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -186,8 +187,43 @@ def test_a_reload_is_the_config_or_one_line_saying_why_not(caplog: pytest.LogCap
     def buggy() -> Config:
         raise KeyError("secret-looking-detail")
 
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="exporter.service"):
         why = loaded(buggy)
     assert why == "unexpected KeyError while loading the config (traceback at debug level)"
     assert "secret-looking-detail" not in why  # the reason reaches HTTP replies: no details
-    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+    [debug] = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert (debug.getMessage(), debug.exc_info is not None) == (
+        "traceback of the failed config load", True)
+    assert debug.exc_info is not None and debug.exc_info[1] is not None
+    assert str(debug.exc_info[1]) == "'secret-looking-detail'"
+
+
+def _raising(error: Exception) -> Callable[[], int]:
+    def work() -> int:
+        raise error
+    return work
+
+
+def test_the_error_line_names_the_kind_the_stage_and_a_short_printable_message(
+        caplog: pytest.LogCaptureFixture) -> None:
+    _, counter = _counter()
+    guard = StageGuard(counter)
+    caplog.set_level(logging.DEBUG, logger="exporter.service")
+    error = ValueError("bad\nvalue\x1b[31m" + "x" * 300)
+    guard.run("state", _raising(error), 0)
+    error_line, debug_line = caplog.records
+    shown = "bad?value?[31m" + "x" * 186  # the first 200 characters, unprintable ones as ?
+    assert (error_line.levelname, error_line.getMessage()) == (
+        "ERROR", f"unexpected ValueError in the poll loop's state stage: {shown}; the loop goes "
+                 "on (counted in uminfer_poll_errors_total, traceback at debug level)")
+    assert (debug_line.levelname, debug_line.getMessage()) == (
+        "DEBUG", "traceback of the ValueError in the state stage")
+    assert debug_line.exc_info is not None and debug_line.exc_info[1] is error
+
+
+def test_an_error_without_a_message_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    _, counter = _counter()
+    caplog.set_level(logging.ERROR, logger="exporter.service")
+    StageGuard(counter).run("keys", _raising(RuntimeError()), 0)
+    assert caplog.records[0].getMessage().startswith(
+        "unexpected RuntimeError in the poll loop's keys stage: (no message); the loop goes on")

@@ -41,3 +41,10 @@ def test_expiry_is_said_once_per_batch_with_the_count_the_days_and_five_idents(
     with caplog.at_level(logging.INFO, logger="exporter.accounting.parked"):
         assert parked.expire(T0 + RETENTION + 1) == ["g"]
     assert caplog.messages == ["forgot 1 targets not polled for 31 days: g"]
+
+
+def test_unparking_targets_that_were_never_parked_is_harmless() -> None:
+    parked = Parked()
+    parked.park({"a": Ledger(T0, 3600, 600)}, {}, T0)
+    parked.unpark(["a", "b"])  # "b" is polled again without ever having been parked
+    assert parked.ledgers() == {} == parked.since()

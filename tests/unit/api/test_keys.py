@@ -14,9 +14,10 @@ import pytest
 import requests
 import responses
 
+from exporter.api import keys as keys_module
 from exporter.api.client import ApiClient
 from exporter.api.errors import ApiError
-from exporter.api.keys import ApiModel, KeyClient, parse_models
+from exporter.api.keys import ApiKey, ApiModel, KeyClient, parse_keys, parse_models
 from exporter.api.ratelimit import RateLimiter
 from exporter.config import ApiConfig, ModelPrice
 from exporter.core.clock import FakeClock
@@ -119,3 +120,89 @@ def test_a_retried_model_listing_names_the_key(rig: Rig,
         rig.keys.list_models("org-1", "k-1", 60.0)
     [said] = caplog.messages
     assert said.startswith("retrying GetUMInferAPIModel k-1 in ")
+
+
+# -- ListUMInferAPIKey ---------------------------------------------------------------------
+
+def test_a_key_row_is_read_field_by_field() -> None:
+    [key] = parse_keys(ok([{
+        "KeyId": "k-1", "Name": "team\x07a", "Status": "1", "ModelverseDisabled": True,
+        "GrantedModels": [{"ServedModelName": "a", "Name": "x"}, {"Name": "b"}, "c, d", ""],
+        "ExpireTime": 1_800_000_000, "DailyLimitAmount": "100.5", "DailyUsedAmount": "12.25",
+        "MonthlyLimitAmount": 3000, "MonthlyUsedAmount": 7.5, "Key": "sk-secret"}]))
+    assert key == ApiKey("k-1", "team\ufffda", 1, True, ("a", "b", "c", "d"), 1_800_000_000,
+                         Decimal("100.5"), Decimal("12.25"), Decimal(3000), Decimal("7.5"))
+
+
+@pytest.mark.parametrize(("field", "value", "read"), [
+    ("ExpireTime", -1, None), ("ExpireTime", 0, None), ("ExpireTime", "soon", None),
+    ("ExpireTime", "1800000000", 1_800_000_000),
+    ("DailyLimitAmount", "", None), ("DailyLimitAmount", "0", None),
+    ("DailyLimitAmount", "-5", None), ("DailyLimitAmount", None, None),
+    ("DailyUsedAmount", "", None), ("DailyUsedAmount", "lots", None),
+    ("DailyUsedAmount", "0", Decimal(0)),
+    ("ModelverseDisabled", 0, False), ("ModelverseDisabled", 1, True),
+    ("GrantedModels", "m", ("m",)), ("GrantedModels", None, ()),
+])
+def test_optional_fields_read_leniently(field: str, value: object, read: object) -> None:
+    names = {"ExpireTime": "expires", "DailyLimitAmount": "daily_limit",
+             "DailyUsedAmount": "daily_used", "ModelverseDisabled": "disabled",
+             "GrantedModels": "granted_models"}
+    [key] = parse_keys(ok([{"KeyId": "k", field: value}]))
+    assert getattr(key, names[field]) == read
+
+
+@pytest.mark.parametrize("data", [None, [], {"KeySet": []}, {"Keys": []}, {"Data": []}])
+def test_no_keys_in_any_known_shape(data: object) -> None:
+    assert parse_keys(ok(data)) == []
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("keys", "Data is neither a list nor an object holding one"),
+    ({"KeySet": "k"}, "Data is neither a list nor an object holding one"),
+    (["k"], "Data[0] is not an object"),
+    ([{"KeyId": "k"}, {"Name": "n"}], "Data[1].KeyId is not a non-empty string (NoneType)"),
+    ([{"KeyId": ""}], "Data[0].KeyId is not a non-empty string (str)"),
+    ([{"KeyId": "k\ud800"}], "Data[0].KeyId holds a lone surrogate"),
+    ([{"KeyId": "k", "Name": 5}], "Data[0].Name is not a non-empty string (int)"),
+    ([{"KeyId": "k", "Status": "on"}], "Data[0].Status is not an integer (str)"),
+    ([{"KeyId": "k", "GrantedModels": [5]}],
+     "Data[0].GrantedModels holds a int that is not a model name"),
+])
+def test_a_broken_key_row_is_named_by_place_and_type(rows: object, message: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_keys(ok(rows))
+    assert str(info.value) == f"invalid response: {message}"
+
+
+def test_unusable_keys_and_models_are_left_out_and_said_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="exporter.api.keys"):
+        keys = parse_keys(ok([{"KeyId": "bad\x01"}, {"KeyId": "k", "GrantedModels": "m,n\x02"}]))
+    assert [(k.key_id, k.granted_models) for k in keys] == [("k", ("m",))]
+    assert caplog.messages == [
+        "ListUMInferAPIKey: 2 keys or granted models left out (Data[0].KeyId holds a control "
+        "character first)"]
+
+
+def test_keys_are_listed_page_by_page_until_a_short_page(rig: Rig) -> None:
+    url = ENDPOINT + "?Action=ListUMInferAPIKey"
+    rig.rsps.add(responses.POST, url, json=ok([{"KeyId": f"k{i}"} for i in range(100)]))
+    rig.rsps.add(responses.POST, url, json=ok([{"KeyId": "last"}]))
+    keys = rig.keys.list_keys("org-1", 60.0)
+    assert [k.key_id for k in keys] == [f"k{i}" for i in range(100)] + ["last"]
+    assert [(f["Offset"], f["Limit"], f.get("ProjectId")) for f in rig.forms()] == [
+        ("0", "100", "org-1"), ("100", "100", "org-1")]
+
+
+def test_a_server_that_never_sends_a_short_page_is_stopped(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keys_module, "MAX_PAGES", 2)
+    url = ENDPOINT + "?Action=ListUMInferAPIKey"
+    for _ in range(2):
+        rig.rsps.add(responses.POST, url, json=ok([{"KeyId": f"k{i}"} for i in range(100)]))
+    with pytest.raises(ApiError) as info:
+        rig.keys.list_keys("", 60.0)
+    assert str(info.value) == (
+        "invalid response: ListUMInferAPIKey returned more than 2 full pages")
+    assert all("ProjectId" not in form for form in rig.forms())

@@ -166,6 +166,8 @@ def test_no_keys_in_any_known_shape(data: object) -> None:
     ([{"KeyId": "k\ud800"}], "Data[0].KeyId holds a lone surrogate"),
     ([{"KeyId": "k", "Name": 5}], "Data[0].Name is not a non-empty string (int)"),
     ([{"KeyId": "k", "Status": "on"}], "Data[0].Status is not an integer (str)"),
+    ([{"KeyId": "k", "ModelverseDisabled": "yes"}],
+     "Data[0].ModelverseDisabled is not an integer (str)"),
     ([{"KeyId": "k", "GrantedModels": [5]}],
      "Data[0].GrantedModels holds a int that is not a model name"),
 ])
@@ -206,3 +208,26 @@ def test_a_server_that_never_sends_a_short_page_is_stopped(
     assert str(info.value) == (
         "invalid response: ListUMInferAPIKey returned more than 2 full pages")
     assert all("ProjectId" not in form for form in rig.forms())
+
+
+def test_a_key_without_a_name_has_an_empty_one() -> None:
+    assert [k.name for k in parse_keys(ok([{"KeyId": "k"}]))] == [""]
+
+
+def test_an_empty_list_price_is_zero() -> None:
+    row = {"Name": "m", "Pricing": {"Prompt": "", "Completion": "8", "Currency": "CNY",
+                                   "UnitEn": "per 1M tokens"}}
+    assert parse_models(ok([row])) == [ApiModel(
+        "m", ModelPrice("m", Decimal(0), Decimal(8), currency="CNY"), None, "per 1M tokens")]
+
+
+@pytest.mark.parametrize(("project", "said"), [("org-1", "org-1"), ("", "default project")])
+def test_a_retried_key_listing_names_the_project(rig: Rig, caplog: pytest.LogCaptureFixture,
+                                                 project: str, said: str) -> None:
+    url = ENDPOINT + "?Action=ListUMInferAPIKey"
+    rig.rsps.add(responses.POST, url, json={"RetCode": 150})
+    rig.rsps.add(responses.POST, url, json=ok([]))
+    with caplog.at_level(logging.DEBUG, logger="exporter.api.client"):
+        assert rig.keys.list_keys(project, 60.0) == []
+    [message] = caplog.messages
+    assert message.startswith(f"retrying ListUMInferAPIKey {said} in ")

@@ -137,6 +137,7 @@ def test_a_key_row_is_read_field_by_field() -> None:
 @pytest.mark.parametrize(("field", "value", "read"), [
     ("ExpireTime", -1, None), ("ExpireTime", 0, None), ("ExpireTime", "soon", None),
     ("ExpireTime", "1800000000", 1_800_000_000),
+    ("ExpireTime", 1, 1),  # any positive time is an expiry (this one long past)
     ("DailyLimitAmount", "", None), ("DailyLimitAmount", "0", None),
     ("DailyLimitAmount", "-5", None), ("DailyLimitAmount", None, None),
     ("DailyUsedAmount", "", None), ("DailyUsedAmount", "lots", None),

@@ -101,9 +101,9 @@ def check_status(response: requests.Response, host: str, now: float) -> None:
     throttled = status == 429
     transient = throttled or status == 408 or status >= 500
     retry_after = _retry_after(response.headers.get("Retry-After"), now) if throttled else None
-    raise ApiError("http", f"HTTP {status} {response.reason or ''} from {host}".rstrip(),
-                   http_status=status, transient=transient, throttled=throttled,
-                   retry_after=retry_after)
+    said = f" {response.reason}" if response.reason else ""  # HTTP/1.1 lets it be empty
+    raise ApiError("http", f"HTTP {status}{said} from {host}", http_status=status,
+                   transient=transient, throttled=throttled, retry_after=retry_after)
 
 
 def _retry_after(value: str | None, now: float) -> float | None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from exporter.accounting.ledger import Ledger
 from exporter.accounting.parked import RETENTION, Parked
 
@@ -20,3 +24,27 @@ def test_a_parked_ledger_keeps_its_time_and_expires_after_the_retention() -> Non
     parked.unpark(["b"])
     assert parked.ledgers() == {} == parked.since()
 
+
+
+def test_expiry_is_said_once_per_batch_with_the_count_the_days_and_five_idents(
+        caplog: pytest.LogCaptureFixture) -> None:
+    parked = Parked()
+    idents = ["f", "e", "d", "c", "b", "a"]
+    parked.park({i: Ledger(T0, 3600, 600) for i in idents}, {}, T0)
+    with caplog.at_level(logging.INFO, logger="exporter.accounting.parked"):
+        assert parked.expire(T0 + 1 + 2 * 86400, retention=2 * 86400) == sorted(idents)
+        assert parked.expire(T0 + 10 * 86400, retention=2 * 86400) == []  # nothing left: silent
+    assert caplog.messages == ["forgot 6 targets not polled for 2 days: a, b, c, d, e"]
+    # The default retention is said in whole days.
+    caplog.clear()
+    parked.park({"g": Ledger(T0, 3600, 600)}, {}, T0)
+    with caplog.at_level(logging.INFO, logger="exporter.accounting.parked"):
+        assert parked.expire(T0 + RETENTION + 1) == ["g"]
+    assert caplog.messages == ["forgot 1 targets not polled for 31 days: g"]
+
+
+def test_unparking_targets_that_were_never_parked_is_harmless() -> None:
+    parked = Parked()
+    parked.park({"a": Ledger(T0, 3600, 600)}, {}, T0)
+    parked.unpark(["a", "b"])  # "b" is polled again without ever having been parked
+    assert parked.ledgers() == {} == parked.since()

@@ -155,3 +155,88 @@ def test_an_additivity_error_is_counted_and_said_once(caplog: pytest.LogCaptureF
     assert observer.errors == [8, 2]
     assert len(caplog.records) == 1
     assert "returned 8 tokens fewer than the sum" in caplog.records[0].getMessage()
+
+
+def test_two_single_labels_on_midnights_are_already_a_provider_day() -> None:
+    meter = BucketMeter()
+    meter.answered(SHANGHAI, UTC8, UTC8 + 600, (UTC8,))  # reads within a day: one label each
+    assert meter.width is None
+    meter.answered(SHANGHAI, UTC8 + DAY, UTC8 + DAY + 600, (UTC8 + DAY,))
+    assert meter.width == DAY
+
+
+def test_a_move_to_daily_buckets_is_followed_once_the_minute_labels_age_out() -> None:
+    zone = Grid("America/New_York")
+    nov = int(datetime.datetime(2023, 11, 1, 12, tzinfo=datetime.UTC).timestamp())
+    meter = BucketMeter()
+    meter.answered(zone, nov, nov + 600, (nov + 60, nov + 120))
+    assert meter.width == 60
+    midnights = [zone.start(nov + d * DAY) for d in range(1, 10)]  # across the 25-hour day
+    for a, b in itertools.pairwise(midnights):  # two-day audits, labelled at each midnight
+        meter.answered(zone, a, zone.end(b), (a, b))
+    assert meter.width == DAY  # not the 1 h a gcd of 24 and 25 h gives
+
+
+def test_sparse_minute_labels_on_midnights_are_not_taken_for_days() -> None:
+    # Minute buckets whose only usage falls in the first minute of each provider day: the
+    # spacing measured says minutes, the labels on the lines say nothing new.
+    meter = BucketMeter()
+    meter.answered(SHANGHAI, UTC8 - 600, UTC8 + 120, (UTC8 - 60, UTC8))
+    for day in range(1, 9):
+        meter.answered(SHANGHAI, UTC8 + day * DAY, UTC8 + day * DAY + 600, (UTC8 + day * DAY,))
+    assert meter.width == 60
+
+
+def test_answers_with_one_label_keep_the_spacing_measured_before() -> None:
+    meter = BucketMeter()
+    grid = Grid.every(60)
+    meter.answered(grid, T0, T0 + 600, (T0, T0 + 60))
+    for i in range(1, 10):
+        meter.answered(grid, T0 + i * H, T0 + i * H + 600, (T0 + i * H + 120,))
+    assert meter.width == 60
+
+
+def test_a_spacing_that_divides_no_day_is_said_as_no_width(caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    meter = BucketMeter()
+    grid = Grid.every(60)
+    meter.answered(grid, T0, T0 + 600, (T0, T0 + 60))
+    with caplog.at_level(logging.INFO, logger="exporter.api.buckets"):
+        for i in range(8):  # 7-minute labels push the minute ones out
+            meter.answered(grid, T0 + i * H, T0 + i * H + 900, (T0 + i * H, T0 + i * H + 420))
+    assert meter.width is None
+    assert caplog.messages == [
+        "the API's buckets changed: no fixed width fits its recent labels"]
+
+
+def test_each_warning_is_said_once_in_its_own_words(caplog: pytest.LogCaptureFixture) -> None:
+    meter = BucketMeter(Observer())
+    with caplog.at_level(logging.WARNING, logger="exporter.api.buckets"):
+        for _ in range(2):
+            meter.answered(SHANGHAI, T0 + 16 * H, T0 + 20 * H, (T0,))
+            meter.additivity_error("p/k/m", Totals(tokens=8))
+            meter.answered(SHANGHAI, T0, T0 + 600, (T0 * 1000,))
+    assert caplog.messages == [
+        f"an answer for a range starting at {T0 + 16 * H}, a midnight of days of Asia/Shanghai, "
+        f"labels usage at {T0}: the API's buckets straddle that midnight, so its days start in "
+        "another time zone; set api.time_zone to the zone the cloud cuts its days in (counting "
+        "stays exact only where its totals are)",
+        "target p/k/m: one read over settled periods returned 8 tokens fewer than the sum of "
+        "their final readings; likely cause: windows rounded outward to buckets that straddle a "
+        "midnight of api.time_zone, or usage lowered after it settled (counters may be too high "
+        "by that much)",
+        f"an answer for [{T0}, {T0 + 600}] labels usage {T0 * 1000}, which is no bucket start of "
+        "that range (Usages[].Timestamp not in Unix seconds?): such labels are ignored"]
+
+
+@pytest.mark.parametrize(("labels", "odd"), [
+    ((T0 - DAY, T0), T0 - DAY),  # a day before the start: too early
+    ((T0 - DAY + 1, T0 + 600, T0 + 601), T0 + 601),  # the range's last second is plausible
+])
+def test_the_first_implausible_label_is_the_one_said(caplog: pytest.LogCaptureFixture,
+                                                     labels: tuple[int, ...], odd: int) -> None:
+    meter = BucketMeter()
+    with caplog.at_level(logging.WARNING, logger="exporter.api.buckets"):
+        meter.answered(Grid.every(60), T0, T0 + 600, labels)
+    [said] = [m for m in caplog.messages if "which is no bucket start" in m]
+    assert f"labels usage {odd}, which" in said

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -436,3 +437,146 @@ def test_only_the_apis_own_answers_tell_its_time() -> None:
         with pytest.raises(ApiError):
             client.get_usage(TARGET, START, END, clock.monotonic() + 0.1)
         assert api_clock.known and api_clock.now() == START
+
+
+# --- learning the API's clock before any answer has told it ---
+
+class ClockRig:
+    """A client with an API clock, and a plain GET of the endpoint mocked."""
+
+    def __init__(self, rsps: responses.RequestsMock, rate: float = 0, burst: int = 5) -> None:
+        self.rsps = rsps
+        self.clock = FakeClock(START)
+        self.api_clock = ApiClock(self.clock)
+        self.limiter = RateLimiter(rate=rate, burst=burst, clock=self.clock)
+        self.client = ApiClient(API, requests.Session(), self.clock, random.Random(0),
+                                self.limiter, Recorder(), self.api_clock)
+
+    def sync(self, deadline: float = 60.0) -> str | None:
+        return self.client.sync_clock(self.clock.monotonic() + deadline)
+
+
+def test_a_plain_get_teaches_the_apis_clock_from_any_answer() -> None:
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps)
+        rsps.add(responses.GET, ENDPOINT, status=302, headers={
+            "Location": "https://elsewhere.example.test/",  # not followed
+            "Date": email.utils.formatdate(START + 3600, usegmt=True)})
+        assert rig.sync() is None
+        assert rig.api_clock.known and rig.api_clock.now() == START + 3600
+        assert len(rsps.calls) == 1
+        assert rig.sync() is None  # known now: nothing more is sent
+        assert len(rsps.calls) == 1
+
+
+def test_without_an_api_clock_nothing_is_sent() -> None:
+    with responses.RequestsMock() as rsps:
+        clock = FakeClock(START)
+        client = ApiClient(API, requests.Session(), clock, random.Random(0),
+                           RateLimiter(rate=0, burst=1, clock=clock), Recorder())
+        assert client.sync_clock(clock.monotonic() + 60) is None
+        assert len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize("left", [0.0, -1.0])
+def test_no_time_left_sends_nothing(left: float) -> None:
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps)
+        assert rig.sync(left) is None
+        assert len(rsps.calls) == 0 and not rig.api_clock.known
+
+
+def test_no_token_before_the_deadline_sends_nothing() -> None:
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps, rate=1, burst=1)
+        assert rig.limiter.acquire(rig.clock.monotonic() + 1)  # the one token is gone
+        assert rig.sync(0.5) is None
+        assert len(rsps.calls) == 0
+
+
+@pytest.mark.parametrize(("left", "said"), [(60.0, "30.0"), (2.5, "2.5")])
+def test_a_get_that_times_out_says_how_long_it_waited(left: float, said: str) -> None:
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps)
+        rsps.add(responses.GET, ENDPOINT, body=requests.ConnectTimeout("slow"))
+        assert rig.sync(left) == f"no answer from api.example.test within {said}s"
+
+
+def test_a_get_that_cannot_connect_says_why() -> None:
+    refused = requests.ConnectionError("wrapper")
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps)
+        rsps.add(responses.GET, ENDPOINT, body=refused)
+        assert rig.sync() == "cannot reach api.example.test: connection refused"
+        assert not rig.api_clock.known
+
+
+def test_the_plain_get_streams_within_the_time_left_from_a_running_clock() -> None:
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps)
+        rig.clock.advance(1000)  # a monotonic clock that has run
+        rsps.add(responses.GET, ENDPOINT, status=404,
+                 headers={"Date": email.utils.formatdate(START, usegmt=True)})
+        assert rig.sync(0.75) is None  # under a second left is still time to ask
+        kwargs = rsps.calls[0].request.req_kwargs  # type: ignore[attr-defined]
+        assert (kwargs["timeout"], kwargs["stream"]) == (0.75, True)
+        assert rig.api_clock.known
+
+
+def test_a_failed_plain_get_is_logged_at_debug_naming_host_and_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    refused = requests.ConnectionError("wrapper")
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    with responses.RequestsMock() as rsps:
+        rig = ClockRig(rsps)
+        rsps.add(responses.GET, ENDPOINT, body=refused)
+        with caplog.at_level(logging.DEBUG, logger="exporter.api.client"):
+            rig.sync()
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("exporter.api.client", "API clock not learned from api.example.test: Connection refused")]
+
+
+def test_a_retry_is_logged_at_debug_with_action_target_pause_and_error(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    rig.reply({"RetCode": 150, "Message": "busy"})
+    rig.reply()
+    with caplog.at_level(logging.DEBUG, logger="exporter.api.client"):
+        rig.get()
+    [pause] = rig.clock.sleeps
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [(
+        "exporter.api.client", f"retrying GetUMInferTokenUsage {TARGET.ident} in {pause:.2f}s "
+        "after: RetCode 150 (service unavailable): busy")]
+
+
+@pytest.mark.parametrize("left", [0.0, -5.0])
+def test_no_time_left_is_a_transient_timeout_before_any_call(rig: Rig, left: float) -> None:
+    rig.clock.advance(100)
+    with pytest.raises(ApiError) as info:
+        rig.get(deadline=rig.clock.monotonic() + left)
+    assert str(info.value) == "deadline reached before the first call"
+    assert (info.value.category, info.value.transient) == ("timeout", True)
+    assert len(rig.rsps.calls) == 0
+
+
+def test_a_running_clock_caps_the_attempt_and_times_it(rig: Rig) -> None:
+    rig.clock.advance(100)
+    rig.reply()
+    rig.get(deadline=rig.clock.monotonic() + 12.5)
+    assert rig.rsps.calls[0].request.req_kwargs["timeout"] == 12.5  # type: ignore[attr-defined]
+    assert rig.observer.events == [("success", "0", 0.0)]
+
+
+def test_a_one_second_window_is_read(rig: Rig) -> None:
+    rig.reply()
+    assert rig.client.get_usage(TARGET, START, START, 60.0).totals == EXPECTED
+    assert (rig.form()["StartTime"], rig.form()["EndTime"]) == (str(START), str(START))
+
+
+def test_errors_name_the_apis_host(rig: Rig) -> None:
+    rig.rsps.add(responses.POST, URL, body="<html>", status=200)
+    with pytest.raises(ApiError, match=r"^invalid response: body from api\.example\.test is not"):
+        rig.get()
+    rig.rsps.add(responses.POST, URL, body="", status=404)
+    with pytest.raises(ApiError, match=r"^HTTP 404 Not Found from api\.example\.test$"):
+        rig.get()

@@ -137,3 +137,27 @@ def test_threads_share_one_budget() -> None:
         thread.join()
     # 200 tokens at 1000/s with a burst of 1 cannot be handed out in under 199 ms.
     assert clock.monotonic() - began >= 0.199
+
+
+def test_a_call_at_its_deadline_still_goes() -> None:
+    clock = FakeClock()
+    clock.advance(5)
+    assert RateLimiter(rate=0, burst=1, clock=clock).acquire(deadline=5)
+    assert RateLimiter(rate=1, burst=1, clock=clock).acquire(deadline=5)
+
+
+def test_each_success_steps_a_fiftieth_of_the_configured_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=20, burst=1, clock=clock)
+    limiter.throttled()
+    limiter.succeeded()
+    assert limiter.current_rate == pytest.approx(10 + 20 / 50)
+
+
+def test_a_rate_of_exactly_one_recovers_too() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=2, burst=1, clock=clock)
+    limiter.throttled()
+    assert limiter.current_rate == 1
+    limiter.succeeded()
+    assert limiter.current_rate == pytest.approx(1 + 2 / 50)

@@ -479,53 +479,6 @@ def test_the_widest_sane_integers_load() -> None:
     assert led.settled_totals().tokens == 2**62 - 1
 
 
-def _usage(events: list[tuple[int, int]], start: int, end: int) -> Totals:
-    return tok(sum(n for ts, n in events if start <= ts <= end))
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.integers(0, 6 * DAY), st.integers(0, 5 * DAY), st.integers(60, 3 * H),
-       st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**32))
-def test_a_ledger_begun_at_an_earlier_origin_only_grows_and_ends_exact(
-        start: int, before: int, step: int, polls: int, max_reads: int, seed: int) -> None:
-    """``accounting.origin`` set on a ledger that began at its first poll (a pair formed from
-    a running exporter): at any start time, with sparse usage and paced catch-up, its counters
-    never go down and, once everything has settled, equal the usage since the origin's day."""
-    grid, settle = Grid.every(DAY), 600
-    t0 = T0 + start
-    rng = __import__("random").Random(seed)
-    events = [(ts, rng.randint(1, 9)) for ts in sorted(rng.sample(range(t0 - 8 * DAY,
-                                                                        t0 + 2 * DAY), 40))]
-    led = Ledger(grid.start(t0), grid, settle, fresh=True, audit=True)
-    now, last = t0, ZERO
-
-    def poll() -> None:
-        nonlocal last
-        for read in led.plan(now, max_reads):
-            truth = _usage(events, read.start, min(read.end, now))
-            led.record(read, truth, now)
-        assert led.counters().dominates(last)
-        last = led.counters()
-
-    for _ in range(polls):
-        poll()
-        now += step
-    origin = grid.start(t0 - before)
-    expected = origin < led.origin or led.baseline != ZERO
-    assert led.begin_at(origin) == expected
-    assert led.counters().dominates(last)
-    last = led.counters()
-    assert led.origin == origin and led.counts_from(origin)
-    assert not led.begin_at(origin)
-    led = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))  # survives a restart
-    end = now + 3 * DAY  # everything settled, the catch-up done at one read a poll
-    while now < end:
-        poll()
-        now += step
-    assert led.counters() == _usage(events, origin, now - step)
-    assert led.settled_totals() == _usage(events, origin, led.settled_until())
-
-
 def test_a_ledger_that_began_before_the_origin_keeps_counting_from_there() -> None:
     led = Ledger(T0, H, 600)
     (read,) = led.plan(T0 + 100)
@@ -545,3 +498,93 @@ def test_keep_counts_takes_the_larger_of_each_problem_count() -> None:
         tok(500), 4, {"rejected": 9, "throttled": 60})
     assert (theirs.skipped_seconds, theirs.additivity_errors, theirs.additivity_excess) == (
         30, 2, tok(3))
+
+
+# --- Edges the fast tests pin one by one (mutation survivors, #33) ---
+
+def test_retune_widens_each_open_stretch_on_a_new_line_up_to_the_next_read_one() -> None:
+    led = Ledger(T0, H, 0)
+    for start in (T0, T0 + 2 * H, T0 + 4 * H, T0 + 6 * H):
+        led.record(Read(start, start + 10, (start,)), tok(1), start + 10)
+    led.retune(4 * H, 0)  # lines at T0 and T0 + 4 h: those two widen, each up to the next read
+    assert led.counters() == tok(4)  # nothing read is lost or counted twice
+    assert [(r.start, r.end) for r in led.plan(T0 + 6 * H + 20)] == [
+        (T0, T0 + 2 * H - 1), (T0 + 2 * H, T0 + 3 * H - 1), (T0 + 3 * H, T0 + 4 * H - 1),
+        (T0 + 4 * H, T0 + 6 * H - 1), (T0 + 6 * H, T0 + 6 * H + 20)]
+
+
+def test_retune_keeps_a_settled_stretch_whole_and_widens_the_open_ones_after_it() -> None:
+    led = Ledger(T0, H, 0)
+    # Hour 2 is settled but waits for hours 0 and 1; hour 4 is read in part.
+    led.record(Read(T0 + 2 * H, T0 + 3 * H - 1, (T0 + 2 * H,)), tok(2), T0 + 3 * H)
+    led.record(Read(T0 + 4 * H, T0 + 4 * H + 10, (T0 + 4 * H,)), tok(1), T0 + 4 * H + 10)
+    led.retune(2 * H, 0)
+    assert [(r.start, r.end) for r in led.plan(T0 + 5 * H + 20)] == [
+        (T0, T0 + 2 * H - 1), (T0 + 3 * H, T0 + 4 * H - 1), (T0 + 4 * H, T0 + 5 * H + 20)]
+
+
+def test_read_frontier_passes_stretches_read_whole_and_stops_where_reading_stopped() -> None:
+    led = Ledger(T0, H, 600)
+    assert led.read_frontier() == T0
+    led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
+    assert led.read_frontier() == T0 + 101
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(2), T0 + H + 5)  # read whole, still open
+    assert led.read_frontier() == T0 + H
+    led.record(Read(T0 + H, T0 + H + 5, (T0 + H,)), tok(0), T0 + H + 5)
+    assert led.read_frontier() == T0 + H + 6
+    led.record(Read(T0 + 3 * H, T0 + 3 * H + 5, (T0 + 3 * H,)), tok(0), T0 + 3 * H + 5)
+    led.record(Read(T0 + H, T0 + 2 * H - 1, (T0 + H,)), tok(0), T0 + 2 * H + 5)
+    assert led.read_frontier() == T0 + 2 * H  # hour 2 was never read: the gap comes first
+
+
+def test_read_frontier_passes_what_was_counted_before_an_earlier_origin() -> None:
+    led = Ledger(T0 + H, H, 600)
+    led.record(Read(T0 + H, T0 + 2 * H - 1, (T0 + H,)), tok(5), T0 + 2 * H + 600)  # closed
+    assert led.begin_at(T0)  # its closed hour becomes one stretch read before, kept open
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(1), T0 + H)  # read whole, not settled yet
+    assert led.read_frontier() == T0 + 2 * H  # the counted hour is covered: read on after it
+
+
+def test_a_current_read_given_up_gives_up_its_whole_stretch_and_survives_a_restart() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 100, (T0,)), tok(3), T0 + 100)  # hour 0 open: nothing closes
+    current = led.plan(T0 + H + 50)[-1]
+    assert current == Read(T0 + H, T0 + H + 50, (T0 + H,))
+    assert led.give_up(current, "http") == H  # the rest of the hour is not read apart
+    saved = led.to_dict()["open"][-1]
+    assert (saved["start"], saved["end"], saved["final"], saved["read_to"]) == (
+        T0 + H, T0 + 2 * H - 1, True, T0 + H + 50)
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    assert [(r.start, r.end) for r in restored.plan(T0 + 2 * H + 10)] == [
+        (T0, T0 + H - 1), (T0 + 2 * H, T0 + 2 * H + 10)]
+
+
+def test_rebase_stops_at_a_recent_stretch_and_adds_to_earlier_skips() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)  # old, never settled
+    now = T0 + 3 * DAY
+    led.record(Read(now - H, now - H + 10, (now - H,)), tok(2), now - H + 10)  # recent
+    # Up to the day kept: the old hour's reading is kept, its unsettled time skipped.
+    assert led.rebase(now, DAY) == 2 * DAY
+    assert (led.settled_until(), led.counters()) == (now - DAY - 1, tok(3))
+    assert led.to_dict()["audits"] == []
+    led.record(Read(now - H, now - 1, (now - H,)), tok(2), now + 600)  # settled, not closed:
+    assert led.settled_until() == now - DAY - 1  # the unread day before it comes first
+    assert led.rebase(now + 5 * DAY, DAY) == 5 * DAY - H  # its settled hour is not skipped
+    assert led.skipped_seconds == 2 * DAY + 5 * DAY - H  # summed over restarts
+
+
+def test_rebase_keeps_a_stretch_of_an_older_grid_that_ends_on_the_limit() -> None:
+    led = Ledger(T0 + 1, H, 600, offset=1)  # an API whose hours began a second later
+    led.record(Read(T0 + 1, T0 + 100, (T0 + 1,)), tok(1), T0 + 100)
+    led.retune(H, 600)  # its stretch [T0 + 1, T0 + H] now ends on a line
+    assert led.rebase(T0 + H + DAY, DAY) == 0  # keeps from T0 + H: inside the read stretch
+    assert led.plan(T0 + H + DAY)[0].start == T0 + 1
+
+
+def test_keep_counts_keeps_revised_away_and_a_reason_given_up_for_no_seconds() -> None:
+    mine, theirs = Ledger(T0, H, 600), Ledger(T0, H, 600)
+    mine.revised_away, theirs.revised_away = tok(7), tok(2)
+    mine.given_up = {"timeout": 0}
+    theirs.keep_counts(mine)
+    assert (theirs.revised_away, theirs.given_up) == (tok(7), {"timeout": 0})

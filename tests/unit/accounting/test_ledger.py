@@ -588,3 +588,92 @@ def test_keep_counts_keeps_revised_away_and_a_reason_given_up_for_no_seconds() -
     mine.given_up = {"timeout": 0}
     theirs.keep_counts(mine)
     assert (theirs.revised_away, theirs.given_up) == (tok(7), {"timeout": 0})
+
+
+def test_counts_from_only_an_origin_it_begins_at_without_a_baseline() -> None:
+    assert Ledger(T0, H, 600).counts_from(T0)
+    assert not Ledger(T0, H, 600).counts_from(T0 - H)
+    fresh = Ledger(T0, H, 600, fresh=True)
+    assert not fresh.counts_from(T0)  # its first reading will be left out
+    (read,) = fresh.plan(T0 + 100)
+    fresh.record(read, tok(4), T0 + 100)
+    assert not fresh.fresh and not fresh.counts_from(T0)  # it was: 4 tokens as a baseline
+
+
+def test_begin_at_its_own_day_counts_the_baseline_it_left_out() -> None:
+    led = Ledger(T0, H, 600, fresh=True)
+    (read,) = led.plan(T0 + 100)
+    led.record(read, tok(4), T0 + 100)
+    assert led.counters() == ZERO
+    assert led.begin_at(T0)  # the same origin, but not counting from it
+    assert (led.counters(), led.counts_from(T0)) == (tok(4), True)
+    assert not led.begin_at(T0)  # once
+
+
+def test_begin_at_an_earlier_origin_keeps_an_open_reading_when_nothing_closed() -> None:
+    led = Ledger(T0 + H, H, 600)
+    led.record(Read(T0 + H, T0 + H + 100, (T0 + H,)), tok(3), T0 + H + 100)
+    assert led.begin_at(T0)
+    assert led.counters() == tok(3)
+    assert [(r.start, r.end) for r in led.plan(T0 + H + 200)] == [
+        (T0, T0 + H - 1), (T0 + H, T0 + H + 200)]
+
+
+def test_begin_at_an_earlier_origin_keeps_what_was_counted_as_one_stretch_read_before() -> None:
+    led = Ledger(T0 + H, H, 600, fresh=True, audit=True)
+    (first,) = led.plan(T0 + H + 100)
+    led.record(first, tok(4), T0 + H + 100)  # the baseline: 4
+    for hour in (1, 2):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(10), start + H + 600)
+    assert (led.counters(), led.settled_until()) == (tok(16), T0 + 3 * H - 1)
+    assert led.begin_at(T0)
+    assert (led.origin, led.fresh, led.began) == (T0, False, None)
+    assert led.counters() == tok(20)  # the baseline is counted now too
+    assert led.settled_until() == T0 - 1  # the hour before is read like any catch-up
+    data = led.to_dict()
+    assert (data["open"], data["audits"]) == ([{
+        "start": T0 + H, "end": T0 + 3 * H - 1, "totals": tok(20).as_dict(), "final": True,
+        "read_to": T0 + H - 1}], [])  # never read as one: not read again, not audited
+    assert [(r.start, r.end) for r in led.plan(T0 + 3 * H + 700)] == [
+        (T0, T0 + H - 1), (T0 + 3 * H, T0 + 3 * H + 700)]
+
+
+def test_what_was_counted_before_an_earlier_origin_may_span_days_and_reloads() -> None:
+    led = Ledger(T0 + DAY, H, 0)
+    for start in range(T0 + DAY, T0 + 3 * DAY, H):
+        led.record(Read(start, start + H - 1, (start,)), tok(1), start + H)
+    assert led.begin_at(T0)
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    assert restored.counters() == tok(48)
+    assert restored.to_dict() == led.to_dict()
+
+
+@pytest.mark.parametrize(("start", "end", "read_to", "ok"), [
+    (T0, T0 + 2 * DAY, T0 - 1, True),  # counted before an earlier origin, never read as one
+    (T0, T0 + 2 * DAY, T0 + 2 * DAY, False),  # read as one: at most a day
+    (-(2**61), 2**61 - 1, -(2**61) - 1, True),
+    (-(2**61), 2**61, -(2**61) - 1, False),  # 2**62 seconds: damage
+])
+def test_a_saved_settled_stretch_is_bounded_by_how_it_was_read(start: int, end: int,
+                                                               read_to: int, ok: bool) -> None:
+    data = {**Ledger(start, H, 0).to_dict(),
+            "open": [{"start": start, "end": end, "totals": {"tokens": 1}, "final": True,
+                      "read_to": read_to}]}
+    if ok:
+        assert Ledger.from_dict(data).counters() == Totals(tokens=1)
+    else:
+        with pytest.raises(ValueError, match=r"is empty or longer than a day"):
+            Ledger.from_dict(data)
+
+
+def test_a_ledger_saved_before_grids_of_days_loads_on_its_fixed_grid() -> None:
+    data = Ledger(T0 + 1800, H, 600, offset=1800).to_dict()
+    del data["grid"]
+    data.update(period=H, offset=1800)
+    led = Ledger.from_dict(data)
+    assert led.grid == Grid.every(H, 1800)
+    assert [(r.start, r.end) for r in led.plan(T0 + 2 * H)] == [
+        (T0 + 1800, T0 + H + 1799), (T0 + H + 1800, T0 + 2 * H)]
+    del data["offset"]  # older still: hours from zero
+    assert Ledger.from_dict({**data, "origin": T0, "cursor": T0}).grid == Grid.every(H)

@@ -363,19 +363,19 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_on_restart_accounting_origin_applies_and_both_kinds_of_ledger_are_told(
         caplog: pytest.LogCaptureFixture) -> None:
-    late, early = begun_late(), begun_early()
-    result = restart({"p/late": late, "p/early": early}, T0 + H + 20, HOURS, 600, 86400,
-                     origin=T0)
-    assert result.ledgers["p/late"].counts_from(T0)  # counts from the origin now
-    assert result.ledgers["p/early"].origin == T0 - H  # counters never go down
+    late, early = "p/" + "l" * 300, "p/" + "e" * 300  # named in a log line: cut at 200
+    loaded = {late: begun_late(), "p/late": begun_late(), early: begun_early()}
+    result = restart(loaded, T0 + H + 20, HOURS, 600, 86400, origin=T0)
+    assert result.ledgers[late].counts_from(T0)  # counts from the origin now
+    assert result.ledgers[early].origin == T0 - H  # counters never go down
     assert _warnings(caplog) == [
-        "1 targets began counting after accounting.origin's day (p/late first): they count "
-        "from it now; what they counted stays and the time before is read from the API "
+        f"2 targets began counting after accounting.origin's day ({late[:200]} first): they "
+        "count from it now; what they counted stays and the time before is read from the API "
         "(uminfer_catchup_remaining_seconds)",
-        "1 targets began counting before accounting.origin's day (p/early first): they keep "
-        "counting from there, since counters never go down; a peer refuses their ledgers and "
-        "counts less. Remove the state file to count from the origin (their counters start "
-        "again once)"]
+        f"1 targets began counting before accounting.origin's day ({early[:200]} first): they "
+        "keep counting from there, since counters never go down; a peer refuses their ledgers "
+        "and counts less. Remove the state file to count from the origin (their counters "
+        "start again once)"]
 
 
 def test_a_reload_applies_accounting_origin_but_tells_only_of_ledgers_begun_after_it(

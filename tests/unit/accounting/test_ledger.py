@@ -677,3 +677,94 @@ def test_a_ledger_saved_before_grids_of_days_loads_on_its_fixed_grid() -> None:
         (T0 + 1800, T0 + H + 1799), (T0 + H + 1800, T0 + 2 * H)]
     del data["offset"]  # older still: hours from zero
     assert Ledger.from_dict({**data, "origin": T0, "cursor": T0}).grid == Grid.every(H)
+
+
+def test_a_fresh_ledger_and_when_it_began_survive_a_restart() -> None:
+    led = Ledger(T0, H, 600, fresh=True)
+    assert Ledger.from_dict(json.loads(json.dumps(led.to_dict()))).fresh  # still to begin
+    (read,) = led.plan(T0 + 100)
+    led.record(read, tok(4), T0 + 90)
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    assert (restored.fresh, restored.began, restored.baseline) == (False, T0 + 90, tok(4))
+
+
+def test_a_ledger_saved_before_baselines_and_additivity_loads_without_them() -> None:
+    data = Ledger(T0, H, 600).to_dict()
+    for key in ("fresh", "baseline", "began", "additivity_errors", "additivity_excess"):
+        del data[key]
+    led = Ledger.from_dict(data)
+    assert (led.fresh, led.baseline, led.began) == (False, ZERO, None)
+    assert (led.additivity_errors, led.additivity_excess) == (0, ZERO)
+
+
+def test_queued_audits_survive_a_restart() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    for hour in (0, 1):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(5), start + H + 600)
+    assert len(led.to_dict()["audits"]) == 2  # two contiguous closed hours wait
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
+    now = T0 + 2 * H + 1200 + H
+    assert restored.plan(now) == led.plan(now)
+    assert restored.plan(now)[-1] == Read(T0, T0 + 2 * H - 1, (T0, T0 + H), "audit")
+
+
+def test_a_saved_open_stretch_at_the_origin_must_not_read_below_the_baseline() -> None:
+    data = {**Ledger(T0, H, 600).to_dict(), "baseline": {"tokens": 5},
+            "open": [{"start": T0, "end": T0 + H - 1, "totals": {"tokens": 1}, "final": False,
+                      "read_to": T0 + 10}]}
+    with pytest.raises(ValueError) as caught:
+        Ledger.from_dict(data)
+    assert str(caught.value) == f"open stretch at {T0} reads below the baseline"
+    data["open"][0]["start"] = T0 + 1  # elsewhere, a reading is only its own
+    assert Ledger.from_dict(data).counters() == Totals(tokens=1)
+
+
+def test_an_audit_for_stretches_not_queued_is_ignored() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    assert not led.record(Read(T0, T0 + H - 1, (), "audit"), tok(9), T0 + H)  # nothing queued
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    stale = led.record(Read(T0 + 10, T0 + H - 1, (T0 + 10,), "audit"), tok(9), T0 + 3 * H)
+    assert stale.applied is False
+    assert (led.late_after_settle, len(led.to_dict()["audits"])) == (ZERO, 1)
+
+
+def test_additivity_errors_add_up() -> None:
+    led = Ledger(T0, H, 0, audit=True)
+    for hour in range(4):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(10), start + H)
+    for read in (Read(T0, T0 + H - 1, (T0,), "audit"),
+                 Read(T0 + H, T0 + H * 2 - 1, (T0 + H,), "audit")):
+        assert led.record(read, tok(7), T0 + 6 * H).shortfall == tok(3)
+    assert (led.additivity_errors, led.additivity_excess) == (2, tok(6))
+
+
+def test_a_catch_up_keeps_the_current_read_of_a_stretch_of_an_older_grid() -> None:
+    led = Ledger(T0, 2 * H, 600)
+    led.record(Read(T0 + 5 * DAY, T0 + 5 * DAY + 10, (T0 + 5 * DAY,)), tok(1),
+               T0 + 5 * DAY + 10)
+    led.retune(H, 600)  # the two-hour stretch already read stays whole
+    now = T0 + 5 * DAY + H + 100
+    assert led.plan(now, max_reads=3)[-1] == Read(T0 + 5 * DAY, now, (T0 + 5 * DAY,))
+
+
+def test_a_catch_up_keeps_the_newest_read_only_while_it_is_not_closing() -> None:
+    # Read on a grid of hours from the half hour, and then on hours again: a stretch starting
+    # inside the current hour was read already.
+    led = Ledger(T0, H, 0)
+    led.retune(H, 0, offset=1800)
+    later = T0 + 5 * DAY + 1800
+    led.record(Read(later, later + 10, (later,)), tok(1), later + 10)
+    led.retune(H, 0)
+    current = led.plan(later - 2, max_reads=3)
+    assert current[-1] == Read(T0 + 5 * DAY, later - 2, (T0 + 5 * DAY,))
+    closing = led.plan(later - 1, max_reads=3)  # [day 5, later - 1] closes now: read as old
+    assert [(r.start, r.end) for r in closing] == [
+        (T0, T0 + DAY - 1), (T0 + DAY, T0 + 2 * DAY - 1), (T0 + 2 * DAY, T0 + 3 * DAY - 1)]
+
+
+def test_a_catch_up_keeps_the_current_hour_until_it_closes() -> None:
+    led = Ledger(T0, H, 600)
+    now = T0 + 5 * DAY + H - 100  # the current hour ends in 100 s, settles 600 s later
+    assert led.plan(now, max_reads=3)[-1] == Read(T0 + 5 * DAY, now, (T0 + 5 * DAY,))

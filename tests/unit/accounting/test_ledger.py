@@ -713,9 +713,8 @@ def test_a_saved_open_stretch_at_the_origin_must_not_read_below_the_baseline() -
     data = {**Ledger(T0, H, 600).to_dict(), "baseline": {"tokens": 5},
             "open": [{"start": T0, "end": T0 + H - 1, "totals": {"tokens": 1}, "final": False,
                       "read_to": T0 + 10}]}
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=rf"^open stretch at {T0} reads below the baseline$"):
         Ledger.from_dict(data)
-    assert str(caught.value) == f"open stretch at {T0} reads below the baseline"
     data["open"][0]["start"] = T0 + 1  # elsewhere, a reading is only its own
     assert Ledger.from_dict(data).counters() == Totals(tokens=1)
 
@@ -757,6 +756,8 @@ def test_a_catch_up_keeps_the_newest_read_only_while_it_is_not_closing() -> None
     later = T0 + 5 * DAY + 1800
     led.record(Read(later, later + 10, (later,)), tok(1), later + 10)
     led.retune(H, 0)
+    # At its start: that stretch, never read less far than before.
+    assert led.plan(later, max_reads=3)[-1] == Read(later, later + 10, (later,))
     current = led.plan(later - 2, max_reads=3)
     assert current[-1] == Read(T0 + 5 * DAY, later - 2, (T0 + 5 * DAY,))
     closing = led.plan(later - 1, max_reads=3)  # [day 5, later - 1] closes now: read as old
@@ -768,3 +769,75 @@ def test_a_catch_up_keeps_the_current_hour_until_it_closes() -> None:
     led = Ledger(T0, H, 600)
     now = T0 + 5 * DAY + H - 100  # the current hour ends in 100 s, settles 600 s later
     assert led.plan(now, max_reads=3)[-1] == Read(T0 + 5 * DAY, now, (T0 + 5 * DAY,))
+
+
+def test_a_catch_up_reads_the_current_hour_from_its_start_after_the_hour_before() -> None:
+    led = Ledger(T0, H, 600)
+    before = T0 + 5 * DAY - H
+    led.record(Read(before, before + 10, (before,)), tok(1), before + 10)
+    now = T0 + 5 * DAY + 100
+    assert led.plan(now, max_reads=3)[-1] == Read(T0 + 5 * DAY, now, (T0 + 5 * DAY,))
+
+
+def test_one_read_a_cycle_is_the_oldest_and_two_keep_the_newest() -> None:
+    led = Ledger(T0, H, 600)
+    now = T0 + 5 * DAY
+    assert led.plan(now, max_reads=1) == [Read(T0, T0 + DAY - 1, tuple(range(T0, T0 + DAY, H)))]
+    assert [(r.start, r.end) for r in led.plan(now, max_reads=2)] == [
+        (T0, T0 + DAY - 1), (now, now)]
+
+
+def test_one_read_a_cycle_leaves_a_due_audit_for_later() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)  # closed, then an outage
+    reads = led.plan(T0 + 5 * DAY, max_reads=1)
+    assert [(r.kind, r.start) for r in reads] == [("count", T0 + H)]
+
+
+def test_a_shorter_read_after_a_clock_stepped_back_lowers_nothing() -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 100, (T0,)), tok(5), T0 + 100)
+    led.record(Read(T0, T0 + 50, (T0,)), tok(3), T0 + 50)  # covers less: lower, no revision
+    assert (led.revisions, led.counters(), led.read_frontier()) == (0, tok(5), T0 + 101)
+    assert led.plan(T0 + 60) == [Read(T0, T0 + 100, (T0,))]  # never less far than before
+
+
+@pytest.mark.parametrize(("settle", "merged"), [(2 * H, True), (2 * H - 1, False)])
+def test_stretches_closing_together_once_due_gather_into_one_audit_run(settle: int,
+                                                                      merged: bool) -> None:
+    # Settle longer than a period: two hours that close in one poll of a catch-up, both
+    # already due for their audit, queue as one run of at most max(settle, period).
+    led = Ledger(T0, H, settle, audit=True)
+    now = T0 + 6 * H
+    for hour in (0, 1):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(10), now)
+    audit = led.plan(T0 + 10 * H)[-1]
+    assert (audit.kind, audit.start, audit.end) == ("audit", T0, T0 + 2 * H - 1)
+    assert audit.stretches == ((T0,) if merged else (T0, T0 + H))
+    recorded = led.record(audit, tok(15), T0 + 10 * H)
+    assert (recorded.applied, recorded.shortfall) == (True, tok(5))
+    assert led.to_dict()["audits"] == []
+
+
+def test_a_read_starting_before_the_stretches_it_names_is_not_applied() -> None:
+    led = Ledger(T0, H, 600)
+    assert not led.record(Read(T0 + 10, T0 + H + 5, (T0 + H,)), tok(5), T0 + H + 5)
+    assert led.counters() == ZERO
+
+
+def test_audits_switched_off_leave_those_queued_unread() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    led.audit = False  # a reload turned audits off (state.retarget)
+    assert all(r.kind == "count" for r in led.plan(T0 + 5 * H))
+
+
+def test_a_closed_neighbour_due_this_very_second_joins_the_audit() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    for hour in (0, 1):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(5), start + H + 600)
+    # Hour 0 is ready (due, and waited an hour more) exactly when hour 1 becomes due.
+    now = T0 + 2 * H - 1 + 2 * 600
+    assert led.plan(now)[-1] == Read(T0, T0 + 2 * H - 1, (T0, T0 + H), "audit")

@@ -841,3 +841,13 @@ def test_a_closed_neighbour_due_this_very_second_joins_the_audit() -> None:
     # Hour 0 is ready (due, and waited an hour more) exactly when hour 1 becomes due.
     now = T0 + 2 * H - 1 + 2 * 600
     assert led.plan(now)[-1] == Read(T0, T0 + 2 * H - 1, (T0, T0 + H), "audit")
+
+
+def test_a_catch_up_keeps_the_current_read_of_an_older_stretch_ending_on_a_line() -> None:
+    led = Ledger(T0, H, 600)
+    led.retune(H, 600, offset=1)  # hours from a second past each hour, for a while
+    older = T0 + 5 * DAY - H + 1
+    led.record(Read(older, older + 10, (older,)), tok(1), older + 10)
+    led.retune(H, 600)  # hours again: that stretch ends exactly on this hour's line
+    now = T0 + 5 * DAY + 100
+    assert led.plan(now, max_reads=3)[-1] == Read(older, T0 + 5 * DAY, (older,))

@@ -851,3 +851,16 @@ def test_a_catch_up_keeps_the_current_read_of_an_older_stretch_ending_on_a_line(
     led.retune(H, 600)  # hours again: that stretch ends exactly on this hour's line
     now = T0 + 5 * DAY + 100
     assert led.plan(now, max_reads=3)[-1] == Read(older, T0 + 5 * DAY, (older,))
+
+
+def test_a_settled_copy_holds_the_closed_prefix_and_the_counts_only() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    for hour in (0, 1):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(5), start + H + 600)
+    led.record(Read(T0 + 2 * H, T0 + 2 * H + 10, (T0 + 2 * H,)), tok(3), T0 + 2 * H + 10)
+    led.revisions = 2
+    copy = led.settled().to_dict()
+    assert (copy["open"], copy["audits"], copy["audit"]) == ([], [], False)
+    assert (copy["closed"], copy["cursor"], copy["revisions"]) == (tok(10).as_dict(), T0 + 2 * H, 2)
+    assert led.to_dict()["audits"] != []  # the ledger itself keeps its own

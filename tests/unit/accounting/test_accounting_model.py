@@ -24,6 +24,7 @@ The promise checked after every step (CONTRACT.md, "Accounting"):
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from bisect import bisect_left, bisect_right
@@ -488,3 +489,53 @@ def test_on_time_usage_without_faults_is_exact() -> None:
     assert settled >= origin + sc.duration - 1
     assert sim.ledger.settled_totals() == sim.store.query(origin, settled, FAR)
     assert sim.ledger.settled_totals() != ZERO
+
+
+# --- accounting.origin set on a running ledger (moved from test_ledger.py: slow) ---
+
+def _usage(events: list[tuple[int, int]], start: int, end: int) -> Totals:
+    n = sum(n for ts, n in events if start <= ts <= end)
+    return Totals(input_tokens=n, tokens=n)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 6 * DAY), st.integers(0, 5 * DAY), st.integers(60, 3 * 3600),
+       st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**32))
+def test_a_ledger_begun_at_an_earlier_origin_only_grows_and_ends_exact(
+        start: int, before: int, step: int, polls: int, max_reads: int, seed: int) -> None:
+    """``accounting.origin`` set on a ledger that began at its first poll (a pair formed from
+    a running exporter): at any start time, with sparse usage and paced catch-up, its counters
+    never go down and, once everything has settled, equal the usage since the origin's day."""
+    grid, settle = Grid.every(DAY), 600
+    t0 = 1_700_000_000 // DAY * DAY + start
+    rng = __import__("random").Random(seed)
+    events = [(ts, rng.randint(1, 9)) for ts in sorted(rng.sample(range(t0 - 8 * DAY,
+                                                                        t0 + 2 * DAY), 40))]
+    led = Ledger(grid.start(t0), grid, settle, fresh=True, audit=True)
+    now, last = t0, ZERO
+
+    def poll() -> None:
+        nonlocal last
+        for read in led.plan(now, max_reads):
+            truth = _usage(events, read.start, min(read.end, now))
+            led.record(read, truth, now)
+        assert led.counters().dominates(last)
+        last = led.counters()
+
+    for _ in range(polls):
+        poll()
+        now += step
+    origin = grid.start(t0 - before)
+    expected = origin < led.origin or led.baseline != ZERO
+    assert led.begin_at(origin) == expected
+    assert led.counters().dominates(last)
+    last = led.counters()
+    assert led.origin == origin and led.counts_from(origin)
+    assert not led.begin_at(origin)
+    led = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))  # survives a restart
+    end = now + 3 * DAY  # everything settled, the catch-up done at one read a poll
+    while now < end:
+        poll()
+        now += step
+    assert led.counters() == _usage(events, origin, now - step)
+    assert led.settled_totals() == _usage(events, origin, led.settled_until())

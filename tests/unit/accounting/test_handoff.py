@@ -20,6 +20,7 @@ import requests
 from exporter.accounting.handoff import (
     CLOCK_SLACK,
     MAX_BYTES,
+    Handoff,
     HandoffError,
     Terms,
     check,
@@ -926,3 +927,79 @@ def test_a_peer_that_never_answers_leaves_no_call_behind() -> None:
                and time.monotonic() < deadline):
             time.sleep(0.05)
         assert not [t for t in threading.enumerate() if t.name == "peer-fetch"]
+
+
+# --- The accounts in the terms: named as an operator compares them, carried as pairs (#33) ---
+
+def test_an_account_is_named_by_the_first_12_hex_digits_of_its_keys_sha256() -> None:
+    # What two replicas' refusals show side by side: sha256 of "demo-public" is f62af5c736dc...
+    assert fingerprint("demo-public") == "sha256:f62af5c736dc"
+
+
+def test_the_terms_name_each_account_and_its_key_fingerprint_in_order() -> None:
+    terms = Terms(T0, SETTLE, (("prod", fingerprint("a")), ("", fingerprint("b"))))
+    assert terms.describe() == (
+        "account 'prod' of public key sha256:ca978112ca1b, the account of public key "
+        f"sha256:3e23e8160039, accounting.origin={T0}, poll.settle=600s")
+
+
+def _with_accounts(accounts: object) -> bytes:
+    data = json.loads(render(TERMS, {"p/k/m": counted(3).settled()}))
+    data["terms"]["accounts"] = accounts
+    return json.dumps(data).encode()
+
+
+def test_the_terms_accounts_travel_as_pairs_and_must_match() -> None:
+    terms = Terms(T0, SETTLE, (("prod", fingerprint("a")), ("", fingerprint("b"))))
+    handoff = parse(render(terms, {"p/k/m": counted(3)}))
+    assert handoff.terms == terms
+    check(handoff, terms, T0 + 4 * H, HOURS)
+    longest = [["a" * 200, "f" * 200]] * 1000  # the most accounts, the longest names, taken
+    assert parse(_with_accounts(longest)).terms.accounts == (("a" * 200, "f" * 200),) * 1000
+
+
+@pytest.mark.parametrize(("accounts", "problem"), [
+    ({"": "sha256:x"}, "accounts must be a list"),
+    ([["", "f"]] * 1001, "accounts must be a list"),
+    (["ab"], "an account must be an [account, fingerprint] pair"),
+    ([["", "f", "g"]], "an account must be an [account, fingerprint] pair"),
+    ([["f"]], "an account must be an [account, fingerprint] pair"),
+    ([["", 5]], "an account must be an [account, fingerprint] pair"),
+    ([["a" * 201, "f"]], "an account must be an [account, fingerprint] pair"),
+    ([["", "f" * 201]], "an account must be an [account, fingerprint] pair"),
+])
+def test_misshapen_accounts_in_the_terms_are_refused_with_the_reason(accounts: object,
+                                                                     problem: str) -> None:
+    assert _parse_error(_with_accounts(accounts)) == (
+        f"answer is not a ledger document: TypeError: {problem}")
+
+
+def test_check_refuses_open_time_in_a_handoff_it_is_given_directly() -> None:
+    # parse() refuses open stretches first; check() holds on its own for any Handoff.
+    with pytest.raises(HandoffError) as refused:
+        check(Handoff(TERMS, {"p/k/m": counted(3)}), TERMS, T0 + 4 * H, HOURS)
+    assert str(refused.value) == "target 'p/k/m' holds time that is not settled"
+
+
+def test_a_replica_that_has_read_one_second_explains_by_that_one_second() -> None:
+    own = Ledger(T0, H, SETTLE)
+    own.record(Read(T0, T0, (T0,)), tok(1), T0)  # a first poll at the very start of its hour
+    assert own.read_frontier() - own.origin == 1
+    allowed = (H - 1) + SETTLE  # the rest of the hour the peer settled, plus late usage
+
+    def peer(extra: int) -> Ledger:
+        led = Ledger(T0, H, SETTLE)
+        led.record(Read(T0, T0 + H - 1, (T0,)), tok(1 + extra), T0 + H + SETTLE)
+        return led.settled()
+
+    assert explained(peer(10 * allowed), own)  # MAX_SURGE (10) times one token a second
+    assert not explained(peer(10 * allowed + 1), own)
+
+
+def test_a_long_shape_error_is_cut_at_200_characters() -> None:
+    # A hostile peer chooses what the error quotes (here its totals): the log shows 200
+    # characters of it at most.
+    closed = {"tokens": -1, "padding": "x" * 300}
+    quoted = f"totals must not be negative: {closed}"
+    assert _parse_error(_edited(closed=closed)) == (
+        f"answer is not a ledger document: ValueError: {quoted[:200]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ from exporter.accounting.ledger import Ledger, Read
 from exporter.accounting.state import (
     StateDocument,
     StateError,
+    StateKeeper,
     StateStore,
     _parse,
     restart,
@@ -224,6 +226,10 @@ def test_the_audit_setting_applies_to_saved_ledgers_on_restart_and_retarget(audi
     ('{"version": 2, "targets": {"a": 1}}', "TypeError(\"target 'a' must be an object\")"),
     (json.dumps({"version": 2, "targets": {"a": {**GOOD, "parked_at": 1.5}}}),
      "TypeError(\"target 'a': parked_at must be an integer\")"),
+    ('{"version": 2, "targets": {}, "budget_seeds": "a"}',
+     "TypeError('budget_seeds must be a list of target idents')"),
+    ('{"version": 2, "targets": {}, "budget_seeds": [1]}',
+     "TypeError('budget_seeds must be a list of target idents')"),
 ])
 def test_a_bad_file_says_what_is_wrong_and_where_it_went(tmp_path: Path, content: str,
                                                         why: str) -> None:
@@ -240,3 +246,147 @@ def test_a_document_without_budgets_has_none() -> None:
     assert _parse({"version": 2, "targets": {}}).budgets == {}
 
 
+
+
+# --- Seeds, the keeper, and accounting.origin on restart and reload (mutation survivors, #33) ---
+
+def test_the_targets_whose_budget_seed_is_due_are_saved_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    saved = doc(a=ledger())
+    saved.seeds = ["a", "p/k/other"]
+    StateStore(str(path)).save(saved)
+    assert json.loads(path.read_text())["budget_seeds"] == ["a", "p/k/other"]
+    assert StateStore(str(path)).load().seeds == ["a", "p/k/other"]
+
+
+def test_a_migrated_cost_file_removed_meanwhile_does_not_fail_the_write(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "targets": {"a": ledger().to_dict()}}))
+    cost = tmp_path / "state.json.cost.json"
+    cost.write_text('{"meters": {}, "budgets": {}}')
+    store = StateStore(str(path))
+    loaded = store.load()
+    cost.unlink()  # removed by hand before the first version 2 write
+    store.save(loaded)
+    assert StateStore(str(path)).load().ledgers["a"].to_dict() == ledger().to_dict()
+
+
+def ignore(_: bool) -> None:
+    """A keeper's write outcome, not looked at."""
+
+
+def test_a_keeper_without_a_path_reads_and_writes_nothing() -> None:
+    told: list[bool] = []
+    keeper = StateKeeper(None, told.append)
+    assert keeper.load() == StateDocument()
+    assert keeper.save(doc(a=ledger())) is True
+    assert told == []
+
+
+def test_a_keeper_sets_a_bad_file_aside_and_starts_from_zero(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("[]")
+    assert StateKeeper(str(path), ignore).load() == StateDocument()
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.startswith(f"state file {path} is not a valid state (ValueError('version None, "
+                            "expected 2')); moved to ")
+    assert error.endswith("; counters and cost start afresh; starting from zero")
+
+
+def test_a_keeper_says_when_writing_starts_and_stops_failing_not_every_cycle(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    path = tmp_path / "later" / "state.json"
+    told: list[bool] = []
+    keeper = StateKeeper(str(path), told.append)
+    assert [keeper.save(doc(a=ledger())) for _ in range(2)] == [False, False]
+    path.parent.mkdir()  # the volume is back
+    assert [keeper.save(doc(a=ledger())) for _ in range(2)] == [True, True]
+    path.parent.joinpath("state.json").unlink()
+    path.parent.rmdir()
+    assert keeper.save(doc(a=ledger())) is False  # failing again: said again
+    assert told == [False, False, True, True, False]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "exporter.accounting.state"]
+    assert [level for level, _ in said] == ["ERROR", "INFO", "ERROR"]
+    assert said[0][1].startswith(f"state not saved (cannot write state file {path}: ")
+    assert said[0][1].endswith("; check that its directory exists and is writable, and free "
+                               "space); /metrics holds its last published numbers until it can be")
+    assert said[1][1] == f"state file {path} written again; publishing resumes"
+    assert said[2][1].startswith(f"state not saved (cannot write state file {path}: ")
+
+
+def test_a_keeper_writes_where_a_reload_points_it(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    keeper = StateKeeper(str(first), ignore)
+    keeper.save(doc(a=ledger()))
+    keeper.configure(str(second))
+    keeper.save(doc(b=ledger()))
+    keeper.configure(None)
+    assert keeper.save(doc(c=ledger())) is True
+    assert (set(StateStore(str(first)).load().ledgers),
+            set(StateStore(str(second)).load().ledgers)) == ({"a"}, {"b"})
+
+
+def test_a_keeper_told_its_own_path_again_still_removes_a_migrated_cost_file(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "targets": {"a": ledger().to_dict()}}))
+    cost = tmp_path / "state.json.cost.json"
+    cost.write_text('{"meters": {}, "budgets": {}}')
+    keeper = StateKeeper(str(path), ignore)
+    loaded = keeper.load()
+    keeper.configure(str(path))  # a reload that keeps state.path: the same store
+    keeper.save(loaded)
+    assert not cost.exists()
+
+
+def begun_late() -> Ledger:
+    """A ledger that began at its first poll, an hour after T0 (a baseline left out)."""
+    led = Ledger(T0, H, 600, fresh=True)
+    (read,) = led.plan(T0 + H + 10)
+    led.record(read, Totals(tokens=4), T0 + H + 10)
+    return led
+
+
+def begun_early() -> Ledger:
+    """A ledger counting from T0 - 1 h, before an origin of T0."""
+    led = Ledger(T0 - H, H, 600)
+    led.record(Read(T0 - H, T0 - H + 10, (T0 - H,)), Totals(tokens=2), T0 - H + 10)
+    return led
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_on_restart_accounting_origin_applies_and_both_kinds_of_ledger_are_told(
+        caplog: pytest.LogCaptureFixture) -> None:
+    late, early = "p/" + "l" * 300, "p/" + "e" * 300  # named in a log line: cut at 200
+    loaded = {late: begun_late(), "p/late": begun_late(), early: begun_early()}
+    result = restart(loaded, T0 + H + 20, HOURS, 600, 86400, origin=T0)
+    assert result.ledgers[late].counts_from(T0)  # counts from the origin now
+    assert result.ledgers[early].origin == T0 - H  # counters never go down
+    assert _warnings(caplog) == [
+        f"2 targets began counting after accounting.origin's day ({late[:200]} first): they "
+        "count from it now; what they counted stays and the time before is read from the API "
+        "(uminfer_catchup_remaining_seconds)",
+        f"1 targets began counting before accounting.origin's day ({early[:200]} first): they "
+        "keep counting from there, since counters never go down; a peer refuses their ledgers "
+        "and counts less. Remove the state file to count from the origin (their counters "
+        "start again once)"]
+
+
+def test_a_reload_applies_accounting_origin_but_tells_only_of_ledgers_begun_after_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    late, early = begun_late(), begun_early()
+    grids = {"p/late": Grid.every(H), "p/early": Grid.every(H)}
+    ledgers = retarget({"p/late": late, "p/early": early}, ["gone", "p/early", "p/late"],
+                       grids.__getitem__, 600, origin=T0)
+    assert ledgers == {"p/early": early, "p/late": late}
+    assert late.counts_from(T0) and early.origin == T0 - H
+    assert [w.split(":")[0] for w in _warnings(caplog)] == [
+        "1 targets began counting after accounting.origin's day (p/late first)"]
+    assert retarget({"p/early": early}, ["p/early"], HOURS, 600, origin=T0) == {"p/early": early}
+    assert len(_warnings(caplog)) == 1  # nothing new to say

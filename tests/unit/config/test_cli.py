@@ -95,14 +95,16 @@ def test_flags_are_read_as_given() -> None:
         "c.yaml", True, ":1", "w.yaml", 1, "s.json", Shard(1, 3), True, "debug", "json", 60)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("1", 1), ("60s", 60), ("86400", 86400)])
+@pytest.mark.parametrize(("text", "seconds"), [("1", 1), ("60s", 60), ("86400", 86400)],
+                         ids=["1", "60s", "86400"])
 def test_a_test_period_divides_a_day(text: str, seconds: int) -> None:
     assert cli.parse_flags([f"--accounting.test-period={text}"]).test_period == seconds
 
 
 @pytest.mark.parametrize("flag", [
     "--accounting.test-period=0", "--accounting.test-period=7", "--accounting.test-period=1m",
-    "--accounting.test-period=172800", "--accounting.test-period=-60"])
+    "--accounting.test-period=172800", "--accounting.test-period=-60"],
+    ids=["0", "7", "1m", "two-days", "negative"])
 def test_a_test_period_that_does_not_divide_a_day_is_refused(
         flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     text = flag.partition("=")[2]
@@ -112,7 +114,7 @@ def test_a_test_period_that_does_not_divide_a_day_is_refused(
         f"day, got {text!r}\n")
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "x", ""])
+@pytest.mark.parametrize("text", ["0", "-1", "x", ""], ids=["0", "negative", "x", "empty"])
 def test_max_connections_is_a_whole_number_of_at_least_one(
         text: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([f"--web.max-connections={text}"]) == 1
@@ -323,7 +325,7 @@ def test_without_a_state_file_it_just_stops(tmp_path: Path,
     (700, 720, 512, 720, True),  # the hard limit caps it
     (700, resource.RLIM_INFINITY, 512, 768, False),
     (resource.RLIM_INFINITY, resource.RLIM_INFINITY, 512, None, False),
-])
+], ids=["enough", "raised", "one-short", "exactly", "hard-cap", "no-hard-cap", "unlimited"])
 def test_the_open_files_limit_is_raised_to_what_the_connections_need(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, soft: int, hard: int,
         connections: int, raised: int | None, warned: bool) -> None:

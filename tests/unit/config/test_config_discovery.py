@@ -41,7 +41,7 @@ def test_a_pattern_that_is_not_a_string_is_named_by_its_index() -> None:
     ([1, 100], "advanced.discovery_statuses[1]: must be between 0 and 99, got 100"),
     ([-1], "advanced.discovery_statuses[0]: must be between 0 and 99, got -1"),
     ([1, "2"], 'advanced.discovery_statuses[1]: expected an integer, got "2" (str)'),
-])
+], ids=["empty", "text", "number", "above-99", "negative", "not-an-integer"])
 def test_bad_statuses_are_one_exact_problem(statuses: object, message: str) -> None:
     assert problems(discovery={}, advanced={"discovery_statuses": statuses}) == [message]
 

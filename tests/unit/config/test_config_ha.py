@@ -24,7 +24,7 @@ def problems(base_dir: str = ".", **sections: object) -> list[str]:
     ("2025-01-01T00:00:00Z", 1735689600),
     (" 2025-01-01T08:00:00+08:00\n", 1735689600),
     (datetime.fromisoformat("2025-01-01T00:00:01+00:00"), 1735689601),
-])
+], ids=["utc", "offset-and-spaces", "yaml-timestamp"])
 def test_an_origin_is_whole_unix_seconds(origin: object, seconds: int) -> None:
     assert parsed(accounting={"origin": origin}).accounting.origin == seconds
 
@@ -34,7 +34,7 @@ def test_an_origin_is_whole_unix_seconds(origin: object, seconds: int) -> None:
     (datetime(2025, 1, 1), "accounting.origin: needs an offset (Z or +08:00): without one the"
                            " instant depends on the host's time zone, and replicas must agree"
                            " on it"),
-])
+], ids=["fraction", "no-offset"])
 def test_an_origin_that_is_not_one_instant_in_whole_seconds_is_refused(
         origin: object, message: str) -> None:
     assert problems(accounting={"origin": origin}) == [message]
@@ -64,7 +64,7 @@ def test_more_than_sixteen_peers_are_refused_and_sixteen_are_not() -> None:
     ({"peers": ["https://a:9866", "http://b:9866"], "username": "u", "password": "p"},
      "ha.username: would be sent in clear to http://b:9866: use https:// peer URLs (with"
      " ha.ca_file), or set ha.insecure_http_auth: true on a network you trust"),
-])
+], ids=["twice", "no-host", "username", "password", "both-passwords", "no-ca-file", "in-clear"])
 def test_bad_ha_is_one_exact_problem(ha: dict[str, object], message: str) -> None:
     assert problems(accounting=ORIGIN, ha=ha) == [message]
 
@@ -95,7 +95,7 @@ def test_the_ca_file_and_password_file_resolve_against_the_configs_directory(
 @pytest.mark.parametrize(("content", "why"), [
     (b" \n", "{path} is empty"),
     (b"\xff\xfe", "cannot read {path}: not valid UTF-8 text"),
-])
+], ids=["blank", "not-utf8"])
 def test_a_password_file_that_holds_no_password_is_named_not_shown(
         tmp_path: Path, content: bytes, why: str) -> None:
     (tmp_path / "pw").write_bytes(content)

@@ -43,7 +43,7 @@ def test_duplicate_key_in_web_config_is_a_problem(tmp_path: Path) -> None:
     ("a: 1\na: 2\n", "", "a"),
     ("x:\n  - {b: 1}\n  - {b: 1, b: 2}\n", "x[1]", "b"),
     ('"odd key":\n  c: 1\n  c: 2\n', '["odd key"]', "c"),
-])
+], ids=["top", "list", "odd-key"])  # plain ids: mutmut passes them back to pytest
 def test_duplicates_anywhere_are_found(text: str, path: str, key: str) -> None:
     with pytest.raises(DuplicateKeyError) as caught:
         load_strict(text)

@@ -5,9 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.config import ConfigError, load_config
-from exporter.config.yamlstrict import DuplicateKeyError, load_strict
+from exporter.config.yamlstrict import (
+    DuplicateKeyError,
+    LimitError,
+    StrictLoader,
+    ValueYAMLError,
+    load_file,
+    load_file_lines,
+    load_strict,
+)
 from exporter.web.config import check_web_config
 
 CONFIG = """\
@@ -55,3 +64,89 @@ def test_merge_keys_and_aliases_still_load() -> None:
     data = load_strict(text)
     assert isinstance(data, dict)
     assert data["child"] == {"a": 2, "c": 3}
+
+
+class _Tiny(StrictLoader):
+    """The real loader with small limits, so each limit's boundary is tested in milliseconds."""
+
+    max_depth, max_nodes, max_expanded = 3, 20, 30
+
+
+def _limit(text: str) -> tuple[str, int, int] | None:
+    """The limit ``text`` breaks under _Tiny, with where (line, column), or None."""
+    try:
+        yaml.load(text, Loader=_Tiny)
+    except LimitError as error:
+        mark = error.problem_mark
+        return error.problem, mark.line if mark else -1, mark.column if mark else -1
+    return None
+
+
+@pytest.mark.parametrize(("text", "limit"), [
+    ("[[1]]", None),
+    ("a: [[1]]", ("nested more than 3 levels deep", 0, 5)),
+    ("[" + ", ".join(["1"] * 19) + "]", None),
+    ("[" + ", ".join(["1"] * 20) + "]", ("more than 20 values", 0, 58)),
+    ("[&a [1, 2]" + ", *a" * 8 + "]", None),
+    ("[&a [1, 2]" + ", *a" * 9 + "]", ("aliases expand to more than 30 values", 0, 0)),
+], ids=["depth-3", "depth-4", "nodes-20", "nodes-21", "expanded-28", "expanded-31"])
+def test_each_limit_at_its_boundary(text: str, limit: tuple[str, int, int] | None) -> None:
+    assert _limit(text) == limit
+
+
+def test_the_real_limits() -> None:
+    assert (StrictLoader.max_depth, StrictLoader.max_nodes, StrictLoader.max_expanded) == (
+        64, 150_000, 300_000)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("a: 2024-02-30", "not a valid timestamp (day is out of range for month)"),
+    ("a: !!float [1]", "not a valid float"),
+    ("a: !!int x", "not a valid int (invalid literal for int() with base 10)"),
+], ids=["date", "float-list", "int"])
+def test_a_value_yaml_cannot_build_is_a_yaml_error_at_its_line(text: str, problem: str) -> None:
+    with pytest.raises(ValueYAMLError) as caught:
+        load_strict("x: 1\n" + text)
+    assert caught.value.problem == problem
+    assert caught.value.problem_mark is not None and caught.value.problem_mark.line == 1
+
+
+def test_a_float_remembers_how_it_was_written() -> None:
+    data = load_strict("x: 0.10\ny: 1_000.5\n")
+    assert isinstance(data, dict)
+    assert (data["x"], data["x"].written, data["y"], data["y"].written) == (
+        0.1, "0.10", 1000.5, "1_000.5")
+
+
+def test_each_value_has_the_line_of_its_key_and_an_alias_where_it_was_first_seen(
+        tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text('a:\n  b: 1\n  "c d": [x, y]\nm: &m {p: 1}\nn: *m\n"": 2\n')
+    data, lines = load_file_lines(str(path), 1000)
+    assert data == {"a": {"b": 1, "c d": ["x", "y"]}, "m": {"p": 1}, "n": {"p": 1}, "": 2}
+    assert lines == {"": 1, "a": 1, "a.b": 2, 'a["c d"]': 3, 'a["c d"][0]': 3,
+                     'a["c d"][1]': 3, "m": 4, "n": 5, "n.p": 4, '[""]': 6}
+    assert load_file(str(path), 1000) == data
+    with pytest.raises(OSError, match="larger than"):
+        load_file(str(path), 10)
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ("a-b/c_d:\n  x: 1\n  x: 2\n", "a-b/c_d"),
+    ('"":\n  x: 1\n  x: 2\n', '[""]'),
+    ('"a b' + "k" * 67 + '":\n  x: 1\n  x: 2\n', '["a b' + "k" * 53 + '...]'),
+    ('"a b' + "k" * 55 + '":\n  x: 1\n  x: 2\n', '["a b' + "k" * 55 + '"]'),
+    ("a:\n  - {x: 1, x: 2}\n", "a[0]"),
+], ids=["plain", "empty", "long", "sixty", "list"])
+def test_a_duplicates_path_is_one_short_line(text: str, path: str) -> None:
+    with pytest.raises(DuplicateKeyError) as caught:
+        load_strict(text)
+    assert (caught.value.path, caught.value.key) == (path, "x")
+    assert str(caught.value.problem).startswith(f'{path}: duplicate key "x" (first at line ')
+
+
+def test_a_duplicate_at_the_top_says_so() -> None:
+    with pytest.raises(DuplicateKeyError) as caught:
+        load_strict("a: 1\nb: 2\na: 3\n")
+    assert (caught.value.problem, caught.value.first_line) == (
+        '(top level): duplicate key "a" (first at line 1)', 1)

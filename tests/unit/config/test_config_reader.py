@@ -199,3 +199,10 @@ def test_renderings_are_short_and_bounded() -> None:
 ], ids=["5e6", "spaced", "fraction", "huge", "not-a-number", "float", "null", "list"])
 def test_got_says_the_value_its_type_and_how_yaml_read_it(value: object, shown: str) -> None:
     assert got(value) == shown
+
+
+def test_a_key_holding_a_lone_surrogate_is_escaped_in_its_path() -> None:
+    # YAML's "\ud800" escape makes one; a problem naming it must still encode (a reload reply).
+    path = join("targets[0].labels", "a\ud800")
+    assert path == 'targets[0].labels["a\\ud800"]'
+    path.encode()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import cli
+from exporter import __version__, cli
 from exporter.config import Config, StateConfig
 from exporter.core import logs
 from exporter.polling.sharding import Shard
@@ -367,3 +367,20 @@ def test_sighup_reloads_and_sigint_stops(monkeypatch: pytest.MonkeyPatch,
 
 def test_the_exit_codes_are_the_documented_ones() -> None:
     assert [int(code) for code in (cli.Exit.OK, cli.Exit.INVALID, cli.Exit.STARTUP)] == [0, 1, 2]
+
+
+def test_version_prints_the_programs_name_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.parse_flags(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"uminfer-exporter {__version__}\n"
+
+
+@pytest.mark.parametrize(("flag", "choices"), [
+    ("--log.level", "'debug', 'info', 'warn', 'error'"), ("--log.format", "'logfmt', 'json'"),
+], ids=["level", "format"])
+def test_the_log_flags_name_their_choices(flag: str, choices: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([f"{flag}=loud"]) == 1
+    assert capsys.readouterr().err == (
+        f"uminfer-exporter: argument {flag}: invalid choice: 'loud' (choose from {choices})\n")

@@ -150,3 +150,73 @@ def test_a_duplicate_at_the_top_says_so() -> None:
         load_strict("a: 1\nb: 2\na: 3\n")
     assert (caught.value.problem, caught.value.first_line) == (
         '(top level): duplicate key "a" (first at line 1)', 1)
+
+
+class _Roomy(StrictLoader):
+    """Deep and many nodes allowed: only the expanded size is limited (to 30)."""
+
+    max_depth, max_nodes, max_expanded = 64, 1000, 30
+
+
+def _expands_too_far(text: str, loader: type[StrictLoader] = _Roomy) -> bool:
+    try:
+        yaml.load(text, Loader=loader)
+    except LimitError as error:
+        assert str(error) == error.problem == "aliases expand to more than 30 values"  # noqa: PT017
+        return True
+    return False
+
+
+@pytest.mark.parametrize(("text", "too_far"), [
+    ("[&a [1, 2]" + ", *a" * 8 + ", 1, 1]", False),  # exactly 30
+    ("[&a [1, 2]" + ", *a" * 8 + ", 1, 1, 1]", True),
+    ("[&a [[1, 2, 3, 4], [5, 6, 7, 8]], *a, *a]", True),  # 34: nested under the alias
+    ("[&a [1, *a], &b [1, 2, 3, 4, 5, 6, 7, 8, 9], *b, *b, *b]", True),  # recursive, then big
+    ("[&a [1, *a]" + ", 1" * 26 + "]", False),  # the recursive alias counts once: 30
+], ids=["thirty", "thirty-one", "nested", "recursive-then-big", "recursive-once"])
+def test_the_expanded_size_counts_every_value_once_per_alias(text: str, too_far: bool) -> None:
+    assert _expands_too_far(text) is too_far
+
+
+def test_depth_is_counted_back_as_each_node_ends() -> None:
+    assert _limit("[[1, [1]]]") == ("nested more than 3 levels deep", 0, 6)
+
+
+def test_merge_keys_are_not_duplicates_and_do_not_hide_later_ones() -> None:
+    text = "a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: *a\n  <<: *b\n  z: 3\n"
+    assert load_strict(text) == {"a": {"x": 1}, "b": {"y": 2}, "c": {"x": 1, "y": 2, "z": 3}}
+    with pytest.raises(DuplicateKeyError) as caught:
+        load_strict(text + "  z: 4\n")
+    assert (caught.value.path, caught.value.key) == ("c", "z")
+
+
+def test_complex_keys_are_left_to_pyyaml() -> None:
+    with pytest.raises(yaml.constructor.ConstructorError) as caught:
+        load_strict("? [a]\n: 1\n? [b]\n: 2\n")
+    assert not isinstance(caught.value, DuplicateKeyError)
+    assert "unhashable" in str(caught.value.problem)
+
+
+def test_merge_and_complex_keys_have_no_line_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("a: &a {x: 1}\nb:\n  <<: *a\n  y: 2\n")
+    assert load_file_lines(str(path), 1000)[1] == {"": 1, "a": 1, "a.x": 1, "b": 2, "b.y": 4}
+
+
+def test_an_empty_file_has_no_value_and_no_lines(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("# nothing\n")
+    assert load_file_lines(str(path), 1000) == (None, {})
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ("a:\n  b:\n    x: 1\n    x: 2\n", "a.b"),
+    ('"é b":\n  x: 1\n  x: 2\n', '["é b"]'),
+    ('"\\ud800 b":\n  x: 1\n  x: 2\n', '["\\ud800 b"]'),
+    ('"a b' + "k" * 56 + '":\n  x: 1\n  x: 2\n', '["a b' + "k" * 53 + '...]'),
+], ids=["nested", "accent", "surrogate", "sixty-one"])
+def test_a_duplicates_path_is_escaped_and_cut_but_readable(text: str, path: str) -> None:
+    with pytest.raises(DuplicateKeyError) as caught:
+        load_strict(text)
+    assert caught.value.path == path
+    caught.value.path.encode()

@@ -3,6 +3,7 @@ problem in a file is said to be (its line, the YAML error's position)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,59 @@ def test_a_valid_files_warnings_name_their_line_and_go_to_the_log_by_default(
          f"{path}:3: poll.period: deprecated and unused: counting cuts time at the provider's "
          "midnights (api.time_zone), whatever the API's buckets; remove it (removed in the "
          "release after next)")]
+
+
+def test_one_account_under_accounts_is_the_api_form() -> None:
+    data = {"accounts": [{"name": "a", "public_key": "pa", "private_key": "sa", "timeout": "30s"}],
+            "targets": [{"key": "k", "model": "m", "account": "a"}],
+            "discovery": {"accounts": ["a"]}}
+    config = parse_config(data, {}, "/")
+    assert (config.api.public_key, config.api.private_key, config.api.timeout) == (
+        "pa", "sa", 30)
+    assert config.accounts == ()
+    assert [(t.account, t.labels) for t in config.targets] == [("", ())]
+    assert config.discovery is not None and config.discovery.accounts == ()
+
+
+def test_an_origin_makes_max_backfill_a_warning() -> None:
+    warnings: list[str] = []
+    parse_config({"api": {"public_key": "p", "private_key": "s"},
+                  "targets": [{"key": "k", "model": "m"}], "state": {"max_backfill": "2h"},
+                  "accounting": {"origin": "2025-01-01T00:00:00Z"}}, {}, "/",
+                 on_warning=warnings.append)
+    assert warnings == ["state.max_backfill: has no effect with accounting.origin: a restart "
+                        "catches up from the origin however long it was down; remove "
+                        "state.max_backfill"]
+
+
+def test_the_origin_is_shown_in_utc_whatever_the_hosts_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        config = parse_config({"api": {"public_key": "p", "private_key": "s"},
+                               "targets": [{"key": "k", "model": "m"}],
+                               "accounting": {"origin": "2025-01-01T08:00:00+08:00"}}, {}, "/")
+        assert redacted(config)["accounting"] == {"origin": "2025-01-01T00:00:00Z"}
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_character_yaml_refuses_is_one_line_without_a_position(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {public_key: a\x07}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), {})
+    assert caught.value.problems == [f"{path}: invalid YAML: not valid YAML"]
+
+
+def test_a_top_level_key_yaml_reads_as_null_is_not_given_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {public_key: a, private_key: b}\ntargets: [{key: k, model: m}]\n"
+                    "null: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), {})
+    assert caught.value.problems == [
+        "[null]: unknown key (expected one of: api, accounts, poll, state, windows, targets,"
+        " pricing, budgets, discovery, keys, accounting, ha, metrics, advanced)"]

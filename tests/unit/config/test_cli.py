@@ -34,7 +34,8 @@ def _restore_process_state() -> Iterator[None]:
     handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
     signals = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     yield
-    logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
+    logger.handlers[:], logger.propagate = handlers, propagate
+    logger.setLevel(level)  # setLevel, not .level: it clears the loggers' cached levels
     for s, handler in signals.items():
         signal.signal(s, handler)
 WEB_PROBLEM = ("colour: unknown key (expected one of: tls_server_config, http_server_config, "

@@ -102,9 +102,55 @@ def test_bad_budgets_are_each_named() -> None:
         "budgets[2].tokens: must be between 1 and 9223372036854775807, got 9223372036854775808",
         "budgets[3]: set exactly one of tokens or cost",
         "budgets[4]: set exactly one of tokens or cost",
-        'budgets[6].name: duplicate of budgets[0] ("ok")']
+        'budgets[6].name: duplicate of budgets[5] ("ok")']
 
 
 def test_budgets_must_be_a_list() -> None:
     assert problems(budgets={"b": 1}) == [
         "budgets: expected a list of budgets, got {'b': 1} (dict)"]
+
+
+def test_every_budget_key_is_named_by_its_path_and_none_hides_the_next() -> None:
+    assert problems(budgets=[
+        {"period": "daily", "tokens": 1, "colour": 1},
+        {"name": "a", "tokens": 1, "project": 5, "key": 6, "model": 7, "currency": "x"},
+        {"name": "ok", "period": "daily", "tokens": 1},
+        {"name": "ok", "period": "daily", "tokens": 1},
+        {"name": "later", "period": "daily", "tokens": 0}]) == [
+        "budgets[0].colour: unknown key (expected one of: name, period, project, key, model,"
+        " tokens, cost, currency)",
+        "budgets[0].name: required",
+        "budgets[1].period: required",
+        "budgets[1].project: expected a string, got 5 (int)",
+        "budgets[1].key: expected a string, got 6 (int)",
+        "budgets[1].model: expected a string, got 7 (int)",
+        'budgets[1].currency: expected a currency code like USD or CNY, got "x"',
+        'budgets[3].name: duplicate of budgets[2] ("ok")',
+        "budgets[4].tokens: must be between 1 and 9223372036854775807, got 0"]
+
+
+def test_budgets_refused_for_a_name_or_period_are_not_compared_as_duplicates() -> None:
+    assert problems(budgets=[
+        {"name": "a b", "period": "daily", "tokens": 1},
+        {"name": "c d", "period": "daily", "tokens": 1},
+        {"name": "same", "period": "weekly", "tokens": 1},
+        {"name": "same", "period": "yearly", "tokens": 1}]) == [
+        "budgets[0].name: use 1-64 letters, digits, _ . : or -",
+        "budgets[1].name: use 1-64 letters, digits, _ . : or -",
+        'budgets[2].period: expected daily or monthly, got "weekly"',
+        'budgets[3].period: expected daily or monthly, got "yearly"']
+
+
+def test_pricing_names_its_own_paths() -> None:
+    assert problems(pricing={"colour": 1, "models": 5}) == [
+        "pricing.colour: unknown key (expected one of: currency, from_api, models)",
+        "pricing.models: expected a mapping, got 5 (int)"]
+    assert problems(pricing={"models": {"m": {"input": "1\ud800"}}}) == [
+        "pricing.models.m.input: holds a lone surrogate (like \\ud800), which is not text"]
+
+
+def test_digits_a_yaml_number_lost_are_said_even_with_underscores() -> None:
+    assert problems(pricing=load_strict(
+        "models: {m: {input: 1_000.000000000000000001}}")) == [
+        "pricing.models.m.input: 1000.000000000000000001 has more digits than a YAML number"
+        ' holds (it reads as 1000.0): quote it to keep every digit, "1000.000000000000000001"']

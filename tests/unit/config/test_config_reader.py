@@ -21,6 +21,7 @@ from exporter.config.reader import (
     whole,
 )
 from exporter.config.types import HaConfig
+from exporter.config.yamlstrict import WrittenFloat
 
 
 def test_refused_keys_and_values_say_why_instead_of_unknown() -> None:
@@ -206,3 +207,22 @@ def test_a_key_holding_a_lone_surrogate_is_escaped_in_its_path() -> None:
     path = join("targets[0].labels", "a\ud800")
     assert path == 'targets[0].labels["a\\ud800"]'
     path.encode()
+
+
+def test_a_problem_without_a_path_is_at_the_top_level() -> None:
+    r = Reader()
+    r.fail("", "expected a mapping")
+    assert r.choice("p", 5, ("a",)) is None
+    assert r.problems == ["(top level): expected a mapping", "p: expected a string, got 5 (int)"]
+
+
+def test_renderings_at_their_edges() -> None:
+    assert render(2**64) == "<a very large integer>"  # 65 bits
+    assert render(2**64 - 1) == str(2**64 - 1)
+    assert got(WrittenFloat(1.5, "1.50")) == "1.5 (float)"
+    assert got("9.223372036854775808e18") == (
+        '"9.223372036854775808e18" (str: YAML reads a number written like this as text; write'
+        " 9.223372036854776e+18)")
+    assert got("9.223372036854774784e18") == (
+        '"9.223372036854774784e18" (str: YAML reads a number written like this as text; write'
+        " 9223372036854774784)")

@@ -3,7 +3,7 @@ section holds (an origin replicas agree on, peers, how to authenticate to them).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
@@ -110,3 +110,43 @@ def test_a_password_file_that_is_a_directory_says_why(tmp_path: Path) -> None:
                          ha={"username": "u", "password_file": "pw"})
     assert problem.startswith(f"ha.password_file: cannot read {tmp_path / 'pw'}: ")
     assert not problem.endswith(": ") and "None" not in problem
+
+
+def test_unknown_keys_are_named_with_their_section() -> None:
+    assert problems(accounting={**ORIGIN, "colour": 1}, ha={"colour": 2}) == [
+        "accounting.colour: unknown key (expected one of: origin)",
+        "ha.colour: unknown key (expected one of: peers, username, password, password_file,"
+        " ca_file, timeout, insecure_http_auth)"]
+
+
+@pytest.mark.parametrize(("accounting", "state", "warned"), [
+    (ORIGIN, {"max_backfill": "2h"}, True), ({}, {"max_backfill": "2h"}, False),
+    (ORIGIN, {"path": "s.json"}, False), (ORIGIN, None, False),
+], ids=["both", "no-origin", "no-backfill", "no-state"])
+def test_max_backfill_is_said_to_do_nothing_only_beside_an_origin(
+        accounting: dict[str, object], state: dict[str, object] | None, warned: bool) -> None:
+    warnings: list[str] = []
+    parse_config({"api": dict(API), "targets": targets(), "accounting": accounting,
+                  "state": state}, {}, "/", on_warning=warnings.append)
+    assert warnings == (["state.max_backfill: has no effect with accounting.origin: a restart "
+                         "catches up from the origin however long it was down; remove "
+                         "state.max_backfill"] if warned else [])
+
+
+class _NoOffset(tzinfo):
+    """A zone that knows no offset: the instant would still depend on the host."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+def test_a_zone_without_an_offset_is_no_offset() -> None:
+    assert problems(accounting={"origin": datetime(2025, 1, 1, tzinfo=_NoOffset())}) == [
+        "accounting.origin: needs an offset (Z or +08:00): without one the instant depends on"
+        " the host's time zone, and replicas must agree on it"]

@@ -97,14 +97,16 @@ def budgets_section(r: Reader, raw: object, currency: str) -> tuple[BudgetConfig
         r.fail("budgets", f"expected a list of budgets, got {got(raw)}")
         return ()
     budgets: list[BudgetConfig] = []
+    first: dict[str, int] = {}  # each name's index in the file (not among the budgets kept)
     for i, item in enumerate(raw):
         budget = _budget(r, f"budgets[{i}]", item, currency)
         if budget is None:
             continue
-        first = next((j for j, b in enumerate(budgets) if b.name == budget.name), None)
-        if first is not None:
-            r.fail(f"budgets[{i}].name", f"duplicate of budgets[{first}] ({quote(budget.name)})")
+        if budget.name in first:
+            r.fail(f"budgets[{i}].name",
+                   f"duplicate of budgets[{first[budget.name]}] ({quote(budget.name)})")
             continue
+        first[budget.name] = i
         budgets.append(budget)
     return tuple(budgets)
 

@@ -235,8 +235,11 @@ def build(factory: Callable[..., T], **values: object) -> T:
 
 def join(path: str, key: object) -> str:
     """``path.key``, or ``path["odd key"]`` when the key would not read as one line."""
-    if not isinstance(key, str | int) or (isinstance(key, str) and not _PLAIN_KEY.fullmatch(key)):
-        return f"{path}[{quote(key)}]"  # one line per problem, whatever the key holds
+    if not isinstance(key, str | int) or (isinstance(key, str) and (
+            not _PLAIN_KEY.fullmatch(key) or has_surrogate(key))):
+        # One line per problem, whatever the key holds; a lone surrogate escaped, since it
+        # cannot be encoded (a /-/reload reply would fail).
+        return f"{path}[{quote(key)}]"
     return f"{path}.{key}" if path else str(key)
 
 

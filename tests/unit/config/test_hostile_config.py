@@ -180,7 +180,7 @@ class _Tiny(StrictLoader):
     ("[" + ",".join(["1"] * 20) + "]", "more than 20 values"),
     ("a: &a [1, 2, 3, 4, 5]\nb: [*a, *a, *a, *a, *a, *a]\n", "aliases expand to more than 30"),
     ("a: &a [1, *a]\n", None),  # recursive, but small: nothing expands it
-])
+], ids=["depth", "values", "aliases", "recursive"])  # plain ids: mutmut passes them back
 def test_each_yaml_limit(text: str, problem: str | None) -> None:
     if problem is None:
         yaml.load(text, Loader=_Tiny)

@@ -90,8 +90,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     rows = not_run(terminalreporter.stats)
     terminalreporter.section("tests that did not run", sep="=")
     selected = terminalreporter.config.option.markexpr
-    if selected and not terminalreporter.stats.get("deselected"):  # xdist counts them apart
-        terminalreporter.write_line(f"only tests matching -m {selected!r} were collected")
+    if selected:  # a phase of the suite (scripts/test): the other phase runs the rest
+        left = sum(why.startswith("deselected") for _, why in rows)
+        rows = [(nodeid, why) for nodeid, why in rows if not why.startswith("deselected")]
+        terminalreporter.write_line(f"only tests matching -m {selected!r} were collected"
+                                    + (f" ({left} others left to the other phase)" if left
+                                       else ""))
     if not rows:
         terminalreporter.write_line("every collected test ran")
         return

@@ -4,11 +4,12 @@ mapping with a bad item goes on to check the items after it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, parse_config
 from tests.configs import parsed
 
 ORIGIN = {"origin": "2026-01-01T00:00:00Z"}
@@ -76,5 +77,44 @@ def test_a_password_is_masked_even_where_another_key_quotes_it() -> None:
     with pytest.raises(ConfigError) as refused:
         parsed(accounting=ORIGIN, ha={"peers": ["s3cret-value-123"], "username": "u",
                                       "password": "s3cret-value-123"})
+    assert refused.value.problems == [
+        'ha.peers[0]: expected an http:// or https:// URL, got "<secret>"']
+
+
+def test_a_duplicate_target_does_not_stop_the_checks_of_the_targets_after_it() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parsed(targets=[{"key": "k", "model": "m"}, {"key": "k", "model": "m"},
+                        {"key": 5, "model": "m"}])
+    assert refused.value.problems == [
+        'targets[1]: duplicate of targets[0] (project "", key "k", model "m")',
+        "targets[2].key: expected a string, got 5 (int)"]
+
+
+def test_a_target_of_an_unknown_account_is_refused_once_not_also_as_a_duplicate() -> None:
+    accounts = [{"name": name, "public_key": "p", "private_key": "s"} for name in ("a", "b")]
+    target = {"key": "k", "model": "m", "account": "z"}
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"accounts": accounts, "targets": [target, dict(target)]}, {}, ".")
+    assert refused.value.problems == [
+        'targets[0].account: unknown account "z" (accounts: a, b)',
+        'targets[1].account: unknown account "z" (accounts: a, b)']
+
+
+def test_a_refused_label_name_is_not_also_checked_for_its_value() -> None:
+    with pytest.raises(ConfigError) as refused:
+        parsed(targets=[{"key": "k", "model": "m", "labels": {"x y": "", "__r": "v", "team": ""}}])
+    assert refused.value.problems == [
+        'targets[0].labels["x y"]: invalid label name (use letters, digits and _, not starting '
+        "with a digit)",
+        "targets[0].labels.__r: label names starting with __ are reserved for Prometheus",
+        "targets[0].labels.team: must be a non-empty string (an empty label is no label)"]
+
+
+def test_a_password_read_from_its_file_is_masked_too(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-file-pass-1\n")
+    with pytest.raises(ConfigError) as refused:
+        parsed(accounting=ORIGIN, ha={"peers": ["s3cret-file-pass-1"], "username": "u",
+                                      "password_file": str(secret)})
     assert refused.value.problems == [
         'ha.peers[0]: expected an http:// or https:// URL, got "<secret>"']

@@ -16,6 +16,7 @@ import requests
 from exporter.api.answers import SMALL, AnswerReader
 from exporter.api.errors import ApiError
 from exporter.core.safejson import API_ANSWER
+from tests.bodies import StalledBody
 
 HOST = "api.example.test:8443"
 CAP = API_ANSWER.max_bytes
@@ -69,28 +70,10 @@ def every_slot_taken(reader: AnswerReader, slots: int) -> Iterator[None]:
     release = threading.Event()
     large = padded(3 * SMALL)
 
-    class Slow(io.RawIOBase):
-        def __init__(self) -> None:
-            self.sent = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer: Any) -> int:
-            if self.sent >= len(large):
-                return 0
-            if self.sent > SMALL:
-                held.release()
-                release.wait(10)
-            size = min(len(buffer), len(large) - self.sent, 1 << 16)
-            buffer[:size] = large[self.sent:self.sent + size]
-            self.sent += size
-            return size
-
     threads = []
     for _ in range(slots):
         slow = response(b"")
-        slow.raw = io.BufferedReader(Slow())
+        slow.raw = io.BufferedReader(StalledBody(large, SMALL, held, release, 10))
         threads.append(threading.Thread(target=reader.read, args=(slow, 10)))
         threads[-1].start()
         assert held.acquire(timeout=10)

@@ -37,6 +37,7 @@ from exporter.core.clock import FakeClock
 from exporter.core.safejson import API_ANSWER, STATE_FILE, Limits, UnsafeJsonError, loads
 from exporter.core.smallfile import FileRefusedError, read_capped
 from exporter.metrics.exposition import render
+from tests.bodies import StalledBody
 
 ENDPOINT = "https://api.example.test/"
 URL = ENDPOINT + "?Action=GetUMInferTokenUsage"
@@ -270,28 +271,10 @@ def test_a_large_answer_waits_for_a_slot_and_a_small_one_does_not() -> None:
     held = threading.Semaphore(0)
     release = threading.Event()
 
-    class Slow(io.RawIOBase):
-        """A large body that stops mid-way until told to go on, holding the one slot."""
-
-        def __init__(self) -> None:
-            self.sent = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer: Any) -> int:
-            if self.sent >= len(large):
-                return 0
-            if self.sent > SMALL_ANSWER:
-                held.release()
-                release.wait(5)
-            size = min(len(buffer), len(large) - self.sent, 1 << 16)
-            buffer[:size] = large[self.sent:self.sent + size]
-            self.sent += size
-            return size
 
     first = _response(b"")
-    first.raw = io.BufferedReader(Slow())
+    # A large body that stops mid-way until told to go on, holding the one slot.
+    first.raw = io.BufferedReader(StalledBody(large, SMALL_ANSWER, held, release, 5))
     results: list[object] = []
     thread = threading.Thread(target=lambda: results.append(reader.read(first, 5)))
     thread.start()

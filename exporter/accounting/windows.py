@@ -14,8 +14,8 @@ DAY = 86400
 #: The most a window's end is moved back so that it ends where a bucket of the API's ends:
 #: within a minute or so the gauges are as fresh, and narrower windows become sums of rows.
 MAX_ALIGN = 300
-NO_ROWS = "its answers carry no Usages rows that add up to their totals"
-STRADDLED = "buckets (hourly, daily?) may straddle the window's start"
+NO_ROWS = "the API's answers carry no Usages rows that add up to their totals"
+STRADDLED = "the API's buckets (hourly, daily?) may straddle the window's start"
 
 
 def window_slices(end: int, seconds: int) -> list[tuple[int, int]]:

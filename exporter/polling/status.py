@@ -72,13 +72,13 @@ class PollStatus:
 
     def window_read_alone(self, window: str, why: str) -> None:
         """The ``window`` gauges are read on their own, not summed from a wider window's rows,
-        because the API's ``why``: said once per window and reason in a process."""
+        because ``why`` (what the API's answers lack): said once per window and reason in a process."""
         with self._lock:
             if (window, why) in self._alone:
                 return
             self._alone.add((window, why))
         log.info("window %s is read with a call of its own, not summed from the widest "
-                 "window's answer: the API's %s", window, why)
+                 "window's answer: %s", window, why)
 
     def reasons(self) -> dict[str, str]:
         """Why each failing target fails now."""

@@ -962,6 +962,6 @@ def test_a_window_read_on_its_own_is_said_by_the_pollers_status(
     [target] = poller.cycle().targets  # answers without rows: 30 minutes are read alone
     assert target.failures == () and [w for w, _ in target.windows] == [hour, half]
     [(level, said)] = records(caplog)
-    assert level == "INFO" and said.startswith("window 30m is read with a call of its own, not "
-                                               "summed from the widest window's answer")
-    assert said.endswith("answers carry no Usages rows that add up to their totals")
+    assert level == "INFO" and said == (
+        "window 30m is read with a call of its own, not summed from the widest window's answer: "
+        "the API's answers carry no Usages rows that add up to their totals")

@@ -100,14 +100,14 @@ def test_a_window_read_alone_is_said_once_per_window_and_reason(
     log.set_level(logging.INFO, "exporter.polling.poller")
     status = PollStatus()
     for _ in range(2):
-        status.window_read_alone("1d", "total differs")
+        status.window_read_alone("1d", "the totals differ")
         status.window_read_alone("1d", "rows are missing")
-        status.window_read_alone("1h", "total differs")
+        status.window_read_alone("1h", "the totals differ")
     said = "window %s is read with a call of its own, not summed from the widest window's " \
-           "answer: the API's %s"
-    assert lines(log) == [("INFO", said % ("1d", "total differs")),
+           "answer: %s"
+    assert lines(log) == [("INFO", said % ("1d", "the totals differ")),
                           ("INFO", said % ("1d", "rows are missing")),
-                          ("INFO", said % ("1h", "total differs"))]
+                          ("INFO", said % ("1h", "the totals differ"))]
 
 
 def test_counting_since_is_the_earliest_of_the_targets_asked() -> None:

@@ -194,7 +194,8 @@ def redacted(config: Config) -> dict[str, object]:
         "metrics": _redacted_metrics(config.metrics),
         "ha": {"peers": list(config.ha.peers), "username": config.ha.username,
                "password": REDACTED if config.ha.password else None,
-               "ca_file": config.ha.ca_file, "timeout": format_duration(config.ha.timeout)},
+               "ca_file": config.ha.ca_file, "timeout": format_duration(config.ha.timeout),
+               "insecure_http_auth": config.ha.insecure_http_auth},
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import ConfigError, parse_config
+from exporter.config.load import redacted
 from tests.configs import API, parsed, targets
 
 ORIGIN = {"origin": "2025-01-01T00:00:00Z"}
@@ -70,10 +71,15 @@ def test_bad_ha_is_one_exact_problem(ha: dict[str, object], message: str) -> Non
 
 
 def test_basic_auth_to_http_peers_loads_when_the_operator_says_so() -> None:
-    ha = parsed(accounting=ORIGIN, ha={"peers": ["http://b:9866"], "username": "u",
-                                       "password": "p", "insecure_http_auth": True}).ha
+    config = parsed(accounting=ORIGIN, ha={"peers": ["http://b:9866"], "username": "u",
+                                           "password": "p", "insecure_http_auth": True})
+    ha = config.ha
     assert (ha.peers, ha.username, ha.password, ha.insecure_http_auth) == (
         ("http://b:9866",), "u", "p", True)
+    # the status page's effective config says the password goes in clear
+    assert redacted(config)["ha"] == {"peers": ["http://b:9866"], "username": "u",
+                                      "password": "<secret>", "ca_file": None,
+                                      "timeout": "10s", "insecure_http_auth": True}
 
 
 def test_a_username_alone_to_https_peers_loads() -> None:

@@ -71,7 +71,7 @@ def test_the_effective_config_shows_every_section_as_read_and_no_secret() -> Non
         "metrics": {"semconv": "native", "genai_provider_name": "ucloud",
                     "genai_operation_name": "chat", "disable": [], "drop_labels": []},
         "ha": {"peers": ["https://peer:9866"], "username": "u", "password": "<secret>",
-               "ca_file": None, "timeout": "5s"},
+               "ca_file": None, "timeout": "5s", "insecure_http_auth": False},
     }
 
 

@@ -43,7 +43,7 @@ def test_the_effective_config_of_a_minimal_file_shows_every_default() -> None:
         "metrics": {"semconv": "native", "genai_provider_name": "ucloud",
                     "genai_operation_name": "chat", "disable": [], "drop_labels": []},
         "ha": {"peers": [], "username": None, "password": None, "ca_file": None,
-               "timeout": "10s"},
+               "timeout": "10s", "insecure_http_auth": False},
     }
 
 

@@ -553,7 +553,7 @@ def test_a_current_read_given_up_gives_up_its_whole_stretch_and_survives_a_resta
     assert led.give_up(current, "http") == H  # the rest of the hour is not read apart
     saved = led.to_dict()["open"][-1]
     assert (saved["start"], saved["end"], saved["final"], saved["read_to"]) == (
-        T0 + H, T0 + 2 * H - 1, True, T0 + H + 50)
+        T0 + H, T0 + 2 * H - 1, True, T0 + H - 1)  # never read: its one read was rejected
     restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
     assert [(r.start, r.end) for r in restored.plan(T0 + 2 * H + 10)] == [
         (T0, T0 + H - 1), (T0 + 2 * H, T0 + 2 * H + 10)]
@@ -864,3 +864,19 @@ def test_a_settled_copy_holds_the_closed_prefix_and_the_counts_only() -> None:
     assert (copy["open"], copy["audits"], copy["audit"]) == ([], [], False)
     assert (copy["closed"], copy["cursor"], copy["revisions"]) == (tok(10).as_dict(), T0 + 2 * H, 2)
     assert led.to_dict()["audits"] != []  # the ledger itself keeps its own
+
+
+def test_a_stretch_given_up_behind_an_open_one_is_never_audited() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
+    now = T0 + 2 * H + 600  # hours 0 and 1 settle: hour 0 read again, hour 1 read first
+    old, rejected = led.plan(now)[:2]
+    assert (old.start, rejected.start, rejected.end) == (T0, T0 + H, T0 + 2 * H - 1)
+    assert led.give_up(rejected, "rejected") == H  # the API keeps rejecting hour 1
+    led.record(old, tok(2), now)  # hour 0 settles, and hour 1 closes behind it
+    assert (led.settled_until(), led.counters()) == (T0 + 2 * H - 1, tok(2))
+    # Hour 1 was never read: an audit of it would be rejected again, and for ever.
+    audit = led.plan(T0 + 6 * H)[-1]
+    assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
+    led.record(audit, tok(2), T0 + 6 * H)
+    assert all(r.kind == "count" for r in led.plan(T0 + 8 * H))

@@ -288,9 +288,12 @@ class Ledger:
         if covered is None or read.kind != "count":
             return 0
         seconds = covered[-1].end - read.start + 1
-        first = self._open.get(read.start) or _Stretch(read.start, read.end)
-        self._open[read.start] = replace(first, end=covered[-1].end, final=True,
-                                         read_to=read.end)
+        first = self._open.get(read.start) or _Stretch(read.start, read.end,
+                                                       read_to=read.start - 1)
+        # read_to stays at the widest read recorded (the rejected one was not): a stretch given
+        # up is never taken for one read whole, so it is never audited (the API would reject
+        # the audit's read again, and the audits behind it would wait for ever).
+        self._open[read.start] = replace(first, end=covered[-1].end, final=True)
         self.given_up[reason] = self.given_up.get(reason, 0) + seconds
         self._close_prefix(None)
         return seconds

@@ -553,7 +553,7 @@ def test_a_current_read_given_up_gives_up_its_whole_stretch_and_survives_a_resta
     assert led.give_up(current, "http") == H  # the rest of the hour is not read apart
     saved = led.to_dict()["open"][-1]
     assert (saved["start"], saved["end"], saved["final"], saved["read_to"]) == (
-        T0 + H, T0 + 2 * H - 1, True, T0 + H + 50)
+        T0 + H, T0 + 2 * H - 1, True, T0 + H - 1)  # never read: its one read was rejected
     restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))
     assert [(r.start, r.end) for r in restored.plan(T0 + 2 * H + 10)] == [
         (T0, T0 + H - 1), (T0 + 2 * H, T0 + 2 * H + 10)]
@@ -815,6 +815,8 @@ def test_stretches_closing_together_once_due_gather_into_one_audit_run(settle: i
     audit = led.plan(T0 + 10 * H)[-1]
     assert (audit.kind, audit.start, audit.end) == ("audit", T0, T0 + 2 * H - 1)
     assert audit.stretches == ((T0,) if merged else (T0, T0 + H))
+    restored = Ledger.from_dict(json.loads(json.dumps(led.to_dict())))  # and after a restart
+    assert restored.plan(T0 + 10 * H)[-1] == audit
     recorded = led.record(audit, tok(15), T0 + 10 * H)
     assert (recorded.applied, recorded.shortfall) == (True, tok(5))
     assert led.to_dict()["audits"] == []
@@ -864,3 +866,76 @@ def test_a_settled_copy_holds_the_closed_prefix_and_the_counts_only() -> None:
     assert (copy["open"], copy["audits"], copy["audit"]) == ([], [], False)
     assert (copy["closed"], copy["cursor"], copy["revisions"]) == (tok(10).as_dict(), T0 + 2 * H, 2)
     assert led.to_dict()["audits"] != []  # the ledger itself keeps its own
+
+
+@pytest.mark.parametrize(("max_reads", "newest"), [(2, False), (3, True)], ids=["two", "three"])
+def test_a_due_audit_keeps_its_own_slot_in_a_paced_catch_up(max_reads: int,
+                                                            newest: bool) -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)  # closed, then an outage
+    now = T0 + 5 * DAY
+    reads = led.plan(now, max_reads=max_reads)
+    # The oldest backlog first, the current hour when there is room, and the audit always.
+    assert [(r.kind, r.start, r.end) for r in reads] == [
+        ("count", T0 + H, T0 + DAY + H - 1), *([("count", now, now)] if newest else []),
+        ("audit", T0, T0 + H - 1)]
+
+
+def test_a_neighbour_closed_later_waits_for_its_own_audit() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    now = T0 + 3 * H + 600  # hours 1 and 2 were not read (an outage): caught up as one now
+    caught_up = led.plan(now)[0]
+    assert (caught_up.kind, caught_up.stretches) == ("count", (T0 + H, T0 + 2 * H))
+    led.record(caught_up, tok(7), now)  # settles them
+    # Hour 0 has waited long enough; hours 1 and 2 closed just now, and late usage may still
+    # arrive for them: the audit reads hour 0 alone.
+    audit = led.plan(now)[-1]
+    assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
+    led.record(audit, tok(5), now)
+    assert all(r.kind == "count" for r in led.plan(T0 + 4 * H + 1198))
+    assert led.plan(T0 + 4 * H + 1199)[-1] == Read(T0 + H, T0 + 3 * H - 1, (T0 + H,), "audit")
+
+
+def test_an_audit_never_reads_across_a_stretch_given_up() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
+    assert led.give_up(Read(T0 + H, T0 + 2 * H - 1, (T0 + H,)), "rejected") == H
+    led.record(Read(T0 + 2 * H, T0 + 3 * H - 1, (T0 + 2 * H,)), tok(6), T0 + 3 * H + 600)
+    now = T0 + 10 * H  # both read hours are ready: one audit each, never the hour between
+    audit = led.plan(now)[-1]
+    assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
+    led.record(audit, tok(5), now)
+    assert led.plan(now)[-1] == Read(T0 + 2 * H, T0 + 3 * H - 1, (T0 + 2 * H,), "audit")
+
+
+def test_an_audit_run_reads_no_more_than_a_day() -> None:
+    first = T0 + H - 1  # a one-second first period, then whole hours, each audited on its own
+    led = Ledger(first, H, 600, audit=True)
+    led.record(Read(first, first, (first,)), tok(1), first + 600)
+    for hour in range(1, 26):
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(1), start + H + 600)
+    (audit,) = [r for r in led.plan(T0 + 2 * DAY) if r.kind == "audit"]
+    # Hour 24 would make the run a day and a second long: it starts the next run.
+    assert (audit.start, audit.end) == (first, T0 + DAY - 1)
+    assert audit.stretches == (first, *range(T0 + H, T0 + DAY, H))
+    led.record(audit, tok(24), T0 + 2 * DAY)
+    (audit,) = [r for r in led.plan(T0 + 2 * DAY) if r.kind == "audit"]
+    assert (audit.start, audit.end) == (T0 + DAY, T0 + DAY + 2 * H - 1)
+
+
+def test_a_stretch_given_up_behind_an_open_one_is_never_audited() -> None:
+    led = Ledger(T0, H, 600, audit=True)
+    led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)
+    now = T0 + 2 * H + 600  # hours 0 and 1 settle: hour 0 read again, hour 1 read first
+    old, rejected = led.plan(now)[:2]
+    assert (old.start, rejected.start, rejected.end) == (T0, T0 + H, T0 + 2 * H - 1)
+    assert led.give_up(rejected, "rejected") == H  # the API keeps rejecting hour 1
+    led.record(old, tok(2), now)  # hour 0 settles, and hour 1 closes behind it
+    assert (led.settled_until(), led.counters()) == (T0 + 2 * H - 1, tok(2))
+    # Hour 1 was never read: an audit of it would be rejected again, and for ever.
+    audit = led.plan(T0 + 6 * H)[-1]
+    assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
+    led.record(audit, tok(2), T0 + 6 * H)
+    assert all(r.kind == "count" for r in led.plan(T0 + 8 * H))

@@ -278,6 +278,7 @@ def ignore(_: bool) -> None:
 def test_a_keeper_without_a_path_reads_and_writes_nothing() -> None:
     told: list[bool] = []
     keeper = StateKeeper(None, told.append)
+    keeper.configure(None)  # a reload without state.path either
     assert keeper.load() == StateDocument()
     assert keeper.save(doc(a=ledger())) is True
     assert told == []
@@ -390,3 +391,13 @@ def test_a_reload_applies_accounting_origin_but_tells_only_of_ledgers_begun_afte
         "1 targets began counting after accounting.origin's day (p/late first)"]
     assert retarget({"p/early": early}, ["p/early"], HOURS, 600, origin=T0) == {"p/early": early}
     assert len(_warnings(caplog)) == 1  # nothing new to say
+
+
+def test_a_restart_with_accounting_origin_over_ledgers_counting_from_it_says_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    led = Ledger(T0, H, 600)
+    led.record(Read(T0, T0 + 10, (T0,)), Totals(tokens=2), T0 + 10)
+    result = restart({"p/on": led}, T0 + 20, HOURS, 600, 86400, origin=T0)
+    assert result.ledgers["p/on"].counts_from(T0)
+    assert result.ledgers["p/on"].counters() == Totals(tokens=2)
+    assert _warnings(caplog) == []

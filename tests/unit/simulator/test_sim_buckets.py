@@ -46,6 +46,16 @@ def test_zone_days_start_at_local_midnight_and_last_23_or_25_hours() -> None:
     assert policy.event_range(MARCH_29 + 5, MARCH_29 + 5) == (MARCH_29, MARCH_30 - 1)
 
 
+def test_a_day_of_26_hours_ends_at_the_next_midnight() -> None:
+    # Goose Bay, 1988-10-30: double daylight time ended, clocks went back two hours (tzdata).
+    october_30, october_31 = 594_180_000, 594_273_600  # 00:00 at UTC-2 and at UTC-4
+    policy = BucketPolicy(86400, mode="outward", zone="America/Goose_Bay")
+    assert policy.following(october_30 - 86400) == october_30
+    assert policy.following(october_30) == october_31
+    assert policy.label(october_31 - 1) == october_30
+    assert policy.event_range(october_30 + 5, october_30 + 5) == (october_30, october_31 - 1)
+
+
 def test_a_day_whose_midnight_never_came_starts_when_its_midnight_would_have() -> None:
     # Toronto, 1919-03-31: clocks went from 23:30 EST straight to 00:30 EDT (tzdata). The half
     # hour before 01:00 EDT (00:00 EST) stays in the day before; no bucket starts after its ts.

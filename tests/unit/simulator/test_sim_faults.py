@@ -350,3 +350,13 @@ def test_global_latency_is_fixed_plus_seeded_jitter_and_never_negative() -> None
     assert [again.latency() for _ in range(200)] == draws
     plan.set_latency(-1, -1)
     assert plan.latency() == 0
+
+
+def test_a_plan_without_a_seed_is_seeded_with_zero_and_numbers_rules_from_one() -> None:
+    unseeded, zero, one = FaultPlan(), FaultPlan(0), FaultPlan(1)
+    for p in (unseeded, zero, one):
+        p.set_latency(0, 1)
+    draws = [unseeded.latency() for _ in range(5)]
+    assert draws == [zero.latency() for _ in range(5)]
+    assert draws != [one.latency() for _ in range(5)]
+    assert [unseeded.add(Fault(FaultKind.CLOSE)) for _ in range(3)] == [1, 2, 3]

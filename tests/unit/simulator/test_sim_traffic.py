@@ -85,7 +85,7 @@ def test_no_event_from_the_future_and_backfill_fills_history() -> None:
     assert store.truth("", t.key, t.model, int(T0) - 3600, int(T0) - 1800).requests > 0
     assert store.truth("", t.key, t.model, int(T0), 2**40) == Usage()
     with pytest.raises(RuntimeError,
-                       match="^backfill must be called before traffic starts advancing$"):
+                       match=r"^backfill must be called before traffic starts advancing$"):
         traffic.backfill(60)
 
 

@@ -46,6 +46,14 @@ def test_zone_days_start_at_local_midnight_and_last_23_or_25_hours() -> None:
     assert policy.event_range(MARCH_29 + 5, MARCH_29 + 5) == (MARCH_29, MARCH_30 - 1)
 
 
+def test_a_day_far_east_of_utc_ends_at_its_own_next_midnight() -> None:
+    # Kiritimati (UTC+14): 2026-01-01 starts at 10:00 UTC on 2025-12-31.
+    new_year, january_2 = 1_767_175_200, 1_767_261_600
+    policy = BucketPolicy(86400, zone="Pacific/Kiritimati")
+    assert policy.label(new_year + 86399) == new_year
+    assert policy.following(new_year) == january_2
+
+
 def test_a_day_of_26_hours_ends_at_the_next_midnight() -> None:
     # Goose Bay, 1988-10-30: double daylight time ended, clocks went back two hours (tzdata).
     october_30, october_31 = 594_180_000, 594_273_600  # 00:00 at UTC-2 and at UTC-4

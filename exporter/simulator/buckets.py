@@ -61,8 +61,11 @@ class BucketPolicy:
 
     def following(self, label: int) -> int:
         """The first second of the bucket after the one starting at ``label``."""
-        if self.zone is not None:
-            return self.label(label + 25 * 3600)  # past a day of 23, 24 or 25 hours
+        if self.zone is not None:  # the next local date's noon: past a day of any length
+            zone = ZoneInfo(self.zone)
+            day = datetime.datetime.fromtimestamp(label, zone).date() + datetime.timedelta(1)
+            return self.label(int(datetime.datetime.combine(day, datetime.time(12), zone)
+                                  .timestamp()))
         return label + self.seconds
 
     def event_range(self, start: int, end: int) -> tuple[int, int]:

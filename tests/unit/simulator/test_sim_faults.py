@@ -1,6 +1,7 @@
 """Every injected fault produces its documented wire behaviour."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ import requests
 from exporter.api.signing import sign
 from exporter.core.clock import FakeClock
 from exporter.simulator import EventStore, Fault, FaultKind, FaultPlan, SimulatorServer
-from exporter.simulator.faults import RETCODE_MESSAGES
+from exporter.simulator.faults import RETCODE_MESSAGES, retcode_message, rule_from_json
 from exporter.simulator.store import Event
 from exporter.simulator.usage import Usage
 from tests.conftest import StartSimulator
@@ -238,3 +239,124 @@ def test_stop_releases_held_requests(plan: FaultPlan) -> None:
     caller.join(10)
     assert time.monotonic() - started < 5
     assert len(errors) == 1  # dropped, not answered late
+
+
+def test_a_bare_fault_of_each_kind_does_the_common_thing(
+        sim: SimulatorServer, plan: FaultPlan) -> None:
+    plan.add(Fault(FaultKind.HTTP), times=1)
+    plan.add(Fault(FaultKind.RETCODE), times=1)
+    plan.add(Fault(FaultKind.WRONG_TYPE), times=1)
+    assert post(sim).status_code == 500
+    assert post(sim).json() == {"RetCode": 150, "Action": "GetUMInferTokenUsageResponse",
+                                "Message": "Service unavailable"}
+    assert data(sim)["Data"]["Total"] == "1500abc"
+    plan.add(Fault(FaultKind.TIMEOUT, delay=0.01), times=1)
+    with pytest.raises(requests.ConnectionError):
+        post(sim)
+
+
+def test_a_service_specific_retcode_gets_a_generic_message() -> None:
+    assert retcode_message(2001) == "service error 2001"
+    assert retcode_message(171) == "Signature verification failed"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"then": "wait"}, "then must be 'drop' or 'answer', got 'wait'"),
+    ({"garbage": "null"}, "garbage must be 'string', 'float' or 'bool', got 'null'"),
+    ({"kind": FaultKind.HTTP, "status": 399},
+     "status must be an HTTP error status (400-599), got 399"),
+    ({"kind": FaultKind.HTTP, "status": 600},
+     "status must be an HTTP error status (400-599), got 600"),
+    ({"repeat": 0}, "repeat must be at least 1, got 0"),
+    ({"delay": -0.1}, "delay must not be negative, got -0.1"),
+], ids=["then", "garbage", "status-399", "status-600", "repeat", "delay"])
+def test_a_bad_fault_is_refused_when_made_saying_why(fields: dict[str, Any], message: str
+                                                    ) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        Fault(**{"kind": FaultKind.CRAFTED, **fields})
+
+
+def test_the_edges_of_each_fault_field_are_accepted() -> None:
+    for status in (400, 599):
+        assert Fault(FaultKind.HTTP, status=status).status == status
+    assert Fault(FaultKind.CRAFTED, status=200, repeat=1, delay=0.0, then="answer",
+                 garbage="float").status == 200
+    assert Fault(FaultKind.WRONG_TYPE, garbage="bool").garbage == "bool"
+
+
+def test_rules_come_from_admin_json_or_say_what_is_wrong() -> None:
+    fault, match = rule_from_json({"kind": "http", "status": 503, "retry_after": 2,
+                                   "key": "k", "model": "m", "times": 3, "probability": 0.5,
+                                   "action": "GetUMInferTokenUsage"})
+    assert fault == Fault(FaultKind.HTTP, status=503, retry_after=2)
+    assert match == {"key": "k", "model": "m", "times": 3, "probability": 0.5,
+                     "action": "GetUMInferTokenUsage"}
+    assert rule_from_json({"kind": "reset"}) == (Fault(FaultKind.RESET), {})
+    with pytest.raises(ValueError, match=r"^unknown fault fields: colour, keys$"):
+        rule_from_json({"kind": "reset", "keys": "k", "colour": "red"})
+    kinds = ("http, timeout, reset, close, retcode, malformed, wrong_type, negative, absurd, "
+             "usages_object, empty_data, string_retcode, string_counts, latency, crafted")
+    with pytest.raises(ValueError, match=f"^kind must be one of: {kinds}$"):
+        rule_from_json({"status": 500})
+    with pytest.raises(ValueError, match="repeat must be at least 1"):
+        rule_from_json({"kind": "crafted", "repeat": 0})
+
+
+def test_latency_rules_add_up_before_one_other_fault_and_each_spends_a_time() -> None:
+    plan = FaultPlan()
+    slow, slower = Fault(FaultKind.LATENCY, delay=1), Fault(FaultKind.LATENCY, delay=2)
+    reset, close = Fault(FaultKind.RESET), Fault(FaultKind.CLOSE)
+    plan.add(slow, times=1)
+    plan.add(reset, key="k", times=1)
+    plan.add(slower)
+    plan.add(close)
+    assert plan.pick("other", "m") == [slow, slower, close]
+    assert plan.pick("k", "m") == [reset]
+    assert plan.pick("k", "m") == [slower, close]
+    assert len(plan) == 2
+    assert plan.clear() == 2
+    assert plan.pick("k", "m") == []
+    assert plan.clear() == 0
+
+
+def test_a_rule_matches_its_key_model_and_action_only() -> None:
+    plan = FaultPlan()
+    plan.add(Fault(FaultKind.RESET), key="k", model="m", action="A")
+    assert plan.pick("k", "m", "A") == [Fault(FaultKind.RESET)]
+    for key, model, action in (("x", "m", "A"), ("k", "x", "A"), ("k", "m", "B"),
+                               ("k", "m", None), (None, "m", "A")):
+        assert plan.pick(key, model, action) == []
+
+
+def test_a_rule_for_some_times_ends_after_them() -> None:
+    plan = FaultPlan()
+    rule = plan.add(Fault(FaultKind.CLOSE), times=2)
+    assert [len(plan.pick("k", "m")) for _ in range(3)] == [1, 1, 0]
+    assert not plan.remove(rule)
+    assert plan.add(Fault(FaultKind.CLOSE)) == rule + 1
+
+
+def test_global_latency_is_fixed_plus_seeded_jitter_and_never_negative() -> None:
+    plan = FaultPlan(seed=3)
+    assert plan.latency() == 0
+    plan.set_latency(0.5)
+    assert [plan.latency() for _ in range(3)] == [0.5] * 3
+    plan.set_latency(0.5, 0.25)
+    draws = [plan.latency() for _ in range(200)]
+    assert all(0.5 <= d <= 0.75 for d in draws)
+    assert max(draws) - min(draws) > 0.2
+    again = FaultPlan(seed=3)
+    again.set_latency(0.5, 0.25)
+    assert [again.latency() for _ in range(200)] == draws
+    plan.set_latency(-1, -1)
+    assert plan.latency() == 0
+
+
+def test_a_plan_without_a_seed_is_seeded_with_zero_and_numbers_rules_from_one() -> None:
+    unseeded, zero, one = FaultPlan(), FaultPlan(0), FaultPlan(1)
+    for p in (unseeded, zero, one):
+        p.set_latency(0, 1)
+    draws = [unseeded.latency() for _ in range(5)]
+    assert draws == [zero.latency() for _ in range(5)]
+    assert draws != [one.latency() for _ in range(5)]
+    assert [unseeded.add(Fault(FaultKind.CLOSE)) for _ in range(3)] == [1, 2, 3]

@@ -140,3 +140,11 @@ def test_bad_policies_are_refused() -> None:
         BucketPolicy(60, 86400)
     with pytest.raises(ValueError, match="range mode"):
         BucketPolicy(60, 0, "inward")  # type: ignore[arg-type]
+
+
+def test_events_before_1970_are_held_like_any_other() -> None:
+    # Zone buckets reach back to tzdata's first rules (1919 in test_sim_buckets).
+    store = EventStore()
+    store.add_many([ev(-1_601_753_200, usage(3, 0)), ev(-5, usage(4, 0))])
+    assert store.query("p", "k", "m", -1_601_753_200, 0, 0).input_tokens == 7
+    assert store.query("p", "k", "m", -4, 0, 0) == Usage()

@@ -24,7 +24,7 @@ from exporter.web.server import HTTP_THREADS
 from tests import fleet
 from tests.harness import Exporter
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # it times scrapes: no neighbour
 
 KEYS = [f"k-abuse-{i}" for i in range(100)]  # a body of a few hundred KiB: slow readers matter
 WORKERS = 4  # api.max_concurrency

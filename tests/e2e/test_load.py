@@ -15,7 +15,7 @@ from tests import fleet
 from tests.harness import Exporter, wait_for
 from tests.paths import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # it times scrapes: no neighbour
 
 SCRAPERS = 50
 SECONDS = 5.0

@@ -105,7 +105,7 @@ def serve(argv: list[str], port: int, steps: Callable[[str], None]) -> int:
 
     def run() -> None:
         try:
-            wait_for(ready, 60, "/-/ready")
+            wait_for(ready, 30, "/-/ready")
             steps(base)
         except BaseException as error:
             failed.append(error)
@@ -150,11 +150,11 @@ def test_served_it_polls_shows_its_status_and_reloads_keeping_the_flags(
         assert status == 200 and json.loads(document)["kind"] == "uminfer-settled-ledgers"
         path.write_text(config_text(sim.url, ("m", "m2")))
         assert post(f"{base}/-/reload") == 200
-        wait_for(lambda: up(get(f"{base}/metrics")[1]).get("m2") == "1", 60,
+        wait_for(lambda: up(get(f"{base}/metrics")[1]).get("m2") == "1", 20,
                  "m2 answered after /-/reload")
         path.write_text(config_text(sim.url, ("m", "m2", "m3")))
         os.kill(os.getpid(), signal.SIGHUP)
-        wait_for(lambda: up(get(f"{base}/metrics")[1]) == {"m": "1", "m2": "1", "m3": "1"}, 60,
+        wait_for(lambda: up(get(f"{base}/metrics")[1]) == {"m": "1", "m2": "1", "m3": "1"}, 20,
                  "m3 answered after SIGHUP")
 
     assert serve([f"--config.file={path}", f"--state.path={state}"], port, steps) == 0
@@ -208,7 +208,7 @@ def test_served_a_shard_polls_only_its_share_of_the_discovered_keys(
                 if line.startswith("uminfer_up{")}
 
     def steps(base: str) -> None:
-        wait_for(lambda: polled(get(f"{base}/metrics")[1]) == mine, 60, "this shard's keys")
+        wait_for(lambda: polled(get(f"{base}/metrics")[1]) == mine, 20, "this shard's keys")
 
     assert serve([f"--config.file={path}", "--shard=1/3"], free_port(), steps) == 0
 

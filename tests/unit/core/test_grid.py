@@ -20,7 +20,6 @@ def at(zone: str, year: int, month: int, day: int, hour: int = 0) -> int:
 def test_the_default_grid_is_the_days_of_shanghai() -> None:
     grid = Grid()
     assert (grid.zone, grid.period, grid.offset) == ("Asia/Shanghai", DAY, 0)
-    assert LONGEST == 25 * 3600
     assert at("Asia/Shanghai", 2023, 11, 16) == SHANGHAI_MIDNIGHT
     for t in (SHANGHAI_MIDNIGHT, SHANGHAI_MIDNIGHT + 1, SHANGHAI_MIDNIGHT + DAY - 1):
         assert grid.start(t) == SHANGHAI_MIDNIGHT
@@ -159,3 +158,22 @@ def test_the_seconds_before_a_midnight_that_a_jump_skips_stay_in_the_day_before(
     the_1st = at("America/Toronto", 1919, 4, 1)
     assert (grid.start(the_31st), grid.end(the_31st)) == (the_31st, the_1st - 1)  # 23 hours
     assert grid.on_line(the_31st) and not grid.on_line(jump)
+
+
+@pytest.mark.parametrize(("zone", "day", "hours"), [
+    ("Antarctica/Vostok", (1994, 1, 31), 31),  # the longest day in tzdata since 1970
+    ("Antarctica/Casey", (2018, 3, 11), 27),  # clocks back three hours, yearly until 2023
+    ("America/Goose_Bay", (1988, 10, 30), 26),
+    ("Pacific/Apia", (2011, 12, 29), 24),  # the 30th was skipped: the 31st follows
+], ids=["vostok-31h", "casey-27h", "goose-bay-26h", "apia-skipped-date"])
+def test_a_day_of_any_length_is_one_cell_that_ends_where_the_next_begins(
+        zone: str, day: tuple[int, int, int], hours: int) -> None:
+    grid = Grid(zone)
+    midnight = at(zone, *day)
+    following = midnight + hours * 3600
+    assert hours * 3600 <= LONGEST  # one read may span it
+    for t in (midnight, midnight + 12 * 3600, midnight + 25 * 3600, following - 1):
+        if t < following:
+            assert (grid.start(t), grid.end(t)) == (midnight, following - 1)
+    assert grid.on_line(following) and grid.start(following) == following
+    assert datetime.datetime.fromtimestamp(following, ZoneInfo(zone)).time() == datetime.time(0)

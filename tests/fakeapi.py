@@ -15,6 +15,7 @@ from exporter.api.clock import ApiClock
 from exporter.api.errors import ApiError
 from exporter.api.keys import ApiKey, ApiModel
 from exporter.config import Config, Target
+from exporter.core.grid import LONGEST
 from exporter.core.usage import Reading, Totals
 from exporter.polling.workers import WorkerPool
 from exporter.service import ApiStack, Service
@@ -92,7 +93,7 @@ class FakeApi:
 
     def get_usage(self, target: Target, start: int, end: int, deadline: float) -> Reading:
         self._answer()
-        assert 0 <= end - start < 25 * 3600  # at most a provider day
+        assert 0 <= end - start < LONGEST  # at most a provider day
         if start < self.reject_before:
             raise ApiError("retcode", "RetCode 230: invalid parameter", retcode=230)
         now = self.clock.api()

@@ -26,11 +26,12 @@ from exporter.api.transport import (
 )
 from exporter.config import ApiConfig, Target
 from exporter.core.clock import Clock
+from exporter.core.grid import LONGEST
 from exporter.core.usage import Reading
 
 ACTION = "GetUMInferTokenUsage"
 T = TypeVar("T")
-MAX_SPAN = 25 * 3600  # a provider day: 25 h when daylight saving ends (see core.grid)
+MAX_SPAN = LONGEST  # a provider day at its longest (see core.grid)
 BACKOFF_BASE = 0.5
 THROTTLED_BACKOFF_BASE = 2.0
 BACKOFF_CAP = 30.0

@@ -22,8 +22,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY = 86400
-#: The longest cell: a day that daylight saving lengthens (25 h); what one read may span.
-LONGEST = 25 * 3600
+#: The longest cell, and what one read may span: the longest day in tzdata since 1970,
+#: Antarctica/Vostok's 1994-01-31 (31 h; Antarctica/Casey had days of 27 h until 2023, most
+#: zones 25 h when daylight saving ends).
+LONGEST = 31 * 3600
 DEFAULT_ZONE = "Asia/Shanghai"
 
 
@@ -66,7 +68,10 @@ class Grid:
         """The last second of the cell holding ``t``."""
         if self.zone is None:
             return t + self.period - 1 - (t - self.offset) % self.period
-        return _day_start(self.zone, _day_start(self.zone, t) + LONGEST) - 1
+        # The next local date's first second, whatever this day's length (a skipped date's
+        # midnight maps into the date after it).
+        day = datetime.datetime.fromtimestamp(_day_start(self.zone, t), _zone(self.zone)).date()
+        return _day_start(self.zone, _midnight(self.zone, day.toordinal() + 1)) - 1
 
     def on_line(self, t: int) -> bool:
         """Whether a cell begins at ``t``."""

@@ -336,10 +336,10 @@ def test_counters_are_monotonic_under_any_readings(steps: list[tuple[int, int, b
 
 
 @pytest.mark.parametrize(("length", "ok"), [(1, True), (DAY - 1, True), (DAY, True),
-                                            (25 * H, True), (25 * H + 1, False), (0, False)])
+                                            (31 * H, True), (31 * H + 1, False), (0, False)])
 def test_a_saved_stretch_may_hold_a_day_and_no_more(length: int, ok: bool) -> None:
-    # No API call spans more than a provider day (25 h when daylight saving ends), so a saved
-    # stretch longer than that is damage.
+    # No API call spans more than a provider day (31 h at the longest, Antarctica/Vostok's
+    # 1994-01-31; see core.grid), so a saved stretch longer than that is damage.
     led = Ledger(T0, H, 600)
     data = led.to_dict()
     data["open"] = [{"start": T0, "end": T0 + length - 1, "totals": {"tokens": 1},

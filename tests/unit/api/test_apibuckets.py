@@ -54,7 +54,7 @@ def test_a_zone_with_daylight_saving_has_days_of_23_24_and_25_hours(day: int, ho
     assert zone.end(noon) - start + 1 == hours * H
     spring = int(datetime.datetime(2024, 3, 10, 17, tzinfo=datetime.UTC).timestamp())
     assert zone.end(spring) - zone.start(spring) + 1 == 23 * H
-    assert 25 * H == LONGEST
+    assert 25 * H < LONGEST
 
 
 def test_a_fixed_grid_and_its_forms() -> None:

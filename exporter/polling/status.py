@@ -72,7 +72,8 @@ class PollStatus:
 
     def window_read_alone(self, window: str, why: str) -> None:
         """The ``window`` gauges are read on their own, not summed from a wider window's rows,
-        because ``why`` (what the API's answers lack): said once per window and reason in a process."""
+        because of ``why`` (what the API's answers lack): said once per window and reason in a
+        process."""
         with self._lock:
             if (window, why) in self._alone:
                 return

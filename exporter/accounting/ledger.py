@@ -414,10 +414,11 @@ class Ledger:
         due = self._is_due(stretch, now)
         # A run that is ready to be audited takes no more, and a run spans at most
         # max(settle, period): while a catch-up closes a stretch every poll, a run that took
-        # them all would push its own readiness ahead of it and never be audited.
+        # them all would push its own readiness ahead of it and never be audited. Nor more than
+        # a day: it is read in one call (a settle of days would make runs of days).
         if (last is not None and due and self._is_due(last, now) and not self._ready(last, now)
                 and last.end + 1 == stretch.start
-                and stretch.end - last.start < max(self.settle, self.period)):
+                and stretch.end - last.start < min(max(self.settle, self.period), DAY)):
             self._audits[-1] = replace(last, end=stretch.end, totals=last.totals + stretch.totals,
                                        read_to=stretch.end)
             return

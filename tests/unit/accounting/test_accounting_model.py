@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.accounting.ledger import Ledger, Read
@@ -466,6 +466,27 @@ WEEKS = 20 if "MUTANT_UNDER_TEST" in os.environ else 80
 
 @settings(max_examples=WEEKS, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(long=True))
+@example(
+    sc=Scenario(interval=3600,
+     period=14400,
+     settle=345600,
+     duration=604800,
+     n_events=325,
+     p_beyond=0.0,
+     p_poll_fail=0.0,
+     p_call_fail=0.05,
+     p_outage=0.03,
+     p_restart=0.0,
+     p_save_lost=0.0,
+     max_backfill=14400,
+     max_reads=None,
+     audit=True,
+     seed=73875747,
+     p_reload=0.01,
+     p_removed=0.0,
+     p_price=0.0,
+     p_ledger_lost=0.0),
+).via('discovered failure')
 def test_a_week_of_random_usage_faults_and_restarts(sc: Scenario) -> None:
     run(sc)
 

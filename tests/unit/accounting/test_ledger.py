@@ -925,6 +925,24 @@ def test_an_audit_run_reads_no_more_than_a_day() -> None:
     assert (audit.start, audit.end) == (T0 + DAY, T0 + DAY + 2 * H - 1)
 
 
+def test_a_settle_of_days_still_audits_at_most_a_day_a_read() -> None:
+    # Runs gather neighbours closing once due for max(settle, period): with a settle of four
+    # days, a catch-up of hours would make one run of days, read in one call.
+    settle = 4 * DAY
+    led = Ledger(T0, H, settle, audit=True)
+    for hour in range(40):  # each closes already due, while the run before it is not ready
+        start = T0 + hour * H
+        led.record(Read(start, start + H - 1, (start,)), tok(1), start + H + 2 * settle)
+    audited: list[Read] = []
+    now = T0 + 40 * H + 3 * settle
+    while audits := [r for r in led.plan(now) if r.kind == "audit"]:
+        audited += audits
+        for audit in audits:
+            led.record(audit, tok(len(audit.stretches)), now)
+    assert [(a.start, a.end) for a in audited] == [(T0, T0 + DAY - 1),
+                                                   (T0 + DAY, T0 + 40 * H - 1)]
+
+
 def test_a_stretch_given_up_behind_an_open_one_is_never_audited() -> None:
     led = Ledger(T0, H, 600, audit=True)
     led.record(Read(T0, T0 + 100, (T0,)), tok(1), T0 + 100)

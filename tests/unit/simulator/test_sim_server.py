@@ -394,3 +394,28 @@ def test_many_callers_at_once_are_all_answered(start_simulator: StartSimulator) 
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_servers_started_at_once_each_get_a_free_port() -> None:
+    first, second = server(), server()
+    with first, second:
+        assert first.url != second.url
+        for sim in (first, second):
+            assert requests.get(f"{sim.url}_sim/stats", timeout=5).status_code == 200
+
+
+def test_a_call_held_at_stop_is_closed_not_reset() -> None:
+    plan = FaultPlan()
+    plan.add(Fault(FaultKind.TIMEOUT, delay=30, then="answer"))
+    sim = server(faults=plan)
+    address = urlsplit(sim.start())
+    body = "&".join(f"{k}={v}" for k, v in usage_call().items()).encode()
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((address.hostname, address.port), timeout=5) as conn:
+        conn.sendall(head + body)
+        deadline = time.monotonic() + 5
+        while not sim.stats().calls and time.monotonic() < deadline:
+            time.sleep(0.01)  # poll until the request is being held
+        sim.stop()
+        assert conn.recv(65536) == b""

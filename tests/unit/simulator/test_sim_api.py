@@ -104,6 +104,13 @@ def test_signature_failures_each_have_their_retcode() -> None:
         171, "Signature verification failed")
 
 
+@pytest.mark.parametrize("name", ["signature", "SIGNATURE"])
+def test_only_the_signature_itself_is_left_out_of_what_is_signed(name: str) -> None:
+    good = signed(Action="A", PublicKey="pub", **{name: "x"})
+    check_signature(good, KEYS)
+    assert refused(check_signature, {**good, name: "y"}, KEYS)[0] == 171
+
+
 def test_a_key_pair_with_an_empty_public_key_is_still_checked() -> None:
     keys = {"": "secret"}
     good = {"Action": "A", "Signature": signature({"Action": "A"}, "secret")}
@@ -205,6 +212,15 @@ def test_usage_data_without_a_model_sums_every_model_of_the_key() -> None:
 def test_usage_data_counts_only_what_is_visible_at_the_time_asked() -> None:
     data = usage_data(usage_store(), UsageQuery("p", "k", "m", 100, 200), 160.0, BucketPolicy())
     assert (data["Total"], data["RequestTotal"]) == (15, 1)
+
+
+def test_usage_data_counts_the_window_as_the_policy_says() -> None:
+    outward = BucketPolicy(mode="outward")
+    data = usage_data(usage_store(), UsageQuery("p", "k", "m", 130, 140), NOW, outward)
+    assert (data["Total"], data["RequestTotal"]) == (15, 2)
+    assert {row["Timestamp"] for row in data["Usages"]} == {120}
+    exact = usage_data(usage_store(), UsageQuery("p", "k", "m", 131, 140), NOW, BucketPolicy())
+    assert (exact["Total"], exact["RequestTotal"], exact["Usages"]) == (0, 0, [])
 
 
 def test_usage_data_without_rows_has_no_usages() -> None:

@@ -197,7 +197,7 @@ def test_a_listing_shows_what_a_metered_key_has_spent() -> None:
     rows = answer(outcome)["Data"]
     assert [(r["KeyId"], r["DailyUsedAmount"]) for r in rows] == [("k", "2.0000"),
                                                                    ("fixed", "1")]
-    assert outcome.retcode == 0
+    assert (outcome.retcode, answer(outcome)["Action"]) == (0, "ListUMInferAPIKeyResponse")
 
 
 def test_a_listing_meters_the_traffic_up_to_now() -> None:
@@ -231,6 +231,19 @@ def test_a_server_without_a_catalog_knows_no_keys() -> None:
     assert answer(sim.respond(listing()))["Data"] == []
     sim.admin.handle("POST", "/_sim/keys", "", b'{"key_id": "k", "project": "p"}')
     assert [r["KeyId"] for r in answer(sim.respond(listing()))["Data"]] == ["k"]
+
+
+def test_the_admins_truth_brings_the_servers_traffic_up_to_now() -> None:
+    clock = FakeClock(float(NOW - 600))
+    store = EventStore()
+    traffic = TrafficGenerator(store, [TargetSpec("k", "m", "p", rate=5.0)], 1, clock,
+                               late_fraction=0.0)
+    sim = server(store=store, clock=clock, traffic=traffic)
+    clock.advance(600)
+    query = f"project=p&key=k&model=m&start={NOW - 600}&end={NOW}"
+    status, truth = sim.admin.handle("GET", "/_sim/truth", query, b"")
+    assert status == 200
+    assert truth["visible"]["requests"] > 0
 
 
 def test_the_admin_steers_the_servers_own_faults() -> None:
@@ -268,6 +281,13 @@ def test_start_listens_on_loopback_and_stop_closes() -> None:
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}_sim/stats", timeout=5)
     sim.stop()
+
+
+def test_stopping_a_server_never_started_is_harmless() -> None:
+    sim = server()
+    sim.stop()
+    with pytest.raises(RuntimeError):
+        _ = sim.url
 
 
 def test_a_server_started_again_holds_calls_again() -> None:
@@ -404,7 +424,7 @@ def test_servers_started_at_once_each_get_a_free_port() -> None:
             assert requests.get(f"{sim.url}_sim/stats", timeout=5).status_code == 200
 
 
-def test_a_call_held_at_stop_is_closed_not_reset() -> None:
+def test_a_call_held_at_stop_is_closed_not_reset(caplog: pytest.LogCaptureFixture) -> None:
     plan = FaultPlan()
     plan.add(Fault(FaultKind.TIMEOUT, delay=30, then="answer"))
     sim = server(faults=plan)
@@ -417,5 +437,35 @@ def test_a_call_held_at_stop_is_closed_not_reset() -> None:
         deadline = time.monotonic() + 5
         while not sim.stats().calls and time.monotonic() < deadline:
             time.sleep(0.01)  # poll until the request is being held
-        sim.stop()
-        assert conn.recv(65536) == b""
+        with caplog.at_level(logging.DEBUG, logger="exporter.simulator.server"):
+            sim.stop()
+            assert conn.recv(65536) == b""
+    assert caplog.records == []  # let go on purpose, not ended by an error
+
+
+def raw_request(sim: SimulatorServer, request: bytes) -> bytes:
+    address = urlsplit(sim.url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as conn:
+        conn.sendall(request)
+        return conn.recv(65536)
+
+
+def test_a_negative_content_length_reads_no_body(start_simulator: StartSimulator) -> None:
+    sim = start_simulator({PUBLIC: PRIVATE}, clock=FakeClock(float(NOW)))
+    request = b"POST /_sim/stats HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
+    assert raw_request(sim, b"DELETE" + request.removeprefix(b"POST")).startswith(
+        b"HTTP/1.1 200")
+
+
+def test_only_the_reset_connection_is_reset(start_simulator: StartSimulator) -> None:
+    plan = FaultPlan()
+    plan.add(Fault(FaultKind.RESET), times=1)
+    sim = start_simulator({PUBLIC: PRIVATE}, clock=FakeClock(float(NOW)), faults=plan)
+    body = "&".join(f"{k}={v}" for k, v in usage_call().items()).encode()
+    request = (f"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               f"Content-Type: application/x-www-form-urlencoded\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    with pytest.raises(ConnectionResetError):
+        raw_request(sim, request)
+    for _ in range(20):
+        assert raw_request(sim, request).startswith(b"HTTP/1.1 200")

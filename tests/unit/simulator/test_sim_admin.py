@@ -75,6 +75,13 @@ def test_a_trailing_slash_reaches_the_endpoint(sim: Sim) -> None:
     assert sim("DELETE", "/_sim/stats/") == (200, {})
 
 
+@pytest.mark.parametrize(("path", "status"), [("/_sim/statsX", 404), ("/_sim/stats/x", 404),
+                                              ("/_sim/stats//", 200)],
+                         ids=["longer-name", "deeper-path", "two-slashes"])
+def test_a_path_is_matched_whole_but_trailing_slashes(sim: Sim, path: str, status: int) -> None:
+    assert sim("GET", path)[0] == status
+
+
 def test_a_body_that_is_no_json_is_400_with_the_parsers_word(sim: Sim) -> None:
     status, answer = sim.admin.handle("POST", "/_sim/usage", "", b"[{")
     assert status == 400

@@ -194,7 +194,7 @@ def test_a_fault_must_be_an_object(sim: Sim, payload: Any) -> None:
 def test_a_bad_fault_field_value_is_400(sim: Sim) -> None:
     message = sim.error("POST", "/_sim/faults", {"kind": "http", "status": 200})
     assert message == "status must be an HTTP error status (400-599), got 200"
-    assert "unexpected keyword" not in sim.error("POST", "/_sim/faults", {"kind": 3})
+    assert sim.error("POST", "/_sim/faults", {"kind": 3}).startswith("kind must be one of: ")
 
 
 def test_faults_are_removed_one_by_id_or_all(sim: Sim) -> None:

@@ -452,9 +452,8 @@ def raw_request(sim: SimulatorServer, request: bytes) -> bytes:
 
 def test_a_negative_content_length_reads_no_body(start_simulator: StartSimulator) -> None:
     sim = start_simulator({PUBLIC: PRIVATE}, clock=FakeClock(float(NOW)))
-    request = b"POST /_sim/stats HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
-    assert raw_request(sim, b"DELETE" + request.removeprefix(b"POST")).startswith(
-        b"HTTP/1.1 200")
+    request = b"DELETE /_sim/stats HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
+    assert raw_request(sim, request).startswith(b"HTTP/1.1 200")
 
 
 def test_only_the_reset_connection_is_reset(start_simulator: StartSimulator) -> None:

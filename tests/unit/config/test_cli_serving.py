@@ -105,7 +105,7 @@ def serve(argv: list[str], port: int, steps: Callable[[str], None]) -> int:
 
     def run() -> None:
         try:
-            wait_for(ready, 30, "/-/ready")
+            wait_for(ready, 15, "/-/ready")
             steps(base)
         except BaseException as error:
             failed.append(error)

@@ -282,10 +282,17 @@ class Ledger:
         return Recorded(applied=True)
 
     def give_up(self, read: Read, reason: str) -> int:
-        """Stop reading the stretches of a count ``read`` the API keeps rejecting; return the
-        seconds given up. What was read of them stays counted; the rest is never counted."""
+        """Stop reading the stretches of a ``read`` the API keeps rejecting; return the seconds
+        given up. Of a count read, what was read stays counted and the rest never is; an audit
+        read is dropped from the queue (0 seconds: it counts nothing, and usage arriving late in
+        it goes unreported), so the audits behind it go on."""
+        if read.kind == "audit":
+            queued = self._audits[:len(read.stretches)]
+            if tuple(s.start for s in queued) == read.stretches and queued[-1].end == read.end:
+                del self._audits[:len(queued)]
+            return 0
         covered = self._covered(read)
-        if covered is None or read.kind != "count":
+        if covered is None:
             return 0
         seconds = covered[-1].end - read.start + 1
         first = self._open.get(read.start) or _Stretch(read.start, read.end,

@@ -249,7 +249,8 @@ class Poller:
         After a transient failure only the newest read is still tried (the API is likely down,
         and a range that fails must not keep the current period from being counted). A read
         that fails in ``MAX_STRIKES`` cycles in which another read of the target succeeded is a
-        range the API rejects: it is given up and counted as such, never retried for ever.
+        range the API rejects: it is given up and counted as such (an audit read is dropped),
+        never retried for ever.
         """
         with self._lock:
             ledger = self._ledger(target)
@@ -343,15 +344,17 @@ class Poller:
         if not succeeded:
             return  # the target as a whole failed: an outage, not a range the API rejects
         for read, error in failed:
-            if read.kind != "count":
-                continue
             strikes = health.strikes.struck(read.start)
             if strikes < MAX_STRIKES:
                 continue
             with self._lock:
                 seconds = ledger.give_up(read, error.category)
             health.strikes.cleared(read.start)
-            if seconds:
+            if read.kind == "audit":
+                log.error("target %s: dropped the audit of [%d, %d] after %d failed reads (%s); "
+                          "usage that arrived there after it settled is not reported",
+                          target.ident, read.start, read.end, strikes, error.message)
+            elif seconds:
                 log.error("target %s: gave up [%d, %d] after %d failed reads (%s); %d seconds "
                           "of usage are not counted", target.ident, read.start, read.end,
                           strikes, error.message, seconds)

@@ -364,13 +364,21 @@ def test_give_up_keeps_what_was_read_and_counts_seconds_per_reason() -> None:
     assert led.given_up == {"retcode": 2 * H}
 
 
-def test_give_up_refuses_audit_reads() -> None:
+def audits(led: Ledger, now: int) -> list[Read]:
+    return [r for r in led.plan(now) if r.kind == "audit"]
+
+
+def test_an_audit_given_up_is_dropped_and_the_next_one_follows() -> None:
     led = Ledger(T0, H, 600, audit=True)
     led.record(Read(T0, T0 + H - 1, (T0,)), tok(5), T0 + H + 600)
-    audit = led.plan(T0 + 3 * H + 1200)[-1]
-    assert audit.kind == "audit"
-    assert led.give_up(audit, "retcode") == 0
-    assert led.given_up == {}
+    [audit] = audits(led, T0 + 3 * H)
+    assert audit == Read(T0, T0 + H - 1, (T0,), "audit")
+    other = Read(T0, T0 + 2 * H - 1, (T0, T0 + H), "audit")  # not what is queued: no change
+    assert led.give_up(other, "retcode") == 0 and audits(led, T0 + 3 * H) == [audit]
+    assert led.give_up(audit, "retcode") == 0  # counts nothing, loses no counted second
+    assert (led.given_up, led.counters(), audits(led, T0 + 3 * H)) == ({}, tok(5), [])
+    led.record(Read(T0 + H, T0 + 2 * H - 1, (T0 + H,)), tok(1), T0 + 3 * H)
+    assert audits(led, T0 + 6 * H) == [Read(T0 + H, T0 + 2 * H - 1, (T0 + H,), "audit")]
 
 
 def test_rebase_counts_settled_stretches_it_folds_as_settled_not_skipped() -> None:

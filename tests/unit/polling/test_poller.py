@@ -277,6 +277,31 @@ def test_a_range_the_api_keeps_rejecting_is_given_up_after_max_strikes(
     assert all(start > START + 3599 for _, start, _, _ in api.calls)  # never read again
 
 
+def test_an_audit_the_api_keeps_rejecting_is_dropped_after_max_strikes(
+        clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
+    # The first hour is counted and closed; then the API rejects every read starting there,
+    # which from now on only its audit makes. Audits count nothing: after MAX_STRIKES the
+    # audit is dropped, not retried every cycle for ever.
+    api = Scripted(clock)
+    poller = make_poller(config(A), api, clock, pool, ledgers(A))
+    clock.advance(3600.0 + 700.0)
+    assert poller.cycle().targets[0].settled_until == START + 3599
+    api.script.append(lambda s, e: busy(s, e) if s == START else None)
+    rejected = []
+    for _ in range(3 * 60):  # due two settles after it closed, ready an hour after that
+        clock.advance(60.0)
+        api.calls.clear()
+        poller.cycle()
+        rejected += [c[1:3] for c in api.calls if c[1] == START]
+    assert len(rejected) == MAX_STRIKES and len(set(rejected)) == 1
+    [(_, end)] = set(rejected)
+    assert ("ERROR", f"target /uminferapikey-a/m: dropped the audit of [{START}, {end}] after 5 "
+            "failed reads (RetCode 150 (service unavailable)); usage that arrived there after "
+            "it settled is not reported") in records(caplog)
+    [target] = poller.cycle().targets
+    assert target.up and target.given_up == ()  # nothing counted was lost
+
+
 def test_failed_window_reads_leave_the_target_up_and_are_logged_once(
         clock: FakeClock, pool: WorkerPool, caplog: pytest.LogCaptureFixture) -> None:
     w = Window("1h", 3600)

@@ -252,18 +252,21 @@ def stop_when_serving(port: int, also: list[str]) -> threading.Thread:
     """SIGTERM to this process once /-/healthy answers (and ``also`` fetched first)."""
 
     def run() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthy", timeout=5):
-                    pass
-                break
-            except OSError:
-                time.sleep(0.1)
-        for path in also:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-                fetched.append(answer.read().decode())
-        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthy", timeout=5):
+                        pass
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            for path in also:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
+                                            timeout=10) as answer:
+                    fetched.append(answer.read().decode())
+        finally:  # whatever failed, main() must return: the test then says what is missing
+            os.kill(os.getpid(), signal.SIGTERM)
 
     fetched: list[str] = []
     thread = threading.Thread(target=run, daemon=True)

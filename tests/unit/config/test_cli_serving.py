@@ -6,6 +6,7 @@ an operator sees it, so a part left unconnected in exporter.cli fails here."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import os
@@ -232,6 +233,27 @@ def test_served_a_stuck_poll_loop_fails_the_liveness_probe(
         assert serve([f"--config.file={path}"], free_port(), steps) == 0
     finally:
         released.set()
+
+
+@pytest.mark.usefixtures("logged")
+def test_served_the_connection_cap_is_the_flags(
+        sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, "private-key-123")
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(sim.url, ("m",)))
+    port = free_port()
+
+    def steps(base: str) -> None:
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            kept.request("GET", "/-/healthy")  # answered, then kept alive, idle
+            assert kept.getresponse().read() and kept.sock is not None
+            assert get(f"{base}/-/healthy")[0] == 200  # at the cap of 1: the idle one goes
+            assert kept.sock.recv(1) == b""  # closed by the exporter (a timeout at 512)
+        finally:
+            kept.close()
+
+    assert serve([f"--config.file={path}", "--web.max-connections=1"], port, steps) == 0
 
 
 @pytest.mark.usefixtures("logged")

@@ -69,7 +69,7 @@ def test_the_defaults_are_the_documented_ones() -> None:
 def test_the_help_names_each_default_as_the_readme_does() -> None:
     text = " ".join(cli._parser().format_help().split())
     assert text.startswith("usage: uminfer-exporter ")
-    assert "Prometheus exporter for LLM token usage on UCloud-family clouds." in text
+    assert " Prometheus exporter for LLM token usage on UCloud-family clouds. options: " in text
     for shown in ("--config.file PATH YAML configuration file (default: config.yaml)",
                   "--config.check validate the configuration (and web config) and exit: 0 valid,"
                   " 1 not",

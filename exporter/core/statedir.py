@@ -30,7 +30,7 @@ def prepare_state_dir(path: str) -> str | None:
         except OSError as error:
             return what + f"cannot create directory {directory} ({error.strerror}); " + _todo()
     try:
-        with tempfile.TemporaryFile(prefix=".write-test-", dir=directory):
+        with tempfile.TemporaryFile(dir=directory):  # nameless (O_TMPFILE) or unlinked at once
             pass
     except OSError as error:
         return what + f"cannot write in {directory} ({error.strerror}); " + _todo()

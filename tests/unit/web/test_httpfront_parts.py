@@ -116,7 +116,7 @@ def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     (b"GET / HTTP/1.1\n\n", True),
     (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcd", False),
     (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", True),
-])
+], ids=["nothing", "half-head", "head", "bare-lf-head", "short-body", "whole-body"])
 def test_a_request_has_arrived_with_its_whole_head_and_body(sent: bytes,
                                                             arrived: bool) -> None:
     with socket_pair() as (client, server):
@@ -280,7 +280,9 @@ def test_close_stops_the_loop_at_once_and_drops_every_connection() -> None:
         idle.sendall(b"GET / HTTP/1.1\r\n\r\n")
         answer = b""
         while not answer.endswith(b"GET 127.0.0.1\n"):  # kept alive, waiting
-            answer += idle.recv(65536)
+            chunk = idle.recv(65536)
+            assert chunk, f"closed after {answer!r}"
+            answer += chunk
         began = time.monotonic()
         front.close()
         took = time.monotonic() - began

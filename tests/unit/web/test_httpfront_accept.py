@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import socket
 import threading
@@ -276,6 +277,8 @@ class Held:
         self.release = threading.Event()
 
     async def __call__(self, request: Request) -> Response:
+        if request.path == "/quick":
+            return await echo(request)
         self.entered.set()
         await asyncio.to_thread(self.release.wait, 10)
         return Response(HTTPStatus.OK, f"{request.method} {request.path} done\n".encode())
@@ -283,10 +286,12 @@ class Held:
 
 @contextmanager
 def running(listener: socket.socket, app: Callable[[Request], Any], max_connections: int,
-            admit: Callable[[Request], Any] | None = None) -> Iterator[HttpFront]:
+            admit: Callable[[Request], Any] | None = None, idle_timeout: float = 5.0,
+            write_timeout: float = 5.0) -> Iterator[HttpFront]:
     front = HttpFront(listener, app, lambda: None,
                       Limits(max_connections=max_connections, header_timeout=5.0,
-                             body_timeout=5.0, idle_timeout=5.0, write_timeout=5.0),
+                             body_timeout=5.0, idle_timeout=idle_timeout,
+                             write_timeout=write_timeout),
                       "test", admit=admit)
     front.start()
     try:
@@ -398,3 +403,79 @@ def test_at_the_cap_a_newcomer_is_refused_when_every_other_has_its_request_in() 
         assert open_ones(late) == [False]  # refused
         assert open_ones(admitted) == [True, True]
         assert len(front._conns) == 2
+
+
+def test_a_connection_that_ended_while_idle_leaves_no_room_behind() -> None:
+    """An idle connection the front closed at its idle deadline is gone for good: later, with
+    the one slot being answered, a newcomer waits in the backlog; it is not admitted over the
+    cap in place of the connection that already ended."""
+    held = Held()
+    with Listener() as listener, running(listener, held, 1, idle_timeout=0.3) as front:
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as idle:
+            idle.sendall(b"GET /quick HTTP/1.1\r\n\r\n")
+            assert answer_of(idle).endswith(b"\r\n\r\nGET /quick\n")  # then idle, closed
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as busy:
+            busy.sendall(b"GET /held HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert held.entered.wait(5)
+            with socket.create_connection(("127.0.0.1", front.port), timeout=5) as late:
+                late.sendall(b"GET /quick HTTP/1.1\r\nConnection: close\r\n\r\n")
+                assert answer_of(late, 0.3) == b"<open>"  # queued behind the cap
+                held.release.set()
+                assert answer_of(busy).endswith(b"\r\n\r\nGET /held done\n")
+                assert answer_of(late).endswith(b"\r\n\r\nGET /quick\n")
+
+
+def test_the_last_bytes_of_an_answer_are_held_no_longer_than_the_write_deadline() -> None:
+    """The answer is handed over whole (what the kernel does not take waits in the front),
+    then the client reads nothing: the connection is still cut at the write deadline, not
+    kept until the client reads the rest."""
+    body = b"x" * 40_000 + b"the end\n"
+
+    async def app(_request: Request) -> Response:
+        return Response(HTTPStatus.OK, body, close=True)
+
+    with Listener() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the accepted inherit it
+        with running(listener, app, 8, write_timeout=0.5) as front:
+            client = socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            with client:
+                client.connect(("127.0.0.1", front.port))
+                client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                wait_until(lambda: bool(front._conns), "the connection admitted")
+                wait_until(lambda: not front._conns, "the connection ended")
+                answer = answer_of(client, 2.0)
+            with socket.create_connection(("127.0.0.1", front.port), timeout=5) as after:
+                after.sendall(b"GET / HTTP/1.1\r\n\r\n")  # (its socket likely reuses the fd)
+                later = answer_of(after, 3.0)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert not answer.endswith(b"the end\n")  # cut, not kept open until read
+    assert later.endswith(b"the end\n")  # the cut one left nothing behind
+
+
+def test_an_answer_flushed_after_its_close_ends_the_connection_quietly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Most of the answer still waits in the front when the connection is closed (the
+    client reads slowly); once the client has taken it all, the connection ends as any
+    other: no error is left behind to be reported."""
+    body = b"x" * 40_000 + b"the end\n"
+
+    async def app(_request: Request) -> Response:
+        return Response(HTTPStatus.OK, body, close=True)
+
+    with caplog.at_level(logging.WARNING), Listener() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the accepted inherit it
+        with running(listener, app, 8) as front:
+            client = socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.settimeout(5)
+            with client:
+                client.connect(("127.0.0.1", front.port))
+                client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                wait_until(lambda: bool(front._conns), "the connection admitted")
+                client.recv(1, socket.MSG_PEEK)  # the answer was handed over and closed
+                answer = answer_of(client)
+            wait_until(lambda: not front._conns, "the connection ended")
+            gc.collect()  # a task's error is reported when the task is collected
+    assert answer.endswith(b"the end\n")
+    assert [r.getMessage() for r in caplog.records] == []

@@ -18,6 +18,10 @@ from exporter.web.httpfront import HttpFront, Limits, _Conn
 from exporter.web.httpwire import RequestError, parse_head
 from tests.unit.web.test_server import Reloads, serving
 
+# Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
+# testing) fails here instead of holding the run until mutmut's own limit.
+pytestmark = pytest.mark.timeout(30)
+
 QUICK = Limits(max_connections=8, header_timeout=1.0, idle_timeout=1.0, write_timeout=1.0)
 
 

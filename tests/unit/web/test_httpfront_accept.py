@@ -23,6 +23,10 @@ import pytest
 from exporter.web.httpfront import HttpFront, Limits, _Conn
 from exporter.web.httpwire import Request, Response
 
+# Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
+# testing) fails here instead of holding the run until mutmut's own limit.
+pytestmark = pytest.mark.timeout(30)
+
 REQUEST = b"GET /-/healthy HTTP/1.1\r\n\r\n"
 
 
@@ -479,3 +483,20 @@ def test_an_answer_flushed_after_its_close_ends_the_connection_quietly(
             gc.collect()  # a task's error is reported when the task is collected
     assert answer.endswith(b"the end\n")
     assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_a_request_that_came_after_its_connection_was_admitted_is_not_closed_for_room() -> None:
+    """Admitted while it waited on its client, then its request came: from then on it is
+    being answered, and a newcomer at the cap waits in the backlog."""
+    held = Held()
+    with Listener() as listener, running(listener, held, 1) as front, \
+            socket.create_connection(("127.0.0.1", front.port), timeout=5) as first:
+        wait_until(lambda: bool(front._conns), "the connection admitted")
+        first.sendall(b"GET /held HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert held.entered.wait(5)
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as late:
+            late.sendall(b"GET /quick HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert answer_of(late, 0.3) == b"<open>"  # queued: nothing can make room
+            held.release.set()
+            assert answer_of(first).endswith(b"\r\n\r\nGET /held done\n")
+            assert answer_of(late).endswith(b"\r\n\r\nGET /quick\n")

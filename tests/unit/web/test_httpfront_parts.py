@@ -22,6 +22,10 @@ from exporter.web.httpfront import HttpFront, Limits, _Conn, _peer, _request_arr
 from exporter.web.httpwire import Request, RequestError, Response
 from tests.certs import make_pki
 
+# Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
+# testing) fails here instead of holding the run until mutmut's own limit.
+pytestmark = pytest.mark.timeout(30)
+
 T = TypeVar("T")
 
 
@@ -330,6 +334,22 @@ def test_a_failure_the_front_does_not_expect_costs_its_connection_and_is_said_on
     assert [(r.name, r.getMessage()) for r in caplog.records] == [
         ("exporter.web.httpfront",
          "HTTP front: Task exception was never retrieved (RuntimeError('admission bug'))")]
+
+
+def test_plain_http_to_the_tls_port_is_closed_and_is_not_news(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pki = make_pki(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    with caplog.at_level(logging.WARNING), running(echo, tls=context) as front:
+        answer = talk(front.port, b"GET / HTTP/1.1\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while front._conns and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not front._conns
+        gc.collect()  # a task's error is reported when the task is collected
+    assert not answer.endswith(b"<open>")  # closed at once, not at the header deadline
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_tls_is_served_with_the_context_given_at_accept(tmp_path: Path) -> None:

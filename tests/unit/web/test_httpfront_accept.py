@@ -376,6 +376,7 @@ def test_connections_held_back_by_a_slice_start_at_once_when_nothing_more_comes(
         front.loop.time = lambda: time.monotonic() + jumped[0]  # type: ignore[method-assign]
         front.start()
         try:
+            wait_until(lambda: len(front._conns) == len(clients), "all admitted, none asked")
             with clients[0] as client:
                 began = time.monotonic()
                 client.sendall(b"GET /first HTTP/1.1\r\nConnection: close\r\n\r\n")

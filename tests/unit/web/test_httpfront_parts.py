@@ -92,6 +92,8 @@ def test_a_head_may_fill_the_limit_but_not_pass_it() -> None:
     assert refused([head[:-4], b"a" * 10], limit=len(head) - 4) == (
         HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "head too large")
     assert head_of([head[:-4], b"\r\n\r\n"], limit=len(head)) == (head, b"")
+    with pytest.raises(asyncio.IncompleteReadError):  # at the limit, then the client's end:
+        head_of([head[:-4]], limit=len(head) - 4)  # it went away, nothing to refuse
 
 
 def test_a_body_is_skipped_from_what_is_read_and_what_comes() -> None:

@@ -501,3 +501,23 @@ def test_a_request_that_came_after_its_connection_was_admitted_is_not_closed_for
             held.release.set()
             assert answer_of(first).endswith(b"\r\n\r\nGET /held done\n")
             assert answer_of(late).endswith(b"\r\n\r\nGET /quick\n")
+
+
+def test_closing_while_a_slice_holds_connections_back_closes_them_too() -> None:
+    """A shutdown in the middle of a flood: the connections a slice admitted but has not
+    started yet (no task) are closed with the rest, and the loop ends cleanly."""
+    with Listener() as listener:
+        clients = listener.queue(40)
+        front = HttpFront(listener, never, lambda: None, Limits(max_connections=200), "test")
+        front.loop.time = SteppedClock(step=1.0)  # type: ignore[method-assign]
+        admitted: list[_Conn] = []
+        assert front._accept_some(1000, admitted) == "sliced"
+        front._start(admitted, sliced=True)
+        assert front._unstarted  # held back: no task yet
+        del front.loop.time
+        front.loop.call_soon(front.loop.stop)
+        front._run()  # what the loop thread runs: here it stops at once, then cleans up
+        assert front.loop.is_closed()
+        assert open_ones(clients[:len(admitted)]) == [False] * len(admitted)
+        for client in clients:
+            client.close()

@@ -403,3 +403,17 @@ def read_to_end(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         got += chunk
     return got
+
+
+def test_the_loop_runs_in_a_daemon_thread_named_for_it() -> None:
+    """A front left open must not hold up an exit, and its loop shows in a thread dump (next
+    to the route pools' http-* threads)."""
+    seen: list[tuple[str, bool]] = []
+
+    async def where(request: Request) -> Response:
+        seen.append((threading.current_thread().name, threading.current_thread().daemon))
+        return await echo(request)
+
+    with running(where) as front:
+        talk(front.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert seen == [("http", True)]

@@ -82,7 +82,7 @@ class _Conn:
 
     def evict(self) -> None:
         if self.transport is not None:
-            self.transport.abort()
+            _abort(self.transport)
         if self.task is None:
             self.sock.close()
         else:
@@ -318,7 +318,7 @@ class HttpFront:
             pass  # the client went away or ran out of time: nothing to tell anyone
         finally:
             if writer is not None:
-                writer.transport.abort()
+                _abort(writer.transport)
             conn.sock.close()
 
     async def _open(self, client: socket.socket
@@ -438,6 +438,14 @@ def _request_arrived(sock: socket.socket) -> bool:
         return False
     end = head_end(peeked)
     return end >= 0 and len(peeked) - end >= announced_body(peeked[:end])
+
+
+def _abort(transport: asyncio.WriteTransport) -> None:
+    """Drop the connection now, unless it is gone already: a socket transport whose close
+    had to flush first lets go of its protocol (and its loop) once flushed, and asyncio's
+    abort then raises (3.11), killing whatever called it (a task, the accept loop)."""
+    if transport.get_protocol() is not None:
+        transport.abort()
 
 
 async def _admit_all(_request: Request) -> Response | None:

@@ -18,6 +18,10 @@ from exporter.web.httpfront import HttpFront, Limits, _Conn
 from exporter.web.httpwire import RequestError, parse_head
 from tests.unit.web.test_server import Reloads, serving
 
+# Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
+# testing) fails here instead of holding the run until mutmut's own limit.
+pytestmark = pytest.mark.timeout(30)
+
 QUICK = Limits(max_connections=8, header_timeout=1.0, idle_timeout=1.0, write_timeout=1.0)
 
 
@@ -45,6 +49,16 @@ def read_all(sock: socket.socket, wait: float) -> bytes:
         got += b"<still open>"
     except ConnectionResetError:
         pass  # closed too, just less politely
+    return got
+
+
+def read_until(sock: socket.socket, suffix: bytes) -> bytes:
+    """Read until what came ends with ``suffix``; the connection's end first fails the test."""
+    got = b""
+    while not got.endswith(suffix):
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {got!r}"
+        got += chunk
     return got
 
 
@@ -94,7 +108,8 @@ def test_a_body_is_dropped_never_read_as_a_request(front: tuple[int, Reloads]) -
     (b"GET / HTTP/1.1\r\nX: " + b"a" * 17 * 1024 + b"\r\n\r\n", 431),  # over 16 KiB at once
     (b"GET http://x/ HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
-])
+], ids=["chunked", "two-lengths", "signed-length", "space-before-colon", "folded", "too-long",
+        "huge-length", "huge-head", "absolute-uri", "http2"])
 def test_ambiguous_framing_is_refused_and_the_connection_closed(
         front: tuple[int, Reloads], head: bytes, status: int) -> None:
     port, reloads = front
@@ -172,7 +187,8 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(front: tuple[int, 
 
 
 @pytest.mark.parametrize("head", [b"GET / HTTP/1.1\r\nX: a\rb\r\n", b"GET  / HTTP/1.1",
-                                  b"G\x00T / HTTP/1.1", b""])
+                                  b"G\x00T / HTTP/1.1", b""],
+                         ids=["bare-cr", "double-space", "nul", "empty"])
 def test_parse_head_refuses_malformed_heads(head: bytes) -> None:
     with pytest.raises(RequestError):
         parse_head(head)
@@ -185,9 +201,7 @@ def test_at_the_cap_an_idle_kept_alive_connection_makes_room(front: tuple[int, R
     try:
         for sock in idle:
             sock.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
-            answer = b""
-            while not answer.endswith(b"Healthy.\n"):
-                answer += sock.recv(4096)
+            answer = read_until(sock, b"Healthy.\n")
             assert answer.startswith(b"HTTP/1.1 200")  # and kept alive
         began = time.monotonic()
         answer = exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n")
@@ -356,9 +370,7 @@ def test_a_kept_alive_connection_has_the_head_deadline_for_its_next_request() ->
         request = b"GET /-/healthy HTTP/1.1\r\n\r\n"
         for _ in range(2):  # the second after the first request's own head deadline
             sock.sendall(request)
-            answer = b""
-            while not answer.endswith(b"Healthy.\n"):
-                answer += sock.recv(4096)
+            answer = read_until(sock, b"Healthy.\n")
             assert statuses(answer) == [200]
             time.sleep(0.7)  # idle: longer than a head may take, shorter than idle_timeout
         began = time.monotonic()

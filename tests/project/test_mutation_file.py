@@ -86,9 +86,7 @@ def test_every_mutated_module_is_listed_and_no_other() -> None:
     assert not listed & waiting
 
 
-@pytest.mark.e2e  # runs git (the process guard made the strict xfail pass for that alone)
-@pytest.mark.xfail(strict=True, reason="#33: MUTATION.md is regenerated over every module at "
-                   "the final commit (./scripts/mutation); then remove this mark")
+@pytest.mark.e2e  # runs git
 def test_no_module_changed_after_the_commit_it_was_measured_at() -> None:
     """Stale rows, and how stale: ``./scripts/mutation --changed`` measures exactly these."""
     measured = rows()

@@ -54,6 +54,15 @@ def sim(start_simulator: StartSimulator) -> SimulatorServer:
     return start_simulator({"pub": "private-key-123"}, buckets=SECOND_BUCKETS)
 
 
+@pytest.fixture
+def config_file(sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config of one target on ``sim``, its private key read from the environment."""
+    monkeypatch.setenv(SECRET_ENV, "private-key-123")  # read at the start and at each reload
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(sim.url, ("m",)))
+    return path
+
+
 def config_text(url: str, models: tuple[str, ...]) -> str:
     targets = ", ".join(f"{{key: k, model: {m}}}" for m in models)
     return (f"api: {{endpoint: '{url}', public_key: pub, private_key: '${{{SECRET_ENV}}}'}}\n"
@@ -131,11 +140,9 @@ def logged(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("logged")
 def test_served_it_polls_shows_its_status_and_reloads_keeping_the_flags(
-        sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        sim: SimulatorServer, config_file: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv(SECRET_ENV, "private-key-123")  # read at the start and at each reload
-    path = tmp_path / "config.yaml"
-    path.write_text(config_text(sim.url, ("m",)))
+    path = config_file
     state = tmp_path / "state.json"
     port = free_port()
 
@@ -167,10 +174,8 @@ def test_served_it_polls_shows_its_status_and_reloads_keeping_the_flags(
 
 @pytest.mark.usefixtures("logged")
 def test_served_the_web_config_guards_metrics_and_is_reloaded_with_the_config(
-        sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SECRET_ENV, "private-key-123")
-    path = tmp_path / "config.yaml"
-    path.write_text(config_text(sim.url, ("m",)))
+        config_file: Path, tmp_path: Path) -> None:
+    path = config_file
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  alice: '{HASH}'\n")
 
@@ -236,11 +241,8 @@ def test_served_a_stuck_poll_loop_fails_the_liveness_probe(
 
 
 @pytest.mark.usefixtures("logged")
-def test_served_the_connection_cap_is_the_flags(
-        sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SECRET_ENV, "private-key-123")
-    path = tmp_path / "config.yaml"
-    path.write_text(config_text(sim.url, ("m",)))
+def test_served_the_connection_cap_is_the_flags(config_file: Path) -> None:
+    path = config_file
     port = free_port()
 
     def steps(base: str) -> None:

@@ -166,13 +166,20 @@ def test_each_answered_usage_call_is_recorded_model_or_not() -> None:
     assert sim.stats().calls == 0
 
 
-def test_usage_is_answered_with_the_traffic_up_to_now() -> None:
+def server_with_traffic() -> SimulatorServer:
+    """A server whose traffic (5 requests a second on p/k/m) began 600 s before NOW, its
+    clock at NOW, the traffic not yet generated up to it."""
     clock = FakeClock(float(NOW - 600))
     store = EventStore()
     traffic = TrafficGenerator(store, [TargetSpec("k", "m", "p", rate=5.0)], 1, clock,
                                late_fraction=0.0)
     sim = server(store=store, clock=clock, traffic=traffic)
     clock.advance(600)
+    return sim
+
+
+def test_usage_is_answered_with_the_traffic_up_to_now() -> None:
+    sim = server_with_traffic()
     body = answer(sim.respond(usage_call()))
     assert body["Data"]["RequestTotal"] > 0
 
@@ -234,12 +241,7 @@ def test_a_server_without_a_catalog_knows_no_keys() -> None:
 
 
 def test_the_admins_truth_brings_the_servers_traffic_up_to_now() -> None:
-    clock = FakeClock(float(NOW - 600))
-    store = EventStore()
-    traffic = TrafficGenerator(store, [TargetSpec("k", "m", "p", rate=5.0)], 1, clock,
-                               late_fraction=0.0)
-    sim = server(store=store, clock=clock, traffic=traffic)
-    clock.advance(600)
+    sim = server_with_traffic()
     query = f"project=p&key=k&model=m&start={NOW - 600}&end={NOW}"
     status, truth = sim.admin.handle("GET", "/_sim/truth", query, b"")
     assert status == 200

@@ -16,6 +16,7 @@ import pytest
 from exporter.web.config import WebConfig
 from exporter.web.httpfront import HttpFront, Limits, _Conn
 from exporter.web.httpwire import RequestError, parse_head
+from tests.sockets import OPEN, read_until_closed
 from tests.unit.web.test_server import Reloads, serving
 
 # Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
@@ -40,16 +41,7 @@ def exchange(port: int, raw: bytes, wait: float = 3.0) -> bytes:
 
 
 def read_all(sock: socket.socket, wait: float) -> bytes:
-    sock.settimeout(wait)
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-    except TimeoutError:
-        got += b"<still open>"
-    except ConnectionResetError:
-        pass  # closed too, just less politely
-    return got
+    return read_until_closed(sock, wait)
 
 
 def read_until(sock: socket.socket, suffix: bytes) -> bytes:
@@ -116,7 +108,7 @@ def test_ambiguous_framing_is_refused_and_the_connection_closed(
     chunks = b"1a\r\nPOST /-/reload HTTP/1.1\r\n\r\n0\r\n\r\n"
     answer = exchange(port, head + chunks)
     assert statuses(answer) == [status]
-    assert not answer.endswith(b"<still open>")
+    assert not answer.endswith(OPEN)
     assert reloads.calls == []
 
 
@@ -152,7 +144,7 @@ def test_an_idle_kept_alive_connection_is_closed(front: tuple[int, Reloads]) -> 
         began = time.monotonic()
         answer = read_all(sock, 3)
     assert statuses(answer) == [200]
-    assert not answer.endswith(b"<still open>")
+    assert not answer.endswith(OPEN)
     assert 0.9 <= time.monotonic() - began <= 2.0
 
 
@@ -180,7 +172,7 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room(front: tuple[int, 
         answer = exchange(port, b"GET /-/healthy HTTP/1.0\r\n\r\n")
         assert answer.endswith(b"Healthy.\n")
         assert read_all(silent[0], 0.5) == b""  # the oldest was closed
-        assert read_all(silent[-1], 0.2) == b"<still open>"
+        assert read_all(silent[-1], 0.2) == OPEN
     finally:
         for sock in silent:
             sock.close()
@@ -248,7 +240,7 @@ def test_when_every_connection_is_being_answered_new_ones_wait_in_the_backlog() 
         time.sleep(0.3)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as late:
             late.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
-            assert read_all(late, 0.5) == b"<still open>"  # queued, neither served nor cut
+            assert read_all(late, 0.5) == OPEN  # queued, neither served nor cut
             reloads.release.set()
             assert read_all(late, 3).endswith(b"Healthy.\n")
     assert len(reloads.calls) == QUICK.max_connections
@@ -323,7 +315,7 @@ def test_a_head_refused_by_auth_is_answered_without_awaiting_its_body() -> None:
         answer = exchange(port, b"GET /-/ledgers HTTP/1.1\r\nContent-Length: 60000\r\n\r\n")
         took = time.monotonic() - began
     assert statuses(answer) == [401]
-    assert not answer.endswith(b"<still open>")
+    assert not answer.endswith(OPEN)
     assert took < 0.5, f"{took:.2f}s: the body was awaited first"
 
 
@@ -407,7 +399,7 @@ def test_at_the_cap_a_connection_whose_request_has_just_arrived_is_not_closed_fo
             front._accept_some(100, second)
             assert len(second) == 1  # the newcomer got a slot ...
             assert read_all(silent, 0.5) == b""  # ... the silent one's
-            assert read_all(arrived, 0.3) == b"<still open>"  # not the one about to be served
+            assert read_all(arrived, 0.3) == OPEN  # not the one about to be served
         finally:
             for sock in clients:
                 sock.close()

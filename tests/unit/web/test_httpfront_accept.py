@@ -22,6 +22,7 @@ import pytest
 
 from exporter.web.httpfront import HttpFront, Limits, _Conn
 from exporter.web.httpwire import Request, Response
+from tests.sockets import read_until_closed
 
 # Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
 # testing) fails here instead of holding the run until mutmut's own limit.
@@ -305,17 +306,8 @@ def running(listener: socket.socket, app: Callable[[Request], Any], max_connecti
 
 
 def answer_of(sock: socket.socket, wait: float = 5.0) -> bytes:
-    """What ``sock`` receives until the front closes it (b"<open>" appended if it did not)."""
-    sock.settimeout(wait)
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-    except TimeoutError:
-        got += b"<open>"
-    except ConnectionResetError:
-        pass
-    return got
+    """What ``sock`` receives until the front closes it (OPEN appended if it did not)."""
+    return read_until_closed(sock, wait)
 
 
 def test_at_the_cap_a_body_that_does_not_come_makes_room_before_an_older_silent_one() -> None:

@@ -21,6 +21,7 @@ import pytest
 from exporter.web.httpfront import HttpFront, Limits, _Conn, _peer, _request_arrived, _Wire
 from exporter.web.httpwire import Request, RequestError, Response
 from tests.certs import make_pki
+from tests.sockets import read_until_closed
 
 # Each test takes a second or two: one that loops forever (a mutant's doing, under mutation
 # testing) fails here instead of holding the run until mutmut's own limit.
@@ -228,13 +229,7 @@ def talk(port: int, raw: bytes, wait: float = 2.0) -> bytes:
     """Send ``raw``; read until the front closes (b"<open>" appended if it did not)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall(raw)
-        got = b""
-        try:
-            while chunk := sock.recv(65536):
-                got += chunk
-        except TimeoutError:
-            got += b"<open>"
-        return got
+        return read_until_closed(sock, wait)
 
 
 def test_a_refused_head_is_answered_with_its_reason_and_closed() -> None:

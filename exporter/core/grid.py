@@ -70,8 +70,7 @@ class Grid:
             return t + self.period - 1 - (t - self.offset) % self.period
         # The next local date's first second, whatever this day's length (a skipped date's
         # midnight maps into the date after it).
-        day = datetime.datetime.fromtimestamp(_day_start(self.zone, t), _zone(self.zone)).date()
-        return _day_start(self.zone, _midnight(self.zone, day.toordinal() + 1)) - 1
+        return _day_start(self.zone, _midnight(self.zone, _day(self.zone, t) + 1)) - 1
 
     def on_line(self, t: int) -> bool:
         """Whether a cell begins at ``t``."""
@@ -126,12 +125,16 @@ def _zone(name: str) -> ZoneInfo:
 
 def _day_start(zone: str, t: int) -> int:
     """The first second of ``zone``'s day holding ``t``."""
-    day = datetime.datetime.fromtimestamp(t, _zone(zone)).date()
-    start = _midnight(zone, day.toordinal())
+    return _midnight(zone, _day(zone, t))
+
+
+def _day(zone: str, t: int) -> int:
+    """The ordinal of ``zone``'s local date whose cell holds ``t``."""
+    day = datetime.datetime.fromtimestamp(t, _zone(zone)).date().toordinal()
     # A midnight that a jump skips maps to the day's first real second when the jump starts at
     # midnight; one that starts before it (Toronto, 1919-03-30, 23:30 -> 00:30) puts midnight
     # after that second, and the seconds between stay in the day before: no cell starts late.
-    return start if start <= t else _midnight(zone, day.toordinal() - 1)
+    return day if _midnight(zone, day) <= t else day - 1
 
 
 @lru_cache(maxsize=4096)

@@ -287,9 +287,7 @@ class Ledger:
         read is dropped from the queue (0 seconds: it counts nothing, and usage arriving late in
         it goes unreported), so the audits behind it go on."""
         if read.kind == "audit":
-            queued = self._audits[:len(read.stretches)]
-            if tuple(s.start for s in queued) == read.stretches and queued[-1].end == read.end:
-                del self._audits[:len(queued)]
+            self._take_audited(read)
             return 0
         covered = self._covered(read)
         if covered is None:
@@ -454,13 +452,22 @@ class Ledger:
             return None
         return Read(group[0].start, group[-1].end, tuple(s.start for s in group), "audit")
 
+    def _take_audited(self, read: Read) -> list[_Stretch]:
+        """Remove and return the queued stretches the audit ``read`` is for: the head of the
+        queue, exactly its stretches and its end; none when it is for anything else (a read
+        planned before a restart or a rebase, say)."""
+        queued = self._audits[:len(read.stretches)]
+        if (not queued or tuple(s.start for s in queued) != read.stretches
+                or queued[-1].end != read.end):
+            return []
+        del self._audits[:len(queued)]
+        return queued
+
     def _record_audit(self, read: Read, totals: Totals) -> Recorded:
         """Count what arrived after the close, without changing the counters."""
-        queued = self._audits[:len(read.stretches)]
-        if (tuple(s.start for s in queued) != read.stretches
-                or not queued or queued[-1].end != read.end):
+        queued = self._take_audited(read)
+        if not queued:
             return Recorded(applied=False)
-        del self._audits[:len(queued)]
         final = sum((s.totals for s in queued), ZERO)
         self.late_after_settle += _clip(totals - final)
         if totals.dominates(final):

@@ -126,31 +126,34 @@ def test_a_problem_is_located_at_its_value_or_what_encloses_it(problem: str,
     assert located("c.yaml", problem, lines) == expected
 
 
-def test_a_yaml_error_names_line_and_column_and_not_the_line_itself(tmp_path: Path) -> None:
-    path = tmp_path / "c.yaml"
-    path.write_text("api:\n  private_key: s3cret\n  timeout: [60s\npoll: {}\n")
+def problems_of(path: Path, text: str | bytes) -> list[str]:
+    """What loading ``text``, written at ``path``, is refused for."""
+    if isinstance(text, str):
+        path.write_text(text)
+    else:
+        path.write_bytes(text)
     with pytest.raises(ConfigError) as caught:
         load_config(str(path), {})
-    assert caught.value.problems == [
+    return caught.value.problems
+
+
+def test_a_yaml_error_names_line_and_column_and_not_the_line_itself(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    text = "api:\n  private_key: s3cret\n  timeout: [60s\npoll: {}\n"
+    assert problems_of(path, text) == [
         f"{path}:4:5: invalid YAML: expected ',' or ']', but got ':'"]
 
 
 def test_a_duplicate_key_is_said_with_both_lines(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("api: {public_key: a, private_key: b}\npoll:\n  interval: 1m\n"
-                    "  interval: 2m\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(path), {})
-    assert caught.value.problems == [
+    text = "api: {public_key: a, private_key: b}\npoll:\n  interval: 1m\n  interval: 2m\n"
+    assert problems_of(path, text) == [
         f'{path}:4:3: poll: duplicate key "interval" (first at line 3)']
 
 
 def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_bytes(b"api: {public_key: \xff}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(path), {})
-    assert caught.value.problems == [f"{path}: not valid UTF-8 text"]
+    assert problems_of(path, b"api: {public_key: \xff}\n") == [f"{path}: not valid UTF-8 text"]
 
 
 def test_a_valid_files_warnings_name_their_line_and_go_to_the_log_by_default(
@@ -206,18 +209,13 @@ def test_the_origin_is_shown_in_utc_whatever_the_hosts_zone(
 
 def test_a_character_yaml_refuses_is_one_line_without_a_position(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("api: {public_key: a\x07}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(path), {})
-    assert caught.value.problems == [f"{path}: invalid YAML: not valid YAML"]
+    assert problems_of(path, "api: {public_key: a\x07}\n") == [
+        f"{path}: invalid YAML: not valid YAML"]
 
 
 def test_a_top_level_key_yaml_reads_as_null_is_not_given_a_line(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("api: {public_key: a, private_key: b}\ntargets: [{key: k, model: m}]\n"
-                    "null: 1\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(str(path), {})
-    assert caught.value.problems == [
+    text = "api: {public_key: a, private_key: b}\ntargets: [{key: k, model: m}]\nnull: 1\n"
+    assert problems_of(path, text) == [
         "[null]: unknown key (expected one of: api, accounts, poll, state, windows, targets,"
         " pricing, budgets, discovery, keys, accounting, ha, metrics, advanced)"]
